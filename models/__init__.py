@@ -1,0 +1,5 @@
+"""Network architectures."""
+
+from models.hinet import HINet
+
+__all__ = ["HINet"]

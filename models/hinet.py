@@ -1,0 +1,165 @@
+"""HINet: Half Instance Normalization Network (Chen et al., CVPRW 2021).
+
+A two-stage U-Net. Stage 1 restores a first estimate; a supervised attention
+module (SAM) passes its features to stage 2, whose encoder also receives the
+stage-1 encoder and decoder features (cross-stage feature fusion, CSFF). Blocks
+in the deeper encoder levels normalise half of their channels with an affine
+instance norm (HIN); the other half passes untouched.
+
+Parameter names follow the official implementation exactly, so the public
+``HINet-GoPro.pth`` and the contest checkpoints load with ``strict=True``.
+The contest solution applies a sigmoid to both stage outputs; so does this one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class HINBlock(nn.Module):
+    """Residual double 3x3 conv block, optionally with HIN, CSFF and a strided downsample."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        downsample: bool,
+        relu_slope: float,
+        use_csff: bool = False,
+        use_hin: bool = False,
+    ) -> None:
+        super().__init__()
+        self.identity = nn.Conv2d(in_ch, out_ch, 1)
+        self.conv_1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.relu_1 = nn.LeakyReLU(relu_slope)
+        self.conv_2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.relu_2 = nn.LeakyReLU(relu_slope)
+        self.use_csff = use_csff and downsample
+        if self.use_csff:
+            self.csff_enc = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+            self.csff_dec = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.use_hin = use_hin
+        if use_hin:
+            self.norm = nn.InstanceNorm2d(out_ch // 2, affine=True)
+        self.downsample = nn.Conv2d(out_ch, out_ch, 4, stride=2, padding=1, bias=False) if downsample else None
+
+    def forward(self, x: torch.Tensor, enc: torch.Tensor | None = None, dec: torch.Tensor | None = None):
+        out = self.conv_1(x)
+        if self.use_hin:
+            half = out.shape[1] // 2
+            out = torch.cat([self.norm(out[:, :half]), out[:, half:]], dim=1)
+        out = self.relu_1(out)
+        out = self.relu_2(self.conv_2(out))
+        out = out + self.identity(x)
+        if enc is not None and dec is not None:
+            out = out + self.csff_enc(enc) + self.csff_dec(dec)
+        if self.downsample is not None:
+            return self.downsample(out), out
+        return out
+
+
+class UpBlock(nn.Module):
+    """2x transposed-conv upsampling, concatenation with the skip feature, then a plain block."""
+
+    def __init__(self, in_ch: int, out_ch: int, relu_slope: float) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+        self.conv_block = HINBlock(in_ch, out_ch, False, relu_slope)
+
+    def forward(self, x: torch.Tensor, bridge: torch.Tensor) -> torch.Tensor:
+        return self.conv_block(torch.cat([self.up(x), bridge], dim=1))
+
+
+class SAM(nn.Module):
+    """Supervised attention: a stage-1 image estimate gates the features handed to stage 2."""
+
+    def __init__(self, n_feat: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(n_feat, n_feat, 3, padding=1)
+        self.conv2 = nn.Conv2d(n_feat, 3, 3, padding=1)
+        self.conv3 = nn.Conv2d(3, n_feat, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        img = self.conv2(x) + image
+        features = self.conv1(x) * torch.sigmoid(self.conv3(img)) + x
+        return features, img
+
+
+class HINet(nn.Module):
+    """Two-stage HINet returning ``[sigmoid(stage1), sigmoid(stage2)]``; the restored image is the second."""
+
+    def __init__(
+        self,
+        in_chn: int = 3,
+        wf: int = 64,
+        depth: int = 5,
+        relu_slope: float = 0.2,
+        hin_position_left: int = 3,
+        hin_position_right: int = 4,
+    ) -> None:
+        super().__init__()
+        self.config = dict(
+            in_chn=in_chn,
+            wf=wf,
+            depth=depth,
+            relu_slope=relu_slope,
+            hin_position_left=hin_position_left,
+            hin_position_right=hin_position_right,
+        )
+        self.depth = depth
+        self.conv_01 = nn.Conv2d(in_chn, wf, 3, padding=1)
+        self.conv_02 = nn.Conv2d(in_chn, wf, 3, padding=1)
+        self.down_path_1 = nn.ModuleList()
+        self.down_path_2 = nn.ModuleList()
+        prev = wf
+        for level in range(depth):
+            use_hin = hin_position_left <= level <= hin_position_right
+            downsample = level + 1 < depth
+            width = (2**level) * wf
+            self.down_path_1.append(HINBlock(prev, width, downsample, relu_slope, use_hin=use_hin))
+            self.down_path_2.append(HINBlock(prev, width, downsample, relu_slope, use_csff=True, use_hin=use_hin))
+            prev = width
+        self.up_path_1 = nn.ModuleList()
+        self.up_path_2 = nn.ModuleList()
+        self.skip_conv_1 = nn.ModuleList()
+        self.skip_conv_2 = nn.ModuleList()
+        for level in reversed(range(depth - 1)):
+            width = (2**level) * wf
+            self.up_path_1.append(UpBlock(prev, width, relu_slope))
+            self.up_path_2.append(UpBlock(prev, width, relu_slope))
+            self.skip_conv_1.append(nn.Conv2d(width, width, 3, padding=1))
+            self.skip_conv_2.append(nn.Conv2d(width, width, 3, padding=1))
+            prev = width
+        self.sam12 = SAM(prev)
+        self.cat12 = nn.Conv2d(prev * 2, prev, 1)
+        self.last = nn.Conv2d(prev, in_chn, 3, padding=1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (one halving per downsampling level)."""
+        return 2 ** (self.depth - 1)
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x1 = self.conv_01(image)
+        encs = []
+        for down in self.down_path_1[:-1]:
+            x1, skip = down(x1)
+            encs.append(skip)
+        x1 = self.down_path_1[-1](x1)
+        decs = []
+        for i, up in enumerate(self.up_path_1):
+            x1 = up(x1, self.skip_conv_1[i](encs[-i - 1]))
+            decs.append(x1)
+        sam_features, out_1 = self.sam12(x1, image)
+
+        x2 = self.cat12(torch.cat([self.conv_02(image), sam_features], dim=1))
+        skips = []
+        for i, down in enumerate(self.down_path_2[:-1]):
+            x2, skip = down(x2, encs[i], decs[-i - 1])
+            skips.append(skip)
+        x2 = self.down_path_2[-1](x2)
+        for i, up in enumerate(self.up_path_2):
+            x2 = up(x2, self.skip_conv_2[i](skips[-i - 1]))
+        out_2 = self.last(x2) + image
+        return [torch.sigmoid(out_1), torch.sigmoid(out_2)]

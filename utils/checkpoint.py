@@ -1,0 +1,110 @@
+"""One checkpoint loader for every script, and atomic checkpoint saving.
+
+Accepted formats (all read with ``weights_only=True``, so a file can never run code):
+
+* the project's own: ``{"state_dict", "model_config", ...}`` — the architecture is stored;
+* the original solution's: ``{"epoch", "state_dict", "optimizer"}`` — architecture inferred;
+* the public HINet release: ``{"params": ...}``, names possibly prefixed ``module.``;
+* a bare state dict.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import torch
+
+from models.hinet import HINet
+from utils.errors import fail
+from utils.files import atomic_path
+
+STATE_KEYS = ("state_dict", "params", "params_ema", "model")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint file safely, or fail with one sentence naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        fail(f"checkpoint {path} does not exist.")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        fail(f"{path} is not a readable PyTorch checkpoint ({first[:160]}).")
+    if not isinstance(obj, dict):
+        fail(f"{path} holds a {type(obj).__name__}, not a checkpoint dictionary.")
+    return obj
+
+
+def extract_state_dict(ckpt: dict, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
+    """The model weights of any accepted format, with DataParallel/DDP ``module.`` prefixes removed."""
+    state = ckpt
+    for key in STATE_KEYS:
+        if isinstance(ckpt.get(key), dict):
+            state = ckpt[key]
+            break
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        fail(f"{path} holds no model weights (looked for {', '.join(STATE_KEYS)} or a bare state dict).")
+    return {k.removeprefix("module."): v for k, v in tensors.items()}
+
+
+def infer_config(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> dict:
+    """HINet keyword arguments deduced from tensor names and shapes (``relu_slope`` cannot be; 0.2 assumed)."""
+    if "conv_01.weight" not in state:
+        fail(f"{path} is not a HINet checkpoint: it has no parameter 'conv_01.weight'.")
+    wf, in_chn = state["conv_01.weight"].shape[:2]
+    levels = {int(m.group(1)) for k in state if (m := re.match(r"down_path_1\.(\d+)\.", k))}
+    depth = max(levels) + 1 if levels else 0
+    hin = sorted(i for i in levels if f"down_path_1.{i}.norm.weight" in state)
+    left, right = (hin[0], hin[-1]) if hin else (depth, depth)
+    return dict(in_chn=int(in_chn), wf=int(wf), depth=depth, relu_slope=0.2, hin_position_left=left, hin_position_right=right)
+
+
+def _summarise(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """``load_state_dict(strict=True)`` with a one-sentence summary of any mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing parameters ({_summarise(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected parameters ({_summarise(unexpected)})")
+        if wrong:
+            parts.append(f"{len(wrong)} of another shape ({_summarise(wrong)})")
+        fail(f"{path} does not match the model architecture: {'; '.join(parts)}.")
+    model.load_state_dict(state, strict=True)
+
+
+def load_model(path: str | Path, config: dict | None = None) -> tuple[HINet, dict, dict]:
+    """Build a HINet from a checkpoint of any accepted format; returns (model, config, raw checkpoint).
+
+    ``config`` forces an architecture; otherwise the stored one is used, or it is inferred.
+    """
+    ckpt = read_checkpoint(path)
+    state = extract_state_dict(ckpt, path)
+    if config is None:
+        config = ckpt.get("model_config") if isinstance(ckpt.get("model_config"), dict) else infer_config(state, path)
+    try:
+        model = HINet(**config)
+    except TypeError as err:
+        fail(f"{path} stores an invalid model configuration {config}: {err}.")
+    load_weights(model, state, path)
+    return model, config, ckpt
+
+
+def save_checkpoint(obj: dict, path: str | Path) -> None:
+    """Save atomically: a crash mid-write leaves any previous file intact."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

@@ -1,0 +1,27 @@
+"""User-facing errors: one clear sentence and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+
+class UserError(Exception):
+    """A mistake in the user's input (flags, files, folders) that the user can fix."""
+
+
+def fail(message: str) -> NoReturn:
+    raise UserError(message)
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a script's main; print a UserError as one line on stderr and return exit status 2."""
+    try:
+        return main(argv) or 0
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

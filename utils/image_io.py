@@ -1,0 +1,72 @@
+"""Reading and writing images with OpenCV, with clear errors and explicit format conversions."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from utils.errors import fail
+from utils.files import atomic_path
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def to_bgr8(img: np.ndarray, path: str | Path) -> np.ndarray:
+    """Convert grey-scale, alpha or 16-bit images to 8-bit 3-channel BGR, warning once per image."""
+    notes = []
+    if img.dtype == np.uint16:
+        img = np.round(img / 257.0).astype(np.uint8)
+        notes.append("16-bit to 8-bit")
+    elif img.dtype != np.uint8:
+        fail(f"{path} has pixel type {img.dtype}; only 8-bit or 16-bit images are supported.")
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        notes.append("grey-scale to colour")
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+        notes.append("alpha channel dropped")
+    elif img.shape[2] != 3:
+        fail(f"{path} has {img.shape[2]} channels; expected 1, 3 or 4.")
+    if notes:
+        warnings.warn(f"{path}: converted ({', '.join(notes)})", stacklevel=2)
+    return img
+
+
+def read_bgr(path: str | Path) -> np.ndarray:
+    """Read an image as 8-bit BGR (H, W, 3), converting other formats; one clear error if unreadable."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        if not Path(path).exists():
+            fail(f"image {path} does not exist.")
+        fail(f"{path} could not be decoded as an image; replace or remove it.")
+    return to_bgr8(img, path)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image as 8-bit RGB (H, W, 3)."""
+    return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
+
+
+def write_png(path: str | Path, img_bgr: np.ndarray, compression: int = 3) -> None:
+    """Write a PNG atomically (temporary name, then rename); raises OSError on failure."""
+    with atomic_path(path) as tmp:
+        ok, buf = cv2.imencode(".png", img_bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
+        if not ok:
+            raise OSError(f"could not encode {path}")
+        buf.tofile(str(tmp))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files of a folder, in natural order (``img_2`` before ``img_10``)."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files, key=natural_key)
+
+
+def natural_key(path: str | Path) -> list:
+    name = Path(path).name
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]

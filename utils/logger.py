@@ -1,0 +1,41 @@
+"""Console + file logging and running averages."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+
+def get_logger(name: str = "hinet", log_file: str | Path | None = None, enabled: bool = True) -> logging.Logger:
+    """A logger writing to stderr and, if given, to ``log_file`` (appending); silent when not ``enabled``."""
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO if enabled else logging.CRITICAL + 1)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    logger.addHandler(console)
+    if log_file is not None and enabled:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    return logger
+
+
+class AverageMeter:
+    """Running mean weighted by sample count."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, value: float, n: int = 1) -> None:
+        self.total += value * n
+        self.count += n
+
+    @property
+    def avg(self) -> float:
+        return self.total / self.count if self.count else float("nan")

@@ -1,0 +1,259 @@
+"""Patch extraction for training: the original's rules, exactly, with every input checked first.
+
+For each training pair and growth step ``i`` (1..``patch_growth_count``) a crop size
+and stride are chosen (``i == 1``: the flags; ``i == 2``: 512/256; ``i >= 3``:
+``img_size * i`` / ``stride * i``). Crops of the training size (``crop == resize``)
+follow the *base rule*: a grid from 0 while inside the image, zero-padded at the
+border, kept only if the input crop has at least ``v_threshold`` pixels whose HSV
+value (the channel maximum) exceeds 200. Larger crops follow the *larger rule*: a
+grid whose last crop is shifted to touch the border, all kept, resized bicubically
+to ``resize``.
+
+The brightness test uses a summed-area table of the bright-pixel mask, so every
+window is counted at once instead of colour-converting each crop.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import shutil
+import struct
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
+from utils.errors import fail
+from utils.image_io import read_bgr
+from utils.tiling import tile_starts
+
+BRIGHT_VALUE = 200
+PNG_COMPRESSION = 3
+INFO_FILE = "patch_info.json"
+
+
+@dataclass(frozen=True)
+class PatchSettings:
+    img_size: int = 256
+    stride: int = 128
+    resize: int = 256
+    v_threshold: int = 1000
+    folds: int = 10
+    valid_fold: int = 0
+    patch_growth_count: int = 2
+
+    def growth_steps(self) -> list[tuple[int, int]]:
+        """(crop, stride) of each growth step."""
+        steps = []
+        for i in range(1, self.patch_growth_count + 1):
+            steps.append((512, 256) if i == 2 else (self.img_size * i, self.stride * i))
+        return steps
+
+
+def output_dir(save_path: str | Path, valid_fold: int, resize: int) -> Path:
+    """``<save_path>/train/10Folds/<fold>/resize<resize>`` (``10Folds`` is literal, whatever ``--folds``)."""
+    return Path(save_path) / "train" / "10Folds" / str(valid_fold) / f"resize{resize}"
+
+
+def bright_counts(img_bgr: np.ndarray, tops: list[int], lefts: list[int], crop: int) -> np.ndarray:
+    """Pixels with HSV value > 200 in each (top, left) crop, clipped to the image: shape (len(tops), len(lefts))."""
+    bright = (img_bgr.max(axis=2) > BRIGHT_VALUE).astype(np.uint8)
+    sat = cv2.integral(bright)  # (H+1, W+1) int32
+    h, w = bright.shape
+    y0 = np.asarray(tops)[:, None]
+    x0 = np.asarray(lefts)[None, :]
+    y1 = np.minimum(y0 + crop, h)
+    x1 = np.minimum(x0 + crop, w)
+    return sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0]
+
+
+def _padded_crop(img: np.ndarray, top: int, left: int, crop: int) -> np.ndarray:
+    piece = img[top : top + crop, left : left + crop]
+    if piece.shape[:2] == (crop, crop):
+        return piece
+    out = np.zeros((crop, crop, img.shape[2]), dtype=img.dtype)
+    out[: piece.shape[0], : piece.shape[1]] = piece
+    return out
+
+
+def _write(path: Path, img: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), img, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION]):
+        raise OSError(f"could not write {path}")
+
+
+def extract_pair(
+    input_path: Path, target_path: Path, settings: PatchSettings, out_dir: Path
+) -> dict[int, int]:
+    """Write every patch of one training pair for all growth steps; returns patches written per crop size."""
+    img = read_bgr(input_path)
+    tar = read_bgr(target_path)
+    if img.shape != tar.shape:
+        raise ValueError(f"input {img.shape[:2]} and target {tar.shape[:2]} differ in size")
+    h, w = img.shape[:2]
+    counts: dict[int, int] = {}
+    in_dir, tar_dir = out_dir / "input", out_dir / "target"
+    for crop, stride in settings.growth_steps():
+        n = 0
+        if crop == settings.resize:
+            tops, lefts = tile_starts(h, crop, stride, "all"), tile_starts(w, crop, stride, "all")
+            keep = bright_counts(img, tops, lefts, crop) >= settings.v_threshold
+            for (iy, ix) in zip(*np.nonzero(keep), strict=True):
+                top, left = tops[iy], lefts[ix]
+                _write(in_dir / f"{n:05d}_{input_path.name}", _padded_crop(img, top, left, crop))
+                _write(tar_dir / f"{n:05d}_{target_path.name}", _padded_crop(tar, top, left, crop))
+                n += 1
+        else:
+            size = (settings.resize, settings.resize)
+            for top in tile_starts(h, crop, stride, "shift"):
+                for left in tile_starts(w, crop, stride, "shift"):
+                    for src, folder, name in ((img, in_dir, input_path.name), (tar, tar_dir, target_path.name)):
+                        piece = np.ascontiguousarray(src[top : top + crop, left : left + crop])
+                        _write(folder / f"{n:05d}_{crop}_{name}", cv2.resize(piece, size, interpolation=cv2.INTER_CUBIC))
+                    n += 1
+        counts[crop] = n
+    return counts
+
+
+def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[str, dict[int, int] | str, list[str]]:
+    input_path, target_path, settings, out_dir = task
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result: dict[int, int] | str = extract_pair(input_path, target_path, settings, out_dir)
+        except Exception as err:  # reported to the parent, which stops the run and names the image
+            result = f"{type(err).__name__}: {err}"
+    return input_path.name, result, [str(w.message) for w in caught]
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG header without decoding; other formats are decoded. None if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return height, width
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return None if img is None else img.shape[:2]
+    except OSError:
+        return None
+
+
+def check_inputs(settings: PatchSettings, input_dir: Path, target_dir: Path, csv_dir: Path):
+    """Find every problem before any work starts; returns (fold table, training pairs). Fails listing all problems."""
+    s = settings
+    problems = []
+    for name in ("img_size", "stride", "resize", "patch_growth_count"):
+        if getattr(s, name) <= 0:
+            problems.append(f"--{name} must be positive (got {getattr(s, name)})")
+    if s.v_threshold < 0:
+        problems.append(f"--v_threshold must not be negative (got {s.v_threshold})")
+    if s.folds < 2:
+        problems.append(f"--folds must be at least 2 (got {s.folds})")
+    elif not 0 <= s.valid_fold < s.folds:
+        problems.append(f"--valid_fold must be between 0 and {s.folds - 1} (got {s.valid_fold})")
+    for flag, folder in (("--input_path", input_dir), ("--target_path", target_dir)):
+        if not folder.is_dir():
+            problems.append(f"{flag} folder {folder} does not exist")
+    if problems:
+        fail("; ".join(problems) + ".")
+
+    df = read_pairs_csv(csv_dir / "train.csv")
+    if len(df) < s.folds:
+        fail(f"{csv_dir / 'train.csv'} lists {len(df)} pairs, fewer than --folds {s.folds}.")
+    df = kfold_split(df, s.folds)
+    steps = [(crop, stride) for crop, stride in s.growth_steps() if crop != s.resize]
+    pairs = []
+    for row in df.itertuples():
+        in_path, tar_path = input_dir / row.input_img, target_dir / row.label_img
+        sizes = []
+        for path in (in_path, tar_path):
+            if not path.is_file():
+                problems.append(f"{path} is listed in train.csv but does not exist")
+            elif (size := image_size(path)) is None:
+                problems.append(f"{path} cannot be decoded as an image")
+            else:
+                sizes.append(size)
+        if len(sizes) == 2 and sizes[0] != sizes[1]:
+            problems.append(f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}")
+        if row.fold != s.valid_fold:
+            if sizes:
+                for crop, _ in steps:
+                    if min(sizes[0]) < crop:
+                        problems.append(
+                            f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]}, smaller than the {crop}x{crop} crop "
+                            f"of the larger-patch step; lower --patch_growth_count or remove the image"
+                        )
+            pairs.append((in_path, tar_path))
+    if problems:
+        more = f" (and {len(problems) - 10} more problems)" if len(problems) > 10 else ""
+        fail("; ".join(problems[:10]) + more + ".")
+    return df, pairs
+
+
+def make_patches(
+    settings: PatchSettings,
+    input_dir: str | Path,
+    target_dir: str | Path,
+    csv_dir: str | Path,
+    save_path: str | Path,
+    process_num: int = 8,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Write the fold CSV and the patch folder; returns the summary also saved as ``patch_info.json``."""
+    input_dir, target_dir, csv_dir = Path(input_dir), Path(target_dir), Path(csv_dir)
+    df, pairs = check_inputs(settings, input_dir, target_dir, csv_dir)
+    if process_num < 1:
+        fail(f"--process_num must be at least 1 (got {process_num}).")
+
+    fold_csv = csv_dir / FOLD_CSV
+    new_csv = df.to_csv(index=False)
+    if fold_csv.is_file() and fold_csv.read_text() != new_csv and not overwrite:
+        fail(f"{fold_csv} holds another split (other --folds or train.csv); pass --overwrite to replace it and re-make every patch folder.")
+    out_dir = output_dir(save_path, settings.valid_fold, settings.resize)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        fail(f"patch folder {out_dir} already holds patches; pass --overwrite to replace them.")
+
+    # Build into a temporary sibling folder; it replaces the real one only when every image succeeded.
+    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    (tmp_dir / "input").mkdir(parents=True)
+    (tmp_dir / "target").mkdir()
+    totals: Counter[int] = Counter()
+    tasks = [(i, t, settings, tmp_dir) for i, t in pairs]
+    sizes = "+".join(str(c) for c, _ in settings.growth_steps())
+    try:
+        with mp.get_context("fork").Pool(min(process_num, max(1, len(tasks)))) as pool:
+            bar = tqdm(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", disable=not progress)
+            for name, result, notes in pool.imap_unordered(_worker, tasks):
+                for note in notes:
+                    tqdm.write(f"warning: {note}")
+                if isinstance(result, str):
+                    pool.terminate()
+                    fail(f"patch extraction failed on {name}: {result}; nothing was written.")
+                totals.update(result)
+                bar.update(1)
+                bar.set_postfix({str(k): v for k, v in sorted(totals.items())})
+            bar.close()
+        info = {
+            "settings": asdict(settings),
+            "images": len(pairs),
+            "patches_per_crop": {str(k): totals.get(k, 0) for k, _ in settings.growth_steps()},
+            "total": sum(totals.values()),
+        }
+        (tmp_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp_dir, out_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    fold_csv.write_text(new_csv)
+    return info

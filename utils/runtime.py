@@ -1,0 +1,46 @@
+"""Seeding, device choice and mixed precision."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import numpy as np
+import torch
+
+from utils.errors import fail
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+
+
+def choose_device(name: str | None = None) -> torch.device:
+    """CUDA when available, else the CPU; ``name`` (``cpu``, ``cuda``, ``cuda:1``) overrides."""
+    if not name or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        fail(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {name} was asked for but CUDA is not available here; use --device cpu.")
+    return device
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the hardware supports it, else fp16 (CUDA) ; bf16 on CPUs."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Mixed-precision context for the forward pass, or a no-op."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp_dtype(device))

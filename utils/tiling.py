@@ -1,0 +1,140 @@
+"""Tile geometry and tiled restoration, shared by validation, test.py and the benchmarks.
+
+Three ways to place tiles of size ``t`` with stride ``s`` along an axis of length ``L``:
+
+* ``all`` — ``0, s, 2s, ...`` while the start is inside the image (the original's
+  validation). The last tiles can be mostly zero padding.
+* ``stride_aware`` — the same starts, up to and including the first one whose tile
+  reaches the border, ``ceil((L - t) / s) * s`` (the original's test.py). Later
+  starts, whose tiles would be mostly padding, are skipped.
+* ``shift`` — ``0, s, ...`` up to ``L - t``, plus ``L - t`` itself when the grid
+  stops short of the border, so no tile needs padding at all (as long as ``L >= t``).
+
+Tiles are zero-padded where they overhang the image, restored, cropped back and
+averaged where they overlap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+TILE_MODES = ("stride_aware", "all", "shift")
+
+
+def tile_starts(length: int, tile: int, stride: int, mode: str = "stride_aware") -> list[int]:
+    """Start offsets along one axis; always at least one start, so small images are still covered."""
+    if tile <= 0 or stride <= 0:
+        raise ValueError("tile and stride must be positive")
+    if mode == "all":
+        return list(range(0, length, stride))
+    if mode == "stride_aware":
+        last = max(0, math.ceil((length - tile) / stride) * stride)
+        return list(range(0, last + 1, stride))
+    if mode == "shift":
+        if length <= tile:
+            return [0]
+        starts = list(range(0, length - tile + 1, stride))
+        if starts[-1] + tile < length:
+            starts.append(length - tile)
+        return starts
+    raise ValueError(f"unknown tile mode {mode!r}; choose one of {', '.join(TILE_MODES)}")
+
+
+def tile_grid(height: int, width: int, tile: int, stride: int, mode: str = "stride_aware") -> list[tuple[int, int]]:
+    """All (top, left) tile positions in row-major order."""
+    return [(y, x) for y in tile_starts(height, tile, stride, mode) for x in tile_starts(width, tile, stride, mode)]
+
+
+def coverage(length: int, tile: int, starts: Iterable[int]) -> torch.Tensor:
+    """How many tiles cover each position of an axis (the 2-D count is the outer product)."""
+    counts = torch.zeros(length)
+    for start in starts:
+        counts[start : start + tile] += 1
+    return counts
+
+
+def _gather_tiles(padded: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, tile: int) -> torch.Tensor:
+    """Cut a batch of tiles from a (C, H, W) tensor in one indexing operation: (B, C, tile, tile)."""
+    offsets = torch.arange(tile, device=padded.device)
+    rows = (tops[:, None] + offsets)[:, :, None]  # (B, t, 1)
+    cols = (lefts[:, None] + offsets)[:, None, :]  # (B, 1, t)
+    return padded[:, rows, cols].permute(1, 0, 2, 3)
+
+
+def restore_tiled(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    tile: int,
+    stride: int,
+    batch_size: int,
+    mode: str = "stride_aware",
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Restore a (C, H, W) image in [0, 1] tile by tile; returns a float32 (C, H, W) tensor.
+
+    ``predict`` maps a (B, C, tile, tile) batch to restored tiles of the same shape.
+    Every tile is predicted, the last partial batch included. ``on_batch`` is told
+    how many tiles each batch held (for progress bars).
+    """
+    channels, height, width = image.shape
+    tops = tile_starts(height, tile, stride, mode)
+    lefts = tile_starts(width, tile, stride, mode)
+    pad_bottom = max(0, tops[-1] + tile - height)
+    pad_right = max(0, lefts[-1] + tile - width)
+    padded = F.pad(image, (0, pad_right, 0, pad_bottom)) if pad_bottom or pad_right else image
+
+    acc = torch.zeros((channels, height + pad_bottom, width + pad_right), dtype=torch.float32, device=image.device)
+    grid = torch.tensor([(y, x) for y in tops for x in lefts], device=image.device)
+    for first in range(0, len(grid), batch_size):
+        batch_pos = grid[first : first + batch_size]
+        out = predict(_gather_tiles(padded, batch_pos[:, 0], batch_pos[:, 1], tile)).float()
+        for (y, x), piece in zip(batch_pos.tolist(), out, strict=True):
+            acc[:, y : y + tile, x : x + tile] += piece
+        if on_batch is not None:
+            on_batch(len(batch_pos))
+
+    count = torch.outer(coverage(height, tile, tops), coverage(width, tile, lefts)).to(image.device)
+    return acc[:, :height, :width] / count
+
+
+# The eight flip/rotation variants of the dihedral group, as (rotations by 90 degrees, horizontal flip).
+DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def _forward_variant(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.flip(x, dims=(-1,)) if flip else x
+    return torch.rot90(x, k, dims=(-2, -1))
+
+
+def _inverse_variant(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    x = torch.rot90(x, -k, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if flip else x
+
+
+def restore_image(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    tile: int,
+    stride: int,
+    batch_size: int,
+    mode: str = "stride_aware",
+    tta: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Tiled restoration, optionally averaged over the eight flip/rotation variants (TTA)."""
+    variants = DIHEDRAL if tta else [(0, False)]
+    total = None
+    for k, flip in variants:
+        restored = restore_tiled(predict, _forward_variant(image, k, flip), tile, stride, batch_size, mode, on_batch)
+        restored = _inverse_variant(restored, k, flip)
+        total = restored if total is None else total + restored
+    return total / len(variants)
+
+
+def count_tiles(height: int, width: int, tile: int, stride: int, mode: str, tta: bool = False) -> int:
+    n = len(tile_starts(height, tile, stride, mode)) * len(tile_starts(width, tile, stride, mode))
+    return n * (len(DIHEDRAL) if tta else 1)
