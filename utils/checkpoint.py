@@ -61,7 +61,9 @@ def infer_config(state: dict[str, torch.Tensor], path: str | Path = "checkpoint"
     depth = max(levels) + 1 if levels else 0
     hin = sorted(i for i in levels if f"down_path_1.{i}.norm.weight" in state)
     left, right = (hin[0], hin[-1]) if hin else (depth, depth)
-    return dict(in_chn=int(in_chn), wf=int(wf), depth=depth, relu_slope=0.2, hin_position_left=left, hin_position_right=right)
+    return dict(
+        in_chn=int(in_chn), wf=int(wf), depth=depth, relu_slope=0.2, hin_position_left=left, hin_position_right=right
+    )
 
 
 def _summarise(names: list[str], limit: int = 3) -> str:

@@ -45,7 +45,9 @@ def kfold_split(df: pd.DataFrame, folds: int, seed: int = 42) -> pd.DataFrame:
     """Add column ``fold``: the split of ``KFold(folds, shuffle=True, random_state=seed)`` in which a row validates."""
     df = df.reset_index(drop=True).copy()
     df["fold"] = 0
-    for fold, (_, val_idx) in enumerate(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(len(df)))):
+    for fold, (_, val_idx) in enumerate(
+        KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(len(df)))
+    ):
         df.loc[val_idx, "fold"] = fold
     return df
 
@@ -70,7 +72,9 @@ def patch_pairs(input_dir: str | Path, target_dir: str | Path) -> list[Pair]:
     if not inputs:
         fail(f"patch folder {input_dir} holds no images; run make_patch.py for this size and fold.")
     if len(inputs) != len(targets):
-        fail(f"{input_dir} holds {len(inputs)} patches but {target_dir} holds {len(targets)}; re-run make_patch.py with --overwrite.")
+        fail(
+            f"{input_dir} holds {len(inputs)} patches but {target_dir} holds {len(targets)}; re-run make_patch.py with --overwrite."
+        )
     return [Pair(i, t) for i, t in zip(inputs, targets, strict=True)]
 
 

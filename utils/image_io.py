@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -70,3 +71,17 @@ def list_images(folder: str | Path) -> list[Path]:
 def natural_key(path: str | Path) -> list:
     name = Path(path).name
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG header without decoding; other formats are decoded. None if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+            return height, width
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        return None if img is None else img.shape[:2]
+    except OSError:
+        return None

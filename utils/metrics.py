@@ -25,5 +25,7 @@ def ssim_uint8(pred: np.ndarray, target: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     return float(
-        structural_similarity(pred, target, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        structural_similarity(
+            pred, target, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        )
     )

@@ -19,7 +19,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import struct
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ from tqdm import tqdm
 
 from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
 from utils.errors import fail
-from utils.image_io import read_bgr
+from utils.image_io import image_size, read_bgr
 from utils.tiling import tile_starts
 
 BRIGHT_VALUE = 200
@@ -88,9 +87,7 @@ def _write(path: Path, img: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def extract_pair(
-    input_path: Path, target_path: Path, settings: PatchSettings, out_dir: Path
-) -> dict[int, int]:
+def extract_pair(input_path: Path, target_path: Path, settings: PatchSettings, out_dir: Path) -> dict[int, int]:
     """Write every patch of one training pair for all growth steps; returns patches written per crop size."""
     img = read_bgr(input_path)
     tar = read_bgr(target_path)
@@ -104,7 +101,7 @@ def extract_pair(
         if crop == settings.resize:
             tops, lefts = tile_starts(h, crop, stride, "all"), tile_starts(w, crop, stride, "all")
             keep = bright_counts(img, tops, lefts, crop) >= settings.v_threshold
-            for (iy, ix) in zip(*np.nonzero(keep), strict=True):
+            for iy, ix in zip(*np.nonzero(keep), strict=True):
                 top, left = tops[iy], lefts[ix]
                 _write(in_dir / f"{n:05d}_{input_path.name}", _padded_crop(img, top, left, crop))
                 _write(tar_dir / f"{n:05d}_{target_path.name}", _padded_crop(tar, top, left, crop))
@@ -115,7 +112,9 @@ def extract_pair(
                 for left in tile_starts(w, crop, stride, "shift"):
                     for src, folder, name in ((img, in_dir, input_path.name), (tar, tar_dir, target_path.name)):
                         piece = np.ascontiguousarray(src[top : top + crop, left : left + crop])
-                        _write(folder / f"{n:05d}_{crop}_{name}", cv2.resize(piece, size, interpolation=cv2.INTER_CUBIC))
+                        _write(
+                            folder / f"{n:05d}_{crop}_{name}", cv2.resize(piece, size, interpolation=cv2.INTER_CUBIC)
+                        )
                     n += 1
         counts[crop] = n
     return counts
@@ -130,20 +129,6 @@ def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[str, dict[int
         except Exception as err:  # reported to the parent, which stops the run and names the image
             result = f"{type(err).__name__}: {err}"
     return input_path.name, result, [str(w.message) for w in caught]
-
-
-def image_size(path: Path) -> tuple[int, int] | None:
-    """(height, width) from a PNG header without decoding; other formats are decoded. None if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            width, height = struct.unpack(">II", head[16:24])
-            return height, width
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        return None if img is None else img.shape[:2]
-    except OSError:
-        return None
 
 
 def check_inputs(settings: PatchSettings, input_dir: Path, target_dir: Path, csv_dir: Path):
@@ -182,7 +167,9 @@ def check_inputs(settings: PatchSettings, input_dir: Path, target_dir: Path, csv
             else:
                 sizes.append(size)
         if len(sizes) == 2 and sizes[0] != sizes[1]:
-            problems.append(f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}")
+            problems.append(
+                f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}"
+            )
         if row.fold != s.valid_fold:
             if sizes:
                 for crop, _ in steps:
@@ -217,7 +204,9 @@ def make_patches(
     fold_csv = csv_dir / FOLD_CSV
     new_csv = df.to_csv(index=False)
     if fold_csv.is_file() and fold_csv.read_text() != new_csv and not overwrite:
-        fail(f"{fold_csv} holds another split (other --folds or train.csv); pass --overwrite to replace it and re-make every patch folder.")
+        fail(
+            f"{fold_csv} holds another split (other --folds or train.csv); pass --overwrite to replace it and re-make every patch folder."
+        )
     out_dir = output_dir(save_path, settings.valid_fold, settings.resize)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         fail(f"patch folder {out_dir} already holds patches; pass --overwrite to replace them.")

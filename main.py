@@ -1,0 +1,125 @@
+"""Step 2: train HINet on the patches of one size.
+
+python main.py --img_size 256 --exp_num 1
+python main.py --img_size 352 --exp_num 2
+torchrun --nproc_per_node 4 main.py --img_size 256 --exp_num 1     # several GPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from utils.errors import fail, run_cli
+from utils.trainer import DEFAULT_PRETRAINED, OPTIMIZERS, SIZE_DEFAULTS, TrainConfig, train
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp_num", type=int, default=1, help="results go to <model_path>/<exp_num as 3 digits>/")
+    p.add_argument("--tag", default="Default", help="free-text label recorded in the log")
+    p.add_argument(
+        "--pretrained_path",
+        default=DEFAULT_PRETRAINED,
+        help="HINet weights to start from (public HINet-GoPro.pth); 'none' for random weights",
+    )
+    p.add_argument("--data_path", default="./data")
+    p.add_argument("--dataset", default="10Folds")
+    p.add_argument("--fold", type=int, default=0, help="validation fold (make_patch.py --valid_fold)")
+    p.add_argument("--model_path", default="results/")
+    p.add_argument("--arch", default="HINet")
+    p.add_argument("--img_size", type=int, default=256, help="training patch size (make_patch.py --resize)")
+    p.add_argument("--batch_size", type=int, default=16, help="global batch, split over torchrun processes")
+    p.add_argument("--pred_batch", type=int, default=32, help="tiles per forward pass in validation")
+    p.add_argument("--epochs", type=int, default=500)
+    p.add_argument("--initial_lr", type=float, default=5e-5)
+    p.add_argument("--min_lr", type=float, default=1e-7)
+    p.add_argument("--optimizer", default="Adam", help=f"one of {', '.join(OPTIMIZERS)}")
+    p.add_argument(
+        "--weight_decay",
+        type=float,
+        default=0.0,
+        help="applied to the optimizer; the original declared 1e-3 but never applied it, so 0 reproduces it",
+    )
+    p.add_argument("--clipping", type=float, default=1.0, help="gradient-norm clipping")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--patience", type=int, default=30, help="early stop after this many epochs without improvement")
+    p.add_argument("--multi_gpu", action="store_true", help="(original flag) use torchrun for several GPUs")
+    p.add_argument("--num_workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("--wf", type=int, default=64, help="HINet width (channels of the first level)")
+    p.add_argument("--depth", type=int, default=5, help="HINet depth (U-Net levels)")
+    sizes = "; ".join(f"{k}: {v['aug_schedule']}" for k, v in SIZE_DEFAULTS.items())
+    p.add_argument("--aug_schedule", help=f"EPOCH:VERSION list of augmentation versions (defaults {sizes})")
+    restarts = ", ".join(f"{k}: {v['restart_epoch']}" for k, v in SIZE_DEFAULTS.items())
+    p.add_argument(
+        "--restart_epoch", type=int, help=f"epoch of the fresh-optimiser restart at 1e-5 ({restarts}); 0 = none"
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 where supported, else fp16 with scaling)")
+    p.add_argument("--no_channels_last", action="store_true", help="keep the default memory format")
+    p.add_argument("--resume", action="store_true", help="continue the run in <model_path>/<exp_num> from last.pth")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same exp_num")
+    p.add_argument("--run_epochs", type=int, help="stop after this many epochs in this invocation (time-limited jobs)")
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.multi_gpu and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        fail(
+            "--multi_gpu: launch with torchrun for DistributedDataParallel, e.g. "
+            "`torchrun --nproc_per_node <GPUs> main.py --img_size 256 --exp_num 1` (and --nnodes/--rdzv_endpoint for several machines)."
+        )
+    for name in ("img_size", "batch_size", "pred_batch", "epochs", "wf", "depth"):
+        if getattr(args, name) <= 0:
+            fail(f"--{name} must be positive (got {getattr(args, name)}).")
+    if args.img_size % 2 ** (args.depth - 1):
+        fail(
+            f"--img_size {args.img_size} must be a multiple of {2 ** (args.depth - 1)} for a HINet of depth {args.depth}."
+        )
+    cfg = TrainConfig(
+        exp_num=args.exp_num,
+        tag=args.tag,
+        pretrained_path=args.pretrained_path,
+        data_path=args.data_path,
+        dataset=args.dataset,
+        fold=args.fold,
+        model_path=args.model_path,
+        arch=args.arch,
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        pred_batch=args.pred_batch,
+        epochs=args.epochs,
+        initial_lr=args.initial_lr,
+        min_lr=args.min_lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        clipping=args.clipping,
+        seed=args.seed,
+        patience=args.patience,
+        num_workers=args.num_workers,
+        wf=args.wf,
+        depth=args.depth,
+        aug_schedule=args.aug_schedule,
+        restart_epoch=args.restart_epoch,
+        device=args.device,
+        amp=args.amp,
+        channels_last=not args.no_channels_last,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        run_epochs=args.run_epochs,
+        progress=not args.no_progress,
+    )
+    summary = train(cfg, explicit_pretrained=args.pretrained_path != DEFAULT_PRETRAINED)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"best validation PSNR {summary['best_psnr']:.4f} dB at epoch {summary['best_epoch']} "
+            f"({summary['epochs_done']} epochs, {summary['minutes']:.1f} min) in {summary['exp_dir']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

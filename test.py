@@ -1,0 +1,113 @@
+"""Step 3: tiled inference with the 256 and 352 models, 0.4/0.6 ensemble, zipped submission.
+
+python test.py                     # the original's defaults
+python test.py --eval_dir data/test_label_img --overwrite
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from utils.errors import fail, run_cli
+from utils.inference import TILE_DEFAULTS, ModelSpec, run_inference
+from utils.runtime import choose_device
+from utils.tiling import TILE_MODES
+
+DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input_dir", default="data/test_input_img", help="folder of degraded images")
+    p.add_argument("--output_dir", default="results/submission", help="where the PNGs and submission.zip go")
+    p.add_argument("--weights", nargs="+", default=DEFAULT_WEIGHTS, help="checkpoints to ensemble")
+    p.add_argument("--tile_sizes", nargs="+", type=int, help="tile size per checkpoint (default 256 352)")
+    p.add_argument("--strides", nargs="+", type=int, help="tile stride per checkpoint (default 64 96)")
+    p.add_argument("--batch_sizes", nargs="+", type=int, help="tiles per forward pass per checkpoint (default 16 32)")
+    p.add_argument(
+        "--ensemble_weights", nargs="+", type=float, help="weight per checkpoint, normalised (default 0.4 0.6)"
+    )
+    p.add_argument(
+        "--tile_mode",
+        choices=TILE_MODES,
+        default="stride_aware",
+        help="stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
+        "image; shift: move the last tile to the border, no padding",
+    )
+    p.add_argument("--tta", action="store_true", help="average the eight flip/rotation variants (8x slower)")
+    p.add_argument("--eval_dir", help="folder of clean targets: report PSNR/SSIM and write metrics.csv")
+    p.add_argument("--no_zip", action="store_true", help="do not write submission.zip")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 where supported, else fp16)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    return p.parse_args(argv)
+
+
+def _per_model(values: list | None, n: int, flag: str, default: list) -> list:
+    if values is None:
+        return default
+    if len(values) != n:
+        fail(f"{flag} has {len(values)} values for {n} checkpoint(s); give one per checkpoint in --weights.")
+    if any(v <= 0 for v in values) and flag != "--ensemble_weights":
+        fail(f"{flag} values must be positive.")
+    return values
+
+
+def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
+    n = len(args.weights)
+    default_tiles = [256, 352] if n == 2 else None
+    tiles = _per_model(args.tile_sizes, n, "--tile_sizes", default_tiles)
+    if tiles is None:
+        fail(f"--tile_sizes is needed with {n} checkpoint(s): give one tile size per checkpoint, e.g. 256.")
+    strides = _per_model(args.strides, n, "--strides", [TILE_DEFAULTS.get(t, (t // 4, 16))[0] for t in tiles])
+    batches = _per_model(args.batch_sizes, n, "--batch_sizes", [TILE_DEFAULTS.get(t, (t // 4, 16))[1] for t in tiles])
+    default_weights = [0.4, 0.6] if n == 2 else [1.0 / n] * n
+    weights = _per_model(args.ensemble_weights, n, "--ensemble_weights", default_weights)
+    specs = []
+    for path, tile, stride, batch, weight in zip(args.weights, tiles, strides, batches, weights, strict=True):
+        if not Path(path).is_file():
+            fail(
+                f"checkpoint {path} does not exist; train one with main.py (its best checkpoint is "
+                f"results/<exp>/<size>_best.pth) and copy it there, or pass the original's released file with --weights."
+            )
+        specs.append(ModelSpec(Path(path), tile, stride, batch, weight))
+    return specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    specs = model_specs(args)
+    device = choose_device(args.device)
+    summary = run_inference(
+        specs,
+        args.input_dir,
+        args.output_dir,
+        device,
+        tile_mode=args.tile_mode,
+        tta=args.tta,
+        amp=args.amp,
+        make_zip=not args.no_zip,
+        eval_dir=args.eval_dir,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    n = summary["images"]
+    print(
+        f"{n} images restored into {summary['output_dir']} in {summary['seconds']:.1f} s "
+        f"({summary['seconds'] / n:.2f} s per image) on {device}"
+    )
+    if "mean" in summary:
+        m = summary["mean"]
+        parts = [f"input {m['psnr_input']:.2f}"] + [f"{s.tile} {m[f'psnr_{s.tile}']:.2f}" for s in specs]
+        print(
+            f"mean PSNR (dB): {', '.join(parts)}, ensemble {m['psnr_ensemble']:.2f}; "
+            f"SSIM input {m['ssim_input']:.4f} -> ensemble {m['ssim_ensemble']:.4f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,517 @@
+"""One trainer for every patch size: the solution's recipe, on a CPU, a GPU or many under torchrun.
+
+What differed between the original's 256 and 352 trainers is data (``SIZE_DEFAULTS``):
+the adaptive augmentation schedule and the epoch at which a fresh optimiser restarts
+the learning-rate schedule. Everything else is shared.
+
+Every epoch ends with ``last.pth`` (written atomically) holding all that a resumed run
+needs; data order and augmentation are seeded per epoch, so a resumed run follows the
+same path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from models.hinet import HINet
+from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
+from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, save_checkpoint
+from utils.data import FOLD_CSV, PatchDataset, fold_pairs, patch_pairs
+from utils.errors import fail
+from utils.image_io import read_rgb
+from utils.inference import Restorer, to_uint8
+from utils.logger import AverageMeter, get_logger
+from utils.losses import RestorationLoss
+from utils.metrics import psnr_tensor, psnr_uint8
+from utils.patches import INFO_FILE
+from utils.plots import plot_curves
+from utils.runtime import amp_dtype, autocast, choose_device, seed_everything
+from utils.schedule import LRSchedule
+from utils.tiling import restore_image
+
+# The per-size differences of the original trainers; sizes not listed use the 256 row.
+SIZE_DEFAULTS = {
+    256: {"aug_schedule": "1:1,3:3", "restart_epoch": 58},
+    352: {"aug_schedule": "1:1,6:2,25:3", "restart_epoch": 25},
+}
+DEFAULT_PRETRAINED = "./pretrained_weight/HINet-GoPro.pth"
+METRIC_COLUMNS = ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
+OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+# Settings a resumed run takes from its checkpoint, whatever the flags say: they define the recipe.
+RECIPE_FIELDS = (
+    "img_size",
+    "wf",
+    "depth",
+    "batch_size",
+    "epochs",
+    "initial_lr",
+    "min_lr",
+    "optimizer",
+    "weight_decay",
+    "clipping",
+    "seed",
+    "aug_schedule",
+    "restart_epoch",
+    "restart_lr",
+    "restart_min_lr",
+    "fold",
+    "dataset",
+)
+
+
+@dataclass
+class TrainConfig:
+    exp_num: int = 1
+    tag: str = "Default"
+    pretrained_path: str | None = DEFAULT_PRETRAINED
+    data_path: str = "./data"
+    dataset: str = "10Folds"
+    fold: int = 0
+    model_path: str = "results/"
+    arch: str = "HINet"
+    img_size: int = 256
+    batch_size: int = 16
+    pred_batch: int = 32
+    epochs: int = 500
+    initial_lr: float = 5e-5
+    min_lr: float = 1e-7
+    optimizer: str = "Adam"
+    weight_decay: float = 0.0
+    clipping: float = 1.0
+    seed: int = 42
+    patience: int = 30
+    num_workers: int = 2
+    wf: int = 64
+    depth: int = 5
+    aug_schedule: str | None = None
+    restart_epoch: int | None = None
+    restart_lr: float = 1e-5
+    restart_min_lr: float = 1e-8
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    run_epochs: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        row = SIZE_DEFAULTS.get(self.img_size, SIZE_DEFAULTS[256])
+        if self.aug_schedule is None:
+            self.aug_schedule = row["aug_schedule"]
+        if self.restart_epoch is None:
+            self.restart_epoch = row["restart_epoch"]
+
+    @property
+    def exp_dir(self) -> Path:
+        return Path(self.model_path) / f"{self.exp_num:03d}"
+
+    @property
+    def patch_dir(self) -> Path:
+        return Path(self.data_path) / "train" / self.dataset / str(self.fold) / f"resize{self.img_size}"
+
+    def schedule(self) -> LRSchedule:
+        restart = self.restart_epoch if self.restart_epoch and self.restart_epoch > 0 else None
+        return LRSchedule(self.initial_lr, self.min_lr, self.epochs, 3, restart, self.restart_lr, self.restart_min_lr)
+
+    def model_config(self) -> dict:
+        return dict(in_chn=3, wf=self.wf, depth=self.depth, relu_slope=0.2, hin_position_left=3, hin_position_right=4)
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
+    """Join the process group when launched by torchrun; pick this process's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), choose_device(device_name)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    device = choose_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, local_rank), device
+
+
+def check_data(cfg: TrainConfig, world: int):
+    """Patch pairs for training and full-size pairs for validation, with one-sentence errors."""
+    make_cmd = (
+        f"python make_patch.py --img_size {cfg.img_size} --stride {cfg.img_size // 2} --resize {cfg.img_size} "
+        f"--valid_fold {cfg.fold} --save_path {cfg.data_path}"
+    )
+    if not (cfg.patch_dir / "input").is_dir() or not (cfg.patch_dir / "target").is_dir():
+        fail(
+            f"no patch folder {cfg.patch_dir}/input and /target for size {cfg.img_size}, fold {cfg.fold}; create it with: {make_cmd}"
+        )
+    train = patch_pairs(cfg.patch_dir / "input", cfg.patch_dir / "target")
+    original = Path(cfg.data_path) / "train_original"
+    val = fold_pairs(original / FOLD_CSV, original / "train_input_img", original / "train_label_img", cfg.fold, True)
+    missing = [str(p.input) for p in val if not p.input.is_file()] + [
+        str(p.target) for p in val if not p.target.is_file()
+    ]
+    if missing:
+        fail(f"{len(missing)} validation image(s) of fold {cfg.fold} are missing, e.g. {missing[0]}.")
+    if not val:
+        fail(f"fold {cfg.fold} has no validation images in {original / FOLD_CSV}.")
+    if cfg.batch_size % world:
+        fail(f"--batch_size {cfg.batch_size} is the global batch and must divide by the {world} processes.")
+    return train, val
+
+
+def _seed_worker(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    if info.dataset.transform is not None:
+        info.dataset.transform.set_random_seed(info.seed % 2**32)
+
+
+def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, device: torch.device) -> DataLoader:
+    """The epoch's loader; shuffling and augmentation are seeded by (seed, epoch, rank) alone."""
+    epoch_seed = cfg.seed * 100_003 + epoch
+    transform = build_augmentation(cfg.img_size, aug_version)
+    transform.set_random_seed(epoch_seed * 1009 + d.rank)
+    dataset = PatchDataset(pairs, transform)
+    generator = torch.Generator().manual_seed(epoch_seed * 1009 + d.rank)
+    if d.world > 1:
+        sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size // d.world,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_seed_worker,
+        generator=generator,
+    )
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    return OPTIMIZERS[cfg.optimizer](
+        model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay
+    )
+
+
+def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.device) -> float:
+    """Mean PSNR over full-size validation images, restored with tiles of ``img_size``, stride ``img_size // 2``."""
+    restorer = Restorer(model, device, cfg.amp)
+    scores = []
+    for pair in pairs:
+        rgb = read_rgb(pair.input)
+        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255).to(device)
+        restored = restore_image(restorer, image, cfg.img_size, cfg.img_size // 2, cfg.pred_batch, "all")
+        scores.append(psnr_uint8(to_uint8(restored), read_rgb(pair.target)))
+    model.train()
+    return float(np.mean(scores))
+
+
+def train_one_epoch(model, loader, optimizer, criterion, cfg: TrainConfig, device, scaler, bar_desc: str, show: bool):
+    """One pass over the loader; returns (mean loss, mean PSNR) of this process. Raises NonFiniteLoss."""
+    model.train()
+    loss_meter, psnr_meter = AverageMeter(), AverageMeter()
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    bar = tqdm(loader, desc=bar_desc, unit="batch", leave=False, disable=not show)
+    for step, (images, targets) in enumerate(bar):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, cfg.amp):
+            outputs = model(images)
+        outputs = [o.float() for o in outputs]
+        loss = criterion(outputs, targets)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clipping)
+        if not (math.isfinite(loss.item()) and torch.isfinite(grad_norm)):
+            raise NonFiniteLoss(f"step {step + 1}: loss {loss.item()}, gradient norm {grad_norm.item()}")
+        scaler.step(optimizer)
+        scaler.update()
+        n = images.shape[0]
+        loss_meter.update(loss.item(), n)
+        psnr_meter.update(psnr_tensor(outputs[1], targets).item(), n)
+        bar.set_postfix(loss=f"{loss_meter.avg:.4f}", psnr=f"{psnr_meter.avg:.2f}")
+    return loss_meter, psnr_meter
+
+
+def _reduce_meters(meters: list[AverageMeter], d: Dist, device: torch.device) -> list[float]:
+    """Sample-weighted means over all processes."""
+    totals = torch.tensor([[m.total, m.count] for m in meters], dtype=torch.float64, device=device)
+    if d.world > 1:
+        dist.all_reduce(totals)
+    return [float(t / c) if c else float("nan") for t, c in totals.tolist()]
+
+
+def _broadcast_flag(flag: bool, d: Dist, device: torch.device) -> bool:
+    if d.world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def load_pretrained(model: HINet, cfg: TrainConfig, explicit: bool, logger) -> None:
+    path = cfg.pretrained_path
+    if not path or str(path).lower() == "none":
+        logger.info("starting from random weights (no --pretrained_path)")
+        return
+    if not Path(path).is_file():
+        if explicit:
+            fail(f"--pretrained_path {path} does not exist; pass the path of HINet-GoPro.pth, or 'none'.")
+        logger.warning(f"{path} not found: starting from random weights (put HINet-GoPro.pth there to fine-tune it)")
+        return
+    load_weights(model, extract_state_dict(read_checkpoint(path), path), path)
+    logger.info(f"initialised from {path}")
+
+
+def prepare_exp_dir(cfg: TrainConfig) -> None:
+    exp = cfg.exp_dir
+    has_run = exp.exists() and any(exp.iterdir())
+    if cfg.resume:
+        if not (exp / "last.pth").is_file():
+            fail(f"--resume: {exp / 'last.pth'} does not exist; start the run without --resume.")
+        return
+    if has_run:
+        if not cfg.overwrite:
+            fail(
+                f"{exp} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --exp_num."
+            )
+        shutil.rmtree(exp)
+    exp.mkdir(parents=True, exist_ok=True)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": version, "internal": list(internal), "gauss": py_gauss},
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+def train(cfg: TrainConfig, explicit_pretrained: bool = False) -> dict:
+    """Run (or resume) a training; returns a summary of the best epoch."""
+    if cfg.arch != "HINet":
+        fail(f"--arch {cfg.arch} is not available; the only architecture is HINet.")
+    if cfg.optimizer not in OPTIMIZERS:
+        fail(f"--optimizer {cfg.optimizer} is not available; choose one of {', '.join(OPTIMIZERS)}.")
+    parse_aug_schedule(cfg.aug_schedule)
+    d, device = init_distributed(cfg.device)
+    try:
+        return _train(cfg, d, device, explicit_pretrained)
+    finally:
+        if d.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained: bool) -> dict:
+    exp = cfg.exp_dir
+    if d.main:
+        prepare_exp_dir(cfg)
+    _broadcast_flag(True, d, device)  # wait until rank 0 has prepared the folder
+    resume_state = None
+    if cfg.resume:
+        resume_state = read_checkpoint(exp / "last.pth")
+        stored = resume_state["config"]
+        for name in RECIPE_FIELDS:
+            setattr(cfg, name, stored[name])
+    train_pairs, val_pairs = check_data(cfg, d.world)
+    logger = get_logger("hinet.train", exp / "log.log", enabled=d.main)
+    if cfg.amp and device.type == "cpu":
+        logger.info("--amp on the CPU uses bf16 autocast")
+    info_file = cfg.patch_dir / INFO_FILE
+    patch_note = json.loads(info_file.read_text())["patches_per_crop"] if info_file.is_file() else "no patch_info.json"
+    logger.info(
+        f"run {exp}: {len(train_pairs)} training patches {patch_note}, {len(val_pairs)} validation images, "
+        f"{d.world} process(es) on {device}"
+    )
+    logger.info("config: " + json.dumps(asdict(cfg)))
+
+    seed_everything(cfg.seed)
+    model = HINet(**cfg.model_config())
+    if resume_state is None:
+        load_pretrained(model, cfg, explicit_pretrained, logger)
+    else:
+        model.load_state_dict(resume_state["state_dict"])
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    ddp = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if d.world > 1
+        else model
+    )
+
+    schedule = cfg.schedule()
+    aug_schedule = parse_aug_schedule(cfg.aug_schedule)
+    criterion = RestorationLoss().to(device)
+    scaler = torch.amp.GradScaler(
+        device.type, enabled=cfg.amp and device.type == "cuda" and amp_dtype(device) == torch.float16
+    )
+    optimizer = build_optimizer(cfg, model, schedule(1))
+    state = {"epoch": 0, "best_psnr": -math.inf, "best_epoch": 0, "early_stop": 0}
+    if resume_state is not None:
+        optimizer.load_state_dict(resume_state["optimizer"])
+        state = {k: resume_state[k] for k in state}
+        set_rng_state(resume_state["rng"])
+        logger.info(
+            f"resumed after epoch {state['epoch']} (best {state['best_psnr']:.4f} dB at epoch {state['best_epoch']})"
+        )
+
+    rows = []
+    metrics_file = exp / "metrics.csv"
+    if d.main and metrics_file.is_file():
+        with open(metrics_file) as fh:
+            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= state["epoch"]]
+
+    def checkpoint(epoch_done: int, aug_version: int) -> dict:
+        return {
+            "epoch": epoch_done,
+            "state_dict": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "model_config": cfg.model_config(),
+            "img_size": cfg.img_size,
+            "config": asdict(cfg),
+            "best_psnr": state["best_psnr"],
+            "best_epoch": state["best_epoch"],
+            "early_stop": state["early_stop"],
+            "aug_version": aug_version,
+            "scheduler": asdict(schedule),
+            "rng": rng_state(),
+        }
+
+    if d.main and resume_state is None:
+        save_checkpoint(checkpoint(0, aug_version_at(aug_schedule, 1)), exp / "last.pth")
+    first = state["epoch"] + 1
+    last = cfg.epochs if cfg.run_epochs is None else min(cfg.epochs, state["epoch"] + cfg.run_epochs)
+    start_time = time.time()
+    epoch = first
+    try:
+        for epoch in range(first, last + 1):
+            if state["early_stop"] >= cfg.patience:
+                break
+            t0 = time.time()
+            if schedule.is_restart(epoch):
+                optimizer = build_optimizer(cfg, model, schedule(epoch))
+                logger.info(f"epoch {epoch}: fresh {cfg.optimizer}, schedule restarts at {cfg.restart_lr:g}")
+            lr = schedule(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            aug_version = aug_version_at(aug_schedule, epoch)
+            loader = make_loader(cfg, train_pairs, aug_version, epoch, d, device)
+            desc = f"epoch {epoch}/{cfg.epochs} lr {lr:.2e} aug v{aug_version}"
+            try:
+                loss_m, psnr_m = train_one_epoch(
+                    ddp, loader, optimizer, criterion, cfg, device, scaler, desc, d.main and cfg.progress
+                )
+            except NonFiniteLoss as err:
+                fail(
+                    f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}: "
+                    f"lower --initial_lr or --clipping and continue with --resume."
+                )
+            train_loss, train_psnr = _reduce_meters([loss_m, psnr_m], d, device)
+            stop = False
+            if d.main:
+                val_psnr = validate(model, val_pairs, cfg, device)
+                if val_psnr > state["best_psnr"]:
+                    state.update(best_psnr=val_psnr, best_epoch=epoch, early_stop=0)
+                    best = {k: v for k, v in checkpoint(epoch, aug_version).items() if k != "rng"}
+                    save_checkpoint(best, exp / f"{cfg.img_size}_best.pth")
+                else:
+                    state["early_stop"] += 1
+                state["epoch"] = epoch
+                seconds = time.time() - t0
+                rows.append(
+                    {
+                        "epoch": epoch,
+                        "lr": f"{lr:.6e}",
+                        "aug_version": aug_version,
+                        "train_loss": f"{train_loss:.6f}",
+                        "train_psnr": f"{train_psnr:.4f}",
+                        "val_psnr": f"{val_psnr:.4f}",
+                        "seconds": f"{seconds:.1f}",
+                    }
+                )
+                with open(metrics_file, "w", newline="") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
+                    writer.writeheader()
+                    writer.writerows(rows)
+                plot_curves(rows, exp / "curves.png")
+                save_checkpoint(checkpoint(epoch, aug_version), exp / "last.pth")
+                mark = " *best*" if state["best_epoch"] == epoch else ""
+                logger.info(
+                    f"epoch {epoch}/{cfg.epochs} lr {lr:.3e} aug v{aug_version} | train loss {train_loss:.4f} "
+                    f"PSNR {train_psnr:.2f} | val PSNR {val_psnr:.4f}{mark} | {seconds:.0f} s"
+                )
+                stop = state["early_stop"] >= cfg.patience
+                if stop:
+                    logger.info(f"early stop: no improvement in {cfg.patience} epochs")
+            else:
+                state["epoch"] = epoch
+            if _broadcast_flag(stop, d, device):
+                break
+    except KeyboardInterrupt:
+        if d.main:
+            logger.warning(
+                f"interrupted in epoch {epoch}; {exp / 'last.pth'} holds epoch {state['epoch']}: continue with --resume"
+            )
+        raise
+    summary = {
+        "best_psnr": state["best_psnr"],
+        "best_epoch": state["best_epoch"],
+        "epochs_done": state["epoch"],
+        "minutes": (time.time() - start_time) / 60,
+        "exp_dir": str(exp),
+    }
+    if d.main:
+        logger.info(
+            f"best validation PSNR {state['best_psnr']:.4f} dB at epoch {state['best_epoch']}; "
+            f"{summary['minutes']:.2f} min; checkpoint {exp / f'{cfg.img_size}_best.pth'}"
+        )
+    return summary
