@@ -1,0 +1,60 @@
+"""Shared fixtures: paths to the reference data, small checkpoints and a ready patch set."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+sys.path.insert(0, str(ROOT))
+
+from models.hinet import HINet  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def run_cli(module, argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run a script's main in-process the way the command line does; returns (exit status, stdout, stderr)."""
+    from utils.errors import run_cli as runner
+
+    code = runner(module.main, [str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def tiny_model(seed: int = 0, **kwargs) -> HINet:
+    torch.manual_seed(seed)
+    config = dict(wf=4, depth=3) | kwargs
+    return HINet(**config).eval()
+
+
+@pytest.fixture
+def train_original(tmp_path: Path) -> Path:
+    """A writable copy of the five-pair reference set in the contest layout: <tmp>/data/train_original."""
+    dst = tmp_path / "data" / "train_original"
+    shutil.copytree(FIXTURES / "patch_reference" / "train_original", dst)
+    for p in dst.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def patch_data(tmp_path_factory) -> Path:
+    """A data folder with train_original and its 256 patches (fold 0 of 3), made once per session."""
+    import make_patch
+
+    root = tmp_path_factory.mktemp("patchdata") / "data"
+    shutil.copytree(FIXTURES / "patch_reference" / "train_original", root / "train_original")
+    for p in root.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    src = root / "train_original"
+    make_patch.main([
+        "--folds", "3", "--process_num", "2", "--no_progress", "--input_path", str(src / "train_input_img"),
+        "--target_path", str(src / "train_label_img"), "--csv_path", str(src), "--save_path", str(root),
+    ])  # fmt: skip
+    return root

@@ -1,0 +1,69 @@
+import csv
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
+from utils.errors import UserError
+from utils.schedule import LRSchedule
+from utils.trainer import SIZE_DEFAULTS, TrainConfig
+
+
+@pytest.mark.parametrize("size", [256, 352])
+def test_learning_rate_matches_original(size):
+    schedule = TrainConfig(img_size=size).schedule()
+    rows = list(csv.DictReader(open(FIXTURES / "lr_schedule.csv")))
+    assert len(rows) == 120
+    for row in rows:
+        expected = float(row[f"lr_{size}"])
+        assert schedule(int(row["epoch"])) == pytest.approx(expected, rel=1e-4, abs=1e-12), row["epoch"]
+
+
+def test_restart_epochs():
+    assert TrainConfig(img_size=256).schedule().is_restart(58)
+    assert TrainConfig(img_size=352).schedule().is_restart(25)
+    assert not LRSchedule(restart_epoch=None).is_restart(58)
+    assert LRSchedule(restart_epoch=None)(100) > LRSchedule(restart_epoch=58)(100)
+
+
+def test_size_table_and_overrides():
+    assert TrainConfig(img_size=256).aug_schedule == SIZE_DEFAULTS[256]["aug_schedule"] == "1:1,3:3"
+    assert TrainConfig(img_size=352).restart_epoch == 25
+    assert TrainConfig(img_size=352, aug_schedule="1:2", restart_epoch=0).schedule().restart_epoch is None
+
+
+def test_augmentation_schedule():
+    sched = parse_aug_schedule("1:1,6:2,25:3")
+    assert [aug_version_at(sched, e) for e in (1, 5, 6, 24, 25, 400)] == [1, 1, 2, 2, 3, 3]
+    for bad in ("3:1", "1:4", "one:1"):
+        with pytest.raises(UserError, match="--aug_schedule"):
+            parse_aug_schedule(bad)
+
+
+def _dihedral(x):
+    for k in range(4):
+        yield np.rot90(x, k)
+        yield np.rot90(x[:, ::-1], k)
+
+
+def test_geometry_is_shared_and_colour_touches_the_input_only():
+    rng = np.random.default_rng(0)
+    image = rng.random((32, 32, 3)).astype(np.float32)
+    v2 = build_augmentation(32, 2)
+    moved = 0
+    for seed in range(20):
+        v2.set_random_seed(seed)
+        out = v2(image=image, mask=image.copy())
+        assert np.array_equal(out["image"], out["mask"])  # flips and rotations move both alike
+        moved += not np.array_equal(out["mask"], image)
+    assert moved > 0
+
+    v3 = build_augmentation(32, 3)
+    jittered = 0
+    for seed in range(60):
+        v3.set_random_seed(seed)
+        out = v3(image=image, mask=image.copy())
+        if any(np.array_equal(out["mask"], g) for g in _dihedral(image)):  # target only moved, not recoloured
+            jittered += not np.allclose(out["image"], out["mask"], atol=1e-6)
+    assert jittered > 0  # colour jitter (p=0.3) changed the input and left the target alone
