@@ -3,8 +3,8 @@ import pickle
 
 import pytest
 import torch
-from conftest import tiny_model
 
+from conftest import tiny_model
 from utils.checkpoint import infer_config, load_model, save_checkpoint
 from utils.errors import UserError
 

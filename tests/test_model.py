@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import FIXTURES, tiny_model
 
+from conftest import FIXTURES, tiny_model
 from models.hinet import HINet
 
 

@@ -2,8 +2,8 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
 
+from conftest import FIXTURES
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.errors import UserError
 from utils.schedule import LRSchedule
@@ -13,7 +13,7 @@ from utils.trainer import SIZE_DEFAULTS, TrainConfig
 @pytest.mark.parametrize("size", [256, 352])
 def test_learning_rate_matches_original(size):
     schedule = TrainConfig(img_size=size).schedule()
-    rows = list(csv.DictReader(open(FIXTURES / "lr_schedule.csv")))
+    rows = list(csv.DictReader((FIXTURES / "lr_schedule.csv").read_text().splitlines()))
     assert len(rows) == 120
     for row in rows:
         expected = float(row[f"lr_{size}"])

@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -214,6 +215,7 @@ def make_patches(
     # Build into a temporary sibling folder; it replaces the real one only when every image succeeded.
     tmp_dir = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
+    new_parents = [p for p in out_dir.parents if not p.exists()]  # removed again if the run fails
     (tmp_dir / "input").mkdir(parents=True)
     (tmp_dir / "target").mkdir()
     totals: Counter[int] = Counter()
@@ -224,7 +226,7 @@ def make_patches(
             bar = tqdm(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", disable=not progress)
             for name, result, notes in pool.imap_unordered(_worker, tasks):
                 for note in notes:
-                    tqdm.write(f"warning: {note}")
+                    tqdm.write(f"warning: {note}", file=sys.stderr)
                 if isinstance(result, str):
                     pool.terminate()
                     fail(f"patch extraction failed on {name}: {result}; nothing was written.")
@@ -244,5 +246,9 @@ def make_patches(
         os.replace(tmp_dir, out_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if not out_dir.exists():
+            for parent in new_parents:  # innermost first
+                if parent.exists() and not any(parent.iterdir()):
+                    parent.rmdir()
     fold_csv.write_text(new_csv)
     return info

@@ -1,0 +1,185 @@
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import make_patch
+from conftest import FIXTURES, ROOT, run_cli
+from utils.patches import bright_counts
+from utils.tiling import tile_starts
+
+REF = FIXTURES / "patch_reference"
+
+
+def _args(src: Path, save: Path, *extra) -> list:
+    return [
+        "--folds", 3, "--valid_fold", 0, "--process_num", 2, "--no_progress",
+        "--input_path", src / "train_input_img", "--target_path", src / "train_label_img",
+        "--csv_path", src, "--save_path", save, *extra,
+    ]  # fmt: skip
+
+
+def _listing(train_dir: Path) -> list[str]:
+    lines = []
+    for path in sorted(train_dir.rglob("*.png")):
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        lines.append(f"{path.relative_to(train_dir)} {img.shape} {hashlib.md5(img.tobytes()).hexdigest()}")
+    return lines
+
+
+def test_reproduces_original_patches_and_folds(train_original, capsys):
+    save = train_original.parent
+    for size, stride in ((256, 128), (352, 176)):
+        code, out, err = run_cli(
+            make_patch, _args(train_original, save, "--img_size", size, "--stride", stride, "--resize", size), capsys
+        )
+        assert code == 0, err
+    expected = (REF / "expected_patches.txt").read_text().splitlines()
+    assert _listing(save / "train") == sorted(expected)
+    assert (train_original / "train_10fold.csv").read_text() == (REF / "expected_train_10fold.csv").read_text()
+    info = json.loads((save / "train/10Folds/0/resize352/patch_info.json").read_text())
+    assert info["patches_per_crop"] == {"352": 27, "512": 12}
+    assert info["total"] == sum(1 for line in expected if "resize352/input" in line)
+
+
+def test_threshold_and_growth_follow_the_rules(train_original, capsys):
+    save = train_original.parent
+    code, _, err = run_cli(
+        make_patch,
+        _args(
+            train_original,
+            save,
+            "--img_size",
+            128,
+            "--stride",
+            64,
+            "--resize",
+            128,
+            "--patch_growth_count",
+            3,
+            "--v_threshold",
+            3000,
+        ),
+        capsys,
+    )
+    assert code == 0, err
+    out = save / "train/10Folds/0/resize128/input"
+    folds = pd.read_csv(train_original / "train_10fold.csv")
+    names = folds[folds.fold != 0].input_img.tolist()
+    for name in names:
+        img = cv2.imread(str(train_original / "train_input_img" / name))
+        h, w = img.shape[:2]
+        # base rule: brute-force HSV count on zero-padded crops
+        kept = 0
+        for top in range(0, h, 64):
+            for left in range(0, w, 64):
+                crop = np.zeros((128, 128, 3), np.uint8)
+                part = img[top : top + 128, left : left + 128]
+                crop[: part.shape[0], : part.shape[1]] = part
+                kept += int((cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)[..., 2] > 200).sum() >= 3000)
+        assert len(list(out.glob(f"?????_{name}"))) == kept
+        assert kept > 0
+        # larger rules: every shifted crop kept and resized, step 2 = 512/256, step 3 = 3*128/3*64
+        for crop, stride in ((512, 256), (384, 192)):
+            expected = len(tile_starts(h, crop, stride, "shift")) * len(tile_starts(w, crop, stride, "shift"))
+            assert len(list(out.glob(f"?????_{crop}_{name}"))) == expected
+            assert cv2.imread(str(next(out.glob(f"00000_{crop}_{name}")))).shape == (128, 128, 3)
+
+
+def test_summed_area_counts_equal_per_crop_counts():
+    rng = np.random.default_rng(0)
+    img = rng.integers(150, 256, (70, 90, 3), dtype=np.uint8)
+    tops, lefts = tile_starts(70, 32, 16, "all"), tile_starts(90, 32, 16, "all")
+    counts = bright_counts(img, tops, lefts, 32)
+    for i, y in enumerate(tops):
+        for j, x in enumerate(lefts):
+            hsv = cv2.cvtColor(np.ascontiguousarray(img[y : y + 32, x : x + 32]), cv2.COLOR_BGR2HSV)
+            assert counts[i, j] == (hsv[..., 2] > 200).sum()
+
+
+def _nothing_written(src: Path, save: Path) -> bool:
+    return not (save / "train").exists() and not (src / "train_10fold.csv").exists()
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    cv2.imwrite(str(path), img)
+
+
+BAD_INPUTS = {
+    "missing input folder": (lambda s: shutil.rmtree(s / "train_input_img"), [], "--input_path folder .* does not exist"),
+    "missing csv": (lambda s: (s / "train.csv").unlink(), [], r"train\.csv does not exist"),
+    "csv without columns": (lambda s: (s / "train.csv").write_text("a,b\n1,2\n"), [], "lacks the column"),
+    "listed file missing": (lambda s: (s / "train_label_img/train_label_10002.png").unlink(), [], r"train_label_10002\.png is listed in train\.csv but does not exist"),
+    "undecodable file": (lambda s: (s / "train_input_img/train_input_10001.png").write_bytes(b"not an image"), [], r"train_input_10001\.png cannot be decoded"),
+    "size mismatch": (lambda s: _write_png(s / "train_label_img/train_label_10003.png", np.zeros((100, 100, 3), np.uint8)), [], r"train_input_10003\.png is \d+x\d+ but train_label_10003\.png is 100x100"),
+    "valid fold out of range": (lambda s: None, ["--valid_fold", 3], r"--valid_fold must be between 0 and 2"),
+    "non-positive stride": (lambda s: None, ["--stride", 0], "--stride must be positive"),
+    "image smaller than crop": (
+        lambda s: [_write_png(s / f"train_{k}_img/train_{k}_10000.png", np.full((400, 600, 3), 255, np.uint8)) for k in ("input", "label")],
+        [], r"train_input_10000\.png is 400x600, smaller than the 512x512 crop",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_sentence_and_writes_nothing(train_original, capsys, case):
+    damage, extra, message = BAD_INPUTS[case]
+    damage(train_original)
+    code, out, err = run_cli(make_patch, _args(train_original, train_original.parent, *extra), capsys)
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert pytest.importorskip("re").search(message, err), err
+    assert _nothing_written(train_original, train_original.parent)
+
+
+def test_worker_failure_stops_the_run_naming_the_image(train_original, capsys):
+    # a valid PNG header on corrupt data passes the up-front check and fails inside a worker
+    target = train_original / "train_input_img/train_input_10002.png"
+    target.write_bytes(target.read_bytes()[:200])
+    code, _, err = run_cli(make_patch, _args(train_original, train_original.parent), capsys)
+    assert code == 2 and "train_input_10002.png" in err and "nothing was written" in err
+    assert _nothing_written(train_original, train_original.parent)
+    assert not list((train_original.parent).glob("train/**/.resize*"))
+
+
+def test_rerun_refuses_then_overwrite_replaces(train_original, capsys):
+    save = train_original.parent
+    assert run_cli(make_patch, _args(train_original, save), capsys)[0] == 0
+    folder = save / "train/10Folds/0/resize256"
+    before = sorted(p.name for p in (folder / "input").iterdir())
+    code, _, err = run_cli(make_patch, _args(train_original, save, "--v_threshold", 5000), capsys)
+    assert code == 2 and "already holds patches" in err and "--overwrite" in err
+    assert sorted(p.name for p in (folder / "input").iterdir()) == before
+    assert run_cli(make_patch, _args(train_original, save, "--v_threshold", 5000, "--overwrite"), capsys)[0] == 0
+    after = sorted(p.name for p in (folder / "input").iterdir())
+    assert set(after) < set(before)  # a stricter threshold keeps a subset, nothing left over from the first run
+    assert json.loads((folder / "patch_info.json").read_text())["settings"]["v_threshold"] == 5000
+
+
+def test_odd_formats_are_converted_with_a_warning(train_original, capsys):
+    src = train_original / "train_input_img/train_input_10000.png"
+    img = cv2.imread(str(src))
+    cv2.imwrite(str(src), cv2.cvtColor(img, cv2.COLOR_BGR2GRAY))
+    lbl = train_original / "train_label_img/train_label_10000.png"
+    cv2.imwrite(str(lbl), cv2.imread(str(lbl)).astype(np.uint16) * 257)
+    code, out, err = run_cli(make_patch, _args(train_original, train_original.parent), capsys)
+    assert code == 0, err
+    assert "grey-scale to colour" in err and "16-bit to 8-bit" in err
+    patch = next((train_original.parent / "train/10Folds/0/resize256/target").glob("*_train_label_10000.png"))
+    assert cv2.imread(str(patch), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+
+
+def test_command_line_exit_status(train_original):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "make_patch.py"), *map(str, _args(train_original, train_original.parent, "--folds", 1))],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --folds must be at least 2 (got 1)."
