@@ -27,6 +27,16 @@ def run_cli(module, argv: list[str], capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+def load_script(name: str):
+    """Import a top-level script by path (``test.py`` would otherwise collide with the standard library's ``test``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_model(seed: int = 0, **kwargs) -> HINet:
     torch.manual_seed(seed)
     config = dict(wf=4, depth=3) | kwargs

@@ -1,0 +1,218 @@
+import csv
+import shutil
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import FIXTURES, load_script, run_cli, tiny_model
+from utils.image_io import read_rgb
+from utils.inference import Restorer, submission_name, to_uint8
+from utils.metrics import psnr_uint8
+from utils.tiling import restore_image
+
+test_script = load_script("test")
+REF = FIXTURES / "inference_reference"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A working folder laid out as the original expects: weights/ and data/test_input_img/."""
+    (tmp_path / "weights").mkdir()
+    for name in ("256_best.pth", "352_best.pth"):
+        shutil.copy(REF / name, tmp_path / "weights" / name)
+    shutil.copytree(REF / "test_input_img", tmp_path / "data" / "test_input_img")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_defaults_reproduce_original_submission(workdir, capsys):
+    code, out, err = run_cli(test_script, ["--no_progress"], capsys)
+    assert code == 0, err
+    sub = workdir / "results" / "submission"
+    for expected in sorted((REF / "expected_submission").glob("*.png")):
+        got = cv2.imread(str(sub / expected.name)).astype(int)
+        ref = cv2.imread(str(expected)).astype(int)
+        assert got.shape == ref.shape
+        assert np.abs(got - ref).max() <= 1
+    with zipfile.ZipFile(sub / "submission.zip") as zf:
+        assert sorted(zf.namelist()) == ["test_20000.png", "test_20001.png"]
+    assert "2 images restored" in out
+
+
+def _save_tiny(path: Path, seed: int) -> None:
+    model = tiny_model(seed=seed)
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config}, path)
+
+
+def _image(path: Path, h: int, w: int, seed: int, flag=None) -> np.ndarray:
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), img if flag is None else flag(img))
+    return img
+
+
+def test_mixed_sizes_single_checkpoint_each_mode(tmp_path, capsys):
+    _save_tiny(tmp_path / "m.pth", 0)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    sizes = {"a.png": (40, 72), "b.png": (97, 50), "c.png": (20, 20)}  # the last is smaller than a tile
+    for i, (name, (h, w)) in enumerate(sizes.items()):
+        _image(inp / name, h, w, i)
+    restorer = Restorer(tiny_model(seed=0), torch.device("cpu"))  # the weights saved in m.pth
+    for mode in ("stride_aware", "all", "shift"):
+        out = tmp_path / f"out_{mode}"
+        args = ["--weights", tmp_path / "m.pth", "--tile_sizes", 32, "--strides", 16, "--batch_sizes", 3]
+        code, _, err = run_cli(
+            test_script, [*args, "--input_dir", inp, "--output_dir", out, "--tile_mode", mode, "--no_progress"], capsys
+        )
+        assert code == 0, err
+        for name, (h, w) in sizes.items():
+            got = read_rgb(out / name)
+            assert got.shape == (h, w, 3)
+            image = torch.from_numpy(read_rgb(inp / name)).permute(2, 0, 1).float() / 255
+            assert np.array_equal(got, to_uint8(restore_image(restorer, image, 32, 16, 3, mode)))
+
+
+def test_tta_and_ensemble_weights(tmp_path, capsys):
+    _save_tiny(tmp_path / "a.pth", 1)
+    _save_tiny(tmp_path / "b.pth", 2)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _image(inp / "test_input_7.png", 48, 64, 0)
+    common = ["--input_dir", inp, "--tile_sizes", 32, 32, "--strides", 16, 16, "--no_progress", "--no_zip"]
+    runs = {}
+    for tag, extra in {"tta": ["--tta"], "plain": [], "onlyb": ["--ensemble_weights", 0, 5]}.items():
+        out = tmp_path / tag
+        code, _, err = run_cli(
+            test_script,
+            ["--weights", tmp_path / "a.pth", tmp_path / "b.pth", *common, "--output_dir", out, *extra],
+            capsys,
+        )
+        assert code == 0, err
+        assert not (out / "submission.zip").exists()
+        runs[tag] = read_rgb(out / "test_7.png").astype(int)
+    code, _, _ = run_cli(
+        test_script,
+        [
+            "--weights",
+            tmp_path / "b.pth",
+            *common[:2],
+            "--tile_sizes",
+            32,
+            "--strides",
+            16,
+            "--output_dir",
+            tmp_path / "b_alone",
+            "--no_progress",
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert np.array_equal(runs["onlyb"], read_rgb(tmp_path / "b_alone" / "test_7.png").astype(int))
+    assert np.abs(runs["tta"] - runs["plain"]).max() > 0
+
+
+def test_eval_dir_reports_psnr(tmp_path, capsys):
+    _save_tiny(tmp_path / "m.pth", 0)
+    inp, clean = tmp_path / "in", tmp_path / "clean"
+    inp.mkdir()
+    clean.mkdir()
+    noisy = _image(inp / "test_input_1.png", 40, 40, 3)
+    target = np.clip(noisy.astype(int) + 10, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(clean / "test_label_1.png"), target)
+    args = [
+        "--weights",
+        tmp_path / "m.pth",
+        "--tile_sizes",
+        32,
+        "--input_dir",
+        inp,
+        "--eval_dir",
+        clean,
+        "--output_dir",
+        tmp_path / "o",
+    ]
+    code, out, err = run_cli(test_script, [*args, "--no_progress"], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "o" / "metrics.csv").read_text().splitlines()))
+    assert rows[0]["image"] == "test_input_1.png" and rows[-1]["image"] == "mean"
+    expected_input = psnr_uint8(cv2.cvtColor(noisy, cv2.COLOR_BGR2RGB), cv2.cvtColor(target, cv2.COLOR_BGR2RGB))
+    assert float(rows[0]["psnr_input"]) == pytest.approx(expected_input)
+    restored = read_rgb(tmp_path / "o" / "test_1.png")
+    assert float(rows[0]["psnr_ensemble"]) == pytest.approx(
+        psnr_uint8(restored, cv2.cvtColor(target, cv2.COLOR_BGR2RGB))
+    )
+    assert "mean PSNR (dB): input" in out
+
+
+def test_odd_formats_are_converted(tmp_path, capsys):
+    _save_tiny(tmp_path / "m.pth", 0)
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _image(inp / "grey.png", 30, 30, 0, lambda im: im[..., 0])
+    _image(inp / "alpha.png", 30, 30, 1, lambda im: np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]))
+    _image(inp / "deep.png", 30, 30, 2, lambda im: im.astype(np.uint16) * 257)
+    code, _, err = run_cli(
+        test_script,
+        [
+            "--weights",
+            tmp_path / "m.pth",
+            "--tile_sizes",
+            32,
+            "--input_dir",
+            inp,
+            "--output_dir",
+            tmp_path / "o",
+            "--no_progress",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert all(
+        cv2.imread(str(tmp_path / "o" / n), cv2.IMREAD_UNCHANGED).shape == (30, 30, 3)
+        for n in ("grey.png", "alpha.png", "deep.png")
+    )
+
+
+def test_submission_names():
+    assert submission_name("test_input_20000.png") == "test_20000.png"
+    assert submission_name("night_street.jpg") == "night_street.png"
+
+
+BAD = {
+    "missing checkpoint": (["--weights", "weights/nope.pth", "--tile_sizes", 32], r"checkpoint weights/nope\.pth does not exist; train one with main\.py"),
+    "missing input folder": (["--input_dir", "nowhere"], r"input folder nowhere does not exist"),
+    "empty input folder": (["--input_dir", "empty"], r"input folder empty holds no images"),
+    "unreadable image": (["--input_dir", "broken"], r"cannot be decoded: bad\.png"),
+    "list lengths": (["--strides", 64], r"--strides has 1 values for 2 checkpoint"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input(workdir, capsys, case):
+    (workdir / "empty").mkdir()
+    (workdir / "broken").mkdir()
+    (workdir / "broken" / "bad.png").write_bytes(b"garbage")
+    argv, message = BAD[case]
+    code, _, err = run_cli(test_script, [*argv, "--no_progress"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert pytest.importorskip("re").search(message, err), err
+    assert not (workdir / "results").exists()
+
+
+def test_existing_output_and_failed_run_leave_no_trace(workdir, capsys):
+    assert run_cli(test_script, ["--no_progress"], capsys)[0] == 0
+    sub = workdir / "results" / "submission"
+    before = {p.name: p.read_bytes() for p in sub.iterdir()}
+    code, _, err = run_cli(test_script, ["--no_progress"], capsys)
+    assert code == 2 and "--overwrite" in err
+    # a valid header on truncated data passes the up-front check and fails mid-run
+    bad = workdir / "data" / "test_input_img" / "test_input_20001.png"
+    bad.write_bytes(bad.read_bytes()[:300])
+    code, _, err = run_cli(test_script, ["--no_progress", "--overwrite"], capsys)
+    assert code == 2 and "test_input_20001.png" in err
+    assert {p.name: p.read_bytes() for p in sub.iterdir()} == before  # the earlier submission is intact
+    assert [p.name for p in (workdir / "results").iterdir()] == ["submission"]
