@@ -281,26 +281,22 @@ def _broadcast_flag(flag: bool, d: Dist, device: torch.device) -> bool:
     return bool(t.item())
 
 
-def load_pretrained(model: HINet, cfg: TrainConfig, explicit: bool, logger) -> None:
+def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, str | None]:
+    """(weights to start from or None, note for the log); a path the user gave must exist."""
     path = cfg.pretrained_path
     if not path or str(path).lower() == "none":
-        logger.info("starting from random weights (no --pretrained_path)")
-        return
+        return None, "starting from random weights (no --pretrained_path)"
     if not Path(path).is_file():
         if explicit:
             fail(f"--pretrained_path {path} does not exist; pass the path of HINet-GoPro.pth, or 'none'.")
-        logger.warning(f"{path} not found: starting from random weights (put HINet-GoPro.pth there to fine-tune it)")
-        return
-    load_weights(model, extract_state_dict(read_checkpoint(path), path), path)
-    logger.info(f"initialised from {path}")
+        return None, f"{path} not found: starting from random weights (put HINet-GoPro.pth there to fine-tune it)"
+    return path, f"initialised from {path}"
 
 
 def prepare_exp_dir(cfg: TrainConfig) -> None:
     exp = cfg.exp_dir
     has_run = exp.exists() and any(exp.iterdir())
     if cfg.resume:
-        if not (exp / "last.pth").is_file():
-            fail(f"--resume: {exp / 'last.pth'} does not exist; start the run without --resume.")
         return
     if has_run:
         if not cfg.overwrite:
@@ -352,16 +348,28 @@ def train(cfg: TrainConfig, explicit_pretrained: bool = False) -> dict:
 
 def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained: bool) -> dict:
     exp = cfg.exp_dir
-    if d.main:
-        prepare_exp_dir(cfg)
-    _broadcast_flag(True, d, device)  # wait until rank 0 has prepared the folder
     resume_state = None
     if cfg.resume:
+        if not (exp / "last.pth").is_file():
+            fail(f"--resume: {exp / 'last.pth'} does not exist; start the run without --resume.")
         resume_state = read_checkpoint(exp / "last.pth")
         stored = resume_state["config"]
         for name in RECIPE_FIELDS:
             setattr(cfg, name, stored[name])
+    # Every check comes before anything is written.
     train_pairs, val_pairs = check_data(cfg, d.world)
+    seed_everything(cfg.seed)
+    model = HINet(**cfg.model_config())
+    if resume_state is None:
+        pretrained, model_note = resolve_pretrained(cfg, explicit_pretrained)
+        if pretrained is not None:
+            load_weights(model, extract_state_dict(read_checkpoint(pretrained), pretrained), pretrained)
+    else:
+        model.load_state_dict(resume_state["state_dict"])
+        model_note = f"resumed from {exp / 'last.pth'}"
+    if d.main:
+        prepare_exp_dir(cfg)
+    _broadcast_flag(True, d, device)  # wait until rank 0 has prepared the folder
     logger = get_logger("hinet.train", exp / "log.log", enabled=d.main)
     if cfg.amp and device.type == "cpu":
         logger.info("--amp on the CPU uses bf16 autocast")
@@ -373,12 +381,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained:
     )
     logger.info("config: " + json.dumps(asdict(cfg)))
 
-    seed_everything(cfg.seed)
-    model = HINet(**cfg.model_config())
-    if resume_state is None:
-        load_pretrained(model, cfg, explicit_pretrained, logger)
-    else:
-        model.load_state_dict(resume_state["state_dict"])
+    (logger.warning if "not found" in model_note else logger.info)(model_note)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -1,0 +1,125 @@
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import main as train_script
+from conftest import ROOT, run_cli
+from utils.checkpoint import load_model
+from utils.losses import RestorationLoss
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _args(data, results, *extra):
+    return [
+        "--data_path", data, "--model_path", results, "--fold", 0, "--img_size", 256, "--wf", 4, "--depth", 3,
+        "--batch_size", 8, "--pred_batch", 8, "--num_workers", 0, "--initial_lr", 1e-3, "--no_progress", *extra,
+    ]  # fmt: skip
+
+
+def _metrics(run_dir):
+    with open(run_dir / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_short_run_writes_everything(patch_data, tmp_path, capsys):
+    code, out, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 2, "--exp_num", 7), capsys)
+    assert code == 0, err
+    run = tmp_path / "007"
+    assert {"256_best.pth", "last.pth", "log.log", "metrics.csv", "curves.png"} <= {p.name for p in run.iterdir()}
+    rows = _metrics(run)
+    assert list(rows[0]) == ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
+    assert [float(r["lr"]) for r in rows] == [0.0, pytest.approx(1e-3 / 3)]
+    model, config, ckpt = load_model(run / "256_best.pth")  # rebuilt without flags
+    assert config["wf"] == 4 and config["depth"] == 3
+    assert set(ckpt) >= {"epoch", "state_dict", "optimizer"}
+    assert "pretrained_weight/HINet-GoPro.pth not found" in err
+    assert "best validation PSNR" in out
+
+
+def test_resume_reaches_the_same_state(patch_data, tmp_path, capsys):
+    full, split = tmp_path / "full", tmp_path / "split"
+    common = ["--epochs", 4, "--aug_schedule", "1:1,2:3", "--restart_epoch", 3]
+    assert run_cli(train_script, _args(patch_data, full, *common), capsys)[0] == 0
+    assert run_cli(train_script, _args(patch_data, split, *common, "--run_epochs", 2), capsys)[0] == 0
+    assert torch.load(split / "001" / "last.pth", weights_only=True)["epoch"] == 2
+    code, _, err = run_cli(train_script, _args(patch_data, split, *common, "--resume"), capsys)
+    assert code == 0, err
+    a = torch.load(full / "001" / "last.pth", weights_only=True)
+    b = torch.load(split / "001" / "last.pth", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 4
+    assert a["best_psnr"] == b["best_psnr"] and a["best_epoch"] == b["best_epoch"]
+    for key, tensor in a["state_dict"].items():
+        assert torch.allclose(tensor, b["state_dict"][key], atol=1e-6), key
+    assert [r["lr"] for r in _metrics(full / "001")] == [r["lr"] for r in _metrics(split / "001")]
+    assert [r["val_psnr"] for r in _metrics(full / "001")] == [r["val_psnr"] for r in _metrics(split / "001")]
+
+
+def test_refuses_to_mix_runs(patch_data, tmp_path, capsys):
+    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1), capsys)[0] == 0
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1), capsys)
+    assert code == 2 and "already holds a run" in err
+    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1, "--overwrite"), capsys)[0] == 0
+
+
+def test_non_finite_loss_stops_and_keeps_last_good(patch_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(RestorationLoss, "forward", lambda self, outputs, target: outputs[1].mean() * float("nan"))
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 2), capsys)
+    assert code == 2 and "training diverged in epoch 1" in err and "--resume" in err
+    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["epoch"] == 0
+
+
+BAD = {
+    "no patch folder": (["--img_size", 128], r"no patch folder .*resize128.*python make_patch\.py --img_size 128 --stride 64 --resize 128"),
+    "unknown arch": (["--arch", "UNet"], r"--arch UNet is not available"),
+    "unknown optimizer": (["--optimizer", "SGD"], r"--optimizer SGD is not available"),
+    "missing pretrained": (["--pretrained_path", "my/HINet.pth"], r"--pretrained_path my/HINet\.pth does not exist"),
+    "multi gpu without torchrun": (["--multi_gpu"], r"launch with torchrun"),
+    "resume without run": (["--resume"], r"last\.pth does not exist"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input(patch_data, tmp_path, capsys, case):
+    extra, message = BAD[case]
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1, *extra), capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert pytest.importorskip("re").search(message, err), err
+
+
+def test_bad_data(patch_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(patch_data, data)
+    next((data / "train/10Folds/0/resize256/target").iterdir()).unlink()
+    code, _, err = run_cli(train_script, _args(data, tmp_path / "r", "--epochs", 1), capsys)
+    assert code == 2 and "patches but" in err
+    (data / "train_original/train_10fold.csv").unlink()
+    code, _, err = run_cli(train_script, _args(data, tmp_path / "r", "--epochs", 1), capsys)
+    assert code == 2
+
+
+def test_weight_decay_is_applied():
+    from utils.trainer import TrainConfig, build_optimizer
+
+    model = torch.nn.Linear(2, 2)
+    assert build_optimizer(TrainConfig(), model, 1e-4).param_groups[0]["weight_decay"] == 0.0
+    assert build_optimizer(TrainConfig(weight_decay=1e-3), model, 1e-4).param_groups[0]["weight_decay"] == 1e-3
+
+
+def test_distributed_two_processes(patch_data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(ROOT / "main.py"),
+        *map(str, _args(patch_data, tmp_path, "--epochs", 2, "--device", "cpu")),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 process(es) on cpu" in result.stderr
+    assert (tmp_path / "001" / "256_best.pth").is_file()
+    assert len(_metrics(tmp_path / "001")) == 2
+    assert result.stdout.count("best validation PSNR") == 1  # rank 0 alone reports
