@@ -64,6 +64,8 @@ def write_png(path: str | Path, img_bgr: np.ndarray, compression: int = 3) -> No
 def list_images(folder: str | Path) -> list[Path]:
     """Image files of a folder, in natural order (``img_2`` before ``img_10``)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        fail(f"folder {folder} does not exist.")
     files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(files, key=natural_key)
 
