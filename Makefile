@@ -17,3 +17,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+demo: $(STAMP)
+	$(PY) -m utils.demo
+
+bench: $(STAMP)
+	$(PY) -m bench.bench_make_patch
+	$(PY) -m bench.bench_inference
+	$(PY) -m bench.bench_train

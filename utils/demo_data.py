@@ -5,7 +5,8 @@
 
 Clean scenes come from photographs that scikit-image ships under public-domain or CC0
 terms (see ``PHOTOS``); training and test scenes come from different photographs, so a
-score on the test set measures generalisation.
+score on the test set measures generalisation. Training scenes get their colour
+channels permuted at random, so four photographs cover many more hues.
 
 The degradation imitates light scattering in a phone camera at night:
 
@@ -46,8 +47,8 @@ PHOTOS = {
     "astronaut": ("train", "NASA, public domain"),
     "chelsea": ("train", "Stefan van der Walt, CC0"),
     "coffee": ("train", "Rachel Michetti, CC0"),
-    "hubble_deep_field": ("train", "NASA, public domain"),
-    "rocket": ("test", "SpaceX, public domain"),
+    "rocket": ("train", "SpaceX, public domain"),
+    "hubble_deep_field": ("test", "NASA, public domain"),
     "camera": ("test", "Lav Varshney, CC0"),
 }
 GAMMA = 2.2
@@ -85,7 +86,10 @@ def paint_lights(height: int, width: int, rng: np.random.Generator) -> tuple[np.
     unit = min(height, width)
     centres = []
     for _ in range(rng.integers(3, 8)):
-        cy, cx = rng.integers(int(0.08 * height), int(0.92 * height)), rng.integers(int(0.05 * width), int(0.95 * width))
+        cy, cx = (
+            rng.integers(int(0.08 * height), int(0.92 * height)),
+            rng.integers(int(0.05 * width), int(0.95 * width)),
+        )
         colour = LIGHT_COLOURS[rng.integers(len(LIGHT_COLOURS))] * rng.uniform(4.0, 12.0)
         mask = np.zeros((height, width), np.float32)
         kind = rng.choice(["lamp", "lamp", "window", "sign"])
@@ -138,9 +142,15 @@ def to_uint8(linear: np.ndarray) -> np.ndarray:
     return np.round(np.clip(linear, 0, 1) ** (1 / GAMMA) * 255).astype(np.uint8)
 
 
-def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generator):
-    """(degraded input, clean target, light centres): 8-bit RGB images and an (N, 2) array."""
+def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generator, recolour: bool = False):
+    """(degraded input, clean target, light centres): 8-bit RGB images and an (N, 2) array.
+
+    ``recolour`` permutes the photo's colour channels at random (training scenes only), so
+    that a handful of photos still show the model skies, walls and signs of every hue.
+    """
     scene = scene_crop(photo, height, width, rng) ** GAMMA
+    if recolour:
+        scene = scene[..., rng.permutation(3)]
     scene = scene * rng.uniform(0.2, 0.45) * np.array([0.85, 0.9, 1.05], np.float32)  # night exposure
     emission, centres = paint_lights(height, width, rng)
     clean_linear = scene + emission
@@ -171,7 +181,9 @@ def generate(
     folders = [root / "train_original", root / "test_input_img", root / "test_label_img", root / "train"]
     existing = [f for f in folders if f.exists() and any(f.iterdir())]
     if existing and not overwrite:
-        fail(f"{existing[0]} already holds data; pass --overwrite to replace the demo set (and its patches) or choose --root.")
+        fail(
+            f"{existing[0]} already holds data; pass --overwrite to replace the demo set (and its patches) or choose --root."
+        )
     for folder in existing:
         shutil.rmtree(folder)
     for sub in ("train_original/train_input_img", "train_original/train_label_img", "test_input_img", "test_label_img"):
@@ -184,7 +196,7 @@ def generate(
     for split, i in tqdm(jobs, desc="demo pairs", unit="pair", disable=not progress):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
         names = photos[split]
-        noisy, clean, _ = make_pair(loaded[names[i % len(names)]], height, width, rng)
+        noisy, clean, _ = make_pair(loaded[names[i % len(names)]], height, width, rng, recolour=split == "train")
         if split == "train":
             idx = 10000 + i
             inp = root / f"train_original/train_input_img/train_input_{idx}.png"
@@ -201,7 +213,7 @@ def generate(
     return {"train": train_count, "test": test_count, "size": (height, width), "mean_psnr": float(np.mean(psnrs))}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Generate the demo flare data set in the contest layout.")
     p.add_argument("--root", default="data", help="data folder to fill (the contest layout)")
     p.add_argument("--train_count", type=int, default=12)
@@ -211,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing data set and its patches")
     p.add_argument("--no_progress", action="store_true")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     info = generate(args.root, args.train_count, args.test_count, args.height, args.width, args.seed, args.overwrite,
                     not args.no_progress)  # fmt: skip
     print(f"demo data: {info['train']} training and {info['test']} test pairs of {args.height}x{args.width} in "

@@ -380,6 +380,9 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained:
         f"{d.world} process(es) on {device}"
     )
     logger.info("config: " + json.dumps(asdict(cfg)))
+    if d.main:
+        baseline = np.mean([psnr_uint8(read_rgb(p.input), read_rgb(p.target)) for p in val_pairs])
+        logger.info(f"validation PSNR of the unrestored inputs: {baseline:.4f} dB (the score to beat)")
 
     (logger.warning if "not found" in model_note else logger.info)(model_note)
     model.to(device)
