@@ -5,8 +5,7 @@
 
 Clean scenes come from photographs that scikit-image ships under public-domain or CC0
 terms (see ``PHOTOS``); training and test scenes come from different photographs, so a
-score on the test set measures generalisation. Training scenes get their colour
-channels permuted at random, so four photographs cover many more hues.
+score on the test set measures generalisation.
 
 The degradation imitates light scattering in a phone camera at night:
 
@@ -142,15 +141,9 @@ def to_uint8(linear: np.ndarray) -> np.ndarray:
     return np.round(np.clip(linear, 0, 1) ** (1 / GAMMA) * 255).astype(np.uint8)
 
 
-def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generator, recolour: bool = False):
-    """(degraded input, clean target, light centres): 8-bit RGB images and an (N, 2) array.
-
-    ``recolour`` permutes the photo's colour channels at random (training scenes only), so
-    that a handful of photos still show the model skies, walls and signs of every hue.
-    """
+def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generator):
+    """(degraded input, clean target, light centres): 8-bit RGB images and an (N, 2) array."""
     scene = scene_crop(photo, height, width, rng) ** GAMMA
-    if recolour:
-        scene = scene[..., rng.permutation(3)]
     scene = scene * rng.uniform(0.2, 0.45) * np.array([0.85, 0.9, 1.05], np.float32)  # night exposure
     emission, centres = paint_lights(height, width, rng)
     clean_linear = scene + emission
@@ -196,7 +189,7 @@ def generate(
     for split, i in tqdm(jobs, desc="demo pairs", unit="pair", disable=not progress):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
         names = photos[split]
-        noisy, clean, _ = make_pair(loaded[names[i % len(names)]], height, width, rng, recolour=split == "train")
+        noisy, clean, _ = make_pair(loaded[names[i % len(names)]], height, width, rng)
         if split == "train":
             idx = 10000 + i
             inp = root / f"train_original/train_input_img/train_input_{idx}.png"

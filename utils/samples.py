@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     y = int(np.clip(bright[0] - 128, 0, inp.shape[0] - 256))
     x = int(np.clip(bright[1] - 128, 0, inp.shape[1] - 256))
-    augmentations(inp[y : y + 256, x : x + 256] / 255.0, lab[y : y + 256, x : x + 256] / 255.0, out)
+    patch = lambda img: (img[y : y + 256, x : x + 256] / 255.0).astype(np.float32)  # noqa: E731
+    augmentations(patch(inp), patch(lab), out)
     larger_patch(inp, out)
     threshold(cv2.cvtColor(inp, cv2.COLOR_RGB2BGR), out)
     tiling(inp, out)
