@@ -64,7 +64,8 @@ def output_dir(save_path: str | Path, valid_fold: int, resize: int) -> Path:
 
 def bright_counts(img_bgr: np.ndarray, tops: list[int], lefts: list[int], crop: int) -> np.ndarray:
     """Pixels with HSV value > 200 in each (top, left) crop, clipped to the image: shape (len(tops), len(lefts))."""
-    bright = (img_bgr.max(axis=2) > BRIGHT_VALUE).astype(np.uint8)
+    value = np.maximum(np.maximum(img_bgr[..., 0], img_bgr[..., 1]), img_bgr[..., 2])  # HSV value, no conversion
+    bright = (value > BRIGHT_VALUE).astype(np.uint8)
     sat = cv2.integral(bright)  # (H+1, W+1) int32
     h, w = bright.shape
     y0 = np.asarray(tops)[:, None]

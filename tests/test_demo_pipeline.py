@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+from conftest import tiny_model
+from utils import demo
+from utils.demo_data import generate
+from utils.errors import UserError
+from utils.samples import main as samples_main
+
+
+def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "test_input_img").mkdir(parents=True)
+    (tmp_path / "data" / "test_input_img" / "mine.png").write_bytes(b"x")
+    with pytest.raises(UserError, match="holds data that the demo did not make"):
+        demo.check_ownership(tmp_path / "data", tmp_path / "weights")
+    (tmp_path / "data" / "train_original").mkdir()
+    (tmp_path / "data" / "train_original" / demo.DEMO_MARKER).write_text("demo")
+    demo.check_ownership(tmp_path / "data", tmp_path / "weights")  # the demo's own data: fine
+    (tmp_path / "weights").mkdir()
+    torch.save(
+        {"state_dict": tiny_model().state_dict(), "config": {"tag": "Default"}}, tmp_path / "weights" / "256_best.pth"
+    )
+    with pytest.raises(UserError, match="is not a demo checkpoint"):
+        demo.check_ownership(tmp_path / "data", tmp_path / "weights")
+
+
+def test_sample_pictures(tmp_path, capsys):
+    generate(tmp_path / "data", 2, 2, 576, 768, progress=False)
+    assert samples_main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "sample")]) == 0
+    names = {p.name for p in (tmp_path / "sample").iterdir()}
+    assert names == {
+        "Original.png", "HorizontalFlip.png", "VerticalFlip.png", "RandomRotate90.png", "ShiftScaleRotate.png",
+        "ColorJitter.png", "Larger_patch_512_resize256.png", "HSV_Threshold.png", "Tiling.png", "problem.png",
+    }  # fmt: skip
+    with pytest.raises(UserError, match="generate the demo data first"):
+        samples_main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "s2")])
