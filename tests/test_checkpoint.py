@@ -75,6 +75,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_checkpoint_cannot_run_code(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"

@@ -155,21 +155,24 @@ def test_odd_formats_are_converted(tmp_path, capsys):
     _image(inp / "grey.png", 30, 30, 0, lambda im: im[..., 0])
     _image(inp / "alpha.png", 30, 30, 1, lambda im: np.dstack([im, np.full(im.shape[:2], 255, np.uint8)]))
     _image(inp / "deep.png", 30, 30, 2, lambda im: im.astype(np.uint16) * 257)
-    code, _, err = run_cli(
-        test_script,
-        [
-            "--weights",
-            tmp_path / "m.pth",
-            "--tile_sizes",
-            32,
-            "--input_dir",
-            inp,
-            "--output_dir",
-            tmp_path / "o",
-            "--no_progress",
-        ],
-        capsys,
-    )
+    with pytest.warns(UserWarning) as caught:
+        code, _, err = run_cli(
+            test_script,
+            [
+                "--weights",
+                tmp_path / "m.pth",
+                "--tile_sizes",
+                32,
+                "--input_dir",
+                inp,
+                "--output_dir",
+                tmp_path / "o",
+                "--no_progress",
+            ],
+            capsys,
+        )
+    notes = " ".join(str(w.message) for w in caught)
+    assert "grey-scale to colour" in notes and "alpha channel dropped" in notes and "16-bit to 8-bit" in notes
     assert code == 0, err
     assert all(
         cv2.imread(str(tmp_path / "o" / n), cv2.IMREAD_UNCHANGED).shape == (30, 30, 3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -17,6 +18,7 @@ def fail(message: str) -> NoReturn:
 
 def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
     """Run a script's main; print a UserError as one line on stderr and return exit status 2."""
+    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
     try:
         return main(argv) or 0
     except UserError as err:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from utils.errors import fail
 
 
 @contextmanager
@@ -29,14 +26,3 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-
-
-def prepare_output_dir(path: str | Path, overwrite: bool, what: str, flag: str = "--overwrite") -> Path:
-    """Create ``path``; if it already holds files, refuse unless ``overwrite``, then empty it."""
-    path = Path(path)
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            fail(f"{what} folder {path} already holds files; pass {flag} to replace them or choose another folder.")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path

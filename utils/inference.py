@@ -66,6 +66,11 @@ def find_target(eval_dir: Path, input_name: str) -> Path | None:
     return None
 
 
+def from_uint8(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB array to a (3, H, W) float tensor in [0, 1] on ``device``."""
+    return torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
+
+
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] to an (H, W, 3) uint8 RGB array, rounded once."""
     return (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
@@ -128,7 +133,7 @@ def run_inference(
         bar = tqdm(images, unit="image", desc="restoring", disable=not progress)
         for path in bar:
             rgb = read_rgb(path)
-            image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255).to(device)
+            image = from_uint8(rgb, device)
             h, w = rgb.shape[:2]
             ensemble = torch.zeros_like(image)
             per_model = []

@@ -35,7 +35,7 @@ from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, 
 from utils.data import FOLD_CSV, PatchDataset, fold_pairs, patch_pairs
 from utils.errors import fail
 from utils.image_io import read_rgb
-from utils.inference import Restorer, to_uint8
+from utils.inference import Restorer, from_uint8, to_uint8
 from utils.logger import AverageMeter, get_logger
 from utils.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
@@ -230,7 +230,7 @@ def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.devi
     scores = []
     for pair in pairs:
         rgb = read_rgb(pair.input)
-        image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255).to(device)
+        image = from_uint8(rgb, device)
         restored = restore_image(restorer, image, cfg.img_size, cfg.img_size // 2, cfg.pred_batch, "all")
         scores.append(psnr_uint8(to_uint8(restored), read_rgb(pair.target)))
     model.train()
