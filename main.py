@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import fields
 
 from utils.errors import fail, run_cli
 from utils.trainer import DEFAULT_PRETRAINED, OPTIMIZERS, SIZE_DEFAULTS, TrainConfig, train
@@ -79,39 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(
             f"--img_size {args.img_size} must be a multiple of {2 ** (args.depth - 1)} for a HINet of depth {args.depth}."
         )
-    cfg = TrainConfig(
-        exp_num=args.exp_num,
-        tag=args.tag,
-        pretrained_path=args.pretrained_path,
-        data_path=args.data_path,
-        dataset=args.dataset,
-        fold=args.fold,
-        model_path=args.model_path,
-        arch=args.arch,
-        img_size=args.img_size,
-        batch_size=args.batch_size,
-        pred_batch=args.pred_batch,
-        epochs=args.epochs,
-        initial_lr=args.initial_lr,
-        min_lr=args.min_lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        clipping=args.clipping,
-        seed=args.seed,
-        patience=args.patience,
-        num_workers=args.num_workers,
-        wf=args.wf,
-        depth=args.depth,
-        aug_schedule=args.aug_schedule,
-        restart_epoch=args.restart_epoch,
-        device=args.device,
-        amp=args.amp,
-        channels_last=not args.no_channels_last,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        run_epochs=args.run_epochs,
-        progress=not args.no_progress,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    cfg = TrainConfig(**given, channels_last=not args.no_channels_last, progress=not args.no_progress)
     summary = train(cfg, explicit_pretrained=args.pretrained_path != DEFAULT_PRETRAINED)
     if int(os.environ.get("RANK", "0")) == 0:
         print(

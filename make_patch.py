@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 
 from utils.errors import run_cli
 from utils.patches import PatchSettings, make_patches, output_dir
@@ -44,15 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = PatchSettings(
-        img_size=args.img_size,
-        stride=args.stride,
-        resize=args.resize,
-        v_threshold=args.v_threshold,
-        folds=args.folds,
-        valid_fold=args.valid_fold,
-        patch_growth_count=args.patch_growth_count,
-    )
+    settings = PatchSettings(**{f.name: getattr(args, f.name) for f in fields(PatchSettings)})
     info = make_patches(
         settings,
         args.input_path,
