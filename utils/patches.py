@@ -27,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 from tqdm import tqdm
 
 from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
@@ -133,7 +134,9 @@ def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[str, dict[int
     return input_path.name, result, [str(w.message) for w in caught]
 
 
-def check_inputs(settings: PatchSettings, input_dir: Path, target_dir: Path, csv_dir: Path):
+def check_inputs(
+    settings: PatchSettings, input_dir: Path, target_dir: Path, csv_dir: Path
+) -> tuple[pd.DataFrame, list[tuple[Path, Path]]]:
     """Find every problem before any work starts; returns (fold table, training pairs). Fails listing all problems."""
     s = settings
     problems = []

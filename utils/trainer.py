@@ -32,7 +32,7 @@ from tqdm import tqdm
 from models.hinet import HINet
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, save_checkpoint
-from utils.data import FOLD_CSV, PatchDataset, fold_pairs, patch_pairs
+from utils.data import FOLD_CSV, Pair, PatchDataset, fold_pairs, patch_pairs
 from utils.errors import fail
 from utils.image_io import read_rgb
 from utils.inference import Restorer, from_uint8, to_uint8
@@ -164,7 +164,7 @@ def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
     return Dist(rank, world, local_rank), device
 
 
-def check_data(cfg: TrainConfig, world: int):
+def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
     """Patch pairs for training and full-size pairs for validation, with one-sentence errors."""
     make_cmd = (
         f"python make_patch.py --img_size {cfg.img_size} --stride {cfg.img_size // 2} --resize {cfg.img_size} "
@@ -237,8 +237,18 @@ def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.devi
     return float(np.mean(scores))
 
 
-def train_one_epoch(model, loader, optimizer, criterion, cfg: TrainConfig, device, scaler, bar_desc: str, show: bool):
-    """One pass over the loader; returns (mean loss, mean PSNR) of this process. Raises NonFiniteLoss."""
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    criterion: torch.nn.Module,
+    cfg: TrainConfig,
+    device: torch.device,
+    scaler: torch.amp.GradScaler,
+    bar_desc: str,
+    show: bool,
+) -> tuple[AverageMeter, AverageMeter]:
+    """One pass over the loader; returns this process's loss and PSNR meters. Raises NonFiniteLoss."""
     model.train()
     loss_meter, psnr_meter = AverageMeter(), AverageMeter()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
