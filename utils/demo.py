@@ -24,6 +24,7 @@ import cv2
 import torch
 
 from utils.errors import fail, run_cli
+from utils.files import has_files
 
 DEMO_MARKER = "DEMO_DATA.txt"
 DEMO_TAG = "demo"
@@ -46,7 +47,7 @@ def check_ownership(data: Path, weights: Path) -> None:
     """Refuse to overwrite a user's own data or checkpoints."""
     ours = (data / "train_original" / DEMO_MARKER).is_file()
     for folder in (data / "train_original", data / "test_input_img", data / "test_label_img"):
-        if folder.exists() and any(folder.iterdir()) and not ours:
+        if has_files(folder) and not ours:
             fail(f"{folder} holds data that the demo did not make; move it away or run the pipeline steps by hand.")
     for size in SIZES:
         ckpt = weights / f"{size}_best.pth"

@@ -40,6 +40,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from utils.errors import fail, run_cli
+from utils.files import has_files
 
 # Photographs bundled with scikit-image, with the licence its documentation states.
 PHOTOS = {
@@ -172,7 +173,7 @@ def generate(
         fail(f"--height and --width must be at least 64 (got {height}x{width}).")
     root = Path(root)
     folders = [root / "train_original", root / "test_input_img", root / "test_label_img", root / "train"]
-    existing = [f for f in folders if f.exists() and any(f.iterdir())]
+    existing = [f for f in folders if has_files(f)]
     if existing and not overwrite:
         fail(
             f"{existing[0]} already holds data; pass --overwrite to replace the demo set (and its patches) or choose --root."

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
-import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from tqdm import tqdm
 
 from utils.checkpoint import load_model
 from utils.errors import fail
+from utils.files import has_files, staged_dir
 from utils.image_io import image_size, list_images, read_rgb
 from utils.metrics import psnr_uint8, ssim_uint8
 from utils.runtime import autocast
@@ -115,7 +114,7 @@ def run_inference(
         missing = [p.name for p in images if find_target(eval_dir, p.name) is None]
         if missing:
             fail(f"--eval_dir {eval_dir} has no clean image for {', '.join(missing[:5])}.")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+    if has_files(output_dir) and not overwrite:
         fail(
             f"output folder {output_dir} already holds results; pass --overwrite to replace them or choose --output_dir."
         )
@@ -124,12 +123,9 @@ def run_inference(
         fail("--ensemble_weights must be non-negative and not all zero.")
 
     restorers = [Restorer(load_model(s.checkpoint)[0], device, amp) for s in specs]
-    stage = output_dir.with_name(f".{output_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
     rows: list[dict] = []
     start = time.perf_counter()
-    try:
+    with staged_dir(output_dir) as stage:
         bar = tqdm(images, unit="image", desc="restoring", disable=not progress)
         for path in bar:
             rgb = read_rgb(path)
@@ -184,10 +180,4 @@ def run_inference(
                 writer.writerows(rows)
                 writer.writerow({"image": "mean", **summary["mean"]})
             summary["rows"] = rows
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage, output_dir)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
     return summary

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
-import shutil
 import sys
 import warnings
 from collections import Counter
@@ -32,6 +30,7 @@ from tqdm import tqdm
 
 from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
 from utils.errors import fail
+from utils.files import has_files, staged_dir
 from utils.image_io import image_size, read_bgr
 from utils.tiling import tile_starts
 
@@ -213,19 +212,15 @@ def make_patches(
             f"{fold_csv} holds another split (other --folds or train.csv); pass --overwrite to replace it and re-make every patch folder."
         )
     out_dir = output_dir(save_path, settings.valid_fold, settings.resize)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+    if has_files(out_dir) and not overwrite:
         fail(f"patch folder {out_dir} already holds patches; pass --overwrite to replace them.")
 
-    # Build into a temporary sibling folder; it replaces the real one only when every image succeeded.
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    new_parents = [p for p in out_dir.parents if not p.exists()]  # removed again if the run fails
-    (tmp_dir / "input").mkdir(parents=True)
-    (tmp_dir / "target").mkdir()
     totals: Counter[int] = Counter()
-    tasks = [(i, t, settings, tmp_dir) for i, t in pairs]
     sizes = "+".join(str(c) for c, _ in settings.growth_steps())
-    try:
+    with staged_dir(out_dir) as tmp_dir:  # replaces the real folder only when every image succeeded
+        (tmp_dir / "input").mkdir()
+        (tmp_dir / "target").mkdir()
+        tasks = [(i, t, settings, tmp_dir) for i, t in pairs]
         with mp.get_context("fork").Pool(min(process_num, max(1, len(tasks)))) as pool:
             bar = tqdm(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", disable=not progress)
             for name, result, notes in pool.imap_unordered(_worker, tasks):
@@ -245,14 +240,5 @@ def make_patches(
             "total": sum(totals.values()),
         }
         (tmp_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp_dir, out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        if not out_dir.exists():
-            for parent in new_parents:  # innermost first
-                if parent.exists() and not any(parent.iterdir()):
-                    parent.rmdir()
     fold_csv.write_text(new_csv)
     return info

@@ -34,6 +34,7 @@ from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, save_checkpoint
 from utils.data import FOLD_CSV, Pair, PatchDataset, fold_pairs, patch_pairs
 from utils.errors import fail
+from utils.files import has_files
 from utils.image_io import read_rgb
 from utils.inference import Restorer, from_uint8, to_uint8
 from utils.logger import AverageMeter, get_logger
@@ -305,7 +306,7 @@ def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, st
 
 def prepare_exp_dir(cfg: TrainConfig) -> None:
     exp = cfg.exp_dir
-    has_run = exp.exists() and any(exp.iterdir())
+    has_run = has_files(exp)
     if cfg.resume:
         return
     if has_run:
