@@ -83,7 +83,7 @@ def test_checkpoint_cannot_run_code(tmp_path):
         pickle.dump({"state_dict": _Exploit(marker)}, fh)
     torch.save({"state_dict": _Exploit(marker)}, tmp_path / "evil2.pth")
     for p in (path, tmp_path / "evil2.pth"):
-        with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
+        with pytest.raises(UserError, match=r"evil2?\.pth holds Python objects .* could run code"):
             load_model(p)
     assert not marker.exists()
 

@@ -189,7 +189,7 @@ BAD = {
     "missing checkpoint": (["--weights", "weights/nope.pth", "--tile_sizes", 32], r"checkpoint weights/nope\.pth does not exist; train one with main\.py"),
     "missing input folder": (["--input_dir", "nowhere"], r"input folder nowhere does not exist"),
     "empty input folder": (["--input_dir", "empty"], r"input folder empty holds no images"),
-    "unreadable image": (["--input_dir", "broken"], r"cannot be decoded: bad\.png"),
+    "unreadable image": (["--input_dir", "broken"], r"bad\.png cannot be decoded as an image"),
     "list lengths": (["--strides", 64], r"--strides has 1 values for 2 checkpoint"),
 }  # fmt: skip
 

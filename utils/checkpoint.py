@@ -10,13 +10,14 @@ Accepted formats (all read with ``weights_only=True``, so a file can never run c
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
 import torch
 
 from models.hinet import HINet
-from utils.errors import fail
+from utils.errors import fail, one_line
 from utils.files import atomic_path
 
 STATE_KEYS = ("state_dict", "params", "params_ema", "model")
@@ -29,9 +30,13 @@ def read_checkpoint(path: str | Path) -> dict:
         fail(f"checkpoint {path} does not exist.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any parse failure of a user's file is reported, not raised
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        fail(f"{path} is not a readable PyTorch checkpoint ({first[:160]}).")
+    except pickle.UnpicklingError:
+        fail(
+            f"{path} holds Python objects besides tensors and plain values, which are not loaded because they "
+            f"could run code; save only the weights (a state dict) and load that."
+        )
+    except Exception as err:  # any other parse failure of a user's file is reported, not raised
+        fail(f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}).")
     if not isinstance(obj, dict):
         fail(f"{path} holds a {type(obj).__name__}, not a checkpoint dictionary.")
     return obj
@@ -95,13 +100,27 @@ def load_model(path: str | Path, config: dict | None = None) -> tuple[HINet, dic
     ckpt = read_checkpoint(path)
     state = extract_state_dict(ckpt, path)
     if config is None:
-        config = ckpt.get("model_config") if isinstance(ckpt.get("model_config"), dict) else infer_config(state, path)
+        inferred = infer_config(state, path)
+        stored = ckpt.get("model_config")
+        config = stored if isinstance(stored, dict) else inferred
+        check_stored_config(config, inferred, path)
     try:
         model = HINet(**config)
-    except TypeError as err:
-        fail(f"{path} stores an invalid model configuration {config}: {err}.")
+    except (TypeError, ValueError) as err:
+        fail(f"{path} stores an invalid model configuration {config} ({one_line(err)}).")
     load_weights(model, state, path)
     return model, config, ckpt
+
+
+def check_stored_config(stored: dict, inferred: dict, path: str | Path) -> None:
+    """Compare the architecture a checkpoint states with the one its tensors show, before building anything.
+
+    A crafted or mixed-up file could otherwise ask for an absurd model (and its memory).
+    """
+    differ = [k for k in ("in_chn", "wf", "depth") if stored.get(k) != inferred[k]]
+    if differ:
+        pairs = ", ".join(f"{k} {stored.get(k)!r} (tensors: {inferred[k]})" for k in differ)
+        fail(f"{path} states an architecture its weights do not have: {pairs}; the file is damaged or mixed up.")
 
 
 def save_checkpoint(obj: dict, path: str | Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from sklearn.model_selection import KFold
 from torch.utils.data import Dataset
 
-from utils.errors import fail
+from utils.errors import fail, one_line
 from utils.image_io import list_images, read_rgb
 
 PAIR_COLUMNS = ("input_img", "label_img")
@@ -30,14 +31,26 @@ def read_pairs_csv(csv_file: str | Path) -> pd.DataFrame:
     if not csv_file.is_file():
         fail(f"{csv_file} does not exist; put the contest's train.csv there or point --csv_path at its folder.")
     try:
-        df = pd.read_csv(csv_file)
+        df = pd.read_csv(csv_file, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        fail(f"{csv_file} is not a readable CSV file ({err}).")
+        fail(f"{csv_file} is not a readable CSV file ({one_line(err)}).")
     missing = [c for c in PAIR_COLUMNS if c not in df.columns]
     if missing:
         fail(f"{csv_file} lacks the column(s) {', '.join(missing)}; it needs {', '.join(PAIR_COLUMNS)}.")
     if df.empty:
         fail(f"{csv_file} lists no image pairs.")
+    for column in PAIR_COLUMNS:
+        df[column] = df[column].str.strip()
+        empty = df.index[df[column] == ""]
+        if len(empty):
+            fail(f"{csv_file} row {empty[0] + 2} has an empty {column}; every row needs both file names.")
+    for column in ("img_id", *PAIR_COLUMNS):
+        if column in df.columns and df[column].duplicated().any():
+            name = df.loc[df[column].duplicated(), column].iloc[0]
+            fail(
+                f"{csv_file} lists {column} {name!r} more than once; a repeated pair could fall into both the training "
+                f"and the validation folds, so remove the duplicate."
+            )
     return df
 
 
@@ -52,30 +65,64 @@ def kfold_split(df: pd.DataFrame, folds: int, seed: int = 42) -> pd.DataFrame:
     return df
 
 
-def fold_pairs(
-    fold_csv: str | Path, input_dir: str | Path, target_dir: str | Path, fold: int, validation: bool
-) -> list[Pair]:
-    """The validation pairs (``fold == fold``) or training pairs (``fold != fold``) of a fold CSV."""
+def read_fold_csv(fold_csv: str | Path) -> pd.DataFrame:
+    """The fold table make_patch.py wrote, checked: pair columns, a fold per row, no repeated image."""
     fold_csv = Path(fold_csv)
     if not fold_csv.is_file():
         fail(f"fold file {fold_csv} does not exist; run make_patch.py first, it writes it.")
-    df = pd.read_csv(fold_csv)
-    if "fold" not in df.columns or any(c not in df.columns for c in PAIR_COLUMNS):
-        fail(f"{fold_csv} lacks the columns fold, input_img and label_img; re-run make_patch.py.")
+    df = read_pairs_csv(fold_csv)
+    if "fold" not in df.columns or not df["fold"].str.fullmatch(r"\d+").all():
+        fail(f"{fold_csv} lacks a whole-number fold for every row; re-run make_patch.py.")
+    df["fold"] = df["fold"].astype(int)
+    return df
+
+
+def fold_pairs(
+    df: pd.DataFrame, input_dir: str | Path, target_dir: str | Path, fold: int, validation: bool
+) -> list[Pair]:
+    """The validation pairs (``fold == fold``) or training pairs (``fold != fold``) of a fold table."""
     rows = df[(df["fold"] == fold) if validation else (df["fold"] != fold)]
     return [Pair(Path(input_dir) / r.input_img, Path(target_dir) / r.label_img) for r in rows.itertuples()]
 
 
-def patch_pairs(input_dir: str | Path, target_dir: str | Path) -> list[Pair]:
-    """Matching input/target patch files of a make_patch folder, in natural order."""
-    inputs, targets = list_images(input_dir), list_images(target_dir)
+# make_patch.py names a patch ``<5-digit index>_[<crop>_]<name of the image it was cut from>``.
+PATCH_NAME = re.compile(r"^(?P<prefix>\d{5}_(?:\d+_)?)(?P<source>.+)$")
+
+
+def patch_pairs(input_dir: str | Path, target_dir: str | Path, folds: pd.DataFrame, valid_fold: int) -> list[Pair]:
+    """Input and target patches paired by name through the fold table, in natural order.
+
+    Refuses unpaired files (naming them) and any patch cut from a validation image, which
+    would leak validation data into training.
+    """
+    inputs = list_images(input_dir)
     if not inputs:
         fail(f"patch folder {input_dir} holds no images; run make_patch.py for this size and fold.")
-    if len(inputs) != len(targets):
+    targets = {p.name: p for p in list_images(target_dir)}
+    label_of = dict(zip(folds["input_img"], folds["label_img"], strict=True))
+    fold_of = dict(zip(folds["input_img"], folds["fold"], strict=True))
+    pairs, unpaired, leaked = [], [], []
+    for path in inputs:
+        match = PATCH_NAME.match(path.name)
+        source = match["source"] if match else None
+        target = targets.pop(match["prefix"] + label_of[source], None) if source in label_of else None
+        if target is None:
+            unpaired.append(path.name)
+        elif fold_of[source] == valid_fold:
+            leaked.append(path.name)
+        else:
+            pairs.append(Pair(path, target))
+    redo = "re-run make_patch.py with --overwrite"
+    if leaked:
         fail(
-            f"{input_dir} holds {len(inputs)} patches but {target_dir} holds {len(targets)}; re-run make_patch.py with --overwrite."
+            f"{len(leaked)} training patches come from validation images of fold {valid_fold} (e.g. {leaked[0]}); {redo} for this fold."
         )
-    return [Pair(i, t) for i, t in zip(inputs, targets, strict=True)]
+    if unpaired or targets:
+        names = unpaired[:1] + sorted(targets)[:1]
+        fail(
+            f"{len(unpaired)} input and {len(targets)} target patches have no partner (e.g. {', '.join(names)}); {redo}."
+        )
+    return pairs
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 
 from utils.errors import fail
-from utils.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -52,15 +51,6 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
 
 
-def write_png(path: str | Path, img_bgr: np.ndarray, compression: int = 3) -> None:
-    """Write a PNG atomically (temporary name, then rename); raises OSError on failure."""
-    with atomic_path(path) as tmp:
-        ok, buf = cv2.imencode(".png", img_bgr, [cv2.IMWRITE_PNG_COMPRESSION, compression])
-        if not ok:
-            raise OSError(f"could not encode {path}")
-        buf.tofile(str(tmp))
-
-
 def list_images(folder: str | Path) -> list[Path]:
     """Image files of a folder, in natural order (``img_2`` before ``img_10``)."""
     folder = Path(folder)
@@ -87,3 +77,30 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
         return None if img is None else img.shape[:2]
     except OSError:
         return None
+
+
+def image_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a training or test image, or None; checked before any work starts.
+
+    PNG files are judged from their header (8 or 16 bits); other formats are decoded and
+    their pixel type and channel count checked as ``to_bgr8`` would.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+    except OSError as err:
+        return f"{path} cannot be read ({err.strerror})"
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height, bits = *struct.unpack(">II", head[16:24]), head[24]
+        if width == 0 or height == 0:
+            return f"{path} is an empty image"
+        return None if bits in (1, 2, 4, 8, 16) else f"{path} has an unsupported PNG bit depth {bits}"
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        return f"{path} cannot be decoded as an image"
+    if img.dtype not in (np.uint8, np.uint16):
+        return f"{path} has pixel type {img.dtype}; only 8-bit or 16-bit images are supported"
+    if img.ndim == 3 and img.shape[2] not in (3, 4):
+        return f"{path} has {img.shape[2]} channels; expected 1, 3 or 4"
+    return None

@@ -15,9 +15,9 @@ import torch
 from tqdm import tqdm
 
 from utils.checkpoint import load_model
-from utils.errors import fail
-from utils.files import has_files, staged_dir
-from utils.image_io import image_size, list_images, read_rgb
+from utils.errors import fail, one_line
+from utils.files import check_output_folder, staged_dir
+from utils.image_io import image_problem, image_size, list_images, read_rgb
 from utils.metrics import psnr_uint8, ssim_uint8
 from utils.runtime import autocast
 from utils.tiling import count_tiles, restore_image
@@ -38,14 +38,17 @@ class ModelSpec:
 class Restorer:
     """A loaded HINet that restores batches of tiles: eval mode, channels-last, optional autocast."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, amp: bool = False) -> None:
+    def __init__(
+        self, model: torch.nn.Module, device: torch.device, amp: bool = False, channels_last: bool = True
+    ) -> None:
         self.device = device
         self.amp = amp
-        self.model = model.to(device).eval().to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(device).eval().to(memory_format=self.memory_format)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         with autocast(self.device, self.amp):
             return self.model(batch)[1].float()
 
@@ -75,16 +78,61 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     return (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+SUBMISSION_ENTRIES = ("*.png", "submission.zip", "metrics.csv")
+
+
 def check_input_folder(input_dir: Path) -> list[Path]:
+    """Every image of the input folder, each checked to be decodable, before any work."""
     if not input_dir.is_dir():
         fail(f"input folder {input_dir} does not exist; put the test images there or pass --input_dir.")
     images = list_images(input_dir)
     if not images:
         fail(f"input folder {input_dir} holds no images (png, jpg, bmp or tif).")
-    unreadable = [p.name for p in images if image_size(p) is None]
-    if unreadable:
-        fail(f"{len(unreadable)} image(s) in {input_dir} cannot be decoded: {', '.join(unreadable[:5])}.")
+    problems = [problem for p in images if (problem := image_problem(p)) is not None]
+    if problems:
+        fail(f"{len(problems)} input image(s) cannot be used: {'; '.join(problems[:3])}.")
+    names: dict[str, str] = {}
+    for p in images:
+        other = names.setdefault(submission_name(p.name), p.name)
+        if other != p.name:
+            fail(f"{other} and {p.name} would both be written as {submission_name(p.name)}; rename one of them.")
     return images
+
+
+def check_targets(eval_dir: Path, images: list[Path]) -> dict[str, Path]:
+    """The clean image of every input, each readable and of the input's size."""
+    if not eval_dir.is_dir():
+        fail(f"--eval_dir {eval_dir} does not exist.")
+    targets = {}
+    for p in images:
+        target = find_target(eval_dir, p.name)
+        if target is None:
+            fail(f"--eval_dir {eval_dir} has no clean image for {p.name}.")
+        if (problem := image_problem(target)) is not None:
+            fail(f"--eval_dir: {problem}.")
+        if image_size(target) != image_size(p):
+            (h, w), (th, tw) = image_size(p), image_size(target)
+            fail(f"clean image {target.name} is {tw}x{th} but the input {p.name} is {w}x{h}.")
+        targets[p.name] = target
+    return targets
+
+
+def check_specs(specs: list[ModelSpec], configs: list[dict]) -> None:
+    """Tiles the models can take, strides that leave no pixel uncovered, usable weights."""
+    for spec, config in zip(specs, configs, strict=True):
+        multiple = 2 ** (config["depth"] - 1)
+        if spec.tile % multiple:
+            fail(
+                f"tile size {spec.tile} for {spec.checkpoint} is not a multiple of {multiple}, which its HINet of "
+                f"depth {config['depth']} needs; pass --tile_sizes with multiples of {multiple}."
+            )
+        if spec.stride > spec.tile:
+            fail(
+                f"stride {spec.stride} is larger than the tile {spec.tile} for {spec.checkpoint}, which would leave "
+                f"pixels unrestored; pass --strides no larger than the tiles."
+            )
+    if any(s.weight < 0 or not np.isfinite(s.weight) for s in specs) or sum(s.weight for s in specs) <= 0:
+        fail("--ensemble_weights must be finite, non-negative and not all zero.")
 
 
 def run_inference(
@@ -102,75 +150,27 @@ def run_inference(
 ) -> dict:
     """Restore every image of ``input_dir`` with the weighted ensemble of ``specs``; returns a summary.
 
-    Outputs are built in a staging folder that replaces ``output_dir`` only when the whole
-    run succeeded, so a failed run leaves no half-written PNG or zip and never mixes runs.
+    Everything that can be checked is checked before the first image. Outputs are built in
+    a staging folder that replaces ``output_dir`` only when the whole run succeeded, so a
+    failed run leaves no half-written PNG or zip and never mixes runs; a folder holding
+    anything but this project's outputs is never replaced.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = check_input_folder(input_dir)
-    if eval_dir is not None:
-        eval_dir = Path(eval_dir)
-        if not eval_dir.is_dir():
-            fail(f"--eval_dir {eval_dir} does not exist.")
-        missing = [p.name for p in images if find_target(eval_dir, p.name) is None]
-        if missing:
-            fail(f"--eval_dir {eval_dir} has no clean image for {', '.join(missing[:5])}.")
-    if has_files(output_dir) and not overwrite:
-        fail(
-            f"output folder {output_dir} already holds results; pass --overwrite to replace them or choose --output_dir."
-        )
-    total_weight = sum(s.weight for s in specs)
-    if total_weight <= 0 or any(s.weight < 0 for s in specs):
-        fail("--ensemble_weights must be non-negative and not all zero.")
+    targets = check_targets(Path(eval_dir), images) if eval_dir is not None else None
+    protected = {"input folder": input_dir, "--eval_dir folder": eval_dir}
+    protected |= {f"checkpoint {s.checkpoint}": s.checkpoint for s in specs}
+    check_output_folder(output_dir, "--output_dir", overwrite, protected)
+    loaded = [load_model(s.checkpoint) for s in specs]
+    check_specs(specs, [config for _, config, _ in loaded])
+    restorers = [Restorer(model, device, amp) for model, _, _ in loaded]
 
-    restorers = [Restorer(load_model(s.checkpoint)[0], device, amp) for s in specs]
-    rows: list[dict] = []
     start = time.perf_counter()
-    with staged_dir(output_dir) as stage:
-        bar = tqdm(images, unit="image", desc="restoring", disable=not progress)
-        for path in bar:
-            rgb = read_rgb(path)
-            image = from_uint8(rgb, device)
-            h, w = rgb.shape[:2]
-            ensemble = torch.zeros_like(image)
-            per_model = []
-            for spec, restorer in zip(specs, restorers, strict=True):
-                n_tiles = count_tiles(h, w, spec.tile, spec.stride, tile_mode, tta)
-                with tqdm(
-                    total=n_tiles,
-                    unit="tile",
-                    leave=False,
-                    disable=not progress or n_tiles < 64,
-                    desc=f"{path.name} @{spec.tile}",
-                ) as tiles:
-                    restored = restore_image(
-                        restorer, image, spec.tile, spec.stride, spec.batch_size, tile_mode, tta, on_batch=tiles.update
-                    )
-                ensemble += (spec.weight / total_weight) * restored
-                if eval_dir is not None:
-                    per_model.append(to_uint8(restored))
-            out = to_uint8(ensemble)
-            if not cv2.imwrite(str(stage / submission_name(path.name)), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
-                fail(f"could not write {stage / submission_name(path.name)}; is the disk full?")
-            if eval_dir is not None:
-                clean = read_rgb(find_target(eval_dir, path.name))
-                if clean.shape != rgb.shape:
-                    fail(f"clean image for {path.name} is {clean.shape[1]}x{clean.shape[0]}, the input {w}x{h}.")
-                row = {"image": path.name, "psnr_input": psnr_uint8(rgb, clean), "ssim_input": ssim_uint8(rgb, clean)}
-                for spec, pred in zip(specs, per_model, strict=True):
-                    row[f"psnr_{spec.tile}"] = psnr_uint8(pred, clean)
-                    row[f"ssim_{spec.tile}"] = ssim_uint8(pred, clean)
-                row["psnr_ensemble"] = psnr_uint8(out, clean)
-                row["ssim_ensemble"] = ssim_uint8(out, clean)
-                rows.append(row)
-                bar.set_postfix(psnr=f"{row['psnr_input']:.2f}->{row['psnr_ensemble']:.2f}")
+    with staged_dir(output_dir, SUBMISSION_ENTRIES, "test.py") as stage:
+        rows = _restore_all(specs, restorers, images, targets, stage, device, tile_mode, tta, progress)
         seconds = time.perf_counter() - start
-        pngs = sorted(p.name for p in stage.glob("*.png"))
-        if len(pngs) != len(images):
-            fail(f"{len(images)} input images map to only {len(pngs)} distinct output names; rename the inputs.")
         if make_zip:
-            with zipfile.ZipFile(stage / "submission.zip", "w", zipfile.ZIP_DEFLATED) as zf:
-                for name in pngs:
-                    zf.write(stage / name, arcname=name)
+            _write_zip(stage, [submission_name(p.name) for p in images])
         summary = {"images": len(images), "seconds": seconds, "output_dir": str(output_dir)}
         if rows:
             summary["mean"] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "image"}
@@ -181,3 +181,55 @@ def run_inference(
                 writer.writerow({"image": "mean", **summary["mean"]})
             summary["rows"] = rows
     return summary
+
+
+def _write_zip(stage: Path, names: list[str]) -> None:
+    try:
+        with zipfile.ZipFile(stage / "submission.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+            for name in sorted(names):
+                zf.write(stage / name, arcname=name)
+    except OSError as err:
+        fail(f"could not write submission.zip ({err.strerror or one_line(err)}); free some space and run again.")
+
+
+def _restore_all(specs, restorers, images, targets, stage, device, tile_mode, tta, progress) -> list[dict]:
+    """Restore, ensemble and write each image; returns per-image metrics when ``targets`` are given."""
+    total_weight = sum(s.weight for s in specs)
+    rows: list[dict] = []
+    bar = tqdm(images, unit="image", desc="restoring", disable=not progress)
+    for path in bar:
+        rgb = read_rgb(path)
+        image = from_uint8(rgb, device)
+        h, w = rgb.shape[:2]
+        ensemble = torch.zeros_like(image)
+        per_model = []
+        for spec, restorer in zip(specs, restorers, strict=True):
+            n_tiles = count_tiles(h, w, spec.tile, spec.stride, tile_mode, tta)
+            with tqdm(
+                total=n_tiles,
+                unit="tile",
+                leave=False,
+                disable=not progress or n_tiles < 64,
+                desc=f"{path.name} @{spec.tile}",
+            ) as tiles:
+                restored = restore_image(
+                    restorer, image, spec.tile, spec.stride, spec.batch_size, tile_mode, tta, on_batch=tiles.update
+                )
+            ensemble += (spec.weight / total_weight) * restored
+            if targets is not None:
+                per_model.append(to_uint8(restored))
+        out = to_uint8(ensemble)
+        name = submission_name(path.name)
+        if not cv2.imwrite(str(stage / name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
+            fail(f"could not write {name} into the output folder; is the disk full?")
+        if targets is not None:
+            clean = read_rgb(targets[path.name])
+            row = {"image": path.name, "psnr_input": psnr_uint8(rgb, clean), "ssim_input": ssim_uint8(rgb, clean)}
+            for spec, pred in zip(specs, per_model, strict=True):
+                row[f"psnr_{spec.tile}"] = psnr_uint8(pred, clean)
+                row[f"ssim_{spec.tile}"] = ssim_uint8(pred, clean)
+            row["psnr_ensemble"] = psnr_uint8(out, clean)
+            row["ssim_ensemble"] = ssim_uint8(out, clean)
+            rows.append(row)
+            bar.set_postfix(psnr=f"{row['psnr_input']:.2f}->{row['psnr_ensemble']:.2f}")
+    return rows

@@ -16,7 +16,6 @@ window is counted at once instead of colour-converting each crop.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import sys
 import warnings
 from collections import Counter
@@ -30,13 +29,17 @@ from tqdm import tqdm
 
 from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
 from utils.errors import fail
-from utils.files import has_files, staged_dir
-from utils.image_io import image_size, read_bgr
+from utils.files import check_output_folder, staged_dir
+from utils.image_io import image_problem, image_size, read_bgr
 from utils.tiling import tile_starts
+from utils.workers import TaskFailed, WorkerDied, run_tasks
 
 BRIGHT_VALUE = 200
 PNG_COMPRESSION = 3
 INFO_FILE = "patch_info.json"
+PATCH_FOLDER_ENTRIES = ("input", "target", INFO_FILE)
+# HINet halves the patch depth - 1 times; 16 serves the default depth 5 (and every smaller one).
+SIZE_MULTIPLE = 16
 
 
 @dataclass(frozen=True)
@@ -122,15 +125,12 @@ def extract_pair(input_path: Path, target_path: Path, settings: PatchSettings, o
     return counts
 
 
-def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[str, dict[int, int] | str, list[str]]:
+def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[dict[int, int], list[str]]:
     input_path, target_path, settings, out_dir = task
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            result: dict[int, int] | str = extract_pair(input_path, target_path, settings, out_dir)
-        except Exception as err:  # reported to the parent, which stops the run and names the image
-            result = f"{type(err).__name__}: {err}"
-    return input_path.name, result, [str(w.message) for w in caught]
+        result = extract_pair(input_path, target_path, settings, out_dir)
+    return result, [str(w.message) for w in caught]
 
 
 def check_inputs(
@@ -142,6 +142,10 @@ def check_inputs(
     for name in ("img_size", "stride", "resize", "patch_growth_count"):
         if getattr(s, name) <= 0:
             problems.append(f"--{name} must be positive (got {getattr(s, name)})")
+    if 0 < s.img_size < s.stride:
+        problems.append(f"--stride {s.stride} is larger than --img_size {s.img_size}, which would leave gaps")
+    if s.resize > 0 and s.resize % SIZE_MULTIPLE:
+        problems.append(f"--resize {s.resize} must be a multiple of {SIZE_MULTIPLE}, the patch sizes HINet takes")
     if s.v_threshold < 0:
         problems.append(f"--v_threshold must not be negative (got {s.v_threshold})")
     if s.folds < 2:
@@ -166,10 +170,10 @@ def check_inputs(
         for path in (in_path, tar_path):
             if not path.is_file():
                 problems.append(f"{path} is listed in train.csv but does not exist")
-            elif (size := image_size(path)) is None:
-                problems.append(f"{path} cannot be decoded as an image")
+            elif (problem := image_problem(path)) is not None:
+                problems.append(problem)
             else:
-                sizes.append(size)
+                sizes.append(image_size(path))
         if len(sizes) == 2 and sizes[0] != sizes[1]:
             problems.append(
                 f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}"
@@ -187,6 +191,32 @@ def check_inputs(
         more = f" (and {len(problems) - 10} more problems)" if len(problems) > 10 else ""
         fail("; ".join(problems[:10]) + more + ".")
     return df, pairs
+
+
+def _extract_all(
+    pairs: list[tuple[Path, Path]], settings: PatchSettings, out_dir: Path, process_num: int, progress: bool
+) -> Counter[int]:
+    """Run ``extract_pair`` on every pair in worker processes; any failure stops the run naming the image."""
+    totals: Counter[int] = Counter()
+    sizes = "+".join(str(c) for c, _ in settings.growth_steps())
+    names = [i.name for i, _ in pairs]
+    tasks = [(i, t, settings, out_dir) for i, t in pairs]
+    bar = tqdm(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", disable=not progress)
+    try:
+        for index, result in run_tasks(_worker, tasks, process_num, names):
+            if isinstance(result, TaskFailed):
+                fail(f"patch extraction failed on {names[index]}: {result}; nothing was written.")
+            counts, notes = result
+            for note in notes:
+                tqdm.write(f"warning: {note}", file=sys.stderr)
+            totals.update(counts)
+            bar.update(1)
+            bar.set_postfix({str(k): v for k, v in sorted(totals.items())})
+    except WorkerDied as err:
+        fail(f"{err}; it may have run out of memory: lower --process_num and run again. Nothing was written.")
+    finally:
+        bar.close()
+    return totals
 
 
 def make_patches(
@@ -212,33 +242,30 @@ def make_patches(
             f"{fold_csv} holds another split (other --folds or train.csv); pass --overwrite to replace it and re-make every patch folder."
         )
     out_dir = output_dir(save_path, settings.valid_fold, settings.resize)
-    if has_files(out_dir) and not overwrite:
-        fail(f"patch folder {out_dir} already holds patches; pass --overwrite to replace them.")
-
-    totals: Counter[int] = Counter()
-    sizes = "+".join(str(c) for c, _ in settings.growth_steps())
-    with staged_dir(out_dir) as tmp_dir:  # replaces the real folder only when every image succeeded
+    check_output_folder(
+        out_dir,
+        "patch folder",
+        overwrite,
+        {"input folder": input_dir, "target folder": target_dir},
+        PATCH_FOLDER_ENTRIES,
+    )
+    with staged_dir(
+        out_dir, PATCH_FOLDER_ENTRIES, "make_patch.py", PATCH_FOLDER_ENTRIES
+    ) as tmp_dir:  # replaces the real folder on success
         (tmp_dir / "input").mkdir()
         (tmp_dir / "target").mkdir()
-        tasks = [(i, t, settings, tmp_dir) for i, t in pairs]
-        with mp.get_context("fork").Pool(min(process_num, max(1, len(tasks)))) as pool:
-            bar = tqdm(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", disable=not progress)
-            for name, result, notes in pool.imap_unordered(_worker, tasks):
-                for note in notes:
-                    tqdm.write(f"warning: {note}", file=sys.stderr)
-                if isinstance(result, str):
-                    pool.terminate()
-                    fail(f"patch extraction failed on {name}: {result}; nothing was written.")
-                totals.update(result)
-                bar.update(1)
-                bar.set_postfix({str(k): v for k, v in sorted(totals.items())})
-            bar.close()
+        totals = _extract_all(pairs, settings, tmp_dir, process_num, progress)
         info = {
             "settings": asdict(settings),
             "images": len(pairs),
             "patches_per_crop": {str(k): totals.get(k, 0) for k, _ in settings.growth_steps()},
             "total": sum(totals.values()),
         }
+        if info["total"] == 0:
+            fail(
+                f"no patch was kept from {len(pairs)} images (no crop has {settings.v_threshold} pixels brighter than "
+                f"{BRIGHT_VALUE}); lower --v_threshold or raise --patch_growth_count; nothing was replaced."
+            )
         (tmp_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     fold_csv.write_text(new_csv)
     return info

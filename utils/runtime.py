@@ -26,9 +26,13 @@ def choose_device(name: str | None = None) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        fail(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N.")
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        fail(f"--device {name!r} is not supported; use auto, cpu, cuda or cuda:N.")
     if device.type == "cuda" and not torch.cuda.is_available():
         fail(f"--device {name} was asked for but CUDA is not available here; use --device cpu.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        fail(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0.")
     return device
 
 

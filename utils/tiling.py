@@ -98,6 +98,8 @@ def restore_tiled(
             on_batch(len(batch_pos))
 
     count = torch.outer(coverage(height, tile, tops), coverage(width, tile, lefts)).to(image.device)
+    if count.min() == 0:  # a stride larger than the tile: refuse rather than return black pixels
+        raise ValueError(f"tiles of {tile} with stride {stride} leave pixels uncovered")
     return acc[:, :height, :width] / count
 
 

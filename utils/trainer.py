@@ -32,10 +32,10 @@ from tqdm import tqdm
 from models.hinet import HINet
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, save_checkpoint
-from utils.data import FOLD_CSV, Pair, PatchDataset, fold_pairs, patch_pairs
+from utils.data import FOLD_CSV, Pair, PatchDataset, fold_pairs, patch_pairs, read_fold_csv
 from utils.errors import fail
-from utils.files import has_files
-from utils.image_io import read_rgb
+from utils.files import check_output_folder, write_marker
+from utils.image_io import image_size, read_rgb
 from utils.inference import Restorer, from_uint8, to_uint8
 from utils.logger import AverageMeter, get_logger
 from utils.losses import RestorationLoss
@@ -175,9 +175,17 @@ def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
         fail(
             f"no patch folder {cfg.patch_dir}/input and /target for size {cfg.img_size}, fold {cfg.fold}; create it with: {make_cmd}"
         )
-    train = patch_pairs(cfg.patch_dir / "input", cfg.patch_dir / "target")
     original = Path(cfg.data_path) / "train_original"
-    val = fold_pairs(original / FOLD_CSV, original / "train_input_img", original / "train_label_img", cfg.fold, True)
+    folds = read_fold_csv(original / FOLD_CSV)
+    check_patch_info(cfg, folds, make_cmd)
+    train = patch_pairs(cfg.patch_dir / "input", cfg.patch_dir / "target", folds, cfg.fold)
+    odd = next((p.input for p in train if image_size(p.input) != (cfg.img_size, cfg.img_size)), None)
+    if odd is not None:
+        h, w = image_size(odd) or (0, 0)
+        fail(
+            f"patch {odd} is {w}x{h}, not {cfg.img_size}x{cfg.img_size}; re-make the patches with: {make_cmd} --overwrite"
+        )
+    val = fold_pairs(folds, original / "train_input_img", original / "train_label_img", cfg.fold, True)
     missing = [str(p.input) for p in val if not p.input.is_file()] + [
         str(p.target) for p in val if not p.target.is_file()
     ]
@@ -188,6 +196,24 @@ def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
     if cfg.batch_size % world:
         fail(f"--batch_size {cfg.batch_size} is the global batch and must divide by the {world} processes.")
     return train, val
+
+
+def check_patch_info(cfg: TrainConfig, folds, make_cmd: str) -> None:
+    """The patch folder must come from the fold split now on disk, for this fold and size."""
+    info_file = cfg.patch_dir / INFO_FILE
+    if not info_file.is_file():
+        return  # patches of an earlier release: the name-based pairing still guards against leaks
+    try:
+        made = json.loads(info_file.read_text())["settings"]
+    except (ValueError, KeyError, TypeError):
+        fail(f"{info_file} is damaged; re-make the patches with: {make_cmd} --overwrite")
+    now = {"folds": int(folds["fold"].max()) + 1, "valid_fold": cfg.fold, "resize": cfg.img_size}
+    differ = [f"{k} {made.get(k)} (now {v})" for k, v in now.items() if made.get(k) != v]
+    if differ:
+        fail(
+            f"the patches in {cfg.patch_dir} were made with {', '.join(differ)}; validation images could be in "
+            f"training, so re-make them with: {make_cmd} --folds {now['folds']} --overwrite"
+        )
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -227,7 +253,7 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torc
 
 def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.device) -> float:
     """Mean PSNR over full-size validation images, restored with tiles of ``img_size``, stride ``img_size // 2``."""
-    restorer = Restorer(model, device, cfg.amp)
+    restorer = Restorer(model, device, cfg.amp, cfg.channels_last)
     scores = []
     for pair in pairs:
         rgb = read_rgb(pair.input)
@@ -304,18 +330,43 @@ def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, st
     return path, f"initialised from {path}"
 
 
+RUN_ENTRIES = ("log.log", "metrics.csv", "curves.png", "last.pth", "*_best.pth")
+RESUME_KEYS = ("config", "rng", "state_dict", "optimizer", "epoch", "best_psnr", "best_epoch", "early_stop")
+
+
 def prepare_exp_dir(cfg: TrainConfig) -> None:
+    """Create the run folder, or clear one this project made; never touches anything else.
+
+    A folder without ``last.pth`` (a first start that failed) is not a run and is cleared.
+    """
     exp = cfg.exp_dir
-    has_run = has_files(exp)
     if cfg.resume:
         return
-    if has_run:
-        if not cfg.overwrite:
-            fail(
-                f"{exp} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --exp_num."
-            )
-        shutil.rmtree(exp)
-    exp.mkdir(parents=True, exist_ok=True)
+    if (exp / "last.pth").is_file() and not cfg.overwrite:
+        fail(
+            f"{exp} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --exp_num."
+        )
+    protected = {"patch folder": cfg.patch_dir, "data folder": Path(cfg.data_path) / "train_original"}
+    real = check_output_folder(exp, "run folder", True, protected, RUN_ENTRIES)
+    if real.exists():
+        shutil.rmtree(real)
+    real.mkdir(parents=True)
+    write_marker(real, RUN_ENTRIES, "main.py")
+
+
+def read_resume_state(cfg: TrainConfig) -> dict:
+    """``last.pth`` of the run, checked to hold everything a resumed run needs."""
+    path = cfg.exp_dir / "last.pth"
+    if not path.is_file():
+        fail(f"--resume: {path} does not exist; start the run without --resume.")
+    state = read_checkpoint(path)
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        fail(
+            f"--resume: {path} is not a resumable checkpoint of this project (it lacks {', '.join(missing)}); "
+            f"to start from its weights, begin a new run with --pretrained_path {path} and another --exp_num."
+        )
+    return state
 
 
 def rng_state() -> dict:
@@ -361,9 +412,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained:
     exp = cfg.exp_dir
     resume_state = None
     if cfg.resume:
-        if not (exp / "last.pth").is_file():
-            fail(f"--resume: {exp / 'last.pth'} does not exist; start the run without --resume.")
-        resume_state = read_checkpoint(exp / "last.pth")
+        resume_state = read_resume_state(cfg)
         stored = resume_state["config"]
         for name in RECIPE_FIELDS:
             setattr(cfg, name, stored[name])
@@ -469,8 +518,18 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained:
                 )
             except NonFiniteLoss as err:
                 fail(
-                    f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}: "
-                    f"lower --initial_lr or --clipping and continue with --resume."
+                    f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}. "
+                    f"A resumed run would repeat the same steps, so start a new run from those weights with a lower "
+                    f"learning rate: --pretrained_path {exp / 'last.pth'} --initial_lr {cfg.initial_lr / 10:g} "
+                    f"and another --exp_num."
+                )
+            except RuntimeError as err:
+                if "DataLoader worker" not in str(err):
+                    raise
+                fail(
+                    f"a data-loading worker process died in epoch {epoch} (killed by the system, perhaps for lack of "
+                    f"memory); {exp / 'last.pth'} keeps epoch {epoch - 1}: continue with --resume, with fewer "
+                    f"--num_workers if memory is short."
                 )
             train_loss, train_psnr = _reduce_meters([loss_m, psnr_m], d, device)
             stop = False
