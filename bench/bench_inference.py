@@ -55,7 +55,7 @@ def original_loop(model: torch.nn.Module, image: torch.Tensor, tile: int, stride
     left_margin = int(np.ceil((w - tile) / stride) * stride)
     for top in range(0, top_margin + 1, stride):
         for left in range(0, left_margin + 1, stride):
-            piece = torch.zeros([3, tile, tile])
+            piece = torch.zeros([3, tile, tile], device=image.device)
             part = image[:, top : top + tile, left : left + tile]
             piece[:, : part.shape[1], : part.shape[2]] = part
             crops.append(piece)

@@ -21,7 +21,7 @@ import torch
 from bench.common import demo_set, table
 from models.hinet import HINet
 from utils.augment import build_augmentation
-from utils.data import PatchDataset, patch_pairs
+from utils.data import FOLD_CSV, PatchDataset, patch_pairs, read_fold_csv
 from utils.losses import RestorationLoss
 from utils.patches import PatchSettings, make_patches
 
@@ -70,7 +70,8 @@ def main() -> None:
         src = data / "train_original"
         make_patches(PatchSettings(folds=4), src / "train_input_img", src / "train_label_img", src, data,
                      process_num=2, progress=False)  # fmt: skip
-        pairs = patch_pairs(data / "train/10Folds/0/resize256/input", data / "train/10Folds/0/resize256/target")
+        patches = data / "train/10Folds/0/resize256"
+        pairs = patch_pairs(patches / "input", patches / "target", read_fold_csv(src / FOLD_CSV), 0)
         dataset = PatchDataset(pairs, build_augmentation(256, 3))
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers,
                                              drop_last=True)  # fmt: skip

@@ -219,3 +219,107 @@ def test_existing_output_and_failed_run_leave_no_trace(workdir, capsys):
     assert code == 2 and "test_input_20001.png" in err
     assert {p.name: p.read_bytes() for p in sub.iterdir()} == before  # the earlier submission is intact
     assert [p.name for p in (workdir / "results").iterdir()] == ["submission"]
+
+
+DESTRUCTIVE = {
+    "the input folder": (["--output_dir", "data/test_input_img"], "overlaps the input folder"),
+    "the data folder": (["--output_dir", "data"], "overlaps the input folder"),
+    "the parent folder": (["--output_dir", ".."], "current working folder"),
+    "the working folder": (["--output_dir", "."], "current working folder"),
+    "the labels": (["--output_dir", "data/test_label_img", "--eval_dir", "data/test_label_img"], "overlaps the --eval_dir folder"),
+    "the weights": (["--output_dir", "weights"], r"overlaps the checkpoint weights/256_best\.pth"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(DESTRUCTIVE))
+def test_overwrite_never_destroys_inputs_labels_or_checkpoints(workdir, capsys, case):
+    labels = workdir / "data" / "test_label_img"
+    shutil.copytree(workdir / "data" / "test_input_img", labels)
+    for p in labels.iterdir():
+        p.rename(p.with_name(p.name.replace("input", "label")))
+    (workdir / "notes.txt").write_text("mine")
+    before = sorted(str(p.relative_to(workdir.parent)) for p in workdir.parent.rglob("*"))
+    argv, message = DESTRUCTIVE[case]
+    code, _, err = run_cli(test_script, [*argv, "--overwrite", "--no_progress"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert pytest.importorskip("re").search(message, err), err
+    assert sorted(str(p.relative_to(workdir.parent)) for p in workdir.parent.rglob("*")) == before
+
+
+def test_overwrite_replaces_only_a_folder_of_its_own_outputs(workdir, capsys):
+    assert run_cli(test_script, ["--no_progress"], capsys)[0] == 0
+    sub = workdir / "results" / "submission"
+    (sub / "my_notes.txt").write_text("mine")
+    code, _, err = run_cli(test_script, ["--no_progress", "--overwrite"], capsys)
+    assert code == 2 and "'my_notes.txt', which this project did not write" in err
+    (sub / "my_notes.txt").unlink()
+    (workdir / "photos").mkdir()
+    (workdir / "photos" / "test_7.png").write_bytes(b"a user's picture")  # no marker: not ours
+    code, _, err = run_cli(test_script, ["--no_progress", "--overwrite", "--output_dir", "photos"], capsys)
+    assert code == 2 and "'test_7.png'" in err
+    assert run_cli(test_script, ["--no_progress", "--overwrite"], capsys)[0] == 0
+
+
+def _absurd_checkpoint(path: Path) -> None:
+    model = tiny_model()
+    torch.save({"state_dict": model.state_dict(), "model_config": {**model.config, "wf": 200000}}, path)
+
+
+WRONG = {
+    "stride larger than the tile": (["--strides", 300, 96], r"stride 300 is larger than the tile 256 .* leave pixels unrestored"),
+    "tile the model cannot take": (["--tile_sizes", 250, 352], r"tile size 250 .* not a multiple of 16, which its HINet of depth 5 needs"),
+    "device meta": (["--device", "meta"], r"--device 'meta' is not supported"),
+    "output folder is a file": (["--output_dir", "weights/256_best.pth"], r"is a file, not a folder"),
+    "negative ensemble weight": (["--ensemble_weights", -1, 2], r"--ensemble_weights must be finite, non-negative"),
+    "checkpoint asking for an absurd model": (["--weights", "weights/absurd.pth", "--tile_sizes", 32], r"absurd\.pth states an architecture its weights do not have: wf 200000 \(tensors: 4\)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(WRONG))
+def test_results_that_cannot_be_right_are_refused_up_front(workdir, capsys, case):
+    _absurd_checkpoint(workdir / "weights" / "absurd.pth")
+    argv, message = WRONG[case]
+    code, _, err = run_cli(test_script, [*argv, "--no_progress"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert pytest.importorskip("re").search(message, err), err
+    assert not (workdir / "results").exists()
+
+
+def test_uncovered_pixels_are_impossible():
+    with pytest.raises(ValueError, match="leave pixels uncovered"):
+        restore_image(lambda b: b, torch.rand(3, 40, 40), 16, 20, 4, "all")
+
+
+def test_inputs_and_labels_are_checked_before_the_first_image(tmp_path, capsys):
+    _save_tiny(tmp_path / "m.pth", 0)
+    inp, labels = tmp_path / "in", tmp_path / "labels"
+    inp.mkdir()
+    labels.mkdir()
+    _image(inp / "a.png", 40, 40, 0)
+    _image(labels / "a.png", 40, 48, 0)
+    base = ["--weights", tmp_path / "m.pth", "--tile_sizes", 32, "--input_dir", inp, "--no_progress"]
+    code, _, err = run_cli(test_script, [*base, "--output_dir", tmp_path / "o", "--eval_dir", labels], capsys)
+    assert code == 2 and "clean image a.png is 48x40 but the input a.png is 40x40" in err
+    _image(inp / "a.jpg", 40, 40, 1)
+    code, _, err = run_cli(test_script, [*base, "--output_dir", tmp_path / "o"], capsys)
+    assert code == 2 and "a.jpg and a.png would both be written as a.png" in err
+    (inp / "a.jpg").unlink()
+    cv2.imwrite(str(inp / "b.tif"), np.zeros((40, 40, 3), np.float32))
+    code, _, err = run_cli(test_script, [*base, "--output_dir", tmp_path / "o"], capsys)
+    assert code == 2 and "b.tif has pixel type float32" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_full_disk_while_zipping_keeps_the_earlier_submission(workdir, capsys, monkeypatch):
+    assert run_cli(test_script, ["--no_progress"], capsys)[0] == 0
+    sub = workdir / "results" / "submission"
+    before = {p.name: p.read_bytes() for p in sub.iterdir()}
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", full_disk)
+    code, _, err = run_cli(test_script, ["--no_progress", "--overwrite"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "could not write submission.zip (No space left on device)" in err
+    assert {p.name: p.read_bytes() for p in sub.iterdir()} == before
+    assert [p.name for p in (workdir / "results").iterdir()] == ["submission"]

@@ -1,8 +1,11 @@
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -152,6 +155,12 @@ def _write_png(path: Path, img: np.ndarray) -> None:
     cv2.imwrite(str(path), img)
 
 
+def _float_tiff(src: Path, folder: str, stem: str) -> None:
+    """Replace one listed PNG by a float32 TIFF (a type the project cannot train on)."""
+    cv2.imwrite(str(src / folder / f"{stem}.tif"), np.random.default_rng(0).random((600, 800, 3), np.float32))
+    (src / "train.csv").write_text((src / "train.csv").read_text().replace(f"{stem}.png", f"{stem}.tif"))
+
+
 BAD_INPUTS = {
     "missing input folder": (lambda s: shutil.rmtree(s / "train_input_img"), [], "--input_path folder .* does not exist"),
     "missing csv": (lambda s: (s / "train.csv").unlink(), [], r"train\.csv does not exist"),
@@ -161,6 +170,13 @@ BAD_INPUTS = {
     "size mismatch": (lambda s: _write_png(s / "train_label_img/train_label_10003.png", np.zeros((100, 100, 3), np.uint8)), [], r"train_input_10003\.png is \d+x\d+ but train_label_10003\.png is 100x100"),
     "valid fold out of range": (lambda s: None, ["--valid_fold", 3], r"--valid_fold must be between 0 and 2"),
     "non-positive stride": (lambda s: None, ["--stride", 0], "--stride must be positive"),
+    "duplicated row": (lambda s: (s / "train.csv").write_text((s / "train.csv").read_text() + "10000,train_input_10000.png,train_label_10000.png\n"), [], r"lists img_id '10000' more than once"),
+    "duplicated file name": (lambda s: (s / "train.csv").write_text((s / "train.csv").read_text() + "10009,train_input_10000.png,train_label_10009.png\n"), [], r"lists input_img 'train_input_10000\.png' more than once"),
+    "empty cell": (lambda s: (s / "train.csv").write_text((s / "train.csv").read_text() + "10009,,train_label_10009.png\n"), [], r"row 7 has an empty input_img"),
+    "numeric file names": (lambda s: (s / "train.csv").write_text("img_id,input_img,label_img\n" + "".join(f"{i},{i},{i + 9}\n" for i in range(5))), [], r"train_input_img/0 is listed in train\.csv but does not exist"),
+    "stride larger than crop": (lambda s: None, ["--stride", 300], r"--stride 300 is larger than --img_size 256, which would leave gaps"),
+    "resize the model cannot take": (lambda s: None, ["--resize", 250], r"--resize 250 must be a multiple of 16"),
+    "float TIFF input": (lambda s: _float_tiff(s, "train_input_img", "train_input_10001"), [], r"train_input_10001\.tif has pixel type float32"),
     "image smaller than crop": (
         lambda s: [_write_png(s / f"train_{k}_img/train_{k}_10000.png", np.full((400, 600, 3), 255, np.uint8)) for k in ("input", "label")],
         [], r"train_input_10000\.png is 400x600, smaller than the 512x512 crop",
@@ -223,3 +239,102 @@ def test_command_line_exit_status(train_original):
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --folds must be at least 2 (got 1)."
+
+
+def _kill_on(name: str):
+    """An extract_pair that dies like an out-of-memory kill on one image."""
+    from utils import patches
+
+    original = patches.extract_pair
+
+    def extract(input_path, *args):
+        if input_path.name == name:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(input_path, *args)
+
+    return extract
+
+
+def test_a_killed_worker_stops_the_run_within_seconds(train_original, capsys, monkeypatch):
+    from utils import patches
+
+    monkeypatch.setattr(patches, "extract_pair", _kill_on("train_input_10003.png"))
+    start = time.time()
+    code, _, err = run_cli(make_patch, _args(train_original, train_original.parent), capsys)
+    assert time.time() - start < 20
+    assert code == 2 and err.count("\n") == 1
+    assert "(killed by signal 9) while working on train_input_10003.png" in err and "--process_num" in err
+    assert _nothing_written(train_original, train_original.parent)
+    assert not [pid for pid in _children_of(os.getpid()) if _state(pid) != "Z"]  # no orphan left
+
+
+SLOW_RUN = """
+import sys, time
+sys.path.insert(0, {root!r})
+import make_patch
+from utils import patches
+from utils.errors import run_cli
+def slow(*args):
+    time.sleep(60)
+patches.extract_pair = slow
+sys.exit(run_cli(make_patch.main, {argv!r}))
+"""
+
+
+def test_sigterm_stops_workers_and_leaves_nothing(train_original):
+    argv = [str(a) for a in _args(train_original, train_original.parent)]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_RUN.format(root=str(ROOT), argv=argv)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline and not list(train_original.parent.glob("train/10Folds/0/.resize256.partial-*")):
+        time.sleep(0.2)
+    time.sleep(1)
+    workers = _children_of(proc.pid)
+    assert workers, "the workers should be running"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 130
+    assert "interrupted" in proc.stderr.read()
+    time.sleep(0.5)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in _state(pid)]
+    assert _nothing_written(train_original, train_original.parent)
+
+
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_zero_patches_is_an_error_and_keeps_the_old_set(train_original, capsys):
+    save = train_original.parent
+    assert run_cli(make_patch, _args(train_original, save), capsys)[0] == 0
+    folder = save / "train/10Folds/0/resize256"
+    before = sorted(p.name for p in (folder / "input").iterdir())
+    extra = ["--v_threshold", 10**9, "--patch_growth_count", 1, "--overwrite"]
+    code, _, err = run_cli(make_patch, _args(train_original, save, *extra), capsys)
+    assert code == 2 and "no patch was kept" in err and "nothing was replaced" in err
+    assert sorted(p.name for p in (folder / "input").iterdir()) == before
+
+
+def test_overwrite_never_deletes_a_foreign_file(train_original, capsys):
+    save = train_original.parent
+    assert run_cli(make_patch, _args(train_original, save), capsys)[0] == 0
+    notes = save / "train/10Folds/0/resize256/my_notes.txt"
+    notes.write_text("mine")
+    code, _, err = run_cli(make_patch, _args(train_original, save, "--overwrite"), capsys)
+    assert code == 2 and "'my_notes.txt', which this project did not write" in err
+    assert notes.read_text() == "mine"

@@ -1,9 +1,13 @@
 import csv
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +127,91 @@ def test_distributed_two_processes(patch_data, tmp_path):
     assert (tmp_path / "001" / "256_best.pth").is_file()
     assert len(_metrics(tmp_path / "001")) == 2
     assert result.stdout.count("best validation PSNR") == 1  # rank 0 alone reports
+
+
+@pytest.fixture
+def own_data(patch_data, tmp_path):
+    """A private copy of the patch data set, free to damage."""
+    data = tmp_path / "data"
+    shutil.copytree(patch_data, data)
+    return data
+
+
+def _patches(data):
+    return data / "train/10Folds/0/resize256"
+
+
+def _refused(data, results, capsys, *extra) -> str:
+    code, _, err = run_cli(train_script, _args(data, results, "--epochs", 1, *extra), capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not results.exists() or not any(results.rglob("*.pth"))
+    return err
+
+
+def test_patches_are_paired_by_name(own_data, tmp_path, capsys):
+    inputs = sorted((_patches(own_data) / "input").iterdir())
+    targets = sorted((_patches(own_data) / "target").iterdir())
+    inputs[0].unlink()  # one input and an unrelated target go missing: positions would shift silently
+    targets[-1].unlink()
+    err = _refused(own_data, tmp_path / "r", capsys)
+    assert "1 input and 1 target patches have no partner" in err
+    assert inputs[-1].name in err and targets[0].name in err
+
+
+def test_a_patch_of_a_validation_image_is_refused(own_data, tmp_path, capsys):
+    with open(own_data / "train_original/train_10fold.csv") as fh:
+        val = next(r for r in csv.DictReader(fh) if r["fold"] == "0")
+    src = sorted((_patches(own_data) / "input").iterdir())[0]
+    shutil.copy(src, _patches(own_data) / "input" / f"00099_{val['input_img']}")
+    shutil.copy(src, _patches(own_data) / "target" / f"00099_{val['label_img']}")
+    err = _refused(own_data, tmp_path / "r", capsys)
+    assert f"come from validation images of fold 0 (e.g. 00099_{val['input_img']})" in err
+
+
+def test_patches_of_another_split_or_size_are_refused(own_data, tmp_path, capsys):
+    info_file = _patches(own_data) / "patch_info.json"
+    info = json.loads(info_file.read_text())
+    info_file.write_text(json.dumps({**info, "settings": {**info["settings"], "folds": 10}}))
+    err = _refused(own_data, tmp_path / "r", capsys)
+    assert "were made with folds 10 (now 3)" in err and "--folds 3 --overwrite" in err
+    info_file.write_text(json.dumps(info))
+    first = sorted((_patches(own_data) / "input").iterdir())[0]
+    cv2.imwrite(str(first), np.zeros((128, 128, 3), np.uint8))
+    err = _refused(own_data, tmp_path / "r", capsys)
+    assert f"patch {first} is 128x128, not 256x256" in err
+
+
+def test_a_run_folder_is_cleared_only_of_its_own_files(patch_data, tmp_path, capsys):
+    run = tmp_path / "r" / "001"
+    run.mkdir(parents=True)
+    (run / "log.log").write_text("a first start that failed\n")  # no last.pth: not a run
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1), capsys)
+    assert code == 0, err
+    (run / "draft.md").write_text("mine")
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1, "--overwrite"), capsys)
+    assert code == 2 and "'draft.md', which this project did not write" in err
+    assert (run / "draft.md").read_text() == "mine" and (run / "last.pth").is_file()
+
+
+def test_resume_needs_a_resumable_checkpoint(patch_data, tmp_path, capsys):
+    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1), capsys)[0] == 0
+    shutil.copy(tmp_path / "001" / "256_best.pth", tmp_path / "001" / "last.pth")  # has no rng
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 2, "--resume"), capsys)
+    assert code == 2 and "is not a resumable checkpoint of this project (it lacks rng)" in err
+    assert "--pretrained_path" in err
+
+
+def _die_in_worker(self, idx):
+    if torch.utils.data.get_worker_info() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("expected to run in a loader worker")
+
+
+def test_a_killed_loader_worker_is_one_sentence(patch_data, tmp_path, capsys, monkeypatch):
+    from utils.data import PatchDataset
+
+    monkeypatch.setattr(PatchDataset, "__getitem__", _die_in_worker)
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1, "--num_workers", 1), capsys)
+    last = err.strip().splitlines()[-1]  # after the run's log lines, one sentence and no traceback
+    assert code == 2 and "Traceback" not in err and err.count("error:") == 1, err
+    assert last.startswith("error: a data-loading worker process died in epoch 1") and "continue with --resume" in last

@@ -37,10 +37,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from utils.errors import fail, run_cli
 from utils.files import has_files
+from utils.logger import progress_bar
 
 # Photographs bundled with scikit-image, with the licence its documentation states.
 PHOTOS = {
@@ -187,7 +187,7 @@ def generate(
     loaded = {name: load_photo(name) for name in PHOTOS}
     jobs = [("train", i) for i in range(train_count)] + [("test", i) for i in range(test_count)]
     rows, psnrs = [], []
-    for split, i in tqdm(jobs, desc="demo pairs", unit="pair", disable=not progress):
+    for split, i in progress_bar(jobs, desc="demo pairs", unit="pair", show=progress):
         rng = np.random.default_rng([seed, 0 if split == "train" else 1, i])
         names = photos[split]
         noisy, clean, _ = make_pair(loaded[names[i % len(names)]], height, width, rng)

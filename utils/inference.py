@@ -12,14 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from utils.checkpoint import load_model
 from utils.errors import fail, one_line
 from utils.files import check_output_folder, staged_dir
 from utils.image_io import image_problem, image_size, list_images, read_rgb
+from utils.logger import progress_bar
 from utils.metrics import psnr_uint8, ssim_uint8
-from utils.runtime import autocast
+from utils.runtime import autocast, configure_cuda
 from utils.tiling import count_tiles, restore_image
 
 # Tile, stride and batch of the original's two models; other sizes default to stride tile // 4, batch 16.
@@ -163,6 +163,7 @@ def run_inference(
     check_output_folder(output_dir, "--output_dir", overwrite, protected)
     loaded = [load_model(s.checkpoint) for s in specs]
     check_specs(specs, [config for _, config, _ in loaded])
+    configure_cuda(device)
     restorers = [Restorer(model, device, amp) for model, _, _ in loaded]
 
     start = time.perf_counter()
@@ -196,7 +197,7 @@ def _restore_all(specs, restorers, images, targets, stage, device, tile_mode, tt
     """Restore, ensemble and write each image; returns per-image metrics when ``targets`` are given."""
     total_weight = sum(s.weight for s in specs)
     rows: list[dict] = []
-    bar = tqdm(images, unit="image", desc="restoring", disable=not progress)
+    bar = progress_bar(images, unit="image", desc="restoring", show=progress)
     for path in bar:
         rgb = read_rgb(path)
         image = from_uint8(rgb, device)
@@ -205,11 +206,11 @@ def _restore_all(specs, restorers, images, targets, stage, device, tile_mode, tt
         per_model = []
         for spec, restorer in zip(specs, restorers, strict=True):
             n_tiles = count_tiles(h, w, spec.tile, spec.stride, tile_mode, tta)
-            with tqdm(
+            with progress_bar(
                 total=n_tiles,
                 unit="tile",
                 leave=False,
-                disable=not progress or n_tiles < 64,
+                show=progress and n_tiles >= 64,
                 desc=f"{path.name} @{spec.tile}",
             ) as tiles:
                 restored = restore_image(

@@ -6,6 +6,14 @@ import logging
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+
+def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:
+    """A tqdm bar on a terminal only: redirected to a file or a pipe, bars would fill logs with thousands of
+    redrawn lines, and the scripts log one line per epoch or image there instead."""
+    return tqdm(iterable, disable=not (show and sys.stderr.isatty()), **kwargs)
+
 
 def get_logger(name: str = "hinet", log_file: str | Path | None = None, enabled: bool = True) -> logging.Logger:
     """A logger writing to stderr and, if given, to ``log_file`` (appending); silent when not ``enabled``."""

@@ -31,6 +31,7 @@ from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
 from utils.errors import fail
 from utils.files import check_output_folder, staged_dir
 from utils.image_io import image_problem, image_size, read_bgr
+from utils.logger import progress_bar
 from utils.tiling import tile_starts
 from utils.workers import TaskFailed, WorkerDied, run_tasks
 
@@ -201,7 +202,7 @@ def _extract_all(
     sizes = "+".join(str(c) for c, _ in settings.growth_steps())
     names = [i.name for i, _ in pairs]
     tasks = [(i, t, settings, out_dir) for i, t in pairs]
-    bar = tqdm(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", disable=not progress)
+    bar = progress_bar(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", show=progress)
     try:
         for index, result in run_tasks(_worker, tasks, process_num, names):
             if isinstance(result, TaskFailed):

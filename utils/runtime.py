@@ -48,3 +48,16 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp_dtype(device))
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 for CUDA matrix products and convolutions (PyTorch itself allows it for convolutions by default)."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def configure_cuda(device: torch.device) -> None:
+    """Fast CUDA defaults that leave CPU results alone: cuDNN picks the fastest kernels for the fixed tile
+    and patch shapes (``cudnn.benchmark``); convolutions keep PyTorch's TF32 default."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

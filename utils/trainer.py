@@ -27,7 +27,6 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
 
 from models.hinet import HINet
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
@@ -37,12 +36,12 @@ from utils.errors import fail
 from utils.files import check_output_folder, write_marker
 from utils.image_io import image_size, read_rgb
 from utils.inference import Restorer, from_uint8, to_uint8
-from utils.logger import AverageMeter, get_logger
+from utils.logger import AverageMeter, get_logger, progress_bar
 from utils.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
 from utils.patches import INFO_FILE
 from utils.plots import plot_curves
-from utils.runtime import amp_dtype, autocast, choose_device, seed_everything
+from utils.runtime import amp_dtype, autocast, choose_device, configure_cuda, seed_everything
 from utils.schedule import LRSchedule
 from utils.tiling import restore_image
 
@@ -144,6 +143,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    backend: str | None = None  # set when launched by torchrun, even with one process
 
     @property
     def main(self) -> bool:
@@ -151,18 +151,19 @@ class Dist:
 
 
 def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
-    """Join the process group when launched by torchrun; pick this process's device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    """Join the process group when launched by torchrun (any number of processes); pick this process's device."""
+    if "RANK" not in os.environ:
         return Dist(), choose_device(device_name)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world = int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = choose_device(device_name)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank), device
+        dist.init_process_group(backend=backend)
+    return Dist(rank, world, local_rank, backend), device
 
 
 def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
@@ -229,7 +230,7 @@ def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, 
     transform.set_random_seed(epoch_seed * 1009 + d.rank)
     dataset = PatchDataset(pairs, transform)
     generator = torch.Generator().manual_seed(epoch_seed * 1009 + d.rank)
-    if d.world > 1:
+    if d.backend:
         sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
         sampler.set_epoch(epoch)
     else:
@@ -279,7 +280,7 @@ def train_one_epoch(
     model.train()
     loss_meter, psnr_meter = AverageMeter(), AverageMeter()
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    bar = tqdm(loader, desc=bar_desc, unit="batch", leave=False, disable=not show)
+    bar = progress_bar(loader, desc=bar_desc, unit="batch", leave=False, show=show)
     for step, (images, targets) in enumerate(bar):
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         targets = targets.to(device, non_blocking=True)
@@ -305,13 +306,13 @@ def train_one_epoch(
 def _reduce_meters(meters: list[AverageMeter], d: Dist, device: torch.device) -> list[float]:
     """Sample-weighted means over all processes."""
     totals = torch.tensor([[m.total, m.count] for m in meters], dtype=torch.float64, device=device)
-    if d.world > 1:
+    if d.backend:
         dist.all_reduce(totals)
     return [float(t / c) if c else float("nan") for t, c in totals.tolist()]
 
 
 def _broadcast_flag(flag: bool, d: Dist, device: torch.device) -> bool:
-    if d.world == 1:
+    if not d.backend:
         return flag
     t = torch.tensor([int(flag)], device=device)
     dist.broadcast(t, 0)
@@ -401,10 +402,11 @@ def train(cfg: TrainConfig, explicit_pretrained: bool = False) -> dict:
         fail(f"--optimizer {cfg.optimizer} is not available; choose one of {', '.join(OPTIMIZERS)}.")
     parse_aug_schedule(cfg.aug_schedule)
     d, device = init_distributed(cfg.device)
+    configure_cuda(device)
     try:
         return _train(cfg, d, device, explicit_pretrained)
     finally:
-        if d.world > 1 and dist.is_initialized():
+        if d.backend and dist.is_initialized():
             dist.destroy_process_group()
 
 
@@ -437,7 +439,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained:
     patch_note = json.loads(info_file.read_text())["patches_per_crop"] if info_file.is_file() else "no patch_info.json"
     logger.info(
         f"run {exp}: {len(train_pairs)} training patches {patch_note}, {len(val_pairs)} validation images, "
-        f"{d.world} process(es) on {device}"
+        f"{d.world} process(es) on {device}" + (f" ({d.backend})" if d.backend else "")
     )
     logger.info("config: " + json.dumps(asdict(cfg)))
     if d.main:
@@ -450,7 +452,7 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained:
         model.to(memory_format=torch.channels_last)
     ddp = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if d.world > 1
+        if d.backend
         else model
     )
 

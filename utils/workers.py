@@ -1,8 +1,8 @@
 """A process pool that notices a dead worker, so that no run waits forever.
 
 ``multiprocessing.Pool`` waits for ever when a worker is killed (by the out-of-memory
-killer, say). Here each worker reports which task it starts, the parent polls with a
-timeout and checks that every worker is alive, and on any way out (an error, a dead
+killer, say). Here each worker marks the task it works on in shared memory, the parent
+polls with a timeout and checks that every worker is alive, and on any way out (an error, a dead
 worker, Ctrl-C, SIGTERM) the workers are stopped before the caller cleans up.
 """
 
@@ -38,7 +38,7 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _work(fn: Callable, tasks: mp.Queue, results: mp.Queue, parent: int) -> None:
+def _work(fn: Callable, tasks: mp.Queue, results: mp.Queue, current, slot: int, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent()
@@ -47,12 +47,13 @@ def _work(fn: Callable, tasks: mp.Queue, results: mp.Queue, parent: int) -> None
         if item is None:
             return
         index, args = item
-        results.put(("start", os.getpid(), index, None))
+        current[slot] = index  # shared memory: the parent sees it even if this process is killed next
         try:
-            out = ("done", os.getpid(), index, fn(args))
+            out = ("done", index, fn(args))
         except Exception as err:  # reported to the parent, which decides
-            out = ("error", os.getpid(), index, f"{type(err).__name__}: {err}")
+            out = ("error", index, f"{type(err).__name__}: {err}")
         results.put(out)
+        current[slot] = -1
 
 
 def run_tasks(
@@ -71,25 +72,24 @@ def run_tasks(
     count = max(1, min(processes, len(tasks)))
     for _ in range(count):
         task_q.put(None)
-    workers = [ctx.Process(target=_work, args=(fn, task_q, result_q, os.getpid()), daemon=True) for _ in range(count)]
+    current = ctx.Array("l", [-1] * count, lock=False)
+    workers = [
+        ctx.Process(target=_work, args=(fn, task_q, result_q, current, slot, os.getpid()), daemon=True)
+        for slot in range(count)
+    ]
     for w in workers:
         w.start()
-    current: dict[int, int] = {}
     finished = 0
     try:
         while finished < len(tasks):
             try:
-                kind, pid, index, payload = result_q.get(timeout=POLL_SECONDS)
+                kind, index, payload = result_q.get(timeout=POLL_SECONDS)
             except queue.Empty:
-                for w in workers:
-                    if w.exitcode is not None and (w.exitcode != 0 or w.pid in current):
-                        index = current.get(w.pid)
-                        raise WorkerDied(names[index] if names and index is not None else None, w.exitcode) from None
+                for slot, w in enumerate(workers):
+                    if w.exitcode is not None and (w.exitcode != 0 or current[slot] >= 0):
+                        index = current[slot]
+                        raise WorkerDied(names[index] if names and index >= 0 else None, w.exitcode) from None
                 continue
-            if kind == "start":
-                current[pid] = index
-                continue
-            current.pop(pid, None)
             finished += 1
             yield index, (TaskFailed(payload) if kind == "error" else payload)
     finally:

@@ -1,0 +1,504 @@
+"""GPU report: the CUDA path checked against the CPU, then inference and training speed and memory.
+
+    python -m bench.bench_gpu [--quick] [--device cuda|cpu] [--out DIR] [--demo DIR]
+
+Writes ``DIR/gpu_report.json`` and ``DIR/gpu_report.md`` after every section, so a run cut
+short still leaves what it measured. ``--quick --device cpu`` runs every section with tiny
+models and images, to catch mistakes before GPU time is spent.
+
+1. correctness: HINet on the device against the CPU in fp32 (TF32 off), and bf16/fp16
+   autocast against fp32 (PSNR);
+2. inference: the default ensemble (width 64, depth 5; 256/64 and 352/96 stride-aware
+   tiles) on one 2448x3264 image: a port of the original loop, then the project in fp32,
+   TF32 and bf16, each with and without ``cudnn.benchmark``, optionally ``torch.compile``;
+3. end to end: ``test.py``'s own path on three such images, fp32 and ``--amp``;
+4. training: samples per second at width 64, depth 5, batch 16 of 256x256, fp32, TF32 and
+   bf16, from tensors in memory and through the real loader with several worker counts;
+5. accuracy on the demo's checkpoints (``--demo ROOT``: a folder after ``make demo``, with
+   ``weights/`` and ``data/test_*_img/``): ensemble PSNR per precision;
+6. ``torch.compile`` of the bf16 ensemble: compile time and steady-state time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from bench.bench_inference import original_loop, synthetic_image
+from bench.common import table
+from models.hinet import HINet
+from utils.augment import build_augmentation
+from utils.data import Pair, PatchDataset
+from utils.inference import Restorer, to_uint8
+from utils.losses import RestorationLoss
+from utils.metrics import psnr_uint8
+from utils.runtime import set_tf32
+from utils.tiling import _gather_tiles, count_tiles, restore_image, tile_starts
+
+SECTIONS = ("correctness", "inference", "end_to_end", "training", "demo", "compile")
+CONTEST_PATCHES = 67_065  # training patches of size 256 on the contest data
+VALIDATION = (62, 2448, 3264)  # fold-0 validation images and their size
+
+
+class Report:
+    """Sections of tables and figures, written to JSON and Markdown after every change."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.data: dict = {}
+        self.md: list[str] = []
+        out.mkdir(parents=True, exist_ok=True)
+
+    def section(self, name: str, values: dict, rows: list[tuple] | None = None, header: tuple = ()) -> None:
+        self.data[name] = values
+        self.md += [f"## {name}", ""]
+        if rows:
+            self.md += [
+                "| " + " | ".join(header) + " |",
+                "|" + "---|" * len(header),
+                *("| " + " | ".join(str(x) for x in r) + " |" for r in rows),
+                "",
+            ]
+            print(f"\n{name}\n" + table(rows, header), flush=True)
+        self.md += [f"- {k}: {v}" for k, v in values.items() if not isinstance(v, (list, dict))] + [""]
+        (self.out / "gpu_report.json").write_text(json.dumps(self.data, indent=1) + "\n")
+        (self.out / "gpu_report.md").write_text("# GPU report\n\n" + "\n".join(self.md) + "\n")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+@contextmanager
+def cuda_settings(tf32: bool, benchmark: bool):
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = benchmark
+    set_tf32(tf32)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+        set_tf32(False)
+
+
+def psnr_float(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def environment(device: torch.device) -> dict:
+    info = {"device": str(device), "torch": torch.__version__, "python": platform.python_version()}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info |= {
+            "gpu": props.name,
+            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+            "multiprocessors": props.multi_processor_count,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "bf16_supported": torch.cuda.is_bf16_supported(),
+        }
+    else:
+        info["cpu"] = platform.processor() or platform.machine()
+    return info
+
+
+def correctness(device: torch.device, wf: int, depth: int, size: int) -> tuple[dict, list[tuple]]:
+    """Device fp32 against CPU fp32 (TF32 off), and autocast precisions against device fp32."""
+    torch.manual_seed(0)
+    model = HINet(wf=wf, depth=depth).eval()
+    image = synthetic_image(size, size, seed=1)[None]
+    with torch.inference_mode():
+        cpu = model(image)[1]
+        model_d = model.to(device)
+        with cuda_settings(tf32=False, benchmark=False):
+            fp32 = model_d(image.to(device))[1].float().cpu()
+        rows = [("fp32 (TF32 off) vs CPU", f"{(fp32 - cpu).abs().max().item():.2e}", f"{psnr_float(fp32, cpu):.1f}")]
+        values = {"fp32_vs_cpu_max_abs": (fp32 - cpu).abs().max().item()}
+        for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+            try:
+                with torch.autocast(device.type, dtype=dtype):
+                    out = model_d(image.to(device))[1].float().cpu()
+            except RuntimeError as err:  # a CPU without fp16 kernels
+                rows.append((f"{name} autocast vs fp32", "n/a", str(err).splitlines()[0][:60]))
+                continue
+            values[f"{name}_psnr_vs_fp32"] = psnr_float(out, fp32)
+            rows.append(
+                (f"{name} autocast vs fp32", f"{(out - fp32).abs().max().item():.2e}", f"{psnr_float(out, fp32):.1f}")
+            )
+        with cuda_settings(tf32=True, benchmark=False):
+            tf32 = model_d(image.to(device))[1].float().cpu()
+        values["tf32_psnr_vs_fp32"] = psnr_float(tf32, fp32)
+        rows.append(("TF32 vs fp32", f"{(tf32 - fp32).abs().max().item():.2e}", f"{psnr_float(tf32, fp32):.1f}"))
+    return values, rows
+
+
+def ensemble(restorers, image, specs, mode="stride_aware") -> torch.Tensor:
+    """0.4/0.6 ensemble of the two tile sizes, as test.py computes it."""
+    out = torch.zeros_like(image)
+    for restorer, (tile, stride, batch, weight) in zip(restorers, specs, strict=True):
+        out += weight * restore_image(restorer, image, tile, stride, batch, mode)
+    return out
+
+
+def inference(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs) -> tuple[dict, list[tuple]]:
+    """Seconds per image of the default ensemble in each precision and cuDNN setting."""
+    image = synthetic_image(*hw, seed=2).to(device)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(HINet(wf=wf, depth=depth).eval().to(device))
+    tiles = sum(count_tiles(*hw, t, s, "stride_aware") for t, s, _, _ in specs)
+    rows, values, outputs = [], {"tiles_per_image": tiles}, {}
+
+    def run_original():
+        with torch.no_grad():
+            return sum(w * original_loop(m, image, t, s, b) for m, (t, s, b, w) in zip(models, specs, strict=True))
+
+    with cuda_settings(tf32=False, benchmark=False):
+        reset_peak(device)
+        seconds = timed(run_original, device)
+    rows.append(
+        (
+            "original loop (fp32, TF32 off)",
+            "off",
+            f"{seconds:.2f}",
+            f"{tiles / seconds:.0f}",
+            "1.00x",
+            "-",
+            f"{peak_mib(device):.0f}",
+        )
+    )
+    values["original_seconds"] = seconds
+    base = seconds
+    benchmarks = (False, True) if device.type == "cuda" else (False,)  # cuDNN settings mean nothing on a CPU
+    configs = [(p, b) for p in ("fp32", "tf32", "bf16") for b in benchmarks]
+    for precision, benchmark in configs:
+        with cuda_settings(tf32=precision == "tf32", benchmark=benchmark):
+            restorers = [Restorer(m, device, amp=precision == "bf16") for m in models]
+            ensemble(restorers, image[:, :512, :512], specs)  # warm-up: kernels, cuDNN choices
+            reset_peak(device)
+            key = (precision, benchmark)
+            seconds = timed(lambda r=restorers, k=key: outputs.__setitem__(k, ensemble(r, image, specs)), device)
+        ref = outputs.get(("fp32", benchmark), outputs[precision, benchmark])
+        diff = np.abs(to_uint8(outputs[precision, benchmark]).astype(int) - to_uint8(ref).astype(int)).max()
+        name = f"project {PRECISION_NAMES[precision]}"
+        rows.append(
+            (
+                name,
+                "on" if benchmark else "off",
+                f"{seconds:.2f}",
+                f"{tiles / seconds:.0f}",
+                f"{base / seconds:.2f}x",
+                str(diff),
+                f"{peak_mib(device):.0f}",
+            )
+        )
+        values[f"{precision}_benchmark_{'on' if benchmark else 'off'}_seconds"] = seconds
+        values[f"{precision}_benchmark_{'on' if benchmark else 'off'}_max_grey_diff_vs_fp32"] = int(diff)
+    values["forward_share_bf16"] = forward_share(models, image, specs, device)
+    values |= validation_estimate(models[0], image, specs[0][0], device, rows)
+    return values, rows
+
+
+def validation_estimate(model, image, tile: int, device: torch.device, rows: list) -> dict:
+    """One validation image as the trainer restores it (tiles of the patch size, stride half, all starts)."""
+    values = {}
+    for precision in ("tf32", "bf16"):
+        with cuda_settings(tf32=precision == "tf32", benchmark=True):
+            restorer = Restorer(model, device, amp=precision == "bf16")
+            restore_image(restorer, image[:, :512, :512], tile, tile // 2, 32, "all")
+            seconds = timed(lambda r=restorer: restore_image(r, image, tile, tile // 2, 32, "all"), device)
+        pass_seconds = seconds * VALIDATION[0] * (VALIDATION[1] * VALIDATION[2]) / (image.shape[1] * image.shape[2])
+        values[f"validation_pass_{precision}_seconds"] = pass_seconds
+        rows.append((f"validation pass, {VALIDATION[0]} images, {tile}/{tile // 2} all ({precision})", "on",
+                     f"{seconds:.2f}", "", "", "", f"whole pass {pass_seconds / 60:.1f} min"))  # fmt: skip
+    return values
+
+
+def forward_share(models, image, specs, device) -> float:
+    """Share of the bf16 tiled path spent in the model's forward passes (same tiles, pre-cut)."""
+    with cuda_settings(tf32=False, benchmark=True):
+        restorers = [Restorer(m, device, amp=True) for m in models]
+        batches = []
+        for tile, stride, batch, _ in specs:
+            tops, lefts = tile_starts(image.shape[1], tile, stride), tile_starts(image.shape[2], tile, stride)
+            pad = torch.nn.functional.pad(
+                image, (0, lefts[-1] + tile - image.shape[2], 0, tops[-1] + tile - image.shape[1])
+            )
+            grid = torch.tensor([(y, x) for y in tops for x in lefts], device=device)
+            batches.append([_gather_tiles(pad, g[:, 0], g[:, 1], tile) for g in grid.split(batch)])
+        forward = timed(lambda: [r(b) for r, bs in zip(restorers, batches, strict=True) for b in bs], device)
+        total = timed(lambda: ensemble(restorers, image, specs), device)
+    return round(forward / total, 3)
+
+
+def compiled(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs) -> tuple[dict, list[tuple]]:
+    """bf16 with and without ``torch.compile``: compile time (first image) and the steady-state time."""
+    image = synthetic_image(*hw, seed=2).to(device)
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(HINet(wf=wf, depth=depth).eval().to(device))
+    rows = []
+    with cuda_settings(tf32=False, benchmark=True):
+        eager = [Restorer(m, device, amp=True) for m in models]
+        ensemble(eager, image[:, :512, :512], specs)
+        base = timed(lambda: ensemble(eager, image, specs), device)
+    rows.append(("project bf16 autocast (eager)", "-", f"{base:.2f}", "1.00x"))
+    with cuda_settings(tf32=False, benchmark=True):
+        restorers = [Restorer(torch.compile(m), device, amp=True) for m in models]
+        try:
+            first = timed(lambda: ensemble(restorers, image, specs), device)
+            seconds = timed(lambda: ensemble(restorers, image, specs), device)
+        except Exception as err:  # report a compiler failure instead of losing the run
+            rows.append(("project bf16 + torch.compile", "failed", type(err).__name__, ""))
+            return {"compile_error": str(err).splitlines()[0][:200]}, rows
+    rows.append(("project bf16 + torch.compile", f"{first:.1f}", f"{seconds:.2f}", f"{base / seconds:.2f}x"))
+    return {"eager_seconds": base, "compile_first_image_seconds": first, "compile_seconds": seconds}, rows
+
+
+def end_to_end(
+    device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, images: int
+) -> tuple[dict, list[tuple]]:
+    """test.py's own path (checks, decoding, tiles, ensemble, PNGs, zip) with its defaults, fp32 and --amp."""
+    from utils.inference import ModelSpec, run_inference
+
+    work = Path(tempfile.mkdtemp(prefix="bench_gpu_e2e_"))
+    try:
+        (work / "in").mkdir()
+        img = (synthetic_image(*hw, seed=3).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        for i in range(images):
+            cv2.imwrite(str(work / "in" / f"test_input_{20000 + i}.png"), np.roll(img, 37 * i, axis=1))
+        model_specs = []
+        for seed, (tile, stride, batch, weight) in enumerate(specs):
+            torch.manual_seed(seed)
+            model = HINet(wf=wf, depth=depth)
+            torch.save({"state_dict": model.state_dict(), "model_config": model.config}, work / f"{tile}.pth")
+            model_specs.append(ModelSpec(work / f"{tile}.pth", tile, stride, batch, weight))
+        rows, values = [], {}
+        for amp in (False, True):
+            reset_peak(device)
+            summary = run_inference(model_specs, work / "in", work / f"out_{amp}", device, amp=amp, progress=False)
+            per_image = summary["seconds"] / images
+            name = "test.py --amp (bf16)" if amp else "test.py (fp32; convolutions in TF32, PyTorch's default)"
+            rows.append((name, images, f"{per_image:.2f}", f"{peak_mib(device):.0f}"))
+            values[f"{'amp' if amp else 'default'}_seconds_per_image"] = per_image
+        return values, rows
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def demo_accuracy(device: torch.device, demo: Path) -> tuple[dict, list[tuple]]:
+    """Ensemble PSNR against the clean targets of the demo test set, per precision."""
+    from utils.checkpoint import load_model
+    from utils.image_io import read_rgb
+    from utils.inference import from_uint8
+
+    specs = [(256, 64, 16, 0.4), (352, 96, 32, 0.6)]
+    models = [load_model(demo / "weights" / f"{t}_best.pth")[0] for t, *_ in specs]
+    inputs = sorted((demo / "data" / "test_input_img").glob("*.png"))
+    rows, values = [], {}
+    for precision in ("fp32", "tf32", "bf16"):
+        with cuda_settings(tf32=precision == "tf32", benchmark=True):
+            restorers = [Restorer(m, device, amp=precision == "bf16") for m in models]
+            scores = []
+            for path in inputs:
+                out = to_uint8(ensemble(restorers, from_uint8(read_rgb(path), device), specs))
+                clean = read_rgb(demo / "data" / "test_label_img" / path.name.replace("input", "label"))
+                scores.append(psnr_uint8(out, clean))
+        values[f"{precision}_psnr"] = float(np.mean(scores))
+        rows.append((precision, f"{np.mean(scores):.4f}", f"{np.mean(scores) - values['fp32_psnr']:+.4f}"))
+    return values, rows
+
+
+def training(
+    device: torch.device, wf: int, depth: int, batch: int, size: int, steps: int, workers: list[int]
+) -> tuple[dict, list[tuple]]:
+    """Samples per second from memory and through the real loader (PNG patches, augmentation v3)."""
+    work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
+    try:
+        pairs = write_patches(work, 4 * batch, size)
+        rows, values = [], {}
+        for precision in ("fp32", "tf32", "bf16"):
+            step = train_step(wf, depth, device, precision == "bf16")
+            x = torch.rand(batch, 3, size, size)
+            memory = [(x, x.flip(-1))] * (steps + 2)
+            feeds = [("in memory", memory)] + [
+                (f"loader, {n} workers", loader_batches(real_loader(pairs, size, batch, n, device), steps + 2))
+                for n in (workers if precision != "fp32" else [])
+            ]
+            for feed, batches in feeds:
+                reset_peak(device)
+                rate = samples_per_second(step, batches, steps, device, tf32=precision == "tf32")
+                minutes = CONTEST_PATCHES / rate / 60
+                rows.append(
+                    (PRECISION_NAMES[precision], feed, f"{rate:.1f}", f"{minutes:.1f}", f"{peak_mib(device):.0f}")
+                )
+                values[f"{precision}_{feed.replace(', ', '_').replace(' ', '_')}_samples_per_s"] = rate
+        return values, rows
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+PRECISION_NAMES = {"fp32": "fp32 (TF32 off)", "tf32": "TF32", "bf16": "bf16 autocast"}
+
+
+def real_loader(pairs: list[Pair], size: int, batch: int, workers: int, device: torch.device):
+    """The trainer's loader: PNG patches, augmentation v3, pinned memory on CUDA."""
+    return torch.utils.data.DataLoader(
+        PatchDataset(pairs, build_augmentation(size, 3)), batch_size=batch, shuffle=True, num_workers=workers,
+        pin_memory=device.type == "cuda", drop_last=True, persistent_workers=workers > 0,
+    )  # fmt: skip
+
+
+def write_patches(folder: Path, count: int, size: int) -> list[Pair]:
+    (folder / "in").mkdir()
+    (folder / "tar").mkdir()
+    pairs = []
+    for i in range(count):
+        img = (synthetic_image(size, size, seed=i).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        pair = Pair(folder / "in" / f"{i}.png", folder / "tar" / f"{i}.png")
+        cv2.imwrite(str(pair.input), img)
+        cv2.imwrite(str(pair.target), cv2.GaussianBlur(img, (0, 0), 1))
+        pairs.append(pair)
+    return pairs
+
+
+def loader_batches(loader, n: int):
+    """Yield ``n`` batches, starting the loader again as often as needed."""
+    done = 0
+    while done < n:
+        for item in loader:
+            yield item
+            done += 1
+            if done == n:
+                return
+
+
+def train_step(wf: int, depth: int, device: torch.device, bf16: bool):
+    """One training step as the trainer takes it: channels-last, autocast, loss, clipping, Adam."""
+    torch.manual_seed(0)
+    model = HINet(wf=wf, depth=depth).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
+    criterion = RestorationLoss().to(device)
+
+    def step(images, targets):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            outputs = model(images)
+        loss = criterion([o.float() for o in outputs], targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+    return step
+
+
+def samples_per_second(step, batches, steps: int, device: torch.device, tf32: bool) -> float:
+    it = iter(batches)
+    with cuda_settings(tf32=tf32, benchmark=True):
+        for _ in range(2):  # warm-up: cuDNN choices, allocator
+            step(*next(it))
+        sync(device)
+        start, n = time.perf_counter(), 0
+        for _ in range(steps):
+            images, targets = next(it)
+            step(images, targets)
+            n += images.shape[0]
+        sync(device)
+    return n / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny models and images (a smoke run, minutes on a CPU)")
+    p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
+    p.add_argument("--out", default="results/bench_gpu", help="folder of gpu_report.json and gpu_report.md")
+    p.add_argument("--demo", help="a folder after `make demo` (weights/, data/): ensemble PSNR per precision")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: " + ",".join(SECTIONS))
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda was asked for but CUDA is not available here; use --device cpu.")
+    if device.type == "cpu":
+        torch.set_num_threads(2)
+    skip = set(filter(None, args.skip.split(",")))
+    q = args.quick
+    report = Report(Path(args.out))
+    report.section("environment", environment(device))
+    wf, depth = (4, 3) if q else (64, 5)
+    start = time.time()
+    if "correctness" not in skip:
+        values, rows = correctness(device, wf, depth, 32 if q else 256)
+        report.section("correctness", values, rows, ("comparison", "max abs diff", "PSNR dB"))
+    hw = (120, 150) if q else (2448, 3264)
+    specs = [(64, 16, 16, 0.4), (96, 24, 32, 0.6)] if q else [(256, 64, 16, 0.4), (352, 96, 32, 0.6)]
+    if "inference" not in skip:
+        values, rows = inference(device, wf, depth, hw, specs)
+        values["image"] = f"{hw[0]}x{hw[1]}"
+        header = (
+            "implementation",
+            "cudnn.benchmark",
+            "s per image",
+            "tiles/s",
+            "vs original",
+            "max grey diff vs fp32",
+            "peak MiB",
+        )
+        report.section("inference", values, rows, header)
+    if "end_to_end" not in skip:
+        values, rows = end_to_end(device, wf, depth, hw, specs, 2 if q else 3)
+        report.section("end to end", values, rows, ("command", "images", "s per image", "peak MiB"))
+    if "training" not in skip:
+        batch, size, steps = (2, 64, 2) if q else (16, 256, 20)
+        workers = [0] if q else [2, 8, 16]
+        values, rows = training(device, wf, depth, batch, size, steps, workers)
+        values |= {"batch": batch, "patch": size, "contest_patches": CONTEST_PATCHES}
+        header = ("precision", "data", "samples/s", "min per contest epoch", "peak MiB")
+        report.section("training", values, rows, header)
+    if args.demo and "demo" not in skip:
+        values, rows = demo_accuracy(device, Path(args.demo))
+        report.section("demo accuracy", values, rows, ("precision", "ensemble PSNR dB", "vs fp32"))
+    if not q and "compile" not in skip:
+        values, rows = compiled(device, wf, depth, hw, specs)
+        report.section("torch.compile", values, rows, ("variant", "first image s", "s per image", "speed-up"))
+    report.section("run", {"seconds": round(time.time() - start, 1)})
+    return report.data
+
+
+if __name__ == "__main__":
+    main()

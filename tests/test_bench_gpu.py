@@ -1,0 +1,55 @@
+"""The GPU report's quick form on the CPU: every section runs and reports what it measured."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from bench import bench_gpu
+from conftest import tiny_model
+from utils.tiling import count_tiles
+
+
+def _demo_root(root):
+    """What `make demo` leaves that the report reads: two checkpoints and a labelled test image."""
+    (root / "weights").mkdir(parents=True)
+    for seed, size in enumerate((256, 352)):
+        model = tiny_model(seed=seed)
+        torch.save(
+            {"state_dict": model.state_dict(), "model_config": model.config}, root / "weights" / f"{size}_best.pth"
+        )
+    for kind in ("input", "label"):
+        (root / "data" / f"test_{kind}_img").mkdir(parents=True)
+        img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / "data" / f"test_{kind}_img" / f"test_{kind}_1.png"), img)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_quick_report_on_the_cpu(tmp_path):
+    _demo_root(tmp_path / "demo")
+    data = bench_gpu.main(
+        ["--quick", "--device", "cpu", "--out", str(tmp_path / "out"), "--demo", str(tmp_path / "demo")]
+    )
+    tmp_path = tmp_path / "out"
+    assert json.loads((tmp_path / "gpu_report.json").read_text()) == json.loads(json.dumps(data))
+    markdown = (tmp_path / "gpu_report.md").read_text()
+    for section in ("environment", "correctness", "inference", "training"):
+        assert f"## {section}" in markdown
+    assert data["environment"]["torch"].startswith("2.")
+    assert data["correctness"]["fp32_vs_cpu_max_abs"] == 0.0  # the same CPU computes both
+    assert 40 < data["correctness"]["bf16_psnr_vs_fp32"] < 200
+    inference = data["inference"]
+    assert inference["tiles_per_image"] == count_tiles(120, 150, 64, 16, "stride_aware") + count_tiles(
+        120, 150, 96, 24, "stride_aware"
+    )
+    assert inference["fp32_benchmark_off_max_grey_diff_vs_fp32"] == 0
+    assert inference["bf16_benchmark_off_max_grey_diff_vs_fp32"] <= 2
+    assert 0 < inference["forward_share_bf16"] <= 1.5
+    assert all(v > 0 for k, v in data["training"].items() if k.endswith("samples_per_s"))
+    assert "tf32_loader_0_workers_samples_per_s" in data["training"]
+    assert data["end to end"]["default_seconds_per_image"] > 0
+    demo = data["demo accuracy"]
+    assert demo["tf32_psnr"] == demo["fp32_psnr"]  # no TF32 on a CPU
+    assert abs(demo["bf16_psnr"] - demo["fp32_psnr"]) < 1
