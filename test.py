@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no_zip", action="store_true", help="do not write submission.zip")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 where supported, else fp16)")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the models: slower first image, faster after (GPU runs)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
     return p.parse_args(argv)
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dir=args.eval_dir,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        compile=args.compile,
     )
     n = summary["images"]
     print(

@@ -57,23 +57,25 @@ class Report:
     def __init__(self, out: Path) -> None:
         self.out = out
         self.data: dict = {}
-        self.md: list[str] = []
+        self.md: dict[str, list[str]] = {}
         out.mkdir(parents=True, exist_ok=True)
 
     def section(self, name: str, values: dict, rows: list[tuple] | None = None, header: tuple = ()) -> None:
+        """Add (or, measured further, replace) a section and rewrite both files."""
         self.data[name] = values
-        self.md += [f"## {name}", ""]
+        md = [f"## {name}", ""]
         if rows:
-            self.md += [
+            md += [
                 "| " + " | ".join(header) + " |",
                 "|" + "---|" * len(header),
                 *("| " + " | ".join(str(x) for x in r) + " |" for r in rows),
                 "",
             ]
             print(f"\n{name}\n" + table(rows, header), flush=True)
-        self.md += [f"- {k}: {v}" for k, v in values.items() if not isinstance(v, (list, dict))] + [""]
+        self.md[name] = md + [f"- {k}: {v}" for k, v in values.items() if not isinstance(v, (list, dict))] + [""]
         (self.out / "gpu_report.json").write_text(json.dumps(self.data, indent=1) + "\n")
-        (self.out / "gpu_report.md").write_text("# GPU report\n\n" + "\n".join(self.md) + "\n")
+        body = "\n".join(line for lines in self.md.values() for line in lines)
+        (self.out / "gpu_report.md").write_text("# GPU report\n\n" + body + "\n")
 
 
 def sync(device: torch.device) -> None:
@@ -344,14 +346,19 @@ def demo_accuracy(device: torch.device, demo: Path) -> tuple[dict, list[tuple]]:
 
 
 def training(
-    device: torch.device, wf: int, depth: int, batch: int, size: int, steps: int, workers: list[int]
-) -> tuple[dict, list[tuple]]:
-    """Samples per second from memory and through the real loader (PNG patches, augmentation v3)."""
+    device: torch.device, wf: int, depth: int, batch: int, size: int, steps: int, workers: list[int], report: Report
+) -> None:
+    """Samples per second from memory and through the real loader (PNG patches, augmentation v3).
+
+    Each row is written to the report as soon as it is measured: the slowest setting must not
+    cost the others when a time limit cuts the run short.
+    """
     work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
+    header = ("precision", "data", "samples/s", "min per contest epoch", "peak MiB")
     try:
         pairs = write_patches(work, 4 * batch, size)
-        rows, values = [], {}
-        for precision in ("fp32", "tf32", "bf16"):
+        rows, values = [], {"batch": batch, "patch": size, "contest_patches": CONTEST_PATCHES}
+        for precision in ("bf16", "tf32", "fp32"):  # fastest first
             step = train_step(wf, depth, device, precision == "bf16")
             x = torch.rand(batch, 3, size, size)
             memory = [(x, x.flip(-1))] * (steps + 2)
@@ -367,7 +374,7 @@ def training(
                     (PRECISION_NAMES[precision], feed, f"{rate:.1f}", f"{minutes:.1f}", f"{peak_mib(device):.0f}")
                 )
                 values[f"{precision}_{feed.replace(', ', '_').replace(' ', '_')}_samples_per_s"] = rate
-        return values, rows
+                report.section("training", values, rows, header)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -486,10 +493,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "training" not in skip:
         batch, size, steps = (2, 64, 2) if q else (16, 256, 20)
         workers = [0] if q else [2, 8, 16]
-        values, rows = training(device, wf, depth, batch, size, steps, workers)
-        values |= {"batch": batch, "patch": size, "contest_patches": CONTEST_PATCHES}
-        header = ("precision", "data", "samples/s", "min per contest epoch", "peak MiB")
-        report.section("training", values, rows, header)
+        training(device, wf, depth, batch, size, steps, workers, report)
     if args.demo and "demo" not in skip:
         values, rows = demo_accuracy(device, Path(args.demo))
         report.section("demo accuracy", values, rows, ("precision", "ensemble PSNR dB", "vs fp32"))
