@@ -24,11 +24,11 @@ def test_layout_and_make_patch_accept_it(tmp_path, capsys):
     assert list(df.columns) == ["img_id", "input_img", "label_img"]
     assert df.input_img.tolist() == [f"train_input_{10000 + i}.png" for i in range(4)]
     assert all((root / "train_original/train_label_img" / n).is_file() for n in df.label_img)
-    assert sorted(p.name for p in (root / "test_input_img").iterdir()) == [
+    assert sorted(p.name for p in (root / "test_input_img").glob("*.png")) == [
         "test_input_20000.png",
         "test_input_20001.png",
     ]
-    assert sorted(p.name for p in (root / "test_label_img").iterdir()) == [
+    assert sorted(p.name for p in (root / "test_label_img").glob("*.png")) == [
         "test_label_20000.png",
         "test_label_20001.png",
     ]
@@ -50,10 +50,22 @@ def test_deterministic_per_seed(tmp_path):
 
 def test_refuses_existing_data(tmp_path):
     generate(tmp_path, 2, 1, 96, 128, progress=False)
-    with pytest.raises(UserError, match="already holds data; pass --overwrite"):
+    with pytest.raises(UserError, match="already holds results; pass --overwrite"):
         generate(tmp_path, 2, 1, 96, 128, progress=False)
     generate(tmp_path, 3, 1, 96, 128, overwrite=True, progress=False)
     assert len(list((tmp_path / "train_original/train_input_img").iterdir())) == 3
+
+
+def test_overwrite_never_replaces_a_users_data(tmp_path):
+    """The contest data dropped into data/ has no demo marker: --overwrite must not delete it."""
+    real = tmp_path / "train_original"
+    (real / "train_input_img").mkdir(parents=True)
+    (real / "train_input_img" / "train_input_10000.png").write_bytes(b"contest image")
+    (real / "train.csv").write_text("img_id,input_img,label_img\n")
+    with pytest.raises(UserError, match="which this project did not write"):
+        generate(tmp_path, 2, 1, 96, 128, overwrite=True, progress=False)
+    assert (real / "train_input_img" / "train_input_10000.png").read_bytes() == b"contest image"
+    assert not (tmp_path / "test_input_img").exists()
 
 
 def test_train_and_test_photos_are_disjoint():

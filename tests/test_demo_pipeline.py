@@ -12,9 +12,10 @@ def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data" / "test_input_img").mkdir(parents=True)
     (tmp_path / "data" / "test_input_img" / "mine.png").write_bytes(b"x")
-    with pytest.raises(UserError, match="holds data that the demo did not make"):
+    with pytest.raises(UserError, match="'mine.png', which this project did not write"):
         demo.check_ownership(tmp_path / "data", tmp_path / "weights")
-    (tmp_path / "data" / "train_original").mkdir()
+    (tmp_path / "data" / "test_input_img" / "mine.png").unlink()
+    generate(tmp_path / "data", 2, 1, 96, 128, progress=False)
     (tmp_path / "data" / "train_original" / demo.DEMO_MARKER).write_text("demo")
     demo.check_ownership(tmp_path / "data", tmp_path / "weights")  # the demo's own data: fine
     (tmp_path / "weights").mkdir()

@@ -24,7 +24,7 @@ import cv2
 import torch
 
 from utils.errors import fail, run_cli
-from utils.files import has_files
+from utils.demo_data import check_demo_folders
 
 DEMO_MARKER = "DEMO_DATA.txt"
 DEMO_TAG = "demo"
@@ -44,11 +44,8 @@ def run(cmd: list[str], quiet: bool = False) -> None:
 
 
 def check_ownership(data: Path, weights: Path) -> None:
-    """Refuse to overwrite a user's own data or checkpoints."""
-    ours = (data / "train_original" / DEMO_MARKER).is_file()
-    for folder in (data / "train_original", data / "test_input_img", data / "test_label_img"):
-        if has_files(folder) and not ours:
-            fail(f"{folder} holds data that the demo did not make; move it away or run the pipeline steps by hand.")
+    """Refuse to overwrite a user's own data or checkpoints, before the first step."""
+    check_demo_folders(data, overwrite=True)
     for size in SIZES:
         ckpt = weights / f"{size}_best.pth"
         if ckpt.is_file():

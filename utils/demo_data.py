@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from utils.errors import fail, run_cli
-from utils.files import has_files
+from utils.files import MARKER, check_output_folder, has_files, write_marker
 from utils.logger import progress_bar
 
 # Photographs bundled with scikit-image, with the licence its documentation states.
@@ -156,6 +156,25 @@ def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generat
     return to_uint8(degraded + noise), to_uint8(clean_linear), centres
 
 
+# What the demo writes in each data folder (and what the pipeline adds there), for its ownership markers.
+DEMO_FOLDERS = {
+    "train_original": ["train_input_img", "train_label_img", "train.csv", "train_10fold.csv", "DEMO_DATA.txt"],
+    "test_input_img": ["test_input_*.png"],
+    "test_label_img": ["test_label_*.png"],
+}
+
+
+def check_demo_folders(root: Path, overwrite: bool) -> None:
+    """The demo replaces only a demo set it made (and the patches cut from it), never a user's data."""
+    for folder in DEMO_FOLDERS:
+        check_output_folder(root / folder, "demo folder", overwrite)
+    demo_here = (root / "train_original" / MARKER).is_file()
+    if has_files(root / "train") and not demo_here:
+        fail(f"{root / 'train'} holds patches of data the demo did not make; move it away or choose --root.")
+    if demo_here:
+        check_output_folder(root / "train", "patch folder", True, fallback=["10Folds"])
+
+
 def generate(
     root: str | Path = "data",
     train_count: int = 12,
@@ -172,14 +191,10 @@ def generate(
     if height < 64 or width < 64:
         fail(f"--height and --width must be at least 64 (got {height}x{width}).")
     root = Path(root)
-    folders = [root / "train_original", root / "test_input_img", root / "test_label_img", root / "train"]
-    existing = [f for f in folders if has_files(f)]
-    if existing and not overwrite:
-        fail(
-            f"{existing[0]} already holds data; pass --overwrite to replace the demo set (and its patches) or choose --root."
-        )
-    for folder in existing:
-        shutil.rmtree(folder)
+    check_demo_folders(root, overwrite)
+    for folder in [*DEMO_FOLDERS, "train"]:
+        if (root / folder).exists():
+            shutil.rmtree(root / folder)
     for sub in ("train_original/train_input_img", "train_original/train_label_img", "test_input_img", "test_label_img"):
         (root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -204,6 +219,8 @@ def generate(
         mse = np.mean((noisy.astype(np.float64) - clean) ** 2)
         psnrs.append(10 * np.log10(255**2 / max(mse, 1e-10)))
     pd.DataFrame(rows).to_csv(root / "train_original/train.csv", index=False)
+    for folder, entries in DEMO_FOLDERS.items():
+        write_marker(root / folder, entries, "utils.demo_data")
     return {"train": train_count, "test": test_count, "size": (height, width), "mean_psnr": float(np.mean(psnrs))}
 
 
