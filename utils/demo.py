@@ -23,8 +23,8 @@ from pathlib import Path
 import cv2
 import torch
 
-from utils.errors import fail, run_cli
 from utils.demo_data import check_demo_folders
+from utils.errors import fail, run_cli
 
 DEMO_MARKER = "DEMO_DATA.txt"
 DEMO_TAG = "demo"
