@@ -13,6 +13,7 @@ import sys
 from dataclasses import fields
 
 from utils.errors import fail, run_cli
+from utils.tiling import BLENDS
 from utils.trainer import DEFAULT_PRETRAINED, OPTIMIZERS, SIZE_DEFAULTS, TrainConfig, train
 
 
@@ -57,6 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--restart_epoch", type=int, help=f"epoch of the fresh-optimiser restart at 1e-5 ({restarts}); 0 = none"
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--val_blend", choices=BLENDS, default="mean", help="validation tiles: mean (original) or window (no seams)"
+    )
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 where supported, else fp16 with scaling)")
     p.add_argument("--no_channels_last", action="store_true", help="keep the default memory format")
     p.add_argument("--resume", action="store_true", help="continue the run in <model_path>/<exp_num> from last.pth")

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from utils.errors import fail, run_cli
-from utils.inference import TILE_DEFAULTS, ModelSpec, run_inference
+from utils.inference import TILE_DEFAULTS, InferenceOptions, ModelSpec, run_inference
 from utils.runtime import choose_device
-from utils.tiling import TILE_MODES
+from utils.tiling import BLENDS, TILE_MODES
 
 DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
 
@@ -36,7 +36,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
         "image; shift: move the last tile to the border, no padding",
     )
+    p.add_argument(
+        "--blend",
+        choices=BLENDS,
+        default="mean",
+        help="mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",
+    )
     p.add_argument("--tta", action="store_true", help="average the eight flip/rotation variants (8x slower)")
+    p.add_argument(
+        "--fit_weights",
+        action="store_true",
+        help="choose the ensemble weights on held-out labelled images (grid step 0.05); --ensemble_weights win",
+    )
+    p.add_argument(
+        "--fit_data", default="data/train_original", help="folder of train_10fold.csv and the training images"
+    )
+    p.add_argument("--fit_fold", type=int, default=0, help="the held-out fold to fit on (make_patch.py --valid_fold)")
+    p.add_argument("--fit_input_dir", help="fit on this folder of degraded images instead (with --fit_label_dir)")
+    p.add_argument("--fit_label_dir", help="the clean images of --fit_input_dir")
     p.add_argument("--eval_dir", help="folder of clean targets: report PSNR/SSIM and write metrics.csv")
     p.add_argument("--no_zip", action="store_true", help="do not write submission.zip")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
@@ -84,33 +101,49 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     specs = model_specs(args)
     device = choose_device(args.device)
-    summary = run_inference(
-        specs,
-        args.input_dir,
-        args.output_dir,
-        device,
+    fit = None
+    if args.fit_weights and args.ensemble_weights:
+        print("--ensemble_weights given: they are used as they are, no weights are fitted")
+    elif args.fit_weights:
+        fit = dict(
+            data_dir=args.fit_data, fold=args.fit_fold, input_dir=args.fit_input_dir, label_dir=args.fit_label_dir
+        )
+    opts = InferenceOptions(
         tile_mode=args.tile_mode,
+        blend=args.blend,
         tta=args.tta,
         amp=args.amp,
+        compile=args.compile,
         make_zip=not args.no_zip,
         eval_dir=args.eval_dir,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        compile=args.compile,
+        fit=fit,
     )
-    n = summary["images"]
+    summary = run_inference(specs, args.input_dir, args.output_dir, device, opts)
+    print_summary(summary, summary["specs"], device)
+    return 0
+
+
+def print_summary(summary: dict, specs: list[ModelSpec], device) -> None:
+    n, m = summary["images"], summary["mean"]
+    if "fit" in summary:
+        fit = summary["fit"]
+        grid = "; ".join(f"{'/'.join(f'{w:g}' for w in ws)} {p:.3f}" for ws, p in fit["grid"])
+        print(f"validation PSNR (dB) per weight on {fit['images']} held-out images: {grid}")
+    weights = "/".join(f"{w:.2f}" for w in summary["weights"])
     print(
         f"{n} images restored into {summary['output_dir']} in {summary['seconds']:.1f} s "
-        f"({summary['seconds'] / n:.2f} s per image) on {device}"
+        f"({summary['seconds'] / n:.2f} s per image) on {device}; ensemble weights {weights}"
+        + (f" (fitted: validation PSNR {summary['fit']['psnr']:.3f} dB)" if "fit" in summary else "")
     )
-    if "mean" in summary:
-        m = summary["mean"]
-        parts = [f"input {m['psnr_input']:.2f}"] + [f"{s.tile} {m[f'psnr_{s.tile}']:.2f}" for s in specs]
+    print("mean seam measure (1.0 = no seam): " + ", ".join(f"{s.label} {m[f'seam_{s.label}']:.3f}" for s in specs))
+    if "psnr_input" in m:
+        parts = [f"input {m['psnr_input']:.2f}"] + [f"{s.label} {m[f'psnr_{s.label}']:.2f}" for s in specs]
         print(
             f"mean PSNR (dB): {', '.join(parts)}, ensemble {m['psnr_ensemble']:.2f}; "
             f"SSIM input {m['ssim_input']:.4f} -> ensemble {m['ssim_ensemble']:.4f}"
         )
-    return 0
 
 
 if __name__ == "__main__":

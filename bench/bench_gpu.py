@@ -40,7 +40,8 @@ from bench.common import table
 from models.hinet import HINet
 from utils.augment import build_augmentation
 from utils.data import Pair, PatchDataset
-from utils.inference import Restorer, to_uint8
+from utils.image_io import to_uint8
+from utils.inference import Restorer
 from utils.losses import RestorationLoss
 from utils.metrics import psnr_uint8
 from utils.runtime import set_tf32
@@ -295,7 +296,7 @@ def end_to_end(
     device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, images: int
 ) -> tuple[dict, list[tuple]]:
     """test.py's own path (checks, decoding, tiles, ensemble, PNGs, zip) with its defaults, fp32 and --amp."""
-    from utils.inference import ModelSpec, run_inference
+    from utils.inference import InferenceOptions, ModelSpec, run_inference
 
     work = Path(tempfile.mkdtemp(prefix="bench_gpu_e2e_"))
     try:
@@ -312,7 +313,8 @@ def end_to_end(
         rows, values = [], {}
         for amp in (False, True):
             reset_peak(device)
-            summary = run_inference(model_specs, work / "in", work / f"out_{amp}", device, amp=amp, progress=False)
+            opts = InferenceOptions(amp=amp, progress=False)
+            summary = run_inference(model_specs, work / "in", work / f"out_{amp}", device, opts)
             per_image = summary["seconds"] / images
             name = "test.py --amp (bf16)" if amp else "test.py (fp32; convolutions in TF32, PyTorch's default)"
             rows.append((name, images, f"{per_image:.2f}", f"{peak_mib(device):.0f}"))
@@ -325,8 +327,7 @@ def end_to_end(
 def demo_accuracy(device: torch.device, demo: Path) -> tuple[dict, list[tuple]]:
     """Ensemble PSNR against the clean targets of the demo test set, per precision."""
     from utils.checkpoint import load_model
-    from utils.image_io import read_rgb
-    from utils.inference import from_uint8
+    from utils.image_io import from_uint8, read_rgb
 
     specs = [(256, 64, 16, 0.4), (352, 96, 32, 0.6)]
     models = [load_model(demo / "weights" / f"{t}_best.pth")[0] for t, *_ in specs]

@@ -30,7 +30,8 @@ import torch
 
 from bench.common import ROOT, best_of, table
 from models.hinet import HINet
-from utils.inference import Restorer, to_uint8
+from utils.image_io import to_uint8
+from utils.inference import Restorer
 from utils.tiling import _gather_tiles, restore_tiled, tile_starts
 
 torch.set_num_threads(2)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import FIXTURES, load_script, run_cli, tiny_model
-from utils.image_io import read_rgb
-from utils.inference import Restorer, submission_name, to_uint8
+from utils.image_io import read_rgb, to_uint8
+from utils.inference import Restorer, submission_name
 from utils.metrics import psnr_uint8
 from utils.tiling import restore_image
 

@@ -138,7 +138,7 @@ def convolve_fft(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     return np.clip(np.stack(out, axis=-1), 0, None).astype(np.float32)
 
 
-def to_uint8(linear: np.ndarray) -> np.ndarray:
+def encode_8bit(linear: np.ndarray) -> np.ndarray:
     return np.round(np.clip(linear, 0, 1) ** (1 / GAMMA) * 255).astype(np.uint8)
 
 
@@ -153,7 +153,7 @@ def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generat
     cast = 1 + rng.uniform(-0.05, 0.05, size=3)
     degraded = (scene + emission + glare + veil) * cast
     noise = rng.normal(0, 1, degraded.shape) * np.sqrt(0.0002 * np.clip(degraded, 0, 1) + 2e-6)
-    return to_uint8(degraded + noise), to_uint8(clean_linear), centres
+    return encode_8bit(degraded + noise), encode_8bit(clean_linear), centres
 
 
 # What the demo writes in each data folder (and what the pipeline adds there), for its ownership markers.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from utils.errors import fail
 
@@ -104,3 +105,13 @@ def image_problem(path: str | Path) -> str | None:
     if img.ndim == 3 and img.shape[2] not in (3, 4):
         return f"{path} has {img.shape[2]} channels; expected 1, 3 or 4"
     return None
+
+
+def from_uint8(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB array to a (3, H, W) float tensor in [0, 1] on ``device``."""
+    return torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] to an (H, W, 3) uint8 RGB array, rounded once."""
+    return (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()

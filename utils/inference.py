@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -14,13 +15,14 @@ import numpy as np
 import torch
 
 from utils.checkpoint import load_model
+from utils.ensemble import fit_weights, validation_pairs
 from utils.errors import fail, one_line
 from utils.files import check_output_folder, staged_dir
-from utils.image_io import image_problem, image_size, list_images, read_rgb
+from utils.image_io import from_uint8, image_problem, image_size, list_images, read_rgb, to_uint8
 from utils.logger import progress_bar
-from utils.metrics import psnr_uint8, ssim_uint8
+from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 from utils.runtime import autocast, configure_cuda
-from utils.tiling import count_tiles, restore_image
+from utils.tiling import count_tiles, restore_image, tile_starts
 
 # Tile, stride and batch of the original's two models; other sizes default to stride tile // 4, batch 16.
 TILE_DEFAULTS = {256: (64, 16), 352: (96, 32)}
@@ -33,6 +35,18 @@ class ModelSpec:
     stride: int
     batch_size: int
     weight: float
+    label: str = ""  # names the model's metric columns: its tile size, unless two models share one
+
+    def __post_init__(self) -> None:
+        self.label = self.label or str(self.tile)
+
+
+def label_models(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """Give each model a unique column label: ``256`` and ``352``, or ``1_256`` and ``2_256``."""
+    tiles = [s.tile for s in specs]
+    if len(set(tiles)) == len(tiles):
+        return specs
+    return [replace(s, label=f"{i + 1}_{s.tile}") for i, s in enumerate(specs)]
 
 
 class Restorer:
@@ -75,17 +89,7 @@ def find_target(eval_dir: Path, input_name: str) -> Path | None:
     return None
 
 
-def from_uint8(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB array to a (3, H, W) float tensor in [0, 1] on ``device``."""
-    return torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] to an (H, W, 3) uint8 RGB array, rounded once."""
-    return (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
-SUBMISSION_ENTRIES = ("*.png", "submission.zip", "metrics.csv")
+SUBMISSION_ENTRIES = ("*.png", "submission.zip", "metrics.csv", "ensemble.json")
 
 
 def check_input_folder(input_dir: Path) -> list[Path]:
@@ -142,19 +146,24 @@ def check_specs(specs: list[ModelSpec], configs: list[dict]) -> None:
         fail("--ensemble_weights must be finite, non-negative and not all zero.")
 
 
+@dataclass
+class InferenceOptions:
+    """How test.py restores: tile placement and blending, precision, outputs, evaluation, weight fitting."""
+
+    tile_mode: str = "stride_aware"
+    blend: str = "mean"
+    tta: bool = False
+    amp: bool = False
+    compile: bool = False
+    make_zip: bool = True
+    eval_dir: str | Path | None = None
+    overwrite: bool = False
+    progress: bool = True
+    fit: dict | None = None  # {"data", "fold", "input_dir", "label_dir"}: fit the ensemble weights first
+
+
 def run_inference(
-    specs: list[ModelSpec],
-    input_dir: str | Path,
-    output_dir: str | Path,
-    device: torch.device,
-    tile_mode: str = "stride_aware",
-    tta: bool = False,
-    amp: bool = False,
-    make_zip: bool = True,
-    eval_dir: str | Path | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    compile: bool = False,
+    specs: list[ModelSpec], input_dir: str | Path, output_dir: str | Path, device: torch.device, opts: InferenceOptions
 ) -> dict:
     """Restore every image of ``input_dir`` with the weighted ensemble of ``specs``; returns a summary.
 
@@ -164,32 +173,65 @@ def run_inference(
     anything but this project's outputs is never replaced.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    specs = label_models(specs)
     images = check_input_folder(input_dir)
-    targets = check_targets(Path(eval_dir), images) if eval_dir is not None else None
-    protected = {"input folder": input_dir, "--eval_dir folder": eval_dir}
+    targets = check_targets(Path(opts.eval_dir), images) if opts.eval_dir is not None else None
+    fit_pairs = None
+    if opts.fit is not None:
+        if len(specs) < 2:
+            fail("--fit_weights needs at least two checkpoints in --weights; with one there is nothing to weigh.")
+        fit_pairs = validation_pairs(**opts.fit, test_dir=input_dir)
+    protected = {"input folder": input_dir, "--eval_dir folder": opts.eval_dir}
     protected |= {f"checkpoint {s.checkpoint}": s.checkpoint for s in specs}
-    check_output_folder(output_dir, "--output_dir", overwrite, protected)
+    check_output_folder(output_dir, "--output_dir", opts.overwrite, protected)
     loaded = [load_model(s.checkpoint) for s in specs]
     check_specs(specs, [config for _, config, _ in loaded])
     configure_cuda(device)
-    restorers = [Restorer(model, device, amp, compile=compile) for model, _, _ in loaded]
+    restorers = [Restorer(model, device, opts.amp, compile=opts.compile) for model, _, _ in loaded]
 
     start = time.perf_counter()
+    summary: dict = {"images": len(images), "output_dir": str(output_dir)}
+    if fit_pairs is not None:
+        summary["fit"] = fit_weights(
+            lambda rgb: [restore(s, r, from_uint8(rgb, device), opts) for s, r in zip(specs, restorers, strict=True)],
+            fit_pairs,
+            len(specs),
+            opts.progress,
+        )
+        summary["fit"]["images"] = len(fit_pairs)
+        specs = [replace(s, weight=w) for s, w in zip(specs, summary["fit"]["weights"], strict=True)]
+    summary["weights"] = [s.weight / sum(x.weight for x in specs) for s in specs]
     with staged_dir(output_dir, SUBMISSION_ENTRIES, "test.py") as stage:
-        rows = _restore_all(specs, restorers, images, targets, stage, device, tile_mode, tta, progress)
-        seconds = time.perf_counter() - start
-        if make_zip:
+        rows = _restore_all(specs, restorers, images, targets, stage, device, opts)
+        summary["seconds"] = time.perf_counter() - start
+        if opts.make_zip:
             _write_zip(stage, [submission_name(p.name) for p in images])
-        summary = {"images": len(images), "seconds": seconds, "output_dir": str(output_dir)}
-        if rows:
-            summary["mean"] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "image"}
-            with open(stage / "metrics.csv", "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-                writer.writerow({"image": "mean", **summary["mean"]})
-            summary["rows"] = rows
+        summary["mean"] = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
+        with open(stage / "metrics.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            writer.writerow({"image": "mean", **summary["mean"]})
+        if "fit" in summary:
+            (stage / "ensemble.json").write_text(json.dumps(summary["fit"], indent=1) + "\n")
+        summary["rows"] = rows
+    summary["specs"] = specs
     return summary
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of the defined values (a seam measure is NaN for an image smaller than a tile)."""
+    defined = [v for v in values if not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
+def restore(
+    spec: ModelSpec, restorer: Restorer, image: torch.Tensor, opts: InferenceOptions, on_batch=None
+) -> torch.Tensor:
+    """One model's tiled restoration of one image, as the options say."""
+    return restore_image(
+        restorer, image, spec.tile, spec.stride, spec.batch_size, opts.tile_mode, opts.tta, on_batch, opts.blend
+    )
 
 
 def _write_zip(stage: Path, names: list[str]) -> None:
@@ -201,11 +243,11 @@ def _write_zip(stage: Path, names: list[str]) -> None:
         fail(f"could not write submission.zip ({err.strerror or one_line(err)}); free some space and run again.")
 
 
-def _restore_all(specs, restorers, images, targets, stage, device, tile_mode, tta, progress) -> list[dict]:
-    """Restore, ensemble and write each image; returns per-image metrics when ``targets`` are given."""
+def _restore_all(specs, restorers, images, targets, stage, device, opts: InferenceOptions) -> list[dict]:
+    """Restore, ensemble and write each image; returns per-image seams (and PSNR/SSIM with ``targets``)."""
     total_weight = sum(s.weight for s in specs)
     rows: list[dict] = []
-    bar = progress_bar(images, unit="image", desc="restoring", show=progress)
+    bar = progress_bar(images, unit="image", desc="restoring", show=opts.progress)
     for path in bar:
         rgb = read_rgb(path)
         image = from_uint8(rgb, device)
@@ -213,32 +255,45 @@ def _restore_all(specs, restorers, images, targets, stage, device, tile_mode, tt
         ensemble = torch.zeros_like(image)
         per_model = []
         for spec, restorer in zip(specs, restorers, strict=True):
-            n_tiles = count_tiles(h, w, spec.tile, spec.stride, tile_mode, tta)
+            n_tiles = count_tiles(h, w, spec.tile, spec.stride, opts.tile_mode, opts.tta)
+            show = opts.progress and n_tiles >= 64
             with progress_bar(
-                total=n_tiles,
-                unit="tile",
-                leave=False,
-                show=progress and n_tiles >= 64,
-                desc=f"{path.name} @{spec.tile}",
+                total=n_tiles, unit="tile", leave=False, show=show, desc=f"{path.name} @{spec.tile}"
             ) as tiles:
-                restored = restore_image(
-                    restorer, image, spec.tile, spec.stride, spec.batch_size, tile_mode, tta, on_batch=tiles.update
-                )
+                restored = restore(spec, restorer, image, opts, tiles.update)
             ensemble += (spec.weight / total_weight) * restored
-            if targets is not None:
-                per_model.append(to_uint8(restored))
+            per_model.append(to_uint8(restored))
         out = to_uint8(ensemble)
         name = submission_name(path.name)
         if not cv2.imwrite(str(stage / name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
             fail(f"could not write {name} into the output folder; is the disk full?")
+        row: dict = {"image": path.name}
+        for spec, pred in zip(specs, per_model, strict=True):
+            row[f"seam_{spec.label}"] = model_seam(pred, spec, opts.tile_mode)
         if targets is not None:
-            clean = read_rgb(targets[path.name])
-            row = {"image": path.name, "psnr_input": psnr_uint8(rgb, clean), "ssim_input": ssim_uint8(rgb, clean)}
-            for spec, pred in zip(specs, per_model, strict=True):
-                row[f"psnr_{spec.tile}"] = psnr_uint8(pred, clean)
-                row[f"ssim_{spec.tile}"] = ssim_uint8(pred, clean)
-            row["psnr_ensemble"] = psnr_uint8(out, clean)
-            row["ssim_ensemble"] = ssim_uint8(out, clean)
-            rows.append(row)
+            row |= quality_row(rgb, per_model, out, read_rgb(targets[path.name]), specs)
             bar.set_postfix(psnr=f"{row['psnr_input']:.2f}->{row['psnr_ensemble']:.2f}")
+        rows.append(row)
+        if not bar.disable or not opts.progress:
+            continue
+        print(f"{path.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "image"), flush=True)
     return rows
+
+
+def model_seam(pred: np.ndarray, spec: ModelSpec, tile_mode: str) -> float:
+    """The seam measure of one model's output on its own tile grid."""
+    h, w = pred.shape[:2]
+    rows = tile_borders(h, spec.tile, tile_starts(h, spec.tile, spec.stride, tile_mode))
+    cols = tile_borders(w, spec.tile, tile_starts(w, spec.tile, spec.stride, tile_mode))
+    return seam_ratio(pred, rows, cols)
+
+
+def quality_row(rgb: np.ndarray, per_model: list[np.ndarray], out: np.ndarray, clean: np.ndarray, specs) -> dict:
+    """PSNR and SSIM of the input, each model and the ensemble against the clean image."""
+    row = {"psnr_input": psnr_uint8(rgb, clean), "ssim_input": ssim_uint8(rgb, clean)}
+    for spec, pred in zip(specs, per_model, strict=True):
+        row[f"psnr_{spec.label}"] = psnr_uint8(pred, clean)
+        row[f"ssim_{spec.label}"] = ssim_uint8(pred, clean)
+    row["psnr_ensemble"] = psnr_uint8(out, clean)
+    row["ssim_ensemble"] = ssim_uint8(out, clean)
+    return row

@@ -29,3 +29,33 @@ def ssim_uint8(pred: np.ndarray, target: np.ndarray) -> float:
             pred, target, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
         )
     )
+
+
+def tile_borders(length: int, tile: int, starts: list[int]) -> list[int]:
+    """Positions ``p`` inside an axis where a tile begins or ends, i.e. between pixels ``p - 1`` and ``p``."""
+    edges = {s for s in starts} | {s + tile for s in starts}
+    return sorted(p for p in edges if 0 < p < length)
+
+
+def seam_ratio(image: np.ndarray, row_borders: list[int], col_borders: list[int]) -> float:
+    """How much larger the step between neighbouring pixels is across tile borders than elsewhere.
+
+    Mean absolute difference of neighbouring pixels across the given borders, divided by the
+    same mean over all other neighbouring pairs, rows and columns together: 1.0 means no
+    seam. Needs no clean target. NaN when the grid has no inner border.
+    """
+    img = image.astype(np.float64)
+    down = np.abs(np.diff(img, axis=0)).mean(axis=tuple(range(1, img.ndim)))  # step between rows p-1 and p
+    right = np.abs(np.diff(img, axis=1)).mean(axis=(0, *range(2, img.ndim)))
+    on_rows = np.zeros(down.shape, bool)
+    on_rows[[p - 1 for p in row_borders]] = True
+    on_cols = np.zeros(right.shape, bool)
+    on_cols[[p - 1 for p in col_borders]] = True
+    width, height = img.shape[1], img.shape[0]
+    seam = down[on_rows].sum() * width + right[on_cols].sum() * height
+    seam_n = on_rows.sum() * width + on_cols.sum() * height
+    rest = down[~on_rows].sum() * width + right[~on_cols].sum() * height
+    rest_n = (~on_rows).sum() * width + (~on_cols).sum() * height
+    if seam_n == 0 or rest_n == 0 or rest == 0:
+        return float("nan")
+    return float((seam / seam_n) / (rest / rest_n))

@@ -11,18 +11,28 @@ Three ways to place tiles of size ``t`` with stride ``s`` along an axis of lengt
   stops short of the border, so no tile needs padding at all (as long as ``L >= t``).
 
 Tiles are zero-padded where they overhang the image, restored, cropped back and
-averaged where they overlap.
+blended where they overlap:
+
+* ``mean`` — every tile counts equally (the original). Each tile's output differs near its
+  own border, where the network saw zero padding, so each tile border becomes a faint step.
+* ``window`` — each tile is weighted by a separable raised-cosine (Hann) window,
+  ``sin^2(pi (i + 0.5) / tile)``, so a tile's border pixels count least and the neighbour that
+  sees them in its centre takes over. A side that touches or overhangs the image border
+  has no neighbour to take over, so the window is flat (1) on that half; a tile larger
+  than the image is therefore flat everywhere, as with ``mean``. The weights never reach
+  zero, and the blend divides by their sum, so any covered pixel is restored.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 TILE_MODES = ("stride_aware", "all", "shift")
+BLENDS = ("mean", "window")
 
 
 def tile_starts(length: int, tile: int, stride: int, mode: str = "stride_aware") -> list[int]:
@@ -49,12 +59,31 @@ def tile_grid(height: int, width: int, tile: int, stride: int, mode: str = "stri
     return [(y, x) for y in tile_starts(height, tile, stride, mode) for x in tile_starts(width, tile, stride, mode)]
 
 
-def coverage(length: int, tile: int, starts: Iterable[int]) -> torch.Tensor:
-    """How many tiles cover each position of an axis (the 2-D count is the outer product)."""
-    counts = torch.zeros(length)
-    for start in starts:
-        counts[start : start + tile] += 1
-    return counts
+def axis_windows(length: int, tile: int, starts: list[int], blend: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The 1-D weight of each tile along one axis, and their sum over the padded axis.
+
+    The grid is the product of the two axes' starts, so a 2-D tile weight is the outer
+    product of two of these and the 2-D sum is the outer product of the two sums.
+    """
+    padded = max(length, starts[-1] + tile)
+    if blend == "mean":
+        windows = [torch.ones(tile) for _ in starts]
+    elif blend == "window":
+        hann = torch.sin(torch.pi * (torch.arange(tile, dtype=torch.float64) + 0.5) / tile) ** 2
+        windows = []
+        for start in starts:
+            w = hann.clone()
+            if start == 0:
+                w[: tile // 2] = 1  # no tile before this one
+            if start + tile >= length:
+                w[tile // 2 :] = 1  # no tile after this one
+            windows.append(w.float())
+    else:
+        raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
+    total = torch.zeros(padded)
+    for start, w in zip(starts, windows, strict=True):
+        total[start : start + tile] += w
+    return windows, total
 
 
 def _gather_tiles(padded: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, tile: int) -> torch.Tensor:
@@ -73,12 +102,13 @@ def restore_tiled(
     batch_size: int,
     mode: str = "stride_aware",
     on_batch: Callable[[int], None] | None = None,
+    blend: str = "mean",
 ) -> torch.Tensor:
     """Restore a (C, H, W) image in [0, 1] tile by tile; returns a float32 (C, H, W) tensor.
 
     ``predict`` maps a (B, C, tile, tile) batch to restored tiles of the same shape.
     Every tile is predicted, the last partial batch included. ``on_batch`` is told
-    how many tiles each batch held (for progress bars).
+    how many tiles each batch held (for progress bars). ``blend``: see the module notes.
     """
     channels, height, width = image.shape
     tops = tile_starts(height, tile, stride, mode)
@@ -88,19 +118,23 @@ def restore_tiled(
     padded = F.pad(image, (0, pad_right, 0, pad_bottom)) if pad_bottom or pad_right else image
 
     acc = torch.zeros((channels, height + pad_bottom, width + pad_right), dtype=torch.float32, device=image.device)
+    row_windows, row_total = axis_windows(height, tile, tops, blend)
+    col_windows, col_total = axis_windows(width, tile, lefts, blend)
+    weight = torch.outer(row_total[:height], col_total[:width]).to(image.device)
+    if weight.min() == 0:  # a stride larger than the tile: refuse rather than return black pixels
+        raise ValueError(f"tiles of {tile} with stride {stride} leave pixels uncovered")
+    row_of, col_of = dict(zip(tops, row_windows)), dict(zip(lefts, col_windows))
     grid = torch.tensor([(y, x) for y in tops for x in lefts], device=image.device)
     for first in range(0, len(grid), batch_size):
         batch_pos = grid[first : first + batch_size]
         out = predict(_gather_tiles(padded, batch_pos[:, 0], batch_pos[:, 1], tile)).float()
         for (y, x), piece in zip(batch_pos.tolist(), out, strict=True):
+            if blend != "mean":  # the mean needs no multiply: keeps the original's arithmetic exactly
+                piece = piece * torch.outer(row_of[y], col_of[x]).to(piece.device)
             acc[:, y : y + tile, x : x + tile] += piece
         if on_batch is not None:
             on_batch(len(batch_pos))
-
-    count = torch.outer(coverage(height, tile, tops), coverage(width, tile, lefts)).to(image.device)
-    if count.min() == 0:  # a stride larger than the tile: refuse rather than return black pixels
-        raise ValueError(f"tiles of {tile} with stride {stride} leave pixels uncovered")
-    return acc[:, :height, :width] / count
+    return acc[:, :height, :width] / weight
 
 
 # The eight flip/rotation variants of the dihedral group, as (rotations by 90 degrees, horizontal flip).
@@ -126,12 +160,14 @@ def restore_image(
     mode: str = "stride_aware",
     tta: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    blend: str = "mean",
 ) -> torch.Tensor:
     """Tiled restoration, optionally averaged over the eight flip/rotation variants (TTA)."""
     variants = DIHEDRAL if tta else [(0, False)]
     total = None
     for k, flip in variants:
-        restored = restore_tiled(predict, _forward_variant(image, k, flip), tile, stride, batch_size, mode, on_batch)
+        variant = _forward_variant(image, k, flip)
+        restored = restore_tiled(predict, variant, tile, stride, batch_size, mode, on_batch, blend)
         restored = _inverse_variant(restored, k, flip)
         total = restored if total is None else total + restored
     return total / len(variants)

@@ -34,8 +34,8 @@ from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, 
 from utils.data import FOLD_CSV, Pair, PatchDataset, fold_pairs, patch_pairs, read_fold_csv
 from utils.errors import fail
 from utils.files import check_output_folder, write_marker
-from utils.image_io import image_size, read_rgb
-from utils.inference import Restorer, from_uint8, to_uint8
+from utils.image_io import from_uint8, image_size, read_rgb, to_uint8
+from utils.inference import Restorer
 from utils.logger import AverageMeter, get_logger, progress_bar
 from utils.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
@@ -104,6 +104,7 @@ class TrainConfig:
     restart_lr: float = 1e-5
     restart_min_lr: float = 1e-8
     device: str = "auto"
+    val_blend: str = "mean"
     amp: bool = False
     channels_last: bool = True
     resume: bool = False
@@ -259,7 +260,9 @@ def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.devi
     for pair in pairs:
         rgb = read_rgb(pair.input)
         image = from_uint8(rgb, device)
-        restored = restore_image(restorer, image, cfg.img_size, cfg.img_size // 2, cfg.pred_batch, "all")
+        restored = restore_image(
+            restorer, image, cfg.img_size, cfg.img_size // 2, cfg.pred_batch, "all", blend=cfg.val_blend
+        )
         scores.append(psnr_uint8(to_uint8(restored), read_rgb(pair.target)))
     model.train()
     return float(np.mean(scores))
