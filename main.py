@@ -14,10 +14,11 @@ from dataclasses import fields
 
 from utils.errors import fail, run_cli
 from utils.tiling import BLENDS
-from utils.trainer import DEFAULT_PRETRAINED, OPTIMIZERS, SIZE_DEFAULTS, TrainConfig, train
+from utils.train_config import DEFAULT_PRETRAINED, OPTIMIZERS, SIZE_DEFAULTS, TrainConfig
+from utils.trainer import train
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp_num", type=int, default=1, help="results go to <model_path>/<exp_num as 3 digits>/")
     p.add_argument("--tag", default="Default", help="free-text label recorded in the log")
@@ -67,26 +68,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run of the same exp_num")
     p.add_argument("--run_epochs", type=int, help="stop after this many epochs in this invocation (time-limited jobs)")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+# Flags whose setting has another name, for the record of what the user gave.
+FLAG_SETTINGS = {"no_progress": "progress", "no_channels_last": "channels_last"}
+
+
+def given_settings(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The settings named on the command line (``--wf 8`` or ``--wf=8``), whatever their value."""
+    typed = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    dests = {a.dest for a in parser._actions if typed & set(a.option_strings)}
+    return {FLAG_SETTINGS.get(d, d) for d in dests}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.multi_gpu and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.multi_gpu and "RANK" not in os.environ:
         fail(
             "--multi_gpu: launch with torchrun for DistributedDataParallel, e.g. "
             "`torchrun --nproc_per_node <GPUs> main.py --img_size 256 --exp_num 1` (and --nnodes/--rdzv_endpoint for several machines)."
         )
-    for name in ("img_size", "batch_size", "pred_batch", "epochs", "wf", "depth"):
-        if getattr(args, name) <= 0:
-            fail(f"--{name} must be positive (got {getattr(args, name)}).")
-    if args.img_size % 2 ** (args.depth - 1):
-        fail(
-            f"--img_size {args.img_size} must be a multiple of {2 ** (args.depth - 1)} for a HINet of depth {args.depth}."
-        )
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
     cfg = TrainConfig(**given, channels_last=not args.no_channels_last, progress=not args.no_progress)
-    summary = train(cfg, explicit_pretrained=args.pretrained_path != DEFAULT_PRETRAINED)
+    summary = train(cfg, given_settings(parser, argv))
     if int(os.environ.get("RANK", "0")) == 0:
         print(
             f"best validation PSNR {summary['best_psnr']:.4f} dB at epoch {summary['best_epoch']} "

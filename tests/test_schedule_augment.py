@@ -7,7 +7,7 @@ from conftest import FIXTURES
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.errors import UserError
 from utils.schedule import LRSchedule
-from utils.trainer import SIZE_DEFAULTS, TrainConfig
+from utils.train_config import SIZE_DEFAULTS, TrainConfig
 
 
 @pytest.mark.parametrize("size", [256, 352])

@@ -108,7 +108,8 @@ def test_bad_data(patch_data, tmp_path, capsys):
 
 
 def test_weight_decay_is_applied():
-    from utils.trainer import TrainConfig, build_optimizer
+    from utils.train_config import TrainConfig
+    from utils.trainer import build_optimizer
 
     model = torch.nn.Linear(2, 2)
     assert build_optimizer(TrainConfig(), model, 1e-4).param_groups[0]["weight_decay"] == 0.0
@@ -215,3 +216,51 @@ def test_a_killed_loader_worker_is_one_sentence(patch_data, tmp_path, capsys, mo
     last = err.strip().splitlines()[-1]  # after the run's log lines, one sentence and no traceback
     assert code == 2 and "Traceback" not in err and err.count("error:") == 1, err
     assert last.startswith("error: a data-loading worker process died in epoch 1") and "continue with --resume" in last
+
+
+NONSENSE = {
+    "gradient ascent": (["--clipping", -1], r"--clipping must be a positive number \(got -1\.0\)"),
+    "negative learning rate": (["--initial_lr", -1e-4], r"--initial_lr must be a positive number"),
+    "nan learning rate": (["--initial_lr", "nan"], r"--initial_lr must be a positive number \(got nan\)"),
+    "negative weight decay": (["--weight_decay", -1], r"--weight_decay must be zero or a positive number"),
+    "negative workers": (["--num_workers", -1], r"--num_workers must not be negative"),
+    "no patience": (["--patience", 0], r"--patience must be at least 1"),
+    "no epochs this time": (["--run_epochs", 0], r"--run_epochs must be at least 1"),
+    "several at once": (["--clipping", 0, "--wf", 0], r"--wf must be at least 1 .*--clipping must be a positive number"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(NONSENSE))
+def test_nonsense_settings_are_refused_before_anything_is_written(patch_data, tmp_path, capsys, case):
+    extra, message = NONSENSE[case]
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1, *extra), capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert pytest.importorskip("re").search(message, err), err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_refuses_recipe_changes_and_extends_epochs(patch_data, tmp_path, capsys):
+    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 2), capsys)[0] == 0
+    best = (tmp_path / "001" / "256_best.pth").read_bytes()
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--wf", 16, "--clipping", 0.5), capsys)
+    assert code == 2 and "--wf 16 (the run has 4), --clipping 0.5 (the run has 1.0) would change it" in err
+    assert (tmp_path / "001" / "256_best.pth").read_bytes() == best
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume"), capsys)
+    assert code == 2 and "reached --epochs 2 at epoch 2; pass a larger --epochs" in err
+    code, out, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--epochs", 3), capsys)
+    assert code == 0, err
+    assert "changed on resume: --epochs 2 -> 3 (the cosine schedule now ends" in err
+    assert [r["epoch"] for r in _metrics(tmp_path / "001")] == ["1", "2", "3"]
+    assert "(3 epochs" in out
+    log = (tmp_path / "001" / "log.log").read_text()
+    assert "epoch 1 trains at learning rate 0" in log
+
+
+def test_validation_leaves_the_training_layout_alone():
+    from utils.inference import Restorer
+
+    model = torch.nn.Conv2d(3, 3, 3)
+    Restorer(model, torch.device("cpu"), channels_last=False)
+    assert model.weight.is_contiguous()
+    Restorer(model, torch.device("cpu"))
+    assert model.weight.is_contiguous(memory_format=torch.channels_last)

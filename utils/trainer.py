@@ -42,97 +42,10 @@ from utils.metrics import psnr_tensor, psnr_uint8
 from utils.patches import INFO_FILE
 from utils.plots import plot_curves
 from utils.runtime import amp_dtype, autocast, choose_device, configure_cuda, seed_everything
-from utils.schedule import LRSchedule
 from utils.tiling import restore_image
+from utils.train_config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
 
-# The per-size differences of the original trainers; sizes not listed use the 256 row.
-SIZE_DEFAULTS = {
-    256: {"aug_schedule": "1:1,3:3", "restart_epoch": 58},
-    352: {"aug_schedule": "1:1,6:2,25:3", "restart_epoch": 25},
-}
-DEFAULT_PRETRAINED = "./pretrained_weight/HINet-GoPro.pth"
 METRIC_COLUMNS = ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
-OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
-# Settings a resumed run takes from its checkpoint, whatever the flags say: they define the recipe.
-RECIPE_FIELDS = (
-    "img_size",
-    "wf",
-    "depth",
-    "batch_size",
-    "epochs",
-    "initial_lr",
-    "min_lr",
-    "optimizer",
-    "weight_decay",
-    "clipping",
-    "seed",
-    "aug_schedule",
-    "restart_epoch",
-    "restart_lr",
-    "restart_min_lr",
-    "fold",
-    "dataset",
-)
-
-
-@dataclass
-class TrainConfig:
-    exp_num: int = 1
-    tag: str = "Default"
-    pretrained_path: str | None = DEFAULT_PRETRAINED
-    data_path: str = "./data"
-    dataset: str = "10Folds"
-    fold: int = 0
-    model_path: str = "results/"
-    arch: str = "HINet"
-    img_size: int = 256
-    batch_size: int = 16
-    pred_batch: int = 32
-    epochs: int = 500
-    initial_lr: float = 5e-5
-    min_lr: float = 1e-7
-    optimizer: str = "Adam"
-    weight_decay: float = 0.0
-    clipping: float = 1.0
-    seed: int = 42
-    patience: int = 30
-    num_workers: int = 2
-    wf: int = 64
-    depth: int = 5
-    aug_schedule: str | None = None
-    restart_epoch: int | None = None
-    restart_lr: float = 1e-5
-    restart_min_lr: float = 1e-8
-    device: str = "auto"
-    val_blend: str = "mean"
-    amp: bool = False
-    channels_last: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    run_epochs: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        row = SIZE_DEFAULTS.get(self.img_size, SIZE_DEFAULTS[256])
-        if self.aug_schedule is None:
-            self.aug_schedule = row["aug_schedule"]
-        if self.restart_epoch is None:
-            self.restart_epoch = row["restart_epoch"]
-
-    @property
-    def exp_dir(self) -> Path:
-        return Path(self.model_path) / f"{self.exp_num:03d}"
-
-    @property
-    def patch_dir(self) -> Path:
-        return Path(self.data_path) / "train" / self.dataset / str(self.fold) / f"resize{self.img_size}"
-
-    def schedule(self) -> LRSchedule:
-        restart = self.restart_epoch if self.restart_epoch and self.restart_epoch > 0 else None
-        return LRSchedule(self.initial_lr, self.min_lr, self.epochs, 3, restart, self.restart_lr, self.restart_min_lr)
-
-    def model_config(self) -> dict:
-        return dict(in_chn=3, wf=self.wf, depth=self.depth, relu_slope=0.2, hin_position_left=3, hin_position_right=4)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -397,36 +310,42 @@ def set_rng_state(state: dict) -> None:
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
 
 
-def train(cfg: TrainConfig, explicit_pretrained: bool = False) -> dict:
-    """Run (or resume) a training; returns a summary of the best epoch."""
-    if cfg.arch != "HINet":
-        fail(f"--arch {cfg.arch} is not available; the only architecture is HINet.")
-    if cfg.optimizer not in OPTIMIZERS:
-        fail(f"--optimizer {cfg.optimizer} is not available; choose one of {', '.join(OPTIMIZERS)}.")
-    parse_aug_schedule(cfg.aug_schedule)
+def train(cfg: TrainConfig, given: set[str] | None = None) -> dict:
+    """Run (or resume) a training; returns a summary of the best epoch.
+
+    ``given``: the settings the user named on the command line (a resumed run keeps the
+    others from its checkpoint).
+    """
+    given = set(given or ())
+    check_config(cfg)
     d, device = init_distributed(cfg.device)
     configure_cuda(device)
     try:
-        return _train(cfg, d, device, explicit_pretrained)
+        return _train(cfg, d, device, given)
     finally:
         if d.backend and dist.is_initialized():
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained: bool) -> dict:
+def _train(cfg: TrainConfig, d: Dist, device: torch.device, given: set[str]) -> dict:
     exp = cfg.exp_dir
-    resume_state = None
+    resume_state, resume_notes = None, []
     if cfg.resume:
         resume_state = read_resume_state(cfg)
-        stored = resume_state["config"]
-        for name in RECIPE_FIELDS:
-            setattr(cfg, name, stored[name])
+        resume_notes = merge_resumed(cfg, resume_state["config"], given)
+        check_config(cfg)
+        if resume_state["epoch"] >= cfg.epochs or resume_state["early_stop"] >= cfg.patience:
+            why = f"reached --epochs {cfg.epochs}" if resume_state["epoch"] >= cfg.epochs else "stopped early"
+            fail(
+                f"--resume: the run in {exp} {why} at epoch {resume_state['epoch']}; pass a larger --epochs "
+                f"(or --patience) to train further."
+            )
     # Every check comes before anything is written.
     train_pairs, val_pairs = check_data(cfg, d.world)
     seed_everything(cfg.seed)
     model = HINet(**cfg.model_config())
     if resume_state is None:
-        pretrained, model_note = resolve_pretrained(cfg, explicit_pretrained)
+        pretrained, model_note = resolve_pretrained(cfg, "pretrained_path" in given)
         if pretrained is not None:
             load_weights(model, extract_state_dict(read_checkpoint(pretrained), pretrained), pretrained)
     else:
@@ -445,6 +364,13 @@ def _train(cfg: TrainConfig, d: Dist, device: torch.device, explicit_pretrained:
         f"{d.world} process(es) on {device}" + (f" ({d.backend})" if d.backend else "")
     )
     logger.info("config: " + json.dumps(asdict(cfg)))
+    for note in resume_notes:
+        logger.info(note)
+    if resume_state is None and cfg.epochs <= 6:
+        logger.warning(
+            f"epoch 1 trains at learning rate 0 (the 3-epoch warm-up starts at 0, as the original did); "
+            f"with --epochs {cfg.epochs} that is a large share of the run"
+        )
     if d.main:
         baseline = np.mean([psnr_uint8(read_rgb(p.input), read_rgb(p.target)) for p in val_pairs])
         logger.info(f"validation PSNR of the unrestored inputs: {baseline:.4f} dB (the score to beat)")
