@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from utils.checkpoint import stored_patch_size
 from utils.errors import fail, run_cli
 from utils.inference import TILE_DEFAULTS, InferenceOptions, ModelSpec, run_inference
 from utils.runtime import choose_device
@@ -23,8 +24,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--input_dir", default="data/test_input_img", help="folder of degraded images")
     p.add_argument("--output_dir", default="results/submission", help="where the PNGs and submission.zip go")
     p.add_argument("--weights", nargs="+", default=DEFAULT_WEIGHTS, help="checkpoints to ensemble")
-    p.add_argument("--tile_sizes", nargs="+", type=int, help="tile size per checkpoint (default 256 352)")
-    p.add_argument("--strides", nargs="+", type=int, help="tile stride per checkpoint (default 64 96)")
+    p.add_argument(
+        "--tile_sizes", nargs="+", type=int, help="tile size per checkpoint (default: its training patch size; 256 352)"
+    )
+    p.add_argument("--strides", nargs="+", type=int, help="tile stride per checkpoint (default 64 96; tile/4)")
     p.add_argument("--batch_sizes", nargs="+", type=int, help="tiles per forward pass per checkpoint (default 16 32)")
     p.add_argument(
         "--ensemble_weights", nargs="+", type=float, help="weight per checkpoint, normalised (default 0.4 0.6)"
@@ -76,25 +79,37 @@ def _per_model(values: list | None, n: int, flag: str, default: list) -> list:
     return values
 
 
+def default_tiles(paths: list[str]) -> list[int] | None:
+    """Tile sizes from the patch size each checkpoint was trained on; the original's files store none,
+    so a pair of them gets the original's 256 and 352."""
+    stored = [stored_patch_size(p) for p in paths]
+    if all(stored):
+        return stored
+    if len(paths) == 2 and not any(stored):
+        return [256, 352]
+    return None
+
+
 def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
     n = len(args.weights)
-    default_tiles = [256, 352] if n == 2 else None
-    tiles = _per_model(args.tile_sizes, n, "--tile_sizes", default_tiles)
-    if tiles is None:
-        fail(f"--tile_sizes is needed with {n} checkpoint(s): give one tile size per checkpoint, e.g. 256.")
-    strides = _per_model(args.strides, n, "--strides", [TILE_DEFAULTS.get(t, (t // 4, 16))[0] for t in tiles])
-    batches = _per_model(args.batch_sizes, n, "--batch_sizes", [TILE_DEFAULTS.get(t, (t // 4, 16))[1] for t in tiles])
-    default_weights = [0.4, 0.6] if n == 2 else [1.0 / n] * n
-    weights = _per_model(args.ensemble_weights, n, "--ensemble_weights", default_weights)
-    specs = []
-    for path, tile, stride, batch, weight in zip(args.weights, tiles, strides, batches, weights, strict=True):
+    for path in args.weights:
         if not Path(path).is_file():
             fail(
                 f"checkpoint {path} does not exist; train one with main.py (its best checkpoint is "
                 f"results/<exp>/<size>_best.pth) and copy it there, or pass the original's released file with --weights."
             )
-        specs.append(ModelSpec(Path(path), tile, stride, batch, weight))
-    return specs
+    tiles = _per_model(args.tile_sizes, n, "--tile_sizes", default_tiles(args.weights))
+    if tiles is None:
+        fail(f"--tile_sizes is needed: {', '.join(args.weights)} do not all store the patch size they were trained on.")
+    strides = _per_model(
+        args.strides, n, "--strides", [TILE_DEFAULTS.get(t, {"stride": t // 4})["stride"] for t in tiles]
+    )
+    batches = _per_model(
+        args.batch_sizes, n, "--batch_sizes", [TILE_DEFAULTS.get(t, {"batch": 16})["batch"] for t in tiles]
+    )
+    default_weights = [0.4, 0.6] if n == 2 else [1.0 / n] * n
+    weights = _per_model(args.ensemble_weights, n, "--ensemble_weights", default_weights)
+    return [ModelSpec(Path(p), *rest) for p, *rest in zip(args.weights, tiles, strides, batches, weights, strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -323,3 +323,20 @@ def test_a_full_disk_while_zipping_keeps_the_earlier_submission(workdir, capsys,
     assert code == 2 and err.count("\n") == 1 and "could not write submission.zip (No space left on device)" in err
     assert {p.name: p.read_bytes() for p in sub.iterdir()} == before
     assert [p.name for p in (workdir / "results").iterdir()] == ["submission"]
+
+
+def test_tile_size_comes_from_the_checkpoint(tmp_path, capsys):
+    model = tiny_model(seed=2)
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config, "img_size": 32}, tmp_path / "m.pth")
+    torch.save({"state_dict": model.state_dict()}, tmp_path / "bare.pth")  # the original's files store no size
+    inp = tmp_path / "in"
+    inp.mkdir()
+    _image(inp / "a.png", 50, 70, 0)
+    base = ["--input_dir", inp, "--no_progress"]
+    code, _, err = run_cli(test_script, ["--weights", tmp_path / "m.pth", "--output_dir", tmp_path / "o", *base], capsys)
+    assert code == 0, err
+    image = torch.from_numpy(read_rgb(inp / "a.png")).permute(2, 0, 1).float() / 255
+    expected = to_uint8(restore_image(Restorer(tiny_model(seed=2), torch.device("cpu")), image, 32, 8, 16))
+    assert np.array_equal(read_rgb(tmp_path / "o" / "a.png"), expected)  # tile 32, stride 32 // 4
+    code, _, err = run_cli(test_script, ["--weights", tmp_path / "bare.pth", "--output_dir", tmp_path / "p", *base], capsys)
+    assert code == 2 and "--tile_sizes is needed" in err and "bare.pth" in err

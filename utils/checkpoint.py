@@ -127,3 +127,13 @@ def save_checkpoint(obj: dict, path: str | Path) -> None:
     """Save atomically: a crash mid-write leaves any previous file intact."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def stored_patch_size(path: str | Path) -> int | None:
+    """The patch size a project checkpoint was trained on, read without loading its tensors; None if absent."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable files are reported when the model is loaded
+        return None
+    size = ckpt.get("img_size") if isinstance(ckpt, dict) else None
+    return size if isinstance(size, int) and size > 0 else None

@@ -24,8 +24,8 @@ from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 from utils.runtime import autocast, configure_cuda
 from utils.tiling import count_tiles, restore_image, tile_starts
 
-# Tile, stride and batch of the original's two models; other sizes default to stride tile // 4, batch 16.
-TILE_DEFAULTS = {256: (64, 16), 352: (96, 32)}
+# Stride and batch of the original's two tile sizes; other sizes default to stride tile // 4, batch 16.
+TILE_DEFAULTS = {256: {"stride": 64, "batch": 16}, 352: {"stride": 96, "batch": 32}}
 
 
 @dataclass
