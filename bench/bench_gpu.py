@@ -167,6 +167,15 @@ def correctness(device: torch.device, wf: int, depth: int, size: int) -> tuple[d
     return values, rows
 
 
+def random_models(wf: int, depth: int, device: torch.device, count: int = 2) -> list[HINet]:
+    """Seeded random HINets: speed does not depend on the weights."""
+    models = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        models.append(HINet(wf=wf, depth=depth).eval().to(device))
+    return models
+
+
 def ensemble(restorers, image, specs, mode="stride_aware") -> torch.Tensor:
     """0.4/0.6 ensemble of the two tile sizes, as test.py computes it."""
     out = torch.zeros_like(image)
@@ -178,10 +187,7 @@ def ensemble(restorers, image, specs, mode="stride_aware") -> torch.Tensor:
 def inference(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs) -> tuple[dict, list[tuple]]:
     """Seconds per image of the default ensemble in each precision and cuDNN setting."""
     image = synthetic_image(*hw, seed=2).to(device)
-    models = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        models.append(HINet(wf=wf, depth=depth).eval().to(device))
+    models = random_models(wf, depth, device)
     tiles = sum(count_tiles(*hw, t, s, "stride_aware") for t, s, _, _ in specs)
     rows, values, outputs = [], {"tiles_per_image": tiles}, {}
 
@@ -270,10 +276,7 @@ def forward_share(models, image, specs, device) -> float:
 def compiled(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs) -> tuple[dict, list[tuple]]:
     """bf16 with and without ``torch.compile``: compile time (first image) and the steady-state time."""
     image = synthetic_image(*hw, seed=2).to(device)
-    models = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        models.append(HINet(wf=wf, depth=depth).eval().to(device))
+    models = random_models(wf, depth, device)
     rows = []
     with cuda_settings(tf32=False, benchmark=True):
         eager = [Restorer(m, device, amp=True) for m in models]
@@ -451,14 +454,18 @@ def samples_per_second(step, batches, steps: int, device: torch.device, tf32: bo
     return n / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny models and images (a smoke run, minutes on a CPU)")
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--out", default="results/bench_gpu", help="folder of gpu_report.json and gpu_report.md")
     p.add_argument("--demo", help="a folder after `make demo` (weights/, data/): ensemble PSNR per precision")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: " + ",".join(SECTIONS))
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda was asked for but CUDA is not available here; use --device cpu.")
