@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -28,11 +30,17 @@ def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):
 
 def test_sample_pictures(tmp_path, capsys):
     generate(tmp_path / "data", 2, 2, 576, 768, progress=False)
-    assert samples_main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "sample")]) == 0
+    for folder in ("submission_original", "submission"):  # what make demo leaves: two restorations
+        (tmp_path / "results" / folder).mkdir(parents=True)
+        shutil.copy(
+            tmp_path / "data/test_input_img/test_input_20001.png", tmp_path / "results" / folder / "test_20001.png"
+        )
+    argv = ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "sample"), "--results", str(tmp_path / "results")]
+    assert samples_main(argv) == 0
     names = {p.name for p in (tmp_path / "sample").iterdir()}
     assert names == {
         "Original.png", "HorizontalFlip.png", "VerticalFlip.png", "RandomRotate90.png", "ShiftScaleRotate.png",
-        "ColorJitter.png", "Larger_patch_512_resize256.png", "HSV_Threshold.png", "Tiling.png", "problem.png",
+        "ColorJitter.png", "Larger_patch_512_resize256.png", "HSV_Threshold.png", "Tiling.png", "problem.png", "seams.png",
     }  # fmt: skip
     with pytest.raises(UserError, match="generate the demo data first"):
         samples_main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "s2")])

@@ -333,10 +333,14 @@ def test_tile_size_comes_from_the_checkpoint(tmp_path, capsys):
     inp.mkdir()
     _image(inp / "a.png", 50, 70, 0)
     base = ["--input_dir", inp, "--no_progress"]
-    code, _, err = run_cli(test_script, ["--weights", tmp_path / "m.pth", "--output_dir", tmp_path / "o", *base], capsys)
+    code, _, err = run_cli(
+        test_script, ["--weights", tmp_path / "m.pth", "--output_dir", tmp_path / "o", *base], capsys
+    )
     assert code == 0, err
     image = torch.from_numpy(read_rgb(inp / "a.png")).permute(2, 0, 1).float() / 255
     expected = to_uint8(restore_image(Restorer(tiny_model(seed=2), torch.device("cpu")), image, 32, 8, 16))
     assert np.array_equal(read_rgb(tmp_path / "o" / "a.png"), expected)  # tile 32, stride 32 // 4
-    code, _, err = run_cli(test_script, ["--weights", tmp_path / "bare.pth", "--output_dir", tmp_path / "p", *base], capsys)
+    code, _, err = run_cli(
+        test_script, ["--weights", tmp_path / "bare.pth", "--output_dir", tmp_path / "p", *base], capsys
+    )
     assert code == 2 and "--tile_sizes is needed" in err and "bare.pth" in err

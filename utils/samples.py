@@ -5,7 +5,10 @@
 * the augmentations, with the original's file names (``Original.png``, ``HorizontalFlip.png``, ...);
 * ``HSV_Threshold.png``: which 256 patches of one image the brightness rule keeps at 1000/3000/5000;
 * ``Tiling.png``: stride-aware against all tile starts on one image, padding shaded;
-* ``problem.png``: a degraded input beside its clean target.
+* ``problem.png``: a degraded input beside its clean target;
+* ``seams.png`` (after ``make demo``): the same crop of a restored demo image with the
+  original's mean blend and with the window blend, high-passed and amplified so that a
+  tile grid shows.
 """
 
 from __future__ import annotations
@@ -125,10 +128,30 @@ def problem(inp: np.ndarray, clean: np.ndarray, out: Path) -> None:
     _save(fig, out / "problem.png")
 
 
+def seams(mean_dir: Path, window_dir: Path, name: str, out: Path, size: int = 192) -> None:
+    """The flattest crop of one restored image, both blends, detail (image minus its blur) amplified 12 times."""
+    images = [read_rgb(folder / name).astype(np.float32) for folder in (mean_dir, window_dir)]
+    grey = images[0].mean(axis=2)
+    energy = cv2.blur(np.abs(cv2.Laplacian(grey, cv2.CV_32F)), (size, size))
+    half = size // 2
+    energy[:half], energy[-half:], energy[:, :half], energy[:, -half:] = np.inf, np.inf, np.inf, np.inf
+    cy, cx = np.unravel_index(np.argmin(energy), energy.shape)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.3))
+    for ax, img, title in zip(axes, images, ("mean blend (original)", "window blend"), strict=True):
+        crop = img[cy - half : cy + half, cx - half : cx + half].mean(axis=2)
+        detail = crop - cv2.GaussianBlur(crop, (0, 0), 3)
+        ax.imshow(np.clip(128 + 12 * detail, 0, 255), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.suptitle(f"{name}: detail x12 of a flat {size}x{size} crop (tile borders every 64 px)")
+    _save(fig, out / "seams.png")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data", help="demo data root")
     p.add_argument("--out", default="sample")
+    p.add_argument("--results", default="results", help="after make demo: submission_original/ and submission/")
     return p.parse_args(argv)
 
 
@@ -153,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     tiling(inp, out)
     test_in = data / "test_input_img" / "test_input_20001.png"
     problem(read_rgb(test_in), read_rgb(data / "test_label_img" / "test_label_20001.png"), out)
+    results = Path(args.results)
+    if (results / "submission_original" / "test_20001.png").is_file() and (results / "submission").is_dir():
+        seams(results / "submission_original", results / "submission", "test_20001.png", out)
     print(f"pictures written to {out}/")
     return 0
 
