@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench samples clean-demo
+.PHONY: test lint demo bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 demo: $(STAMP)
-	$(PY) -m utils.demo
+	$(PY) -m scripts.demo
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_make_patch

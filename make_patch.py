@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 
 from utils.errors import run_cli
-from utils.patches import PatchSettings, make_patches, output_dir
+from utils.patches import DATASET, PatchSettings, make_patches, output_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,8 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--csv_path", default="./data/train_original", help="folder of train.csv; train_10fold.csv is written there"
     )
     p.add_argument(
-        "--save_path", default="./data", help="patches go to <save_path>/train/10Folds/<valid_fold>/resize<resize>/"
+        "--save_path", default="./data", help="patches go to <save_path>/train/<dataset>/<valid_fold>/resize<resize>/"
     )
+    p.add_argument("--dataset", default=DATASET, help="patch folder name (main.py --dataset reads the same)")
     p.add_argument(
         "--overwrite", action="store_true", help="replace an existing patch folder (and a different fold CSV)"
     )
@@ -55,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         process_num=args.process_num,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        dataset=args.dataset,
     )
     counts = ", ".join(f"{n} of {crop}" for crop, n in info["patches_per_crop"].items())
     print(
         f"{info['total']} patches from {info['images']} images ({counts}) in "
-        f"{output_dir(args.save_path, args.valid_fold, args.resize)}"
+        f"{output_dir(args.save_path, args.valid_fold, args.resize, args.dataset)}"
     )
     return 0
 

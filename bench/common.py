@@ -24,7 +24,7 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
 
 def demo_set(root: Path, train: int, test: int, height: int, width: int) -> Path:
     """Generate (once) a demo data set for benchmarking under ``root``."""
-    from utils.demo_data import generate
+    from scripts.demo_data import generate
 
     if not (root / "train_original" / "train.csv").is_file():
         generate(root, train, test, height, width, seed=123, overwrite=True, progress=False)

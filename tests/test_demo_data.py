@@ -6,7 +6,7 @@ import pytest
 
 import make_patch
 from conftest import run_cli
-from utils.demo_data import PHOTOS, generate, load_photo, make_pair
+from scripts.demo_data import PHOTOS, generate, load_photo, make_pair
 from utils.errors import UserError
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from utils import demo
-from utils.demo_data import generate
+from scripts import demo
+from scripts.demo_data import generate
+from scripts.samples import main as samples_main
 from utils.errors import UserError
-from utils.samples import main as samples_main
 
 
 def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):

@@ -338,3 +338,11 @@ def test_overwrite_never_deletes_a_foreign_file(train_original, capsys):
     code, _, err = run_cli(make_patch, _args(train_original, save, "--overwrite"), capsys)
     assert code == 2 and "'my_notes.txt', which this project did not write" in err
     assert notes.read_text() == "mine"
+
+
+def test_dataset_flag_names_the_patch_folder(train_original, capsys):
+    code, out, err = run_cli(make_patch, _args(train_original, train_original.parent, "--dataset", "Night"), capsys)
+    assert code == 0, err
+    assert (train_original.parent / "train/Night/0/resize256/patch_info.json").is_file()
+    code, _, err = run_cli(make_patch, _args(train_original, train_original.parent, "--dataset", "../x"), capsys)
+    assert code == 2 and "must be a plain folder name" in err

@@ -264,3 +264,11 @@ def test_validation_leaves_the_training_layout_alone():
     assert model.weight.is_contiguous()
     Restorer(model, torch.device("cpu"))
     assert model.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_dataset_names_the_folder_make_patch_wrote(own_data, tmp_path, capsys):
+    (own_data / "train" / "10Folds").rename(own_data / "train" / "Night")
+    code, _, err = run_cli(train_script, _args(own_data, tmp_path / "r", "--epochs", 1), capsys)
+    assert code == 2 and "--dataset" not in err and "no patch folder" in err
+    code, _, err = run_cli(train_script, _args(own_data, tmp_path / "r", "--epochs", 1, "--dataset", "Night"), capsys)
+    assert code == 0, err

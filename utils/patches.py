@@ -61,9 +61,12 @@ class PatchSettings:
         return steps
 
 
-def output_dir(save_path: str | Path, valid_fold: int, resize: int) -> Path:
-    """``<save_path>/train/10Folds/<fold>/resize<resize>`` (``10Folds`` is literal, whatever ``--folds``)."""
-    return Path(save_path) / "train" / "10Folds" / str(valid_fold) / f"resize{resize}"
+DATASET = "10Folds"  # the original's folder name, whatever --folds; main.py --dataset names the same folder
+
+
+def output_dir(save_path: str | Path, valid_fold: int, resize: int, dataset: str = DATASET) -> Path:
+    """``<save_path>/train/<dataset>/<fold>/resize<resize>``."""
+    return Path(save_path) / "train" / dataset / str(valid_fold) / f"resize{resize}"
 
 
 def bright_counts(img_bgr: np.ndarray, tops: list[int], lefts: list[int], crop: int) -> np.ndarray:
@@ -229,6 +232,7 @@ def make_patches(
     process_num: int = 8,
     overwrite: bool = False,
     progress: bool = True,
+    dataset: str = DATASET,
 ) -> dict:
     """Write the fold CSV and the patch folder; returns the summary also saved as ``patch_info.json``."""
     input_dir, target_dir, csv_dir = Path(input_dir), Path(target_dir), Path(csv_dir)
@@ -242,7 +246,9 @@ def make_patches(
         fail(
             f"{fold_csv} holds another split (other --folds or train.csv); pass --overwrite to replace it and re-make every patch folder."
         )
-    out_dir = output_dir(save_path, settings.valid_fold, settings.resize)
+    if not dataset or Path(dataset).name != dataset:
+        fail(f"--dataset {dataset!r} must be a plain folder name, such as {DATASET}.")
+    out_dir = output_dir(save_path, settings.valid_fold, settings.resize, dataset)
     check_output_folder(
         out_dir,
         "patch folder",

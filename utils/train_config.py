@@ -15,6 +15,7 @@ import torch
 
 from utils.augment import parse_aug_schedule
 from utils.errors import fail
+from utils.patches import output_dir
 from utils.schedule import LRSchedule
 from utils.tiling import BLENDS
 
@@ -77,7 +78,7 @@ class TrainConfig:
 
     @property
     def patch_dir(self) -> Path:
-        return Path(self.data_path) / "train" / self.dataset / str(self.fold) / f"resize{self.img_size}"
+        return output_dir(self.data_path, self.fold, self.img_size, self.dataset)
 
     def schedule(self) -> LRSchedule:
         restart = self.restart_epoch if self.restart_epoch and self.restart_epoch > 0 else None

@@ -85,6 +85,7 @@ def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
     make_cmd = (
         f"python make_patch.py --img_size {cfg.img_size} --stride {cfg.img_size // 2} --resize {cfg.img_size} "
         f"--valid_fold {cfg.fold} --save_path {cfg.data_path}"
+        + (f" --dataset {cfg.dataset}" if cfg.dataset != "10Folds" else "")
     )
     if not (cfg.patch_dir / "input").is_dir() or not (cfg.patch_dir / "target").is_dir():
         fail(

@@ -1,6 +1,6 @@
 """The whole pipeline on the built-in demo data, with the commands a user would type.
 
-    make demo            (or: python -m utils.demo)
+    make demo            (or: python -m scripts.demo)
 
 Generates the demo set, cuts the 256 and 352 patch sets, trains a small HINet for each
 size, copies the best checkpoints to ``weights/``, runs ``test.py`` with ``--eval_dir``
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import torch
 
-from utils.demo_data import check_demo_folders
+from scripts.demo_data import check_demo_folders
 from utils.errors import fail, run_cli
 
 DEMO_MARKER = "DEMO_DATA.txt"
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     check_ownership(data, weights)
     start = time.time()
 
-    run([py, "-m", "utils.demo_data", "--overwrite"])
+    run([py, "-m", "scripts.demo_data", "--overwrite"])
     (data / "train_original" / DEMO_MARKER).write_text(
-        "Made by `python -m utils.demo_data`; `make demo` may replace it.\n"
+        "Made by `python -m scripts.demo_data`; `make demo` may replace it.\n"
     )
     for size, s in SIZES.items():
         run([py, "make_patch.py", "--img_size", str(size), "--stride", str(s["stride"]), "--resize", str(size),

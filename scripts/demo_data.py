@@ -1,7 +1,7 @@
 """A small paired flare data set in the contest's layout, made from public-domain photographs.
 
-    python -m utils.demo_data                 # data/train_original, data/test_input_img, data/test_label_img
-    python -m utils.demo_data --height 1224 --width 1632 --train_count 40
+    python -m scripts.demo_data                 # data/train_original, data/test_input_img, data/test_label_img
+    python -m scripts.demo_data --height 1224 --width 1632 --train_count 40
 
 Clean scenes come from photographs that scikit-image ships under public-domain or CC0
 terms (see ``PHOTOS``); training and test scenes come from different photographs, so a
@@ -220,7 +220,7 @@ def generate(
         psnrs.append(10 * np.log10(255**2 / max(mse, 1e-10)))
     pd.DataFrame(rows).to_csv(root / "train_original/train.csv", index=False)
     for folder, entries in DEMO_FOLDERS.items():
-        write_marker(root / folder, entries, "utils.demo_data")
+        write_marker(root / folder, entries, "scripts.demo_data")
     return {"train": train_count, "test": test_count, "size": (height, width), "mean_psnr": float(np.mean(psnrs))}
 
 
