@@ -118,16 +118,26 @@ def test_weight_decay_is_applied():
 
 def test_distributed_two_processes(patch_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(ROOT / "main.py"),
-        *map(str, _args(patch_data, tmp_path, "--epochs", 2, "--device", "cpu")),
-    ]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=240)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "2 process(es) on cpu" in result.stderr
+
+    def torchrun(*extra):
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(ROOT / "main.py"),
+            *map(str, _args(patch_data, tmp_path, "--device", "cpu", *extra)),
+        ]  # fmt: skip
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=240)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result
+
+    result = torchrun("--epochs", 2)
+    assert "2 process(es) on cpu (gloo)" in result.stderr
     assert (tmp_path / "001" / "256_best.pth").is_file()
     assert len(_metrics(tmp_path / "001")) == 2
     assert result.stdout.count("best validation PSNR") == 1  # rank 0 alone reports
+    result = torchrun("--epochs", 3, "--resume")
+    assert [r["epoch"] for r in _metrics(tmp_path / "001")] == ["1", "2", "3"]
+    log = (tmp_path / "001" / "log.log").read_text()
+    assert log.count("resumed after epoch 2") == 1 and log.count("| val PSNR") == 3  # written once, by rank 0
+    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["epoch"] == 3
 
 
 @pytest.fixture

@@ -14,16 +14,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
@@ -32,6 +29,7 @@ from models.hinet import HINet
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, save_checkpoint
 from utils.data import FOLD_CSV, Pair, PatchDataset, fold_pairs, patch_pairs, read_fold_csv
+from utils.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.errors import fail
 from utils.files import check_output_folder, write_marker
 from utils.image_io import from_uint8, image_size, read_rgb, to_uint8
@@ -41,7 +39,7 @@ from utils.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
 from utils.patches import INFO_FILE
 from utils.plots import plot_curves
-from utils.runtime import amp_dtype, autocast, choose_device, configure_cuda, seed_everything
+from utils.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.tiling import restore_image
 from utils.train_config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
 
@@ -50,34 +48,6 @@ METRIC_COLUMNS = ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    backend: str | None = None  # set when launched by torchrun, even with one process
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> tuple[Dist, torch.device]:
-    """Join the process group when launched by torchrun (any number of processes); pick this process's device."""
-    if "RANK" not in os.environ:
-        return Dist(), choose_device(device_name)
-    rank, world = int(os.environ["RANK"]), int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = choose_device(device_name)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return Dist(rank, world, local_rank, backend), device
 
 
 def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
@@ -220,22 +190,6 @@ def train_one_epoch(
     return loss_meter, psnr_meter
 
 
-def _reduce_meters(meters: list[AverageMeter], d: Dist, device: torch.device) -> list[float]:
-    """Sample-weighted means over all processes."""
-    totals = torch.tensor([[m.total, m.count] for m in meters], dtype=torch.float64, device=device)
-    if d.backend:
-        dist.all_reduce(totals)
-    return [float(t / c) if c else float("nan") for t, c in totals.tolist()]
-
-
-def _broadcast_flag(flag: bool, d: Dist, device: torch.device) -> bool:
-    if not d.backend:
-        return flag
-    t = torch.tensor([int(flag)], device=device)
-    dist.broadcast(t, 0)
-    return bool(t.item())
-
-
 def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, str | None]:
     """(weights to start from or None, note for the log); a path the user gave must exist."""
     path = cfg.pretrained_path
@@ -287,239 +241,253 @@ def read_resume_state(cfg: TrainConfig) -> dict:
     return state
 
 
-def rng_state() -> dict:
-    """Python, NumPy and torch RNG states in a form ``torch.load(weights_only=True)`` accepts."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "gauss": float(gauss),
-        },
-        "python": {"version": version, "internal": list(internal), "gauss": py_gauss},
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
-
-
 def train(cfg: TrainConfig, given: set[str] | None = None) -> dict:
     """Run (or resume) a training; returns a summary of the best epoch.
 
     ``given``: the settings the user named on the command line (a resumed run keeps the
     others from its checkpoint).
     """
-    given = set(given or ())
     check_config(cfg)
     d, device = init_distributed(cfg.device)
     configure_cuda(device)
     try:
-        return _train(cfg, d, device, given)
+        run = Run(cfg, d, device, set(given or ()))
+        return run.loop()
     finally:
-        if d.backend and dist.is_initialized():
-            dist.destroy_process_group()
+        close(d)
 
 
-def _train(cfg: TrainConfig, d: Dist, device: torch.device, given: set[str]) -> dict:
-    exp = cfg.exp_dir
-    resume_state, resume_notes = None, []
-    if cfg.resume:
-        resume_state = read_resume_state(cfg)
-        resume_notes = merge_resumed(cfg, resume_state["config"], given)
+@dataclass
+class TrainState:
+    """What the loop carries from epoch to epoch, saved in and restored from ``last.pth``."""
+
+    epoch: int = 0
+    best_psnr: float = -math.inf
+    best_epoch: int = 0
+    early_stop: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> TrainState:
+        return cls(**{f.name: ckpt[f.name] for f in fields(cls)})
+
+
+class Run:
+    """One training run: set up (every check before anything is written), then epoch after epoch."""
+
+    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, given: set[str]) -> None:
+        self.cfg, self.d, self.device = cfg, d, device
+        resume, resume_notes = self._resumed_state(given)
+        self.train_pairs, self.val_pairs = check_data(cfg, d.world)
+        seed_everything(cfg.seed)
+        self.model = HINet(**cfg.model_config())
+        model_note = self._initial_weights(resume, given)
+        if d.main:
+            prepare_exp_dir(cfg)
+        barrier(d)  # every process waits until rank 0 has prepared the folder
+        self.logger = get_logger("hinet.train", cfg.exp_dir / "log.log", enabled=d.main)
+        self._log_start(resume, resume_notes, model_note)
+        self.model.to(device)
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+            if d.backend
+            else self.model
+        )
+        self.schedule = cfg.schedule()
+        self.aug_schedule = parse_aug_schedule(cfg.aug_schedule)
+        self.criterion = RestorationLoss().to(device)
+        fp16 = cfg.amp and device.type == "cuda" and amp_dtype(device) == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.optimizer = build_optimizer(cfg, self.model, self.schedule(1))
+        self.state = TrainState()
+        self.rows: list[dict] = []
+        if resume is not None:
+            self.optimizer.load_state_dict(resume["optimizer"])
+            self.state = TrainState.from_checkpoint(resume)
+            set_rng_state(resume["rng"])
+            self.rows = self._earlier_rows()
+            self.logger.info(
+                f"resumed after epoch {self.state.epoch} (best {self.state.best_psnr:.4f} dB at epoch {self.state.best_epoch})"
+            )
+        elif d.main:
+            save_checkpoint(self.checkpoint(0, aug_version_at(self.aug_schedule, 1)), cfg.exp_dir / "last.pth")
+
+    def _resumed_state(self, given: set[str]) -> tuple[dict | None, list[str]]:
+        cfg = self.cfg
+        if not cfg.resume:
+            return None, []
+        resume = read_resume_state(cfg)
+        notes = merge_resumed(cfg, resume["config"], given)
         check_config(cfg)
-        if resume_state["epoch"] >= cfg.epochs or resume_state["early_stop"] >= cfg.patience:
-            why = f"reached --epochs {cfg.epochs}" if resume_state["epoch"] >= cfg.epochs else "stopped early"
+        if resume["epoch"] >= cfg.epochs or resume["early_stop"] >= cfg.patience:
+            why = f"reached --epochs {cfg.epochs}" if resume["epoch"] >= cfg.epochs else "stopped early"
             fail(
-                f"--resume: the run in {exp} {why} at epoch {resume_state['epoch']}; pass a larger --epochs "
+                f"--resume: the run in {cfg.exp_dir} {why} at epoch {resume['epoch']}; pass a larger --epochs "
                 f"(or --patience) to train further."
             )
-    # Every check comes before anything is written.
-    train_pairs, val_pairs = check_data(cfg, d.world)
-    seed_everything(cfg.seed)
-    model = HINet(**cfg.model_config())
-    if resume_state is None:
-        pretrained, model_note = resolve_pretrained(cfg, "pretrained_path" in given)
+        return resume, notes
+
+    def _initial_weights(self, resume: dict | None, given: set[str]) -> str:
+        if resume is not None:
+            self.model.load_state_dict(resume["state_dict"])
+            return f"resumed from {self.cfg.exp_dir / 'last.pth'}"
+        pretrained, note = resolve_pretrained(self.cfg, "pretrained_path" in given)
         if pretrained is not None:
-            load_weights(model, extract_state_dict(read_checkpoint(pretrained), pretrained), pretrained)
-    else:
-        model.load_state_dict(resume_state["state_dict"])
-        model_note = f"resumed from {exp / 'last.pth'}"
-    if d.main:
-        prepare_exp_dir(cfg)
-    _broadcast_flag(True, d, device)  # wait until rank 0 has prepared the folder
-    logger = get_logger("hinet.train", exp / "log.log", enabled=d.main)
-    if cfg.amp and device.type == "cpu":
-        logger.info("--amp on the CPU uses bf16 autocast")
-    info_file = cfg.patch_dir / INFO_FILE
-    patch_note = json.loads(info_file.read_text())["patches_per_crop"] if info_file.is_file() else "no patch_info.json"
-    logger.info(
-        f"run {exp}: {len(train_pairs)} training patches {patch_note}, {len(val_pairs)} validation images, "
-        f"{d.world} process(es) on {device}" + (f" ({d.backend})" if d.backend else "")
-    )
-    logger.info("config: " + json.dumps(asdict(cfg)))
-    for note in resume_notes:
-        logger.info(note)
-    if resume_state is None and cfg.epochs <= 6:
-        logger.warning(
-            f"epoch 1 trains at learning rate 0 (the 3-epoch warm-up starts at 0, as the original did); "
-            f"with --epochs {cfg.epochs} that is a large share of the run"
+            load_weights(self.model, extract_state_dict(read_checkpoint(pretrained), pretrained), pretrained)
+        return note
+
+    def _log_start(self, resume: dict | None, resume_notes: list[str], model_note: str) -> None:
+        cfg, d, log = self.cfg, self.d, self.logger
+        if cfg.amp and self.device.type == "cpu":
+            log.info("--amp on the CPU uses bf16 autocast")
+        info_file = cfg.patch_dir / INFO_FILE
+        patches = json.loads(info_file.read_text())["patches_per_crop"] if info_file.is_file() else "no patch_info.json"
+        backend = f" ({d.backend})" if d.backend else ""
+        log.info(
+            f"run {cfg.exp_dir}: {len(self.train_pairs)} training patches {patches}, {len(self.val_pairs)} validation "
+            f"images, {d.world} process(es) on {self.device}{backend}"
         )
-    if d.main:
-        baseline = np.mean([psnr_uint8(read_rgb(p.input), read_rgb(p.target)) for p in val_pairs])
-        logger.info(f"validation PSNR of the unrestored inputs: {baseline:.4f} dB (the score to beat)")
+        log.info("config: " + json.dumps(asdict(cfg)))
+        for note in resume_notes:
+            log.info(note)
+        if resume is None and cfg.epochs <= 6:
+            log.warning(
+                f"epoch 1 trains at learning rate 0 (the 3-epoch warm-up starts at 0, as the original did); "
+                f"with --epochs {cfg.epochs} that is a large share of the run"
+            )
+        if d.main:
+            baseline = np.mean([psnr_uint8(read_rgb(p.input), read_rgb(p.target)) for p in self.val_pairs])
+            log.info(f"validation PSNR of the unrestored inputs: {baseline:.4f} dB (the score to beat)")
+        (log.warning if "not found" in model_note else log.info)(model_note)
 
-    (logger.warning if "not found" in model_note else logger.info)(model_note)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    ddp = (
-        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if d.backend
-        else model
-    )
-
-    schedule = cfg.schedule()
-    aug_schedule = parse_aug_schedule(cfg.aug_schedule)
-    criterion = RestorationLoss().to(device)
-    scaler = torch.amp.GradScaler(
-        device.type, enabled=cfg.amp and device.type == "cuda" and amp_dtype(device) == torch.float16
-    )
-    optimizer = build_optimizer(cfg, model, schedule(1))
-    state = {"epoch": 0, "best_psnr": -math.inf, "best_epoch": 0, "early_stop": 0}
-    if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        state = {k: resume_state[k] for k in state}
-        set_rng_state(resume_state["rng"])
-        logger.info(
-            f"resumed after epoch {state['epoch']} (best {state['best_psnr']:.4f} dB at epoch {state['best_epoch']})"
-        )
-
-    rows = []
-    metrics_file = exp / "metrics.csv"
-    if d.main and metrics_file.is_file():
+    def _earlier_rows(self) -> list[dict]:
+        metrics_file = self.cfg.exp_dir / "metrics.csv"
+        if not (self.d.main and metrics_file.is_file()):
+            return []
         with open(metrics_file) as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= state["epoch"]]
+            return [r for r in csv.DictReader(fh) if int(r["epoch"]) <= self.state.epoch]
 
-    def checkpoint(epoch_done: int, aug_version: int) -> dict:
+    def checkpoint(self, epoch_done: int, aug_version: int) -> dict:
+        """Everything a resumed run needs (``rng`` is left out of ``<size>_best.pth``)."""
         return {
             "epoch": epoch_done,
-            "state_dict": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "model_config": cfg.model_config(),
-            "img_size": cfg.img_size,
-            "config": asdict(cfg),
-            "best_psnr": state["best_psnr"],
-            "best_epoch": state["best_epoch"],
-            "early_stop": state["early_stop"],
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "model_config": self.cfg.model_config(),
+            "img_size": self.cfg.img_size,
+            "config": asdict(self.cfg),
+            **{k: v for k, v in asdict(self.state).items() if k != "epoch"},
             "aug_version": aug_version,
-            "scheduler": asdict(schedule),
+            "scheduler": asdict(self.schedule),
             "rng": rng_state(),
         }
 
-    if d.main and resume_state is None:
-        save_checkpoint(checkpoint(0, aug_version_at(aug_schedule, 1)), exp / "last.pth")
-    first = state["epoch"] + 1
-    last = cfg.epochs if cfg.run_epochs is None else min(cfg.epochs, state["epoch"] + cfg.run_epochs)
-    start_time = time.time()
-    epoch = first
-    try:
-        for epoch in range(first, last + 1):
-            if state["early_stop"] >= cfg.patience:
-                break
-            t0 = time.time()
-            if schedule.is_restart(epoch):
-                optimizer = build_optimizer(cfg, model, schedule(epoch))
-                logger.info(f"epoch {epoch}: fresh {cfg.optimizer}, schedule restarts at {cfg.restart_lr:g}")
-            lr = schedule(epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            aug_version = aug_version_at(aug_schedule, epoch)
-            loader = make_loader(cfg, train_pairs, aug_version, epoch, d, device)
-            desc = f"epoch {epoch}/{cfg.epochs} lr {lr:.2e} aug v{aug_version}"
-            try:
-                loss_m, psnr_m = train_one_epoch(
-                    ddp, loader, optimizer, criterion, cfg, device, scaler, desc, d.main and cfg.progress
+    def loop(self) -> dict:
+        cfg, state = self.cfg, self.state
+        last = cfg.epochs if cfg.run_epochs is None else min(cfg.epochs, state.epoch + cfg.run_epochs)
+        start, epoch = time.time(), state.epoch + 1
+        try:
+            for epoch in range(state.epoch + 1, last + 1):
+                t0 = time.time()
+                lr, aug_version, losses = self.train_epoch(epoch)
+                stop = self.end_epoch(epoch, lr, aug_version, losses, t0) if self.d.main else False
+                state.epoch = epoch
+                if broadcast_flag(stop, self.d, self.device):
+                    break
+        except KeyboardInterrupt:
+            if self.d.main:
+                self.logger.warning(
+                    f"interrupted in epoch {epoch}; {cfg.exp_dir / 'last.pth'} holds epoch {state.epoch}: continue with --resume"
                 )
-            except NonFiniteLoss as err:
-                fail(
-                    f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}. "
-                    f"A resumed run would repeat the same steps, so start a new run from those weights with a lower "
-                    f"learning rate: --pretrained_path {exp / 'last.pth'} --initial_lr {cfg.initial_lr / 10:g} "
-                    f"and another --exp_num."
-                )
-            except RuntimeError as err:
-                if "DataLoader worker" not in str(err):
-                    raise
-                fail(
-                    f"a data-loading worker process died in epoch {epoch} (killed by the system, perhaps for lack of "
-                    f"memory); {exp / 'last.pth'} keeps epoch {epoch - 1}: continue with --resume, with fewer "
-                    f"--num_workers if memory is short."
-                )
-            train_loss, train_psnr = _reduce_meters([loss_m, psnr_m], d, device)
-            stop = False
-            if d.main:
-                val_psnr = validate(model, val_pairs, cfg, device)
-                if val_psnr > state["best_psnr"]:
-                    state.update(best_psnr=val_psnr, best_epoch=epoch, early_stop=0)
-                    best = {k: v for k, v in checkpoint(epoch, aug_version).items() if k != "rng"}
-                    save_checkpoint(best, exp / f"{cfg.img_size}_best.pth")
-                else:
-                    state["early_stop"] += 1
-                state["epoch"] = epoch
-                seconds = time.time() - t0
-                rows.append(
-                    {
-                        "epoch": epoch,
-                        "lr": f"{lr:.6e}",
-                        "aug_version": aug_version,
-                        "train_loss": f"{train_loss:.6f}",
-                        "train_psnr": f"{train_psnr:.4f}",
-                        "val_psnr": f"{val_psnr:.4f}",
-                        "seconds": f"{seconds:.1f}",
-                    }
-                )
-                with open(metrics_file, "w", newline="") as fh:
-                    writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
-                    writer.writeheader()
-                    writer.writerows(rows)
-                plot_curves(rows, exp / "curves.png")
-                save_checkpoint(checkpoint(epoch, aug_version), exp / "last.pth")
-                mark = " *best*" if state["best_epoch"] == epoch else ""
-                logger.info(
-                    f"epoch {epoch}/{cfg.epochs} lr {lr:.3e} aug v{aug_version} | train loss {train_loss:.4f} "
-                    f"PSNR {train_psnr:.2f} | val PSNR {val_psnr:.4f}{mark} | {seconds:.0f} s"
-                )
-                stop = state["early_stop"] >= cfg.patience
-                if stop:
-                    logger.info(f"early stop: no improvement in {cfg.patience} epochs")
-            else:
-                state["epoch"] = epoch
-            if _broadcast_flag(stop, d, device):
-                break
-    except KeyboardInterrupt:
-        if d.main:
-            logger.warning(
-                f"interrupted in epoch {epoch}; {exp / 'last.pth'} holds epoch {state['epoch']}: continue with --resume"
+            raise
+        return self.summary((time.time() - start) / 60)
+
+    def train_epoch(self, epoch: int) -> tuple[float, int, list[float]]:
+        """Set the epoch's learning rate and augmentation, train one pass; (lr, version, [loss, PSNR])."""
+        cfg, exp = self.cfg, self.cfg.exp_dir
+        if self.schedule.is_restart(epoch):
+            self.optimizer = build_optimizer(cfg, self.model, self.schedule(epoch))
+            self.logger.info(f"epoch {epoch}: fresh {cfg.optimizer}, schedule restarts at {cfg.restart_lr:g}")
+        lr = self.schedule(epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        aug_version = aug_version_at(self.aug_schedule, epoch)
+        loader = make_loader(cfg, self.train_pairs, aug_version, epoch, self.d, self.device)
+        desc = f"epoch {epoch}/{cfg.epochs} lr {lr:.2e} aug v{aug_version}"
+        try:
+            meters = train_one_epoch(
+                self.net,
+                loader,
+                self.optimizer,
+                self.criterion,
+                cfg,
+                self.device,
+                self.scaler,
+                desc,
+                self.d.main and cfg.progress,
             )
-        raise
-    summary = {
-        "best_psnr": state["best_psnr"],
-        "best_epoch": state["best_epoch"],
-        "epochs_done": state["epoch"],
-        "minutes": (time.time() - start_time) / 60,
-        "exp_dir": str(exp),
-    }
-    if d.main:
-        logger.info(
-            f"best validation PSNR {state['best_psnr']:.4f} dB at epoch {state['best_epoch']}; "
-            f"{summary['minutes']:.2f} min; checkpoint {exp / f'{cfg.img_size}_best.pth'}"
+        except NonFiniteLoss as err:
+            fail(
+                f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}. "
+                f"A resumed run would repeat the same steps, so start a new run from those weights with a lower "
+                f"learning rate: --pretrained_path {exp / 'last.pth'} --initial_lr {cfg.initial_lr / 10:g} "
+                f"and another --exp_num."
+            )
+        except RuntimeError as err:
+            if "DataLoader worker" not in str(err):
+                raise
+            fail(
+                f"a data-loading worker process died in epoch {epoch} (killed by the system, perhaps for lack of "
+                f"memory); {exp / 'last.pth'} keeps epoch {epoch - 1}: continue with --resume, with fewer "
+                f"--num_workers if memory is short."
+            )
+        return lr, aug_version, reduce_means(list(meters), self.d, self.device)
+
+    def end_epoch(self, epoch: int, lr: float, aug_version: int, losses: list[float], t0: float) -> bool:
+        """Rank 0: validate, keep the best, write metrics, curves and ``last.pth``; True to stop early."""
+        cfg, state, exp = self.cfg, self.state, self.cfg.exp_dir
+        val_psnr = validate(self.model, self.val_pairs, cfg, self.device)
+        state.epoch = epoch
+        if val_psnr > state.best_psnr:
+            state.best_psnr, state.best_epoch, state.early_stop = val_psnr, epoch, 0
+            best = {k: v for k, v in self.checkpoint(epoch, aug_version).items() if k != "rng"}
+            save_checkpoint(best, exp / f"{cfg.img_size}_best.pth")
+        else:
+            state.early_stop += 1
+        seconds = time.time() - t0
+        train_loss, train_psnr = losses
+        self.rows.append({
+            "epoch": epoch, "lr": f"{lr:.6e}", "aug_version": aug_version, "train_loss": f"{train_loss:.6f}",
+            "train_psnr": f"{train_psnr:.4f}", "val_psnr": f"{val_psnr:.4f}", "seconds": f"{seconds:.1f}",
+        })  # fmt: skip
+        with open(exp / "metrics.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        plot_curves(self.rows, exp / "curves.png")
+        save_checkpoint(self.checkpoint(epoch, aug_version), exp / "last.pth")
+        mark = " *best*" if state.best_epoch == epoch else ""
+        self.logger.info(
+            f"epoch {epoch}/{cfg.epochs} lr {lr:.3e} aug v{aug_version} | train loss {train_loss:.4f} "
+            f"PSNR {train_psnr:.2f} | val PSNR {val_psnr:.4f}{mark} | {seconds:.0f} s"
         )
-    return summary
+        if state.early_stop >= cfg.patience:
+            self.logger.info(f"early stop: no improvement in {cfg.patience} epochs")
+            return True
+        return False
+
+    def summary(self, minutes: float) -> dict:
+        state, cfg = self.state, self.cfg
+        if self.d.main:
+            self.logger.info(
+                f"best validation PSNR {state.best_psnr:.4f} dB at epoch {state.best_epoch}; "
+                f"{minutes:.2f} min; checkpoint {cfg.exp_dir / f'{cfg.img_size}_best.pth'}"
+            )
+        return {
+            "best_psnr": state.best_psnr,
+            "best_epoch": state.best_epoch,
+            "epochs_done": state.epoch,
+            "minutes": minutes,
+            "exp_dir": str(cfg.exp_dir),
+        }
