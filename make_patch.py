@@ -14,7 +14,7 @@ from utils.errors import run_cli
 from utils.patches import DATASET, PatchSettings, make_patches, output_dir
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--img_size", type=int, default=256, help="crop size of the first growth step")
     p.add_argument("--stride", type=int, default=128, help="crop stride of the first growth step")
@@ -41,7 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--overwrite", action="store_true", help="replace an existing patch folder (and a different fold CSV)"
     )
     p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from utils.tiling import BLENDS, TILE_MODES
 DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input_dir", default="data/test_input_img", help="folder of degraded images")
     p.add_argument("--output_dir", default="results/submission", help="where the PNGs and submission.zip go")
@@ -66,7 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no_progress", action="store_true", help="hide progress bars")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def _per_model(values: list | None, n: int, flag: str, default: list) -> list:

@@ -49,3 +49,20 @@ def test_makefile_targets_named_in_readme_exist():
     makefile = (ROOT / "Makefile").read_text()
     for target in re.findall(r"^make (\w+)", (ROOT / "README.md").read_text(), flags=re.M):
         assert re.search(rf"^{target}:", makefile, flags=re.M), target
+
+
+def _table_flags(script: str) -> set[str]:
+    """The flags named in the first column of the README's table for ``script``."""
+    text = (ROOT / "README.md").read_text()
+    table = re.search(r"\*\*`" + re.escape(script) + r"`\*\*.*?\n\n(\|.*?)\n\n", text, flags=re.S).group(1)
+    rows = [line for line in table.splitlines() if line.startswith("|")][2:]
+    return {flag for row in rows for flag in re.findall(r"--[a-z_0-9]+", row.split("|")[1])}
+
+
+@pytest.mark.parametrize("script", ["make_patch.py", "main.py", "test.py"])
+def test_readme_flag_tables_match_the_parsers(script):
+    module = {"make_patch.py": make_patch, "main.py": train_script, "test.py": load_script("test")}[script]
+    flags = {
+        o for a in module.build_parser()._actions for o in a.option_strings if o.startswith("--") and o != "--help"
+    }
+    assert _table_flags(script) == flags
