@@ -10,7 +10,8 @@ Measured in one run on the same machine:
 3. bf16 autocast vs fp32 (speed; PSNR change is reported by ``--eval_checkpoint``);
 4. stride-aware vs all tiles on a 2448x3264 image for both tile sizes: counts and times;
 5. overhead of the tiled path over the model's forward passes alone on the same tiles;
-6. peak memory of test.py for 1 and for 8 images of the same size.
+6. peak memory of test.py for 1 and for 8 images of the same size;
+7. the window blend against the mean on the same tiles.
 """
 
 from __future__ import annotations
@@ -141,6 +142,17 @@ def overhead(wf: int, size: tuple[int, int]) -> tuple[float, float]:
     return min(t_total), min(t_forward)
 
 
+def blend_cost(wf: int, size: tuple[int, int]) -> tuple[float, float]:
+    """The window blend against the mean on the same tiles: best of three interleaved rounds each."""
+    image = synthetic_image(*size)
+    restorer = Restorer(model_of(wf), torch.device("cpu"))
+    times = {"mean": [], "window": []}
+    for _ in range(3):
+        for blend in times:
+            times[blend].append(best_of(lambda b=blend: restore_tiled(restorer, image, 256, 64, 16, blend=b), 1))
+    return min(times["mean"]), min(times["window"])
+
+
 def peak_memory(n_images: int, size: tuple[int, int], work: Path) -> float:
     """Peak resident memory (MiB, VmHWM) of test.py restoring ``n_images`` images, in a fresh process."""
     inp = work / f"in_{n_images}"
@@ -166,7 +178,7 @@ def peak_memory(n_images: int, size: tuple[int, int], work: Path) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="smaller images (for a smoke run)")
-    p.add_argument("--parts", default="1,2,4,5,6", help="sections to run (2 covers 2 and 3)")
+    p.add_argument("--parts", default="1,2,4,5,6,7", help="sections to run (2 covers 2 and 3)")
     args = p.parse_args()
     parts = {int(x) for x in args.parts.split(",")}
     cmp_size = (612, 816) if args.quick else (1224, 1632)
@@ -199,6 +211,10 @@ def main() -> None:
             m1, m8 = peak_memory(1, cmp_size, Path(tmp)), peak_memory(8, cmp_size, Path(tmp))
         report.update(peak_mib_1=round(m1), peak_mib_8=round(m8))
         print(f"\n6. peak memory of test.py: 1 image {m1:.0f} MiB, 8 images {m8:.0f} MiB ({m8 / m1:.3f}x)")
+    if 7 in parts:
+        t_mean, t_window = blend_cost(8, cmp_size)
+        report["window_over_mean"] = round(t_window / t_mean, 3)
+        print(f"\n7. blend: mean {t_mean:.2f} s, window {t_window:.2f} s: {t_window / t_mean:.3f}x")
     print(json.dumps(report))
 
 
