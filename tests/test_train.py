@@ -48,27 +48,20 @@ def test_short_run_writes_everything(patch_data, tmp_path, capsys):
 
 def test_resume_reaches_the_same_state(patch_data, tmp_path, capsys):
     full, split = tmp_path / "full", tmp_path / "split"
-    common = ["--epochs", 4, "--aug_schedule", "1:1,2:3", "--restart_epoch", 3]
+    common = ["--epochs", 2, "--aug_schedule", "1:1,2:3", "--restart_epoch", 2]  # resumes before both switches
     assert run_cli(train_script, _args(patch_data, full, *common), capsys)[0] == 0
-    assert run_cli(train_script, _args(patch_data, split, *common, "--run_epochs", 2), capsys)[0] == 0
-    assert torch.load(split / "001" / "last.pth", weights_only=True)["epoch"] == 2
+    assert run_cli(train_script, _args(patch_data, split, *common, "--run_epochs", 1), capsys)[0] == 0
+    assert torch.load(split / "001" / "last.pth", weights_only=True)["epoch"] == 1
     code, _, err = run_cli(train_script, _args(patch_data, split, *common, "--resume"), capsys)
     assert code == 0, err
     a = torch.load(full / "001" / "last.pth", weights_only=True)
     b = torch.load(split / "001" / "last.pth", weights_only=True)
-    assert a["epoch"] == b["epoch"] == 4
+    assert a["epoch"] == b["epoch"] == 2
     assert a["best_psnr"] == b["best_psnr"] and a["best_epoch"] == b["best_epoch"]
     for key, tensor in a["state_dict"].items():
         assert torch.allclose(tensor, b["state_dict"][key], atol=1e-6), key
     assert [r["lr"] for r in _metrics(full / "001")] == [r["lr"] for r in _metrics(split / "001")]
     assert [r["val_psnr"] for r in _metrics(full / "001")] == [r["val_psnr"] for r in _metrics(split / "001")]
-
-
-def test_refuses_to_mix_runs(patch_data, tmp_path, capsys):
-    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1), capsys)[0] == 0
-    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1), capsys)
-    assert code == 2 and "already holds a run" in err
-    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1, "--overwrite"), capsys)[0] == 0
 
 
 def test_non_finite_loss_stops_and_keeps_last_good(patch_data, tmp_path, capsys, monkeypatch):
@@ -128,16 +121,16 @@ def test_distributed_two_processes(patch_data, tmp_path):
         assert result.returncode == 0, result.stderr[-2000:]
         return result
 
-    result = torchrun("--epochs", 2)
+    result = torchrun("--epochs", 1)
     assert "2 process(es) on cpu (gloo)" in result.stderr
     assert (tmp_path / "001" / "256_best.pth").is_file()
-    assert len(_metrics(tmp_path / "001")) == 2
+    assert len(_metrics(tmp_path / "001")) == 1
     assert result.stdout.count("best validation PSNR") == 1  # rank 0 alone reports
-    result = torchrun("--epochs", 3, "--resume")
-    assert [r["epoch"] for r in _metrics(tmp_path / "001")] == ["1", "2", "3"]
+    result = torchrun("--epochs", 2, "--resume")
+    assert [r["epoch"] for r in _metrics(tmp_path / "001")] == ["1", "2"]
     log = (tmp_path / "001" / "log.log").read_text()
-    assert log.count("resumed after epoch 2") == 1 and log.count("| val PSNR") == 3  # written once, by rank 0
-    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["epoch"] == 3
+    assert log.count("resumed after epoch 1") == 1 and log.count("| val PSNR") == 2  # written once, by rank 0
+    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["epoch"] == 2
 
 
 @pytest.fixture
@@ -198,6 +191,8 @@ def test_a_run_folder_is_cleared_only_of_its_own_files(patch_data, tmp_path, cap
     (run / "log.log").write_text("a first start that failed\n")  # no last.pth: not a run
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1), capsys)
     assert code == 0, err
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1), capsys)
+    assert code == 2 and "already holds a run; pass --resume to continue it, --overwrite to replace it" in err
     (run / "draft.md").write_text("mine")
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1, "--overwrite"), capsys)
     assert code == 2 and "'draft.md', which this project did not write" in err
@@ -250,18 +245,18 @@ def test_nonsense_settings_are_refused_before_anything_is_written(patch_data, tm
 
 
 def test_resume_refuses_recipe_changes_and_extends_epochs(patch_data, tmp_path, capsys):
-    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 2), capsys)[0] == 0
+    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1), capsys)[0] == 0
     best = (tmp_path / "001" / "256_best.pth").read_bytes()
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--wf", 16, "--clipping", 0.5), capsys)
     assert code == 2 and "--wf 16 (the run has 4), --clipping 0.5 (the run has 1.0) would change it" in err
     assert (tmp_path / "001" / "256_best.pth").read_bytes() == best
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume"), capsys)
-    assert code == 2 and "reached --epochs 2 at epoch 2; pass a larger --epochs" in err
-    code, out, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--epochs", 3), capsys)
+    assert code == 2 and "reached --epochs 1 at epoch 1; pass a larger --epochs" in err
+    code, out, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--epochs", 2), capsys)
     assert code == 0, err
-    assert "changed on resume: --epochs 2 -> 3 (the cosine schedule now ends" in err
-    assert [r["epoch"] for r in _metrics(tmp_path / "001")] == ["1", "2", "3"]
-    assert "(3 epochs" in out
+    assert "changed on resume: --epochs 1 -> 2 (the cosine schedule now ends" in err
+    assert [r["epoch"] for r in _metrics(tmp_path / "001")] == ["1", "2"]
+    assert "(2 epochs" in out
     log = (tmp_path / "001" / "log.log").read_text()
     assert "epoch 1 trains at learning rate 0" in log
 
@@ -277,8 +272,11 @@ def test_validation_leaves_the_training_layout_alone():
 
 
 def test_dataset_names_the_folder_make_patch_wrote(own_data, tmp_path, capsys):
+    from utils.train_config import TrainConfig
+    from utils.trainer import check_data
+
     (own_data / "train" / "10Folds").rename(own_data / "train" / "Night")
     code, _, err = run_cli(train_script, _args(own_data, tmp_path / "r", "--epochs", 1), capsys)
-    assert code == 2 and "--dataset" not in err and "no patch folder" in err
-    code, _, err = run_cli(train_script, _args(own_data, tmp_path / "r", "--epochs", 1, "--dataset", "Night"), capsys)
-    assert code == 0, err
+    assert code == 2 and "no patch folder" in err
+    train, val = check_data(TrainConfig(data_path=str(own_data), dataset="Night"), 1)
+    assert len(train) == 52 and len(val) == 2 and all("/Night/" in str(p.input) for p in train)
