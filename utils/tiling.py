@@ -59,7 +59,9 @@ def tile_grid(height: int, width: int, tile: int, stride: int, mode: str = "stri
     return [(y, x) for y in tile_starts(height, tile, stride, mode) for x in tile_starts(width, tile, stride, mode)]
 
 
-def axis_windows(length: int, tile: int, starts: list[int], blend: str) -> tuple[list[torch.Tensor], torch.Tensor]:
+def axis_windows(
+    length: int, tile: int, starts: list[int], blend: str, device: torch.device | str = "cpu"
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The 1-D weight of each tile along one axis, and their sum over the padded axis.
 
     The grid is the product of the two axes' starts, so a 2-D tile weight is the outer
@@ -67,20 +69,24 @@ def axis_windows(length: int, tile: int, starts: list[int], blend: str) -> tuple
     """
     padded = max(length, starts[-1] + tile)
     if blend == "mean":
-        windows = [torch.ones(tile) for _ in starts]
+        windows = [torch.ones(tile, device=device) for _ in starts]
     elif blend == "window":
         hann = torch.sin(torch.pi * (torch.arange(tile, dtype=torch.float64) + 0.5) / tile) ** 2
+        variants: dict[tuple[bool, bool], torch.Tensor] = {}  # shared, so that callers can cache by identity
         windows = []
         for start in starts:
-            w = hann.clone()
-            if start == 0:
-                w[: tile // 2] = 1  # no tile before this one
-            if start + tile >= length:
-                w[tile // 2 :] = 1  # no tile after this one
-            windows.append(w.float())
+            sides = (start == 0, start + tile >= length)
+            if sides not in variants:
+                w = hann.clone()
+                if sides[0]:
+                    w[: tile // 2] = 1  # no tile before this one
+                if sides[1]:
+                    w[tile // 2 :] = 1  # no tile after this one
+                variants[sides] = w.float().to(device)
+            windows.append(variants[sides])
     else:
         raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
-    total = torch.zeros(padded)
+    total = torch.zeros(padded, device=device)
     for start, w in zip(starts, windows, strict=True):
         total[start : start + tile] += w
     return windows, total
@@ -118,19 +124,23 @@ def restore_tiled(
     padded = F.pad(image, (0, pad_right, 0, pad_bottom)) if pad_bottom or pad_right else image
 
     acc = torch.zeros((channels, height + pad_bottom, width + pad_right), dtype=torch.float32, device=image.device)
-    row_windows, row_total = axis_windows(height, tile, tops, blend)
-    col_windows, col_total = axis_windows(width, tile, lefts, blend)
-    weight = torch.outer(row_total[:height], col_total[:width]).to(image.device)
+    row_windows, row_total = axis_windows(height, tile, tops, blend, image.device)
+    col_windows, col_total = axis_windows(width, tile, lefts, blend, image.device)
+    weight = torch.outer(row_total[:height], col_total[:width])
     if weight.min() == 0:  # a stride larger than the tile: refuse rather than return black pixels
         raise ValueError(f"tiles of {tile} with stride {stride} leave pixels uncovered")
     row_of, col_of = dict(zip(tops, row_windows)), dict(zip(lefts, col_windows))
+    weights: dict[tuple[int, int], torch.Tensor] = {}
     grid = torch.tensor([(y, x) for y in tops for x in lefts], device=image.device)
     for first in range(0, len(grid), batch_size):
         batch_pos = grid[first : first + batch_size]
         out = predict(_gather_tiles(padded, batch_pos[:, 0], batch_pos[:, 1], tile)).float()
         for (y, x), piece in zip(batch_pos.tolist(), out, strict=True):
             if blend != "mean":  # the mean needs no multiply: keeps the original's arithmetic exactly
-                piece = piece * torch.outer(row_of[y], col_of[x]).to(piece.device)
+                key = (id(row_of[y]), id(col_of[x]))  # at most four distinct windows per axis
+                if key not in weights:
+                    weights[key] = torch.outer(row_of[y], col_of[x])
+                piece = piece * weights[key]
             acc[:, y : y + tile, x : x + tile] += piece
         if on_batch is not None:
             on_batch(len(batch_pos))
