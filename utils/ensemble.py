@@ -15,7 +15,7 @@ import torch
 
 from utils.data import Pair, fold_pairs, read_fold_csv
 from utils.errors import fail
-from utils.image_io import image_problem, image_size, list_images, read_rgb, to_uint8
+from utils.image_io import inspect_image, list_images, read_rgb, to_uint8
 from utils.logger import progress_bar
 from utils.metrics import psnr_uint8
 
@@ -56,10 +56,13 @@ def validation_pairs(
     for pair in pairs:
         if pair.input.resolve().parent == test_dir.resolve():
             fail("--fit_weights must not fit on the test images; give held-out training images instead.")
+        sizes = []
         for path in (pair.input, pair.target):
-            if not path.is_file() or (problem := image_problem(path)) is not None:
-                fail(f"--fit_weights: {problem if path.is_file() else f'{path} does not exist'}.")
-        if image_size(pair.input) != image_size(pair.target):
+            size, problem = inspect_image(path) if path.is_file() else (None, f"{path} does not exist")
+            if problem is not None:
+                fail(f"--fit_weights: {problem}.")
+            sizes.append(size)
+        if sizes[0] != sizes[1]:
             fail(f"--fit_weights: {pair.input.name} and {pair.target.name} differ in size.")
     return pairs
 

@@ -66,45 +66,36 @@ def natural_key(path: str | Path) -> list:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(height, width) from a PNG header without decoding; other formats are decoded. None if unreadable."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
-        if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-            width, height = struct.unpack(">II", head[16:24])
-            return height, width
-        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        return None if img is None else img.shape[:2]
-    except OSError:
-        return None
+def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
+    """``((height, width), problem)`` of an image file, read once; ``problem`` is None for a usable image.
 
-
-def image_problem(path: str | Path) -> str | None:
-    """Why ``path`` cannot be read as a training or test image, or None; checked before any work starts.
-
-    PNG files are judged from their header (8 or 16 bits); other formats are decoded and
-    their pixel type and channel count checked as ``to_bgr8`` would.
+    PNG files are judged from their header alone (size, 8 or 16 bits); other formats are
+    decoded and their pixel type and channel count checked as ``to_bgr8`` would.
     """
     path = Path(path)
     try:
         with open(path, "rb") as fh:
             head = fh.read(26)
     except OSError as err:
-        return f"{path} cannot be read ({err.strerror})"
+        return None, f"{path} cannot be read ({err.strerror})"
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         width, height, bits = *struct.unpack(">II", head[16:24]), head[24]
         if width == 0 or height == 0:
-            return f"{path} is an empty image"
-        return None if bits in (1, 2, 4, 8, 16) else f"{path} has an unsupported PNG bit depth {bits}"
+            return (height, width), f"{path} is an empty image"
+        return (height, width), None if bits in (1, 2, 4, 8, 16) else f"{path} has an unsupported PNG bit depth {bits}"
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        return f"{path} cannot be decoded as an image"
+        return None, f"{path} cannot be decoded as an image"
     if img.dtype not in (np.uint8, np.uint16):
-        return f"{path} has pixel type {img.dtype}; only 8-bit or 16-bit images are supported"
+        return img.shape[:2], f"{path} has pixel type {img.dtype}; only 8-bit or 16-bit images are supported"
     if img.ndim == 3 and img.shape[2] not in (3, 4):
-        return f"{path} has {img.shape[2]} channels; expected 1, 3 or 4"
-    return None
+        return img.shape[:2], f"{path} has {img.shape[2]} channels; expected 1, 3 or 4"
+    return img.shape[:2], None
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width), from a PNG header without decoding; None if unreadable."""
+    return inspect_image(path)[0]
 
 
 def from_uint8(rgb: np.ndarray, device: torch.device) -> torch.Tensor:

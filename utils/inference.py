@@ -18,7 +18,7 @@ from utils.checkpoint import load_model
 from utils.ensemble import fit_weights, validation_pairs
 from utils.errors import fail, one_line
 from utils.files import check_output_folder, staged_dir
-from utils.image_io import from_uint8, image_problem, image_size, list_images, read_rgb, to_uint8
+from utils.image_io import from_uint8, inspect_image, list_images, read_rgb, to_uint8
 from utils.logger import progress_bar
 from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 from utils.runtime import autocast, configure_cuda
@@ -92,14 +92,15 @@ def find_target(eval_dir: Path, input_name: str) -> Path | None:
 SUBMISSION_ENTRIES = ("*.png", "submission.zip", "metrics.csv", "ensemble.json")
 
 
-def check_input_folder(input_dir: Path) -> list[Path]:
-    """Every image of the input folder, each checked to be decodable, before any work."""
+def check_input_folder(input_dir: Path) -> dict[Path, tuple[int, int]]:
+    """Every image of the input folder with its (height, width), each checked to be usable, before any work."""
     if not input_dir.is_dir():
         fail(f"input folder {input_dir} does not exist; put the test images there or pass --input_dir.")
     images = list_images(input_dir)
     if not images:
         fail(f"input folder {input_dir} holds no images (png, jpg, bmp or tif).")
-    problems = [problem for p in images if (problem := image_problem(p)) is not None]
+    inspected = {p: inspect_image(p) for p in images}
+    problems = [problem for _, problem in inspected.values() if problem is not None]
     if problems:
         fail(f"{len(problems)} input image(s) cannot be used: {'; '.join(problems[:3])}.")
     names: dict[str, str] = {}
@@ -107,23 +108,23 @@ def check_input_folder(input_dir: Path) -> list[Path]:
         other = names.setdefault(submission_name(p.name), p.name)
         if other != p.name:
             fail(f"{other} and {p.name} would both be written as {submission_name(p.name)}; rename one of them.")
-    return images
+    return {p: size for p, (size, _) in inspected.items()}
 
 
-def check_targets(eval_dir: Path, images: list[Path]) -> dict[str, Path]:
-    """The clean image of every input, each readable and of the input's size."""
+def check_targets(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[str, Path]:
+    """The clean image of every input (given with its size), each readable and of the input's size."""
     if not eval_dir.is_dir():
         fail(f"--eval_dir {eval_dir} does not exist.")
     targets = {}
-    for p in images:
+    for p, (h, w) in images.items():
         target = find_target(eval_dir, p.name)
         if target is None:
             fail(f"--eval_dir {eval_dir} has no clean image for {p.name}.")
-        if (problem := image_problem(target)) is not None:
+        size, problem = inspect_image(target)
+        if problem is not None:
             fail(f"--eval_dir: {problem}.")
-        if image_size(target) != image_size(p):
-            (h, w), (th, tw) = image_size(p), image_size(target)
-            fail(f"clean image {target.name} is {tw}x{th} but the input {p.name} is {w}x{h}.")
+        if size != (h, w):
+            fail(f"clean image {target.name} is {size[1]}x{size[0]} but the input {p.name} is {w}x{h}.")
         targets[p.name] = target
     return targets
 
@@ -174,8 +175,9 @@ def run_inference(
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     specs = label_models(specs)
-    images = check_input_folder(input_dir)
-    targets = check_targets(Path(opts.eval_dir), images) if opts.eval_dir is not None else None
+    sizes = check_input_folder(input_dir)
+    images = list(sizes)
+    targets = check_targets(Path(opts.eval_dir), sizes) if opts.eval_dir is not None else None
     fit_pairs = None
     if opts.fit is not None:
         if len(specs) < 2:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
 from utils.errors import fail
 from utils.files import check_output_folder, staged_dir
-from utils.image_io import image_problem, image_size, read_bgr
+from utils.image_io import inspect_image, read_bgr
 from utils.logger import progress_bar
 from utils.tiling import tile_starts
 from utils.workers import TaskFailed, WorkerDied, run_tasks
@@ -174,10 +174,12 @@ def check_inputs(
         for path in (in_path, tar_path):
             if not path.is_file():
                 problems.append(f"{path} is listed in train.csv but does not exist")
-            elif (problem := image_problem(path)) is not None:
-                problems.append(problem)
             else:
-                sizes.append(image_size(path))
+                size, problem = inspect_image(path)
+                if problem:
+                    problems.append(problem)
+                else:
+                    sizes.append(size)
         if len(sizes) == 2 and sizes[0] != sizes[1]:
             problems.append(
                 f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}"
