@@ -13,6 +13,7 @@ import sys
 from dataclasses import fields
 
 from utils.errors import fail, run_cli
+from utils.patches import DATASET
 from utils.tiling import BLENDS
 from utils.train_config import DEFAULT_PRETRAINED, OPTIMIZERS, SIZE_DEFAULTS, TrainConfig
 from utils.trainer import train
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="HINet weights to start from (public HINet-GoPro.pth); 'none' for random weights",
     )
     p.add_argument("--data_path", default="./data")
-    p.add_argument("--dataset", default="10Folds", help="patch folder name (make_patch.py --dataset)")
+    p.add_argument("--dataset", default=DATASET, help="patch folder name (make_patch.py --dataset)")
     p.add_argument("--fold", type=int, default=0, help="validation fold (make_patch.py --valid_fold)")
     p.add_argument("--model_path", default="results/")
     p.add_argument("--arch", default="HINet")

@@ -38,9 +38,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from utils.data import FOLD_CSV, INPUT_FOLDER, LABEL_FOLDER
 from utils.errors import fail, run_cli
 from utils.files import MARKER, check_output_folder, has_files, write_marker
 from utils.logger import progress_bar
+from utils.patches import DATASET
 
 # Photographs bundled with scikit-image, with the licence its documentation states.
 PHOTOS = {
@@ -158,7 +160,7 @@ def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generat
 
 # What the demo writes in each data folder (and what the pipeline adds there), for its ownership markers.
 DEMO_FOLDERS = {
-    "train_original": ["train_input_img", "train_label_img", "train.csv", "train_10fold.csv", "DEMO_DATA.txt"],
+    "train_original": [INPUT_FOLDER, LABEL_FOLDER, "train.csv", FOLD_CSV, "DEMO_DATA.txt"],
     "test_input_img": ["test_input_*.png"],
     "test_label_img": ["test_label_*.png"],
 }
@@ -172,7 +174,7 @@ def check_demo_folders(root: Path, overwrite: bool) -> None:
     if has_files(root / "train") and not demo_here:
         fail(f"{root / 'train'} holds patches of data the demo did not make; move it away or choose --root.")
     if demo_here:
-        check_output_folder(root / "train", "patch folder", True, fallback=["10Folds"])
+        check_output_folder(root / "train", "patch folder", True, fallback=[DATASET])
 
 
 def generate(

@@ -17,6 +17,7 @@ from utils.image_io import list_images, read_rgb
 
 PAIR_COLUMNS = ("input_img", "label_img")
 FOLD_CSV = "train_10fold.csv"
+INPUT_FOLDER, LABEL_FOLDER = "train_input_img", "train_label_img"  # inside data/train_original
 
 
 @dataclass(frozen=True)
@@ -77,12 +78,10 @@ def read_fold_csv(fold_csv: str | Path) -> pd.DataFrame:
     return df
 
 
-def fold_pairs(
-    df: pd.DataFrame, input_dir: str | Path, target_dir: str | Path, fold: int, validation: bool
-) -> list[Pair]:
-    """The validation pairs (``fold == fold``) or training pairs (``fold != fold``) of a fold table."""
-    rows = df[(df["fold"] == fold) if validation else (df["fold"] != fold)]
-    return [Pair(Path(input_dir) / r.input_img, Path(target_dir) / r.label_img) for r in rows.itertuples()]
+def held_out_pairs(df: pd.DataFrame, original_dir: str | Path, fold: int) -> list[Pair]:
+    """The full-size pairs of fold ``fold`` (the validation images), in the contest layout of ``original_dir``."""
+    inputs, labels = Path(original_dir) / INPUT_FOLDER, Path(original_dir) / LABEL_FOLDER
+    return [Pair(inputs / r.input_img, labels / r.label_img) for r in df[df["fold"] == fold].itertuples()]
 
 
 # make_patch.py names a patch ``<5-digit index>_[<crop>_]<name of the image it was cut from>``.

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.data import Pair, fold_pairs, read_fold_csv
+from utils.data import FOLD_CSV, Pair, held_out_pairs, read_fold_csv
 from utils.errors import fail
 from utils.image_io import inspect_image, list_images, read_rgb, to_uint8
 from utils.logger import progress_bar
@@ -43,14 +43,14 @@ def validation_pairs(
         if missing:
             fail(f"--fit_label_dir {label_dir} has no clean image for {missing[0]}.")
     else:
-        fold_csv = Path(data_dir) / "train_10fold.csv"
+        fold_csv = Path(data_dir) / FOLD_CSV
         if not fold_csv.is_file():
             fail(
                 f"--fit_weights needs held-out labelled images: {fold_csv} does not exist (make_patch.py writes it); "
                 f"run make_patch.py, point --fit_data at its folder, or pass --fit_input_dir and --fit_label_dir."
             )
         folds = read_fold_csv(fold_csv)
-        pairs = fold_pairs(folds, Path(data_dir) / "train_input_img", Path(data_dir) / "train_label_img", fold, True)
+        pairs = held_out_pairs(folds, data_dir, fold)
         if not pairs:
             fail(f"--fit_fold {fold} has no images in {fold_csv}; choose a fold between 0 and {folds['fold'].max()}.")
     for pair in pairs:

@@ -15,7 +15,7 @@ import torch
 
 from utils.augment import parse_aug_schedule
 from utils.errors import fail
-from utils.patches import output_dir
+from utils.patches import DATASET, output_dir
 from utils.schedule import LRSchedule
 from utils.tiling import BLENDS
 
@@ -34,7 +34,7 @@ class TrainConfig:
     tag: str = "Default"
     pretrained_path: str | None = DEFAULT_PRETRAINED
     data_path: str = "./data"
-    dataset: str = "10Folds"
+    dataset: str = DATASET
     fold: int = 0
     model_path: str = "results/"
     arch: str = "HINet"
@@ -166,10 +166,7 @@ def merge_resumed(cfg: TrainConfig, stored: dict, given: set[str]) -> list[str]:
         if f.name in CHANGEABLE_ON_RESUME and f.name in given:
             if getattr(cfg, f.name) != stored[f.name]:
                 why = CHANGEABLE_ON_RESUME[f.name]
-                notes.append(
-                    f"changed on resume: --{f.name} {stored[f.name]} -> {getattr(cfg, f.name)}"
-                    + (f" ({why})" if why else "")
-                )
+                notes.append(f"changed on resume: --{f.name} {stored[f.name]} -> {getattr(cfg, f.name)} ({why})")
             continue
         setattr(cfg, f.name, stored[f.name])
     return notes

@@ -28,7 +28,7 @@ from torch.utils.data.distributed import DistributedSampler
 from models.hinet import HINet
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, save_checkpoint
-from utils.data import FOLD_CSV, Pair, PatchDataset, fold_pairs, patch_pairs, read_fold_csv
+from utils.data import FOLD_CSV, Pair, PatchDataset, held_out_pairs, patch_pairs, read_fold_csv
 from utils.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.errors import fail
 from utils.files import check_output_folder, write_marker
@@ -37,7 +37,7 @@ from utils.inference import Restorer
 from utils.logger import AverageMeter, get_logger, progress_bar
 from utils.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
-from utils.patches import INFO_FILE
+from utils.patches import DATASET, INFO_FILE
 from utils.plots import plot_curves
 from utils.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.tiling import restore_image
@@ -55,7 +55,7 @@ def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
     make_cmd = (
         f"python make_patch.py --img_size {cfg.img_size} --stride {cfg.img_size // 2} --resize {cfg.img_size} "
         f"--valid_fold {cfg.fold} --save_path {cfg.data_path}"
-        + (f" --dataset {cfg.dataset}" if cfg.dataset != "10Folds" else "")
+        + (f" --dataset {cfg.dataset}" if cfg.dataset != DATASET else "")
     )
     if not (cfg.patch_dir / "input").is_dir() or not (cfg.patch_dir / "target").is_dir():
         fail(
@@ -71,7 +71,7 @@ def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
         fail(
             f"patch {odd} is {w}x{h}, not {cfg.img_size}x{cfg.img_size}; re-make the patches with: {make_cmd} --overwrite"
         )
-    val = fold_pairs(folds, original / "train_input_img", original / "train_label_img", cfg.fold, True)
+    val = held_out_pairs(folds, original, cfg.fold)
     missing = [str(p.input) for p in val if not p.input.is_file()] + [
         str(p.target) for p in val if not p.target.is_file()
     ]
