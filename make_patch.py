@@ -8,39 +8,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 
 from utils.errors import run_cli
 from utils.patches import DATASET, PatchSettings, make_patches, output_dir
+from utils.settings import add_settings, from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``PatchSettings`` (defaults, ranges and help live there), then where the data are and go."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--img_size", type=int, default=256, help="crop size of the first growth step")
-    p.add_argument("--stride", type=int, default=128, help="crop stride of the first growth step")
-    p.add_argument("--resize", type=int, default=256, help="training patch size; larger crops are resized to it")
-    p.add_argument(
-        "--v_threshold", type=int, default=1000, help="minimum count of pixels with HSV value > 200 to keep a crop"
-    )
-    p.add_argument("--folds", type=int, default=10, help="number of K-fold splits")
-    p.add_argument("--valid_fold", type=int, default=0, help="fold held out for validation")
-    p.add_argument(
-        "--patch_growth_count", type=int, default=2, help="growth steps: 1 = img_size, 2 = +512, i>=3 = +img_size*i"
-    )
+    add_settings(p, PatchSettings)
     p.add_argument("--process_num", type=int, default=8, help="worker processes")
-    p.add_argument("--input_path", default="./data/train_original/train_input_img/")
-    p.add_argument("--target_path", default="./data/train_original/train_label_img/")
+    p.add_argument("--input_path", default="./data/train_original/train_input_img/", help="degraded training images")
+    p.add_argument("--target_path", default="./data/train_original/train_label_img/", help="their clean targets")
+    p.add_argument("--csv_path", default="./data/train_original", help="folder of train.csv; the fold CSV goes there")
+    p.add_argument("--save_path", default="./data", help="patches go to save_path/train/dataset/valid_fold/resizeN")
+    p.add_argument("--dataset", default=DATASET, help="patch folder name; main.py --dataset reads the same (new)")
     p.add_argument(
-        "--csv_path", default="./data/train_original", help="folder of train.csv; train_10fold.csv is written there"
+        "--overwrite", action="store_true", help="replace an existing patch folder and a different fold CSV (new)"
     )
-    p.add_argument(
-        "--save_path", default="./data", help="patches go to <save_path>/train/<dataset>/<valid_fold>/resize<resize>/"
-    )
-    p.add_argument("--dataset", default=DATASET, help="patch folder name (main.py --dataset reads the same)")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace an existing patch folder (and a different fold CSV)"
-    )
-    p.add_argument("--no_progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no_progress", action="store_true", help="hide the progress bar (new)")
     return p
 
 
@@ -50,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = PatchSettings(**{f.name: getattr(args, f.name) for f in fields(PatchSettings)})
+    settings = from_args(PatchSettings, args)
     info = make_patches(
         settings,
         args.input_path,

@@ -14,7 +14,7 @@ from utils.checkpoint import stored_patch_size
 from utils.errors import fail, run_cli
 from utils.inference import TILE_DEFAULTS, InferenceOptions, ModelSpec, run_inference
 from utils.runtime import choose_device
-from utils.tiling import BLENDS, TILE_MODES
+from utils.settings import add_settings, from_args
 
 DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
 
@@ -33,20 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--ensemble_weights", nargs="+", type=float, help="weight per checkpoint, normalised (default 0.4 0.6)"
     )
     p.add_argument(
-        "--tile_mode",
-        choices=TILE_MODES,
-        default="stride_aware",
-        help="stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
-        "image; shift: move the last tile to the border, no padding",
-    )
-    p.add_argument(
-        "--blend",
-        choices=BLENDS,
-        default="mean",
-        help="mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",
-    )
-    p.add_argument("--tta", action="store_true", help="average the eight flip/rotation variants (8x slower)")
-    p.add_argument(
         "--fit_weights",
         action="store_true",
         help="choose the ensemble weights on held-out labelled images (grid step 0.05); --ensemble_weights win",
@@ -57,15 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit_fold", type=int, default=0, help="the held-out fold to fit on (make_patch.py --valid_fold)")
     p.add_argument("--fit_input_dir", help="fit on this folder of degraded images instead (with --fit_label_dir)")
     p.add_argument("--fit_label_dir", help="the clean images of --fit_input_dir")
-    p.add_argument("--eval_dir", help="folder of clean targets: report PSNR/SSIM and write metrics.csv")
-    p.add_argument("--no_zip", action="store_true", help="do not write submission.zip")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--amp", action="store_true", help="mixed precision (bf16 where supported, else fp16)")
-    p.add_argument(
-        "--compile", action="store_true", help="torch.compile the models: slower first image, faster after (GPU runs)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--no_progress", action="store_true", help="hide progress bars")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (new)")
+    add_settings(p, InferenceOptions)
     return p
 
 
@@ -127,18 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         fit = dict(
             data_dir=args.fit_data, fold=args.fit_fold, input_dir=args.fit_input_dir, label_dir=args.fit_label_dir
         )
-    opts = InferenceOptions(
-        tile_mode=args.tile_mode,
-        blend=args.blend,
-        tta=args.tta,
-        amp=args.amp,
-        compile=args.compile,
-        make_zip=not args.no_zip,
-        eval_dir=args.eval_dir,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        fit=fit,
-    )
+    opts = from_args(InferenceOptions, args, fit=fit)
     summary = run_inference(specs, args.input_dir, args.output_dir, device, opts)
     print_summary(summary, summary["specs"], device)
     return 0

@@ -311,7 +311,7 @@ def end_to_end(
         for seed, (tile, stride, batch, weight) in enumerate(specs):
             torch.manual_seed(seed)
             model = HINet(wf=wf, depth=depth)
-            torch.save({"state_dict": model.state_dict(), "model_config": model.config}, work / f"{tile}.pth")
+            torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict()}, work / f"{tile}.pth")
             model_specs.append(ModelSpec(work / f"{tile}.pth", tile, stride, batch, weight))
         rows, values = [], {}
         for amp in (False, True):

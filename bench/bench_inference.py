@@ -163,7 +163,7 @@ def peak_memory(n_images: int, size: tuple[int, int], work: Path) -> float:
     ckpt = work / "m.pth"
     if not ckpt.exists():
         m = model_of(4)
-        torch.save({"state_dict": m.state_dict(), "model_config": m.config}, ckpt)
+        torch.save({"state_dict": m.state_dict(), "model_config": m.config.to_dict()}, ckpt)
     argv = ["test.py", "--weights", str(ckpt), "--tile_sizes", "256", "--strides", "256", "--input_dir", str(inp),
             "--output_dir", str(work / f"out_{n_images}"), "--no_progress", "--overwrite"]  # fmt: skip
     code = (

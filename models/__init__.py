@@ -1,5 +1,5 @@
 """Network architectures."""
 
-from models.hinet import HINet
+from models.hinet import HINet, HINetConfig
 
-__all__ = ["HINet"]
+__all__ = ["HINet", "HINetConfig"]

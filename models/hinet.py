@@ -13,6 +13,8 @@ The contest solution applies a sigmoid to both stage outputs; so does this one.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
+
 import torch
 from torch import nn
 
@@ -86,27 +88,42 @@ class SAM(nn.Module):
         return features, img
 
 
-class HINet(nn.Module):
-    """Two-stage HINet returning ``[sigmoid(stage1), sigmoid(stage2)]``; the restored image is the second."""
+@dataclass(frozen=True)
+class HINetConfig:
+    """The architecture: all that is needed, with the weights, to rebuild a HINet (stored in checkpoints)."""
 
-    def __init__(
-        self,
-        in_chn: int = 3,
-        wf: int = 64,
-        depth: int = 5,
-        relu_slope: float = 0.2,
-        hin_position_left: int = 3,
-        hin_position_right: int = 4,
-    ) -> None:
+    in_chn: int = 3
+    wf: int = 64  # width: channels of the first level, doubled at each level below
+    depth: int = 5  # U-Net levels
+    relu_slope: float = 0.2
+    hin_position_left: int = 3  # encoder levels with Half Instance Normalisation, first and last
+    hin_position_right: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HINetConfig:
+        """Build from a stored dictionary; unknown keys raise ``TypeError``."""
+        return cls(**values)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (one halving per downsampling level)."""
+        return 2 ** (self.depth - 1)
+
+
+class HINet(nn.Module):
+    """Two-stage HINet returning ``[sigmoid(stage1), sigmoid(stage2)]``; the restored image is the second.
+
+    ``HINet(config)`` or ``HINet(wf=8, depth=3)``: keywords override fields of the (default) config.
+    """
+
+    def __init__(self, config: HINetConfig | None = None, **overrides) -> None:
         super().__init__()
-        self.config = dict(
-            in_chn=in_chn,
-            wf=wf,
-            depth=depth,
-            relu_slope=relu_slope,
-            hin_position_left=hin_position_left,
-            hin_position_right=hin_position_right,
-        )
+        self.config = c = replace(config or HINetConfig(), **overrides)
+        in_chn, wf, depth, relu_slope = c.in_chn, c.wf, c.depth, c.relu_slope
+        hin_position_left, hin_position_right = c.hin_position_left, c.hin_position_right
         self.depth = depth
         self.conv_01 = nn.Conv2d(in_chn, wf, 3, padding=1)
         self.conv_02 = nn.Conv2d(in_chn, wf, 3, padding=1)
@@ -134,11 +151,6 @@ class HINet(nn.Module):
         self.sam12 = SAM(prev)
         self.cat12 = nn.Conv2d(prev * 2, prev, 1)
         self.last = nn.Conv2d(prev, in_chn, 3, padding=1)
-
-    @property
-    def size_multiple(self) -> int:
-        """Input height and width must be multiples of this (one halving per downsampling level)."""
-        return 2 ** (self.depth - 1)
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         x1 = self.conv_01(image)

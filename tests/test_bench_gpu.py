@@ -18,7 +18,8 @@ def _demo_root(root):
     for seed, size in enumerate((256, 352)):
         model = tiny_model(seed=seed)
         torch.save(
-            {"state_dict": model.state_dict(), "model_config": model.config}, root / "weights" / f"{size}_best.pth"
+            {"state_dict": model.state_dict(), "model_config": model.config.to_dict()},
+            root / "weights" / f"{size}_best.pth",
         )
     for kind in ("input", "label"):
         (root / "data" / f"test_{kind}_img").mkdir(parents=True)

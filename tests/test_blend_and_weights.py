@@ -102,7 +102,8 @@ def fit_layout(tmp_path, monkeypatch):
     for seed, name in ((0, "256_best.pth"), (1, "352_best.pth")):
         m = tiny_model(seed=seed)
         torch.save(
-            {"state_dict": m.state_dict(), "model_config": m.config, "img_size": 32}, tmp_path / "weights" / name
+            {"state_dict": m.state_dict(), "model_config": m.config.to_dict(), "img_size": 32},
+            tmp_path / "weights" / name,
         )
     rng = np.random.default_rng(1)
     src = tmp_path / "data" / "train_original"
@@ -160,8 +161,7 @@ def test_fit_bad_input(fit_layout, capsys, case):
 
 
 def test_unknown_blend_is_refused(fit_layout, capsys):
-    with pytest.raises(SystemExit) as exc:
-        test_script.parse_args(["--blend", "gaussian"])
-    assert exc.value.code == 2
-    assert "invalid choice: 'gaussian'" in capsys.readouterr().err
+    code, _, err = run_cli(test_script, [*TINY, "--blend", "gaussian"], capsys)
+    assert code == 2 and "--blend gaussian is not available; choose one of mean, window" in err
+    assert not (fit_layout / "results").exists()
     shutil.rmtree(fit_layout / "weights")

@@ -20,7 +20,7 @@ def test_loads_every_format(tmp_path, fmt):
     model = tiny_model(seed=3, wf=6, depth=4, hin_position_left=2, hin_position_right=3)
     state = model.state_dict()
     obj = {
-        "project": {"state_dict": state, "model_config": model.config, "epoch": 3},
+        "project": {"state_dict": state, "model_config": model.config.to_dict(), "epoch": 3},
         "original": {"epoch": 7, "state_dict": state, "optimizer": {}},
         "public_release": {"params": state},
         "public_release_module": {"params": {f"module.{k}": v for k, v in state.items()}},
@@ -29,15 +29,15 @@ def test_loads_every_format(tmp_path, fmt):
     path = tmp_path / "ckpt.pth"
     torch.save(obj, path)
     loaded, config, _ = load_model(path)
-    assert config["wf"] == 6 and config["depth"] == 4
-    assert (config["hin_position_left"], config["hin_position_right"]) == (2, 3)
+    assert config.wf == 6 and config.depth == 4
+    assert (config.hin_position_left, config.hin_position_right) == (2, 3)
     assert _same_outputs(model, loaded.eval())
 
 
 def test_infers_no_hin():
     model = tiny_model(depth=3)  # levels 0..2: HIN positions 3..4 unused
     config = infer_config(model.state_dict())
-    rebuilt = type(model)(**config)
+    rebuilt = type(model)(config)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
 
 

@@ -45,7 +45,7 @@ def test_defaults_reproduce_original_submission(workdir, capsys):
 
 def _save_tiny(path: Path, seed: int) -> None:
     model = tiny_model(seed=seed)
-    torch.save({"state_dict": model.state_dict(), "model_config": model.config}, path)
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict()}, path)
 
 
 def _image(path: Path, h: int, w: int, seed: int, flag=None) -> np.ndarray:
@@ -262,7 +262,7 @@ def test_overwrite_replaces_only_a_folder_of_its_own_outputs(workdir, capsys):
 
 def _absurd_checkpoint(path: Path) -> None:
     model = tiny_model()
-    torch.save({"state_dict": model.state_dict(), "model_config": {**model.config, "wf": 200000}}, path)
+    torch.save({"state_dict": model.state_dict(), "model_config": {**model.config.to_dict(), "wf": 200000}}, path)
 
 
 WRONG = {
@@ -327,7 +327,9 @@ def test_a_full_disk_while_zipping_keeps_the_earlier_submission(workdir, capsys,
 
 def test_tile_size_comes_from_the_checkpoint(tmp_path, capsys):
     model = tiny_model(seed=2)
-    torch.save({"state_dict": model.state_dict(), "model_config": model.config, "img_size": 32}, tmp_path / "m.pth")
+    torch.save(
+        {"state_dict": model.state_dict(), "model_config": model.config.to_dict(), "img_size": 32}, tmp_path / "m.pth"
+    )
     torch.save({"state_dict": model.state_dict()}, tmp_path / "bare.pth")  # the original's files store no size
     inp = tmp_path / "in"
     inp.mkdir()

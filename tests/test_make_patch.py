@@ -169,7 +169,7 @@ BAD_INPUTS = {
     "undecodable file": (lambda s: (s / "train_input_img/train_input_10001.png").write_bytes(b"not an image"), [], r"train_input_10001\.png cannot be decoded"),
     "size mismatch": (lambda s: _write_png(s / "train_label_img/train_label_10003.png", np.zeros((100, 100, 3), np.uint8)), [], r"train_input_10003\.png is \d+x\d+ but train_label_10003\.png is 100x100"),
     "valid fold out of range": (lambda s: None, ["--valid_fold", 3], r"--valid_fold must be between 0 and 2"),
-    "non-positive stride": (lambda s: None, ["--stride", 0], "--stride must be positive"),
+    "non-positive stride": (lambda s: None, ["--stride", 0], "--stride must be at least 1"),
     "duplicated row": (lambda s: (s / "train.csv").write_text((s / "train.csv").read_text() + "10000,train_input_10000.png,train_label_10000.png\n"), [], r"lists img_id '10000' more than once"),
     "duplicated file name": (lambda s: (s / "train.csv").write_text((s / "train.csv").read_text() + "10009,train_input_10000.png,train_label_10009.png\n"), [], r"lists input_img 'train_input_10000\.png' more than once"),
     "empty cell": (lambda s: (s / "train.csv").write_text((s / "train.csv").read_text() + "10009,,train_label_10009.png\n"), [], r"row 7 has an empty input_img"),

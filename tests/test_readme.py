@@ -8,6 +8,7 @@ import pytest
 import main as train_script
 import make_patch
 from conftest import ROOT, load_script
+from scripts import readme_tables
 
 SCRIPTS = {"make_patch.py": make_patch.parse_args, "main.py": train_script.parse_args}
 
@@ -51,18 +52,15 @@ def test_makefile_targets_named_in_readme_exist():
         assert re.search(rf"^{target}:", makefile, flags=re.M), target
 
 
-def _table_flags(script: str) -> set[str]:
-    """The flags named in the first column of the README's table for ``script``."""
-    text = (ROOT / "README.md").read_text()
-    table = re.search(r"\*\*`" + re.escape(script) + r"`\*\*.*?\n\n(\|.*?)\n\n", text, flags=re.S).group(1)
-    rows = [line for line in table.splitlines() if line.startswith("|")][2:]
-    return {flag for row in rows for flag in re.findall(r"--[a-z_0-9]+", row.split("|")[1])}
-
-
 @pytest.mark.parametrize("script", ["make_patch.py", "main.py", "test.py"])
-def test_readme_flag_tables_match_the_parsers(script):
+def test_readme_flag_tables_are_made_from_the_settings(script):
+    """Every flag, its default and its help in the README come from the code (python -m scripts.readme_tables)."""
+    table = readme_tables.tables()[script]
+    text = (ROOT / "README.md").read_text()
+    start, end = readme_tables.table_span(text, script)
+    assert text[start:end].rstrip("\n") == table
     module = {"make_patch.py": make_patch, "main.py": train_script, "test.py": load_script("test")}[script]
     flags = {
         o for a in module.build_parser()._actions for o in a.option_strings if o.startswith("--") and o != "--help"
     }
-    assert _table_flags(script) == flags
+    assert flags == set(re.findall(r"^\| `(--[a-z_0-9]+)`", table, flags=re.M))

@@ -40,7 +40,7 @@ def test_short_run_writes_everything(patch_data, tmp_path, capsys):
     assert list(rows[0]) == ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
     assert [float(r["lr"]) for r in rows] == [0.0, pytest.approx(1e-3 / 3)]
     model, config, ckpt = load_model(run / "256_best.pth")  # rebuilt without flags
-    assert config["wf"] == 4 and config["depth"] == 3
+    assert config.wf == 4 and config.depth == 3
     assert set(ckpt) >= {"epoch", "state_dict", "optimizer"}
     assert "pretrained_weight/HINet-GoPro.pth not found" in err
     assert "best validation PSNR" in out
@@ -231,7 +231,7 @@ NONSENSE = {
     "negative workers": (["--num_workers", -1], r"--num_workers must not be negative"),
     "no patience": (["--patience", 0], r"--patience must be at least 1"),
     "no epochs this time": (["--run_epochs", 0], r"--run_epochs must be at least 1"),
-    "several at once": (["--clipping", 0, "--wf", 0], r"--wf must be at least 1 .*--clipping must be a positive number"),
+    "several at once": (["--clipping", 0, "--wf", 0], r"--clipping must be a positive number .*--wf must be at least 1"),
 }  # fmt: skip
 
 

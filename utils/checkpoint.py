@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from models.hinet import HINet
+from models.hinet import HINet, HINetConfig
 from utils.errors import fail, one_line
 from utils.files import atomic_path
 
@@ -55,8 +55,8 @@ def extract_state_dict(ckpt: dict, path: str | Path = "checkpoint") -> dict[str,
     return {k.removeprefix("module."): v for k, v in tensors.items()}
 
 
-def infer_config(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> dict:
-    """HINet keyword arguments deduced from tensor names and shapes (``relu_slope`` cannot be; 0.2 assumed)."""
+def infer_config(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> HINetConfig:
+    """The architecture deduced from tensor names and shapes (``relu_slope`` cannot be: the default is assumed)."""
     if "conv_01.weight" not in state:
         fail(f"{path} is not a HINet checkpoint: it has no parameter 'conv_01.weight'.")
     wf, in_chn = state["conv_01.weight"].shape[:2]
@@ -64,9 +64,7 @@ def infer_config(state: dict[str, torch.Tensor], path: str | Path = "checkpoint"
     depth = max(levels) + 1 if levels else 0
     hin = sorted(i for i in levels if f"down_path_1.{i}.norm.weight" in state)
     left, right = (hin[0], hin[-1]) if hin else (depth, depth)
-    return dict(
-        in_chn=int(in_chn), wf=int(wf), depth=depth, relu_slope=0.2, hin_position_left=left, hin_position_right=right
-    )
+    return HINetConfig(in_chn=int(in_chn), wf=int(wf), depth=depth, hin_position_left=left, hin_position_right=right)
 
 
 def _summarise(names: list[str], limit: int = 3) -> str:
@@ -92,10 +90,11 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
     model.load_state_dict(state, strict=True)
 
 
-def load_model(path: str | Path, config: dict | None = None) -> tuple[HINet, dict, dict]:
+def load_model(path: str | Path, config: HINetConfig | dict | None = None) -> tuple[HINet, HINetConfig, dict]:
     """Build a HINet from a checkpoint of any accepted format; returns (model, config, raw checkpoint).
 
-    ``config`` forces an architecture; otherwise the stored one is used, or it is inferred.
+    ``config`` forces an architecture (fields not given keep their defaults); otherwise the
+    stored one is used, or it is inferred from the tensors.
     """
     ckpt = read_checkpoint(path)
     state = extract_state_dict(ckpt, path)
@@ -105,21 +104,23 @@ def load_model(path: str | Path, config: dict | None = None) -> tuple[HINet, dic
         config = stored if isinstance(stored, dict) else inferred
         check_stored_config(config, inferred, path)
     try:
-        model = HINet(**config)
+        config = HINetConfig.from_dict(config) if isinstance(config, dict) else config
+        model = HINet(config)
     except (TypeError, ValueError) as err:
         fail(f"{path} stores an invalid model configuration {config} ({one_line(err)}).")
     load_weights(model, state, path)
     return model, config, ckpt
 
 
-def check_stored_config(stored: dict, inferred: dict, path: str | Path) -> None:
+def check_stored_config(stored: dict | HINetConfig, inferred: HINetConfig, path: str | Path) -> None:
     """Compare the architecture a checkpoint states with the one its tensors show, before building anything.
 
     A crafted or mixed-up file could otherwise ask for an absurd model (and its memory).
     """
-    differ = [k for k in ("in_chn", "wf", "depth") if stored.get(k) != inferred[k]]
+    stated = stored if isinstance(stored, dict) else stored.to_dict()
+    differ = [k for k in ("in_chn", "wf", "depth") if stated.get(k) != getattr(inferred, k)]
     if differ:
-        pairs = ", ".join(f"{k} {stored.get(k)!r} (tensors: {inferred[k]})" for k in differ)
+        pairs = ", ".join(f"{k} {stated.get(k)!r} (tensors: {getattr(inferred, k)})" for k in differ)
         fail(f"{path} states an architecture its weights do not have: {pairs}; the file is damaged or mixed up.")
 
 

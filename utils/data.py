@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import KFold
 from torch.utils.data import Dataset
 
 from utils.errors import fail, one_line
@@ -57,6 +56,8 @@ def read_pairs_csv(csv_file: str | Path) -> pd.DataFrame:
 
 def kfold_split(df: pd.DataFrame, folds: int, seed: int = 42) -> pd.DataFrame:
     """Add column ``fold``: the split of ``KFold(folds, shuffle=True, random_state=seed)`` in which a row validates."""
+    from sklearn.model_selection import KFold  # imported here: a second of start-up that only make_patch needs
+
     df = df.reset_index(drop=True).copy()
     df["fold"] = 0
     for fold, (_, val_idx) in enumerate(

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from models.hinet import HINetConfig
 from utils.checkpoint import load_model
 from utils.ensemble import fit_weights, validation_pairs
 from utils.errors import fail, one_line
@@ -22,7 +23,8 @@ from utils.image_io import from_uint8, inspect_image, list_images, read_rgb, to_
 from utils.logger import progress_bar
 from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 from utils.runtime import autocast, configure_cuda
-from utils.tiling import count_tiles, restore_image, tile_starts
+from utils.settings import check_ranges, setting
+from utils.tiling import BLENDS, TILE_MODES, count_tiles, restore_image, tile_starts
 
 # Stride and batch of the original's two tile sizes; other sizes default to stride tile // 4, batch 16.
 TILE_DEFAULTS = {256: {"stride": 64, "batch": 16}, 352: {"stride": 96, "batch": 32}}
@@ -129,14 +131,14 @@ def check_targets(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[s
     return targets
 
 
-def check_specs(specs: list[ModelSpec], configs: list[dict]) -> None:
+def check_specs(specs: list[ModelSpec], configs: list[HINetConfig]) -> None:
     """Tiles the models can take, strides that leave no pixel uncovered, usable weights."""
     for spec, config in zip(specs, configs, strict=True):
-        multiple = 2 ** (config["depth"] - 1)
+        multiple = config.size_multiple
         if spec.tile % multiple:
             fail(
                 f"tile size {spec.tile} for {spec.checkpoint} is not a multiple of {multiple}, which its HINet of "
-                f"depth {config['depth']} needs; pass --tile_sizes with multiples of {multiple}."
+                f"depth {config.depth} needs; pass --tile_sizes with multiples of {multiple}."
             )
         if spec.stride > spec.tile:
             fail(
@@ -151,15 +153,24 @@ def check_specs(specs: list[ModelSpec], configs: list[dict]) -> None:
 class InferenceOptions:
     """How test.py restores: tile placement and blending, precision, outputs, evaluation, weight fitting."""
 
-    tile_mode: str = "stride_aware"
-    blend: str = "mean"
-    tta: bool = False
-    amp: bool = False
-    compile: bool = False
-    make_zip: bool = True
-    eval_dir: str | Path | None = None
-    overwrite: bool = False
-    progress: bool = True
+    tile_mode: str = setting(
+        "stride_aware", "stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
+        "image; shift: move the last tile to the border, no padding", choices=TILE_MODES, shown="`stride_aware`",
+    )  # fmt: skip
+    blend: str = setting(
+        "mean", "mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",
+        choices=BLENDS, shown="`mean`", new=True,
+    )  # fmt: skip
+    tta: bool = setting(False, "average the eight flip/rotation variants (8x slower)")
+    amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
+    compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
+    make_zip: bool = setting(True, "do not write submission.zip", flag="no_zip", new=True)
+    eval_dir: str | None = setting(
+        None, "folder of clean targets: PSNR and SSIM per image for the input, each model and the ensemble, "
+        "in metrics.csv", shown="none", new=True,
+    )  # fmt: skip
+    overwrite: bool = setting(False, "replace an existing output folder", new=True)
+    progress: bool = setting(True, "hide progress bars", new=True)
     fit: dict | None = None  # {"data", "fold", "input_dir", "label_dir"}: fit the ensemble weights first
 
 
@@ -174,6 +185,9 @@ def run_inference(
     anything but this project's outputs is never replaced.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    problems = check_ranges(opts)
+    if problems:
+        fail("; ".join(problems) + ".")
     specs = label_models(specs)
     sizes = check_input_folder(input_dir)
     images = list(sizes)

@@ -32,6 +32,7 @@ from utils.errors import fail
 from utils.files import check_output_folder, staged_dir
 from utils.image_io import inspect_image, read_bgr
 from utils.logger import progress_bar
+from utils.settings import check_ranges, setting
 from utils.tiling import tile_starts
 from utils.workers import TaskFailed, WorkerDied, run_tasks
 
@@ -45,13 +46,19 @@ SIZE_MULTIPLE = 16
 
 @dataclass(frozen=True)
 class PatchSettings:
-    img_size: int = 256
-    stride: int = 128
-    resize: int = 256
-    v_threshold: int = 1000
-    folds: int = 10
-    valid_fold: int = 0
-    patch_growth_count: int = 2
+    """What the patches depend on (stored in ``patch_info.json``); make_patch.py's flags follow from it."""
+
+    img_size: int = setting(256, "crop size of the first growth step", minimum=1)
+    stride: int = setting(128, "crop stride of the first growth step", minimum=1)
+    resize: int = setting(256, "training patch size; larger crops are resized to it", minimum=1)
+    v_threshold: int = setting(
+        1000, f"pixels with HSV value > {BRIGHT_VALUE} a crop of the training size needs to be kept", minimum=0
+    )
+    folds: int = setting(10, "number of K-fold splits", minimum=2)
+    valid_fold: int = setting(0, "fold held out for validation", minimum=0)
+    patch_growth_count: int = setting(
+        2, "growth steps: 1 = img_size, 2 adds 512/256 crops, i >= 3 adds img_size*i crops", minimum=1
+    )
 
     def growth_steps(self) -> list[tuple[int, int]]:
         """(crop, stride) of each growth step."""
@@ -142,19 +149,12 @@ def check_inputs(
 ) -> tuple[pd.DataFrame, list[tuple[Path, Path]]]:
     """Find every problem before any work starts; returns (fold table, training pairs). Fails listing all problems."""
     s = settings
-    problems = []
-    for name in ("img_size", "stride", "resize", "patch_growth_count"):
-        if getattr(s, name) <= 0:
-            problems.append(f"--{name} must be positive (got {getattr(s, name)})")
+    problems = check_ranges(s)
     if 0 < s.img_size < s.stride:
         problems.append(f"--stride {s.stride} is larger than --img_size {s.img_size}, which would leave gaps")
     if s.resize > 0 and s.resize % SIZE_MULTIPLE:
         problems.append(f"--resize {s.resize} must be a multiple of {SIZE_MULTIPLE}, the patch sizes HINet takes")
-    if s.v_threshold < 0:
-        problems.append(f"--v_threshold must not be negative (got {s.v_threshold})")
-    if s.folds < 2:
-        problems.append(f"--folds must be at least 2 (got {s.folds})")
-    elif not 0 <= s.valid_fold < s.folds:
+    if s.folds >= 2 and not 0 <= s.valid_fold < s.folds:
         problems.append(f"--valid_fold must be between 0 and {s.folds - 1} (got {s.valid_fold})")
     for flag, folder in (("--input_path", input_dir), ("--target_path", target_dir)):
         if not folder.is_dir():

@@ -7,16 +7,17 @@ learning-rate schedule.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
+from models.hinet import HINetConfig
 from utils.augment import parse_aug_schedule
 from utils.errors import fail
 from utils.patches import DATASET, output_dir
 from utils.schedule import LRSchedule
+from utils.settings import check_ranges, setting
 from utils.tiling import BLENDS
 
 # The per-size differences of the original trainers; sizes not listed use the 256 row.
@@ -26,44 +27,71 @@ SIZE_DEFAULTS = {
 }
 DEFAULT_PRETRAINED = "./pretrained_weight/HINet-GoPro.pth"
 OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
+ARCHS = ("HINet",)
 
 
 @dataclass
 class TrainConfig:
-    exp_num: int = 1
-    tag: str = "Default"
-    pretrained_path: str | None = DEFAULT_PRETRAINED
-    data_path: str = "./data"
-    dataset: str = DATASET
-    fold: int = 0
-    model_path: str = "results/"
-    arch: str = "HINet"
-    img_size: int = 256
-    batch_size: int = 16
-    pred_batch: int = 32
-    epochs: int = 500
-    initial_lr: float = 5e-5
-    min_lr: float = 1e-7
-    optimizer: str = "Adam"
-    weight_decay: float = 0.0
-    clipping: float = 1.0
-    seed: int = 42
-    patience: int = 30
-    num_workers: int = 2
-    wf: int = 64
-    depth: int = 5
-    aug_schedule: str | None = None
-    restart_epoch: int | None = None
-    restart_lr: float = 1e-5
-    restart_min_lr: float = 1e-8
-    device: str = "auto"
-    val_blend: str = "mean"
-    amp: bool = False
-    channels_last: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    run_epochs: int | None = None
-    progress: bool = True
+    """Every training setting, once: default, type, range and help (main.py's flags and the README follow)."""
+
+    exp_num: int = setting(1, "run folder number: the run goes to model_path/001 for 1", minimum=0)
+    tag: str = setting("Default", "free-text label recorded in the log")
+    pretrained_path: str | None = setting(
+        DEFAULT_PRETRAINED, "HINet weights to start from (public HINet-GoPro.pth); 'none' for random weights"
+    )
+    data_path: str = setting("./data", "folder with train_original/ and the patches under train/")
+    dataset: str = setting(DATASET, "patch folder name (make_patch.py --dataset)", new=True)
+    fold: int = setting(0, "validation fold (make_patch.py --valid_fold)", minimum=0)
+    model_path: str = setting("results/", "where run folders go")
+    arch: str = setting("HINet", "architecture (kept for compatibility: HINet only)", choices=ARCHS)
+    img_size: int = setting(
+        256, "training patch size (make_patch.py --resize); selects the row of the size table", minimum=1
+    )
+    batch_size: int = setting(16, "global batch, split over torchrun processes", minimum=1)
+    pred_batch: int = setting(32, "tiles per forward pass in validation", minimum=1)
+    epochs: int = setting(500, "epochs (the cosine schedule ends at the last)", minimum=1)
+    steps_per_epoch: int | None = setting(
+        None, "batches per epoch, drawn as shuffled passes over the patches", minimum=1, shown="one pass", new=True
+    )
+    initial_lr: float = setting(5e-5, "learning rate after the 3-epoch warm-up", positive=True)
+    min_lr: float = setting(1e-7, "floor of the cosine schedule", minimum=0)
+    optimizer: str = setting("Adam", "optimizer", choices=OPTIMIZERS)
+    weight_decay: float = setting(
+        0.0, "applied to the optimizer; the original declared 1e-3 but never applied it, so 0 reproduces it", minimum=0
+    )
+    clipping: float = setting(1.0, "gradient-norm clipping", positive=True)
+    seed: int = setting(42, "seed of weights, data order and augmentation")
+    patience: int = setting(30, "early stop after this many epochs without improvement", minimum=1)
+    num_workers: int = setting(2, "data-loading worker processes", minimum=0)
+    wf: int = setting(64, "HINet width (channels of the first level)", minimum=1, new=True)
+    depth: int = setting(5, "HINet depth (U-Net levels)", minimum=1, new=True)
+    aug_schedule: str | None = setting(
+        None,
+        "EPOCH:VERSION list of augmentation versions ("
+        + "; ".join(f"{k}: {v['aug_schedule']}" for k, v in SIZE_DEFAULTS.items())
+        + ")",
+        shown="per size",
+        new=True,
+    )
+    restart_epoch: int | None = setting(
+        None, "epoch of the fresh-optimiser restart at 1e-5 ("
+        + ", ".join(f"{k}: {v['restart_epoch']}" for k, v in SIZE_DEFAULTS.items()) + "); 0 = none", minimum=0,
+        shown="per size", new=True,
+    )  # fmt: skip
+    restart_lr: float = field(default=1e-5, metadata={"positive": True})
+    restart_min_lr: float = field(default=1e-8, metadata={"minimum": 0})
+    device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N", new=True)
+    val_blend: str = setting(
+        "mean", "validation tiles: mean (original) or window (no seams)", choices=BLENDS, shown="`mean`", new=True
+    )
+    amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16 with scaling)", new=True)
+    channels_last: bool = setting(True, "keep the default memory format instead of channels-last", new=True)
+    resume: bool = setting(False, "continue the run of this exp_num from its last.pth", new=True)
+    overwrite: bool = setting(False, "replace an existing run of the same exp_num", new=True)
+    run_epochs: int | None = setting(
+        None, "stop after this many epochs in this invocation (time-limited jobs)", minimum=1, new=True
+    )
+    progress: bool = setting(True, "hide progress bars", new=True)
 
     def __post_init__(self) -> None:
         row = SIZE_DEFAULTS.get(self.img_size, SIZE_DEFAULTS[256])
@@ -84,14 +112,14 @@ class TrainConfig:
         restart = self.restart_epoch if self.restart_epoch and self.restart_epoch > 0 else None
         return LRSchedule(self.initial_lr, self.min_lr, self.epochs, 3, restart, self.restart_lr, self.restart_min_lr)
 
-    def model_config(self) -> dict:
-        return dict(in_chn=3, wf=self.wf, depth=self.depth, relu_slope=0.2, hin_position_left=3, hin_position_right=4)
+    def model_config(self) -> HINetConfig:
+        return HINetConfig(wf=self.wf, depth=self.depth)
 
 
 # A resumed run keeps these from its checkpoint; a flag that asks for another value is refused,
 # since it would change the model, the data or the recipe half-way through.
 FIXED_ON_RESUME = (
-    "img_size", "wf", "depth", "data_path", "dataset", "fold", "seed", "batch_size", "initial_lr", "min_lr",
+    "img_size", "wf", "depth", "data_path", "dataset", "fold", "seed", "batch_size", "steps_per_epoch", "initial_lr", "min_lr",
     "optimizer", "weight_decay", "clipping", "aug_schedule", "restart_epoch", "restart_lr", "restart_min_lr", "arch",
     "channels_last",
 )  # fmt: skip
@@ -109,35 +137,12 @@ INVOCATION = ("run_epochs", "num_workers", "device", "pred_batch", "progress", "
 
 def check_config(cfg: TrainConfig) -> None:
     """Every setting checked once, before anything is written; fails listing each problem."""
-    problems = []
-    for name in ("img_size", "batch_size", "pred_batch", "epochs", "wf", "depth", "patience"):
-        if getattr(cfg, name) < 1:
-            problems.append(f"--{name} must be at least 1 (got {getattr(cfg, name)})")
-    if cfg.run_epochs is not None and cfg.run_epochs < 1:
-        problems.append(f"--run_epochs must be at least 1 (got {cfg.run_epochs})")
-    for name in ("num_workers", "restart_epoch", "fold"):
-        if getattr(cfg, name) < 0:
-            problems.append(f"--{name} must not be negative (got {getattr(cfg, name)})")
-    for name in ("initial_lr", "clipping", "restart_lr"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value > 0):
-            problems.append(f"--{name} must be a positive number (got {value})")
-    for name in ("min_lr", "weight_decay", "restart_min_lr"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value >= 0):
-            problems.append(f"--{name} must be zero or a positive number (got {value})")
+    problems = check_ranges(cfg)
     if not problems and cfg.min_lr > cfg.initial_lr:
         problems.append(f"--min_lr {cfg.min_lr:g} is above --initial_lr {cfg.initial_lr:g}")
-    if cfg.depth >= 1 and cfg.img_size >= 1 and cfg.img_size % 2 ** (cfg.depth - 1):
-        problems.append(
-            f"--img_size {cfg.img_size} must be a multiple of {2 ** (cfg.depth - 1)} for a HINet of depth {cfg.depth}"
-        )
-    if cfg.arch != "HINet":
-        problems.append(f"--arch {cfg.arch} is not available; the only architecture is HINet")
-    if cfg.optimizer not in OPTIMIZERS:
-        problems.append(f"--optimizer {cfg.optimizer} is not available; choose one of {', '.join(OPTIMIZERS)}")
-    if cfg.val_blend not in BLENDS:
-        problems.append(f"--val_blend must be one of {', '.join(BLENDS)}")
+    multiple = cfg.model_config().size_multiple if cfg.depth >= 1 else 1
+    if cfg.img_size >= 1 and cfg.img_size % multiple:
+        problems.append(f"--img_size {cfg.img_size} must be a multiple of {multiple} for a HINet of depth {cfg.depth}")
     if problems:
         fail("; ".join(problems) + ".")
     parse_aug_schedule(cfg.aug_schedule)

@@ -38,7 +38,6 @@ from utils.logger import AverageMeter, get_logger, progress_bar
 from utils.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
 from utils.patches import DATASET, INFO_FILE
-from utils.plots import plot_curves
 from utils.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.tiling import restore_image
 from utils.train_config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
@@ -108,6 +107,29 @@ def _seed_worker(worker_id: int) -> None:
         info.dataset.transform.set_random_seed(info.seed % 2**32)
 
 
+class FixedLengthSampler(torch.utils.data.Sampler):
+    """``total`` indices an epoch (one process's share of them), whatever the number of patches.
+
+    Epochs of a fixed number of steps let runs on patch sets of different sizes train
+    equally long (``--steps_per_epoch``). The indices are whole shuffled passes over the
+    data, the last one cut short, seeded by (seed, epoch) alone and dealt out by rank.
+    """
+
+    def __init__(self, size: int, total: int, epoch_seed: int, d: Dist) -> None:
+        self.size, self.total, self.seed, self.rank, self.world = size, total, epoch_seed, d.rank, d.world
+
+    def indices(self) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed)
+        passes = [torch.randperm(self.size, generator=generator) for _ in range(-(-self.total // self.size))]
+        return torch.cat(passes)[: self.total][self.rank :: self.world].tolist()
+
+    def __iter__(self):
+        return iter(self.indices())
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.total, self.world))
+
+
 def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, device: torch.device) -> DataLoader:
     """The epoch's loader; shuffling and augmentation are seeded by (seed, epoch, rank) alone."""
     epoch_seed = cfg.seed * 100_003 + epoch
@@ -115,7 +137,9 @@ def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, 
     transform.set_random_seed(epoch_seed * 1009 + d.rank)
     dataset = PatchDataset(pairs, transform)
     generator = torch.Generator().manual_seed(epoch_seed * 1009 + d.rank)
-    if d.backend:
+    if cfg.steps_per_epoch:
+        sampler = FixedLengthSampler(len(dataset), cfg.steps_per_epoch * cfg.batch_size, epoch_seed, d)
+    elif d.backend:
         sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
         sampler.set_epoch(epoch)
     else:
@@ -279,7 +303,7 @@ class Run:
         resume, resume_notes = self._resumed_state(given)
         self.train_pairs, self.val_pairs = check_data(cfg, d.world)
         seed_everything(cfg.seed)
-        self.model = HINet(**cfg.model_config())
+        self.model = HINet(cfg.model_config())
         model_note = self._initial_weights(resume, given)
         if d.main:
             prepare_exp_dir(cfg)
@@ -374,7 +398,7 @@ class Run:
             "epoch": epoch_done,
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "model_config": self.cfg.model_config(),
+            "model_config": self.cfg.model_config().to_dict(),
             "img_size": self.cfg.img_size,
             "config": asdict(self.cfg),
             **{k: v for k, v in asdict(self.state).items() if k != "epoch"},
@@ -465,6 +489,8 @@ class Run:
             writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
             writer.writeheader()
             writer.writerows(self.rows)
+        from utils.plots import plot_curves  # matplotlib loads on the first epoch's end, not at start-up
+
         plot_curves(self.rows, exp / "curves.png")
         save_checkpoint(self.checkpoint(epoch, aug_version), exp / "last.pth")
         mark = " *best*" if state.best_epoch == epoch else ""

@@ -1,0 +1,69 @@
+"""The README's flag tables, made from the settings themselves.
+
+    python -m scripts.readme_tables           # print them
+    python -m scripts.readme_tables --write   # put them into README.md
+
+Each table follows a line ``**`<script>`**`` in the README; a test checks that the README
+holds exactly what this prints, so a new or changed setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from utils.errors import fail, run_cli
+from utils.settings import flag_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def tables() -> dict[str, str]:
+    """Script name -> its markdown flag table."""
+    import main as train_script
+    import make_patch
+    from utils.inference import InferenceOptions
+    from utils.patches import PatchSettings
+    from utils.train_config import TrainConfig
+
+    test_script = __import__("test")
+    return {
+        "make_patch.py": flag_table(PatchSettings, make_patch.build_parser()),
+        "main.py": flag_table(TrainConfig, train_script.build_parser()),
+        "test.py": flag_table(InferenceOptions, test_script.build_parser()),
+    }
+
+
+def table_span(text: str, script: str) -> tuple[int, int]:
+    """Start and end of the table after the README's ``**`script`**`` line."""
+    match = re.search(r"^\*\*`" + re.escape(script) + r"`\*\*.*\n\n((?:\|.*\n)+)", text, flags=re.M)
+    if match is None:
+        fail(f"{README} has no table after a line starting with **`{script}`**.")
+    return match.span(1)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    made = tables()
+    if not args.write:
+        print("\n\n".join(f"**`{k}`**\n\n{v}" for k, v in made.items()))
+        return 0
+    text = README.read_text()
+    for script, table in made.items():
+        start, end = table_span(text, script)
+        text = text[:start] + table + "\n" + text[end:]
+    README.write_text(text)
+    print(f"wrote {len(made)} flag tables into {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

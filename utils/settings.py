@@ -1,0 +1,148 @@
+"""Settings defined once: a dataclass field carries its default, type, range and help.
+
+The command-line parser, the checks and the README's flag tables are derived from the
+fields, so a setting cannot have one default in ``--help`` and another in the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import types
+import typing
+from dataclasses import MISSING, Field, field, fields
+from typing import Any
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    positive: bool = False,
+    choices: typing.Iterable[str] | None = None,
+    shown: str | None = None,
+    new: bool = False,
+    flag: str | None = None,
+) -> Any:
+    """A dataclass field that is also a command-line flag.
+
+    ``minimum``: smallest allowed value; ``positive``: a finite number above zero;
+    ``choices``: the allowed values; ``shown``: the default as the README shows it;
+    ``new``: not a flag of the original (marked so in the README); ``flag``: a flag name
+    other than the field's. A boolean that defaults to true becomes ``--no_<name>``.
+    """
+    meta = {"help": help, "minimum": minimum, "positive": positive, "choices": tuple(choices or ()) or None,
+            "shown": shown, "new": new, "flag": flag}  # fmt: skip
+    return field(default=default, metadata=meta)
+
+
+def flag_fields(cls: type) -> list[Field]:
+    return [f for f in fields(cls) if "help" in f.metadata]
+
+
+def _base_type(annotation: Any) -> type:
+    """``int`` for ``int | None`` and the like."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def flag_name(f: Field) -> str:
+    if f.metadata.get("flag"):
+        return f"--{f.metadata['flag']}"
+    return f"--no_{f.name}" if f.default is True else f"--{f.name}"
+
+
+def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per setting of ``cls``, with the field's default, type, choices and help."""
+    hints = typing.get_type_hints(cls)
+    for f in flag_fields(cls):
+        kind, meta = _base_type(hints[f.name]), f.metadata
+        if kind is bool:
+            action = "store_false" if f.default is True else "store_true"
+            parser.add_argument(flag_name(f), dest=f.name, action=action, help=meta["help"])
+            continue
+        default = None if f.default is MISSING else f.default
+        choices = f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
+        help_text = f"{meta['help']} (default {_shown_default(f).strip('`')}{choices})"
+        parser.add_argument(flag_name(f), type=kind, default=default, help=help_text)  # checked by check_ranges
+
+
+def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
+    """An instance of ``cls`` from the parsed flags (settings without a flag keep their defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in flag_fields(cls)}, **extra)
+
+
+def given_settings(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The settings named on the command line (``--wf 8`` or ``--wf=8``), whatever their value."""
+    typed = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    return {a.dest for a in parser._actions if typed & set(a.option_strings)}
+
+
+def _problem(name: str, value: Any, meta: typing.Mapping) -> str | None:
+    if value is None:
+        return None
+    flag = f"--{name}"
+    if meta.get("choices") and value not in meta["choices"]:
+        return f"{flag} {value} is not available; choose one of {', '.join(meta['choices'])}"
+    if meta.get("positive") and not (math.isfinite(value) and value > 0):
+        return f"{flag} must be a positive number (got {value})"
+    minimum = meta.get("minimum")
+    if minimum is None:
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value >= minimum):
+        return (
+            f"{flag} must be zero or a positive number (got {value})"
+            if minimum == 0
+            else f"{flag} must be at least {minimum:g} (got {value})"
+        )
+    if value < minimum:
+        return (
+            f"{flag} must not be negative (got {value})"
+            if minimum == 0
+            else f"{flag} must be at least {minimum} (got {value})"
+        )
+    return None
+
+
+def check_ranges(obj: Any) -> list[str]:
+    """One sentence per setting of ``obj`` outside its range or choices, in field order."""
+    problems = (_problem(f.name, getattr(obj, f.name), f.metadata) for f in fields(obj))
+    return [p for p in problems if p]
+
+
+def _shown_default(f: Field) -> str:
+    if f.metadata.get("shown"):
+        return f.metadata["shown"]
+    if f.default is None or isinstance(f.default, bool):
+        return "off"
+    if isinstance(f.default, str):
+        return f"`{f.default}`"
+    return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
+
+
+def _shown_action_default(action: argparse.Action) -> str:
+    value = action.default
+    if value is False:
+        return "off"
+    if value is None:
+        return "—"
+    if isinstance(value, list):
+        return f"`{' '.join(map(str, value))}`"
+    return f"`{value}`" if isinstance(value, str) else str(value)
+
+
+def flag_table(cls: type, parser: argparse.ArgumentParser | None = None) -> str:
+    """The README's markdown table of ``cls``'s flags (flag, default, meaning), then the parser's other flags."""
+    rows = []
+    for f in flag_fields(cls):
+        meta = f.metadata
+        choices = f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
+        rows.append((flag_name(f), _shown_default(f), meta["help"] + choices + (" (new)" if meta["new"] else "")))
+    names = {f.name for f in flag_fields(cls)} | {"help"}
+    for action in parser._actions if parser else ():
+        if action.dest not in names:
+            rows.append((action.option_strings[0], _shown_action_default(action), action.help))
+    lines = ["| flag | default | meaning |", "|---|---|---|"]
+    return "\n".join(lines + [f"| `{flag}` | {default} | {meaning} |" for flag, default, meaning in rows])
