@@ -35,13 +35,31 @@ TRAIN_FLAGS = ["--wf", "8", "--depth", "3", "--batch_size", "4", "--initial_lr",
 SIZES = {256: {"stride": 128, "exp": 1}, 352: {"stride": 176, "exp": 2}}
 
 
-def run(cmd: list[str], quiet: bool = False) -> None:
-    """Print a command as a user would type it, then run it; stop the demo if it fails."""
+def run(cmd: list[str], quiet: bool = False, log: Path | None = None) -> None:
+    """Print a command as a user would type it, then run it; stop if it fails.
+
+    ``quiet`` hides its standard output; ``log`` appends all its output to that file instead
+    of the screen, and shows the end of it if the command fails.
+    """
     shown = ["python" if c == sys.executable else c for c in cmd]
     print(f"\n$ {shlex.join(shown)}", flush=True)
-    result = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)
+    if log is None:
+        result = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)
+    else:
+        with open(log, "a") as fh:
+            fh.write(f"\n$ {shlex.join(shown)}\n")
+            fh.flush()
+            start = time.time()
+            result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            fh.write(f"# exit status {result.returncode} after {time.time() - start:.1f} s\n")
     if result.returncode != 0:
-        fail(f"the demo stopped: `{shlex.join(shown)}` exited with status {result.returncode}.")
+        if log is not None:
+            print("\n".join(log.read_text().splitlines()[-15:]), file=sys.stderr)
+        fail(
+            f"stopped: `{shlex.join(shown)}` exited with status {result.returncode}"
+            + (f" (its output: {log})" if log else "")
+            + "."
+        )
 
 
 def check_ownership(data: Path, weights: Path) -> None:

@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from scripts.ablation_plan import ABLATION_PATCHES
 from utils.data import FOLD_CSV, INPUT_FOLDER, LABEL_FOLDER
 from utils.errors import fail, run_cli
 from utils.files import MARKER, check_output_folder, has_files, write_marker
@@ -174,7 +175,7 @@ def check_demo_folders(root: Path, overwrite: bool) -> None:
     if has_files(root / "train") and not demo_here:
         fail(f"{root / 'train'} holds patches of data the demo did not make; move it away or choose --root.")
     if demo_here:
-        check_output_folder(root / "train", "patch folder", True, fallback=[DATASET])
+        check_output_folder(root / "train", "patch folder", True, fallback=[DATASET, ABLATION_PATCHES])
 
 
 def generate(

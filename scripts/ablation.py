@@ -1,0 +1,361 @@
+"""The solution's ablation study with one command: which technique buys what.
+
+    make ablation                       (or: python -m scripts.ablation)
+    python -m scripts.ablation --quick  (one seed, fewer steps: a first look)
+
+Trains HINet at size 256 with each technique switched on in turn (larger patches, the
+brightness threshold, flip/rotate/colour augmentation, adaptive augmentation), then the
+larger-patch sets and brightness thresholds with the full recipe, and compares tilings,
+single models, the 0.4/0.6 ensemble and TTA on the full recipe's 256 and 352 checkpoints.
+Every run uses the scripts and flags a user would type, printed before they run, with the
+same number of optimisation steps (``main.py --steps_per_epoch``), model and learning
+rate. Writes ``results/ablation/``: ``ablation.csv`` (a row per run), ``ablation.md`` (the
+table beside the original's figures) and ``ablation.png``.
+
+Started again, the study continues where it stopped: finished runs are not repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from scripts.ablation_plan import (
+    CSV_COLUMNS,
+    QUICK,
+    STUDY_ENTRIES,
+    StudySettings,
+    TrainVariant,
+    auto_thresholds,
+    inference_variants,
+    training_variants,
+)
+from scripts.ablation_report import write_report
+from scripts.demo import run
+from utils.errors import fail, run_cli
+from utils.files import atomic_path, check_output_folder, write_marker
+from utils.patches import INFO_FILE, bright_counts, output_dir
+from utils.tiling import tile_starts
+
+SETTINGS_FILE = "study.json"
+LOG_FILE = "commands.log"
+
+
+@dataclass
+class Study:
+    """The study's settings, folders and finished rows; each finished run is written at once."""
+
+    settings: StudySettings
+    data: Path
+    out: Path
+    rows: list[dict]
+    python: str = sys.executable
+    verbose: bool = False
+
+    def finished(self, kind: str, variant: str, seed: int) -> dict | None:
+        return next(
+            (r for r in self.rows if (r["kind"], r["variant"], str(r["seed"])) == (kind, variant, str(seed))), None
+        )
+
+    def record(self, row: dict) -> None:
+        self.rows.append({k: str(v) for k, v in row.items()})
+        with atomic_path(self.out / "ablation.csv") as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def command(self, script: str, *flags: str) -> None:
+        """Print and run one of the project's scripts; its output goes to ``commands.log`` unless verbose."""
+        device = [] if script == "make_patch.py" else ["--device", self.settings.device]
+        run([self.python, script, *flags, *device, "--no_progress"], log=None if self.verbose else self.out / LOG_FILE)
+
+
+def ensure_data(data: Path, python: str) -> None:
+    """Use the data in ``data``; generate the demo set there when it holds none (as ``make demo`` does)."""
+    if not (data / "train_original" / "train.csv").is_file():
+        run([python, "-m", "scripts.demo_data", "--root", str(data), "--no_progress"])
+
+
+def brightness_counts(data: Path, size: int = 256) -> np.ndarray:
+    """Bright-pixel counts of every training-size crop of the training inputs (the base rule's grid)."""
+    from utils.data import read_pairs_csv
+    from utils.image_io import read_bgr
+
+    counts = []
+    for name in read_pairs_csv(data / "train_original" / "train.csv")["input_img"]:
+        img = read_bgr(data / "train_original" / "train_input_img" / name)
+        h, w = img.shape[:2]
+        counts.append(bright_counts(img, tile_starts(h, size, size // 2, "all"), tile_starts(w, size, size // 2, "all"), size).ravel())  # fmt: skip
+    return np.concatenate(counts)
+
+
+def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) -> Study:
+    """A new study in ``out``, or the one there with the same settings (continued); others are refused."""
+    stored_file = out / SETTINGS_FILE
+    if stored_file.is_file() and not overwrite:
+        stored = json.loads(stored_file.read_text())
+        now = json.loads(json.dumps(asdict(settings)))
+        if stored != now:
+            differ = [f"{k} {stored.get(k)} -> {v}" for k, v in now.items() if stored.get(k) != v]
+            fail(
+                f"{out} holds a study made with other settings ({'; '.join(differ)}); pass --overwrite to replace "
+                f"it, or --out for another folder."
+            )
+        rows = []
+        if (out / "ablation.csv").is_file():
+            with open(out / "ablation.csv") as fh:
+                rows = list(csv.DictReader(fh))
+        print(f"continuing the study in {out}: {len(rows)} finished run(s) are kept")
+        return Study(settings, data, out, rows)
+    real = check_output_folder(out, "--out", overwrite, {"data folder": data}, STUDY_ENTRIES)
+    if real.exists():
+        shutil.rmtree(real)
+    real.mkdir(parents=True)
+    write_marker(real, STUDY_ENTRIES, "scripts.ablation")
+    (real / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
+    return Study(settings, data, out, [])
+
+
+def make_patches(study: Study, variant: TrainVariant) -> int:
+    """Cut the variant's patch set unless a matching one is there; returns its patch count."""
+    s, size = study.settings, variant.img_size
+    folder = output_dir(study.data, s.valid_fold, size, variant.dataset)
+    wanted = {"img_size": size, "stride": size // 2, "resize": size, "v_threshold": variant.v_threshold,
+              "folds": s.folds, "valid_fold": s.valid_fold, "patch_growth_count": variant.growth}  # fmt: skip
+    info_file = folder / INFO_FILE
+    if not (info_file.is_file() and json.loads(info_file.read_text())["settings"] == wanted):
+        original = study.data / "train_original"
+        flags = [word for k, v in wanted.items() for word in (f"--{k}", str(v))]
+        study.command("make_patch.py", *flags, "--input_path", str(original / "train_input_img"),
+                      "--target_path", str(original / "train_label_img"), "--csv_path", str(original),
+                      "--save_path", str(study.data), "--dataset", variant.dataset, "--process_num", "2",
+                      *(["--overwrite"] if folder.exists() else []))  # fmt: skip
+    return int(json.loads(info_file.read_text())["total"])
+
+
+def run_dir(study: Study, variant: str, seed: int) -> Path:
+    return study.out / "runs" / f"{variant}_s{seed}"
+
+
+def best_checkpoint(study: Study, variant: TrainVariant, seed: int) -> Path:
+    return run_dir(study, variant.name, seed) / "001" / f"{variant.img_size}_best.pth"
+
+
+def train_variant(study: Study, variant: TrainVariant, seed: int) -> dict:
+    """Patches, training and the held-out evaluation of one variant and seed; the ablation.csv row."""
+    s, start = study.settings, time.time()
+    patches = make_patches(study, variant)
+    folder = run_dir(study, variant.name, seed)
+    continuing = (folder / "001" / "last.pth").is_file()
+    study.command(
+        "main.py", "--img_size", str(variant.img_size), "--data_path", str(study.data), "--dataset", variant.dataset,
+        "--fold", str(s.valid_fold), "--model_path", str(folder), "--exp_num", "1", "--seed", str(seed),
+        "--epochs", str(s.epochs), "--steps_per_epoch", str(s.steps_per_epoch), "--batch_size", str(s.batch_size),
+        "--wf", str(s.wf), "--depth", str(s.depth), "--initial_lr", str(s.initial_lr), "--min_lr", str(s.min_lr),
+        "--restart_epoch", "0", "--patience", str(s.epochs), "--pretrained_path", "none", "--num_workers", "0",
+        "--tag", "ablation", *(["--aug_schedule", variant.aug_schedule] if variant.aug_schedule else []),
+        "--resume" if continuing else "--overwrite",
+    )  # fmt: skip
+    with open(folder / "001" / "metrics.csv") as fh:
+        val_psnr = max(float(r["val_psnr"]) for r in csv.DictReader(fh))
+    scores = evaluate(study, [best_checkpoint(study, variant, seed)], folder / "test", "stride_aware", False)
+    return {"kind": "training", "variant": variant.name, "seed": seed, "patches": patches, "steps": s.steps,
+            "minutes": f"{(time.time() - start) / 60:.2f}", "val_psnr": f"{val_psnr:.4f}",
+            "test_psnr": rounded(scores.get("psnr_ensemble")), "test_ssim": rounded(scores.get("ssim_ensemble"))}  # fmt: skip
+
+
+def rounded(value: str | None) -> str:
+    return "" if value in (None, "") else f"{float(value):.4f}"
+
+
+def evaluate(study: Study, weights: list[Path], out: Path, tile_mode: str, tta: bool) -> dict[str, str]:
+    """test.py on the held-out test images; the mean row of its metrics.csv ({} without test labels)."""
+    labels = study.data / "test_label_img"
+    if not labels.is_dir():
+        return {}
+    study.command(
+        "test.py", "--weights", *map(str, weights), "--input_dir", str(study.data / "test_input_img"),
+        "--eval_dir", str(labels), "--output_dir", str(out), "--tile_mode", tile_mode, *(["--tta"] if tta else []),
+        "--no_zip", "--overwrite",
+    )  # fmt: skip
+    with open(out / "metrics.csv") as fh:
+        return next(r for r in csv.DictReader(fh) if r["image"] == "mean")
+
+
+def inference_rows(study: Study, full: dict[int, TrainVariant], seed: int) -> list[dict]:
+    """Each inference variant on the seed's full-recipe 256 and 352 checkpoints (one test.py run per tiling)."""
+    weights = [best_checkpoint(study, full[256], seed), best_checkpoint(study, full[352], seed)]
+    rows, scores = [], {}
+    for variant in inference_variants():
+        if study.finished("inference", variant.name, seed):
+            continue
+        start = time.time()
+        if variant.test_run not in scores:
+            out = study.out / "inference" / f"s{seed}_{variant.test_run}"
+            scores[variant.test_run] = evaluate(study, weights, out, variant.tile_mode, variant.tta)
+        mean = scores[variant.test_run]
+        rows.append({"kind": "inference", "variant": variant.name, "seed": seed, "patches": "", "steps": "",
+                     "minutes": f"{(time.time() - start) / 60:.2f}", "val_psnr": "",
+                     "test_psnr": rounded(mean.get(f"psnr_{variant.column}")),
+                     "test_ssim": rounded(mean.get(f"ssim_{variant.column}"))})  # fmt: skip
+    return rows
+
+
+def step_seconds(settings: StudySettings) -> float:
+    """Seconds per training step at size 256 on this machine, timed on a few steps of the study's model."""
+    import torch
+
+    from models.hinet import HINet
+    from utils.losses import RestorationLoss
+
+    model = HINet(wf=settings.wf, depth=settings.depth)
+    optimizer, criterion = torch.optim.Adam(model.parameters()), RestorationLoss()
+    x = torch.rand(settings.batch_size, 3, 256, 256)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        optimizer.zero_grad()
+        criterion(model(x), x).backward()
+        optimizer.step()
+        times.append(time.perf_counter() - t0)
+    return min(times[1:])
+
+
+# Seconds a run spends outside its training steps (start-up, patches, validation, evaluation), per epoch and once.
+OVERHEAD_PER_RUN, OVERHEAD_PER_EPOCH = 25.0, 2.0
+
+
+def expected_minutes(settings: StudySettings, runs: list[tuple[TrainVariant, int]], per_step: float) -> float:
+    train = sum(settings.steps * per_step * (v.img_size / 256) ** 2 for v, _ in runs)
+    overhead = len(runs) * (OVERHEAD_PER_RUN + settings.epochs * OVERHEAD_PER_EPOCH)
+    return (train + overhead) / 60
+
+
+def run_study(study: Study, variants: list[TrainVariant]) -> None:
+    """Every unfinished training run, then the inference variants; rows are written as they finish."""
+    s = study.settings
+    todo = [(v, seed) for v in variants for seed in s.seeds if not study.finished("training", v.name, seed)]
+    per_step = step_seconds(s)
+    print(
+        f"{len(todo)} training run(s) of {s.steps} steps ({s.epochs} epochs x {s.steps_per_epoch}), width {s.wf}, "
+        f"seeds {', '.join(map(str, s.seeds))}; a step takes {per_step:.2f} s here, so expect about "
+        f"{expected_minutes(s, todo, per_step):.0f} min, then the inference variants.",
+        flush=True,
+    )
+    start = time.time()
+    for i, (variant, seed) in enumerate(todo, 1):
+        row = train_variant(study, variant, seed)
+        study.record(row)
+        left = (time.time() - start) / i * (len(todo) - i) / 60
+        print(f"[{i}/{len(todo)}] {variant.label}, seed {seed}: {row['patches']} patches, validation "
+              f"{float(row['val_psnr']):.2f} dB, test {row['test_psnr'] or '-'} dB, {float(row['minutes']):.1f} min; "
+              f"about {left:.0f} min of training left", flush=True)  # fmt: skip
+    full = {v.img_size: v for v in variants if v.name in ("full", "full352")}
+    if len(full) == 2 and (study.data / "test_label_img").is_dir():
+        for seed in s.seeds:
+            for row in inference_rows(study, full, seed):
+                study.record(row)
+    elif len(full) == 2:
+        print(f"no {study.data / 'test_label_img'}: the inference variants need held-out labels, so they are skipped")
+
+
+def parse_list(text: str, kind: type = int) -> tuple:
+    try:
+        return tuple(kind(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        fail(f"{text!r} is not a comma-separated list of numbers, e.g. 1,2.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = StudySettings()
+    p.add_argument("--data_path", default="data", help="the contest layout; the demo set is made there if empty")
+    p.add_argument("--out", default="results/ablation", help="where the study's runs, table and chart go")
+    p.add_argument(
+        "--quick", action="store_true", help=f"a first look: {', '.join(f'{k} {v}' for k, v in QUICK.items())}"
+    )
+    p.add_argument("--seeds", help=f"comma-separated training seeds (default {','.join(map(str, d.seeds))})")
+    p.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
+    p.add_argument(
+        "--steps_per_epoch", type=int, help=f"training steps per epoch, for every variant (default {d.steps_per_epoch})"
+    )
+    p.add_argument("--batch_size", type=int, default=d.batch_size)
+    p.add_argument("--wf", type=int, default=d.wf, help="HINet width")
+    p.add_argument("--depth", type=int, default=d.depth, help="HINet depth")
+    p.add_argument("--initial_lr", type=float, default=d.initial_lr)
+    p.add_argument("--min_lr", type=float, default=d.min_lr)
+    p.add_argument(
+        "--thresholds",
+        help="comma-separated brightness thresholds to compare (default: the quartiles of the data's bright-pixel counts)",
+    )
+    p.add_argument(
+        "--growths", default="1,2,3", help="larger-patch sets to compare (make_patch.py --patch_growth_count)"
+    )
+    p.add_argument("--folds", type=int, default=d.folds, help="K-fold split; fold 0 is held out for validation")
+    p.add_argument("--only", help="comma-separated training variants to run (default: all; see ablation.md)")
+    p.add_argument("--device", default=d.device, help="auto (CUDA if available), cpu, cuda or cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier study with other settings")
+    p.add_argument("--verbose", action="store_true", help="show the output of every command")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace, data: Path) -> StudySettings:
+    d = replace(StudySettings(), **(QUICK if args.quick else {}))
+    settings = replace(
+        d,
+        seeds=parse_list(args.seeds) if args.seeds else d.seeds,
+        epochs=args.epochs or d.epochs,
+        steps_per_epoch=args.steps_per_epoch or d.steps_per_epoch,
+        batch_size=args.batch_size, wf=args.wf, depth=args.depth, initial_lr=args.initial_lr, min_lr=args.min_lr,
+        growths=parse_list(args.growths), folds=args.folds, device=args.device,
+    )  # fmt: skip
+    if not settings.seeds or min(settings.epochs, settings.steps_per_epoch, settings.batch_size, settings.wf) < 1:
+        fail(
+            "--seeds needs at least one seed, and --epochs, --steps_per_epoch, --batch_size and --wf must be at least 1."
+        )
+    if not set(settings.growths) <= {1, 2, 3, 4}:
+        fail(f"--growths {args.growths}: growth steps are 1 to 4 (make_patch.py --patch_growth_count).")
+    thresholds = parse_list(args.thresholds) if args.thresholds else auto_thresholds(brightness_counts(data))
+    return replace(settings, thresholds=thresholds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data, out = Path(args.data_path), Path(args.out)
+    ensure_data(data, sys.executable)
+    settings = settings_from(args, data)
+    variants = training_variants(settings.thresholds, settings.growths)
+    if args.only:
+        names = set(args.only.split(","))
+        unknown = names - {v.name for v in variants}
+        if unknown:
+            fail(
+                f"--only {args.only}: no variant {sorted(unknown)[0]!r}; the variants are {', '.join(v.name for v in variants)}."
+            )
+        variants = [v for v in variants if v.name in names]
+    study = open_study(settings, data, out, args.overwrite)
+    study.verbose = args.verbose
+    started = time.time()
+    run_study(study, variants)
+    write_report(
+        study.rows, training_variants(settings.thresholds, settings.growths), inference_variants(), settings, out
+    )
+    print(f"\nAblation study finished in {(time.time() - started) / 60:.1f} min: {out / 'ablation.md'}, "
+          f"{out / 'ablation.png'}, {out / 'ablation.csv'}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

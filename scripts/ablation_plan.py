@@ -1,0 +1,142 @@
+"""What the ablation study runs: its settings, its variants and the original's published figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# The original's numbers (contest data, size 256 unless noted): validation and public-test PSNR.
+# None where the write-up gives none.
+ORIGINAL_THRESHOLD = 1000
+ABLATION_PATCHES = "ablation_v*_g*"  # the study's patch sets under <data>/train/, which the demo may replace
+
+CSV_COLUMNS = ["kind", "variant", "seed", "patches", "steps", "minutes", "val_psnr", "test_psnr", "test_ssim"]
+STUDY_ENTRIES = ("study.json", "ablation.csv", "ablation.md", "ablation.png", "commands.log", "runs", "inference")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything a study's numbers depend on; a study continues only with the same settings."""
+
+    seeds: tuple[int, ...] = (1, 2)
+    epochs: int = 10
+    steps_per_epoch: int = 24
+    batch_size: int = 2
+    wf: int = 4
+    depth: int = 3
+    initial_lr: float = 1e-3
+    min_lr: float = 1e-5
+    thresholds: tuple[int, ...] = ()
+    growths: tuple[int, ...] = (1, 2, 3)
+    folds: int = 10
+    valid_fold: int = 0
+    device: str = "auto"
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+QUICK = {"seeds": (1,), "epochs": 6, "steps_per_epoch": 16}
+
+
+@dataclass(frozen=True)
+class TrainVariant:
+    """One training recipe: which patches (threshold, growth steps, size) and which augmentation schedule."""
+
+    name: str
+    label: str
+    group: str
+    v_threshold: int = ORIGINAL_THRESHOLD
+    growth: int = 2
+    aug_schedule: str | None = None  # None: the size's adaptive schedule (the full recipe)
+    img_size: int = 256
+    compare_with: str | None = None
+    original: tuple[float | None, float | None] = (None, None)
+
+    @property
+    def dataset(self) -> str:
+        """Patch folder name under ``<data>/train/`` (make_patch.py and main.py ``--dataset``)."""
+        return f"ablation_v{self.v_threshold}_g{self.growth}"
+
+
+@dataclass(frozen=True)
+class InferenceVariant:
+    """One way to restore the test images with the full recipe's checkpoints, and the column it reads."""
+
+    name: str
+    label: str
+    tile_mode: str = "stride_aware"
+    tta: bool = False
+    column: str = "ensemble"
+    compare_with: str | None = None
+    original: tuple[float | None, float | None] = field(default=(None, None))
+
+    @property
+    def test_run(self) -> str:
+        return f"{self.tile_mode}{'_tta' if self.tta else ''}"
+
+
+def training_variants(thresholds: tuple[int, ...], growths: tuple[int, ...]) -> list[TrainVariant]:
+    """The techniques one by one, then the larger-patch sets and thresholds with the full recipe."""
+    resize_only, flips_from_start = "1:1", "1:3"
+    variants = [
+        TrainVariant("neither", "neither technique", "techniques", 0, 1, resize_only),
+        TrainVariant("larger", "larger patches only", "techniques", 0, 2, resize_only, compare_with="neither",
+                     original=(28.22, 27.26)),
+        TrainVariant("threshold", "brightness threshold only", "techniques", growth=1, aug_schedule=resize_only,
+                     compare_with="larger", original=(29.96, 27.50)),
+        TrainVariant("both", "threshold + larger patches", "techniques", aug_schedule=resize_only,
+                     compare_with="threshold", original=(31.10, 29.89)),
+        TrainVariant("flips", "+ flip/rotate/colour from epoch 1", "techniques", aug_schedule=flips_from_start,
+                     compare_with="both", original=(31.27, 29.71)),
+        TrainVariant("full", "+ adaptive augmentation (full recipe)", "techniques", compare_with="flips",
+                     original=(31.97, 30.62)),
+    ]  # fmt: skip
+    published_growth = {1: 27.25, 2: 30.62, 3: 28.87, 4: 29.15}
+    for growth in growths:
+        if growth != 2:
+            crops = "+".join(["256", "512", *(str(256 * i) for i in range(3, growth + 1))][:growth])
+            variants.append(TrainVariant(f"growth{growth}", f"patch sets {crops}", "larger patches", growth=growth,
+                                         compare_with="full", original=(None, published_growth.get(growth))))  # fmt: skip
+    for threshold in thresholds:
+        if threshold != ORIGINAL_THRESHOLD:
+            variants.append(TrainVariant(f"threshold{threshold}", f"threshold {threshold} pixels", "threshold",
+                                         v_threshold=threshold, compare_with="full"))  # fmt: skip
+    variants.append(TrainVariant("full352", "full recipe at 352", "size 352", img_size=352, original=(32.75, 30.96)))
+    return variants
+
+
+def inference_variants() -> list[InferenceVariant]:
+    """Tiling, single models against the ensemble, and TTA, on the full recipe's checkpoints."""
+    return [
+        InferenceVariant("single256", "256 model alone", column="256", original=(None, 30.62)),
+        InferenceVariant("single352", "352 model alone", column="352", original=(None, 30.96)),
+        InferenceVariant("ensemble", "ensemble 0.4/0.6, stride-aware tiles", compare_with="single352",
+                         original=(None, 31.26)),
+        InferenceVariant("tiles_all", "ensemble, all tiles", "all", compare_with="ensemble",
+                         original=(None, 31.26 - 0.016)),
+        InferenceVariant("tiles_shift", "ensemble, shift tiles", "shift", compare_with="ensemble"),
+        InferenceVariant("tta", "ensemble + TTA (8 flips/rotations)", tta=True, compare_with="ensemble"),
+    ]  # fmt: skip
+
+
+def _two_figures(value: float) -> int:
+    digits = max(0, len(str(int(value))) - 2)
+    return max(1, int(round(value, -digits)))
+
+
+def auto_thresholds(counts: np.ndarray) -> tuple[int, ...]:
+    """Three thresholds spanning the data's brightness: the 25th and 90th percentiles of the bright-pixel
+    counts of the crops that have any, with the original's 1000 between them (its run is the full
+    recipe's, so it is not trained twice); the median instead where 1000 lies outside.
+
+    ``counts``: pixels with HSV value above 200 in each training-size crop.
+    """
+    lit = counts[counts > 0]
+    if lit.size == 0:
+        return ()
+    low, middle, high = (_two_figures(float(np.percentile(lit, q))) for q in (25, 50, 90))
+    middle = ORIGINAL_THRESHOLD if low < ORIGINAL_THRESHOLD < high else middle
+    return tuple(sorted({low, middle, high}))

@@ -1,0 +1,103 @@
+"""The ablation study: its plan, its report, and a real (tiny) study that is interrupted and continued."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from scripts.ablation_plan import CSV_COLUMNS, auto_thresholds, inference_variants, training_variants
+from scripts.ablation_report import paired_change, verdict
+from scripts.demo_data import generate
+
+
+def test_variants_switch_one_technique_at_a_time():
+    by_name = {v.name: v for v in training_variants((200, 1000, 3000), (1, 2, 3))}
+    neither, larger, threshold, both = by_name["neither"], by_name["larger"], by_name["threshold"], by_name["both"]
+    assert (neither.v_threshold, neither.growth, neither.aug_schedule) == (0, 1, "1:1")
+    assert (larger.v_threshold, larger.growth) == (0, 2)
+    assert (threshold.v_threshold, threshold.growth) == (1000, 1)
+    assert (both.v_threshold, both.growth, both.aug_schedule) == (1000, 2, "1:1")
+    assert by_name["flips"].aug_schedule == "1:3" and by_name["full"].aug_schedule is None
+    # the full recipe is not run twice: growth 2 and threshold 1000 are the full recipe itself
+    assert "growth2" not in by_name and "threshold1000" not in by_name
+    assert {"growth1", "growth3", "threshold200", "threshold3000", "full352"} <= set(by_name)
+    assert by_name["growth3"].label == "patch sets 256+512+768"
+    assert len({v.dataset for v in by_name.values()}) == 7  # 12 variants, patch sets shared where the data agree
+    assert {v.compare_with for v in inference_variants()} >= {"single352", "ensemble"}
+
+
+def test_thresholds_span_the_lit_crops():
+    counts = np.array([0] * 50 + list(range(1, 101)) * 10)  # dim data: the original's 1000 lies above them all
+    assert auto_thresholds(counts) == (26, 50, 90)
+    assert auto_thresholds(counts * 30) == (770, 1000, 2700)  # 1000 lies inside: it replaces the median (1500)
+    assert auto_thresholds(np.zeros(10)) == ()
+
+
+def test_a_change_is_called_noise_only_within_its_spread():
+    a, b = {1: 22.0, 2: 22.4}, {1: 21.0, 2: 21.6}
+    change = paired_change(a, b)
+    assert change[0] == pytest.approx(0.9) and change[1] == pytest.approx(np.std([1.0, 0.8], ddof=1))
+    assert verdict(change, +0.3) == "yes"
+    assert verdict(change, -0.3) == "no"
+    assert verdict((0.1, 0.5), 2.0) == "within noise"
+    assert verdict((0.1, None), -1.0) == "no (one seed: no spread)"
+    assert verdict(change, None) == "—"
+
+
+def _study(data, out, *extra):
+    cmd = [sys.executable, "-m", "scripts.ablation", "--quick", "--epochs", "2", "--steps_per_epoch", "2",
+           "--folds", "4", "--data_path", str(data), "--out", str(out), "--device", "cpu", *extra]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+
+
+def _rows(out):
+    with open(out / "ablation.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_quick_study_is_interrupted_and_continues_without_repeating_runs(tmp_path):
+    data, out = tmp_path / "data", tmp_path / "study"
+    generate(data, 4, 1, 512, 640, progress=False)  # 512: the full recipe's larger crops need it
+    for image in [*(data / "test_input_img").glob("*.png"), *(data / "test_label_img").glob("*.png")]:
+        cv2.imwrite(str(image), cv2.resize(cv2.imread(str(image)), (160, 128)))  # a small test image: fast TTA
+    only = ["--only", "full,full352", "--thresholds", "500"]
+    first = _study(data, out, *only)
+    deadline = time.time() + 120
+    while not ((out / "ablation.csv").is_file() and len(_rows(out)) == 1):
+        assert first.poll() is None and time.time() < deadline, first.stdout.read()
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGTERM)  # stop it while the 352 run is under way
+    first.wait(timeout=60)
+    assert first.returncode != 0
+    assert [r["variant"] for r in _rows(out)] == ["full"]
+    kept = _rows(out)[0]
+
+    second = _study(data, out, *only)
+    output = second.communicate(timeout=240)[0]
+    assert second.returncode == 0, output
+    assert "1 finished run(s) are kept" in output
+    trained = [line for line in output.splitlines() if line.startswith("$ python main.py")]
+    assert len(trained) == 1 and "--img_size 352" in trained[0]  # the finished 256 run was not repeated
+    rows = _rows(out)
+    assert rows[0] == kept
+    assert [r["variant"] for r in rows] == ["full", "full352"] + [v.name for v in inference_variants()]
+    assert list(rows[0]) == CSV_COLUMNS
+    for row in rows:
+        assert 0 < float(row["test_psnr"]) < 60 and 0 < float(row["test_ssim"]) <= 1
+    assert rows[0]["steps"] == "4" and int(rows[0]["patches"]) > 0 and rows[0]["val_psnr"]
+    assert {"ablation.md", "ablation.png", "ablation.csv", "study.json"} <= {p.name for p in out.iterdir()}
+    table = (out / "ablation.md").read_text()
+    assert "| + adaptive augmentation (full recipe) |" in table and "31.97 / 30.62" in table
+
+    other = _study(data, out, "--only", "full", "--thresholds", "700")  # other settings: refused
+    output = other.communicate(timeout=120)[0]
+    assert other.returncode == 2 and "holds a study made with other settings (thresholds [500] -> [700])" in output
+    assert _rows(out) == rows
