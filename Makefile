@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench
+.PHONY: test lint demo ablation bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m scripts.demo
+
+ablation: $(STAMP)
+	$(PY) -m scripts.ablation
 
 bench: $(STAMP)
 	$(PY) -m bench.bench_make_patch
