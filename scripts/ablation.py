@@ -229,14 +229,35 @@ def step_seconds(settings: StudySettings) -> float:
     return min(times[1:])
 
 
-# Seconds a run spends outside its training steps (start-up, patches, validation, evaluation), per epoch and once.
-OVERHEAD_PER_RUN, OVERHEAD_PER_EPOCH = 25.0, 2.0
+# Seconds a run spends outside its training steps (start-up, patches, validation), per epoch and once;
+# a forward pass over one 256x256 tile costs about this share of a training step per sample.
+OVERHEAD_PER_RUN, OVERHEAD_PER_EPOCH, FORWARD_SHARE = 20.0, 1.5, 0.4
+# Tile sizes and strides test.py uses by default (TILE_DEFAULTS), and the test.py runs per seed with their cost
+# in forward passes: three tilings, and TTA's eight.
+EVAL_TILES = ((256, 64), (352, 96))
+INFERENCE_PASSES = 3 + 8
 
 
-def expected_minutes(settings: StudySettings, runs: list[tuple[TrainVariant, int]], per_step: float) -> float:
-    train = sum(settings.steps * per_step * (v.img_size / 256) ** 2 for v, _ in runs)
-    overhead = len(runs) * (OVERHEAD_PER_RUN + settings.epochs * OVERHEAD_PER_EPOCH)
-    return (train + overhead) / 60
+def test_tiles(data: Path) -> tuple[int, int]:
+    """Tiles of 256 and 352 (in 256x256 equivalents) over the held-out test images: (256 model, both models)."""
+    from utils.image_io import image_size, list_images
+    from utils.tiling import count_tiles
+
+    sizes = [image_size(p) for p in list_images(data / "test_input_img")] if (data / "test_label_img").is_dir() else []
+    per_model = [sum(count_tiles(h, w, t, s, "stride_aware") for h, w in sizes) * (t / 256) ** 2 for t, s in EVAL_TILES]
+    return round(per_model[0]), round(sum(per_model))
+
+
+def expected_minutes(study: Study, runs: list[tuple[TrainVariant, int]], per_step: float) -> tuple[float, float]:
+    """(training runs, inference variants) in minutes, from the time of one training step here."""
+    s = study.settings
+    tile = per_step / s.batch_size * FORWARD_SHARE
+    single, pair = test_tiles(study.data)
+    train = sum(s.steps * per_step * (v.img_size / 256) ** 2 + single * tile for v, _ in runs)
+    overhead = len(runs) * (OVERHEAD_PER_RUN + s.epochs * OVERHEAD_PER_EPOCH)
+    todo = sum(1 for seed in s.seeds for v in inference_variants() if not study.finished("inference", v.name, seed))
+    inference = pair * tile * INFERENCE_PASSES * len(s.seeds) * todo / max(1, len(inference_variants()) * len(s.seeds))
+    return (train + overhead) / 60, inference / 60
 
 
 def run_study(study: Study, variants: list[TrainVariant]) -> None:
@@ -244,10 +265,11 @@ def run_study(study: Study, variants: list[TrainVariant]) -> None:
     s = study.settings
     todo = [(v, seed) for v in variants for seed in s.seeds if not study.finished("training", v.name, seed)]
     per_step = step_seconds(s)
+    train, infer = expected_minutes(study, todo, per_step)
     print(
         f"{len(todo)} training run(s) of {s.steps} steps ({s.epochs} epochs x {s.steps_per_epoch}), width {s.wf}, "
-        f"seeds {', '.join(map(str, s.seeds))}; a step takes {per_step:.2f} s here, so expect about "
-        f"{expected_minutes(s, todo, per_step):.0f} min, then the inference variants.",
+        f"seeds {', '.join(map(str, s.seeds))}; a step takes {per_step:.2f} s here, so expect about {train:.0f} min "
+        f"of training and {infer:.0f} min of inference variants.",
         flush=True,
     )
     start = time.time()

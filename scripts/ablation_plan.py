@@ -21,7 +21,7 @@ class StudySettings:
 
     seeds: tuple[int, ...] = (1, 2)
     epochs: int = 10
-    steps_per_epoch: int = 24
+    steps_per_epoch: int = 20
     batch_size: int = 2
     wf: int = 4
     depth: int = 3
