@@ -280,3 +280,46 @@ def test_dataset_names_the_folder_make_patch_wrote(own_data, tmp_path, capsys):
     assert code == 2 and "no patch folder" in err
     train, val = check_data(TrainConfig(data_path=str(own_data), dataset="Night"), 1)
     assert len(train) == 52 and len(val) == 2 and all("/Night/" in str(p.input) for p in train)
+
+
+def test_fixed_length_epochs_are_whole_shuffled_passes_dealt_out_by_rank():
+    from utils.distributed import Dist
+    from utils.trainer import FixedLengthSampler
+
+    alone = FixedLengthSampler(7, 20, epoch_seed=5, d=Dist())
+    indices = list(alone)
+    assert len(indices) == len(alone) == 20
+    assert sorted(indices[:7]) == sorted(indices[7:14]) == list(range(7))  # each pass visits every patch once
+    assert len(set(indices[14:])) == 6 and indices[:7] != indices[7:14]
+    assert list(FixedLengthSampler(7, 20, 5, Dist())) == indices  # seeded by (seed, epoch) alone
+    assert list(FixedLengthSampler(7, 20, 6, Dist())) != indices
+    shares = [list(FixedLengthSampler(7, 20, 5, Dist(rank=r, world=3))) for r in range(3)]
+    assert [len(s) for s in shares] == [7, 7, 6]
+    assert sorted(i for s in shares for i in s) == sorted(indices)  # the ranks split one sequence
+
+
+def test_steps_per_epoch_sets_the_batches_of_every_epoch(patch_data, tmp_path):
+    from utils.distributed import Dist
+    from utils.train_config import TrainConfig
+    from utils.trainer import make_loader
+
+    cfg = TrainConfig(data_path=str(patch_data), batch_size=2, num_workers=0, steps_per_epoch=3)
+    pairs = [object()] * 50  # the sampler only counts them
+    assert len(make_loader(cfg, pairs, 1, 1, Dist(), torch.device("cpu"))) == 3
+    cfg.steps_per_epoch = None
+    assert len(make_loader(cfg, pairs, 1, 1, Dist(), torch.device("cpu"))) == 25  # the original: one pass
+
+
+def test_the_model_config_travels_in_checkpoints(tmp_path):
+    from models.hinet import HINet, HINetConfig
+    from utils.errors import UserError
+
+    config = HINetConfig(wf=6, depth=3, hin_position_left=1, hin_position_right=2)
+    model = HINet(config)
+    assert HINet(wf=6, depth=3, hin_position_left=1, hin_position_right=2).config == config
+    torch.save({"state_dict": model.state_dict(), "model_config": config.to_dict()}, tmp_path / "m.pth")
+    assert load_model(tmp_path / "m.pth")[1] == config
+    bad = {**config.to_dict(), "width": 6}
+    torch.save({"state_dict": model.state_dict(), "model_config": bad}, tmp_path / "bad.pth")
+    with pytest.raises(UserError, match="stores an invalid model configuration"):
+        load_model(tmp_path / "bad.pth")
