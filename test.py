@@ -12,7 +12,7 @@ from pathlib import Path
 
 from utils.checkpoint import stored_patch_size
 from utils.errors import fail, run_cli
-from utils.inference import TILE_DEFAULTS, InferenceOptions, ModelSpec, run_inference
+from utils.inference import InferenceOptions, ModelSpec, run_inference, tile_defaults
 from utils.runtime import choose_device
 from utils.settings import add_settings, from_args
 
@@ -84,12 +84,8 @@ def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
     tiles = _per_model(args.tile_sizes, n, "--tile_sizes", default_tiles(args.weights))
     if tiles is None:
         fail(f"--tile_sizes is needed: {', '.join(args.weights)} do not all store the patch size they were trained on.")
-    strides = _per_model(
-        args.strides, n, "--strides", [TILE_DEFAULTS.get(t, {"stride": t // 4})["stride"] for t in tiles]
-    )
-    batches = _per_model(
-        args.batch_sizes, n, "--batch_sizes", [TILE_DEFAULTS.get(t, {"batch": 16})["batch"] for t in tiles]
-    )
+    strides = _per_model(args.strides, n, "--strides", [tile_defaults(t).stride for t in tiles])
+    batches = _per_model(args.batch_sizes, n, "--batch_sizes", [tile_defaults(t).batch for t in tiles])
     default_weights = [0.4, 0.6] if n == 2 else [1.0 / n] * n
     weights = _per_model(args.ensemble_weights, n, "--ensemble_weights", default_weights)
     return [ModelSpec(Path(p), *rest) for p, *rest in zip(args.weights, tiles, strides, batches, weights, strict=True)]

@@ -232,19 +232,21 @@ def step_seconds(settings: StudySettings) -> float:
 # Seconds a run spends outside its training steps (start-up, patches, validation), per epoch and once;
 # a forward pass over one 256x256 tile costs about this share of a training step per sample.
 OVERHEAD_PER_RUN, OVERHEAD_PER_EPOCH, FORWARD_SHARE = 20.0, 1.5, 0.4
-# Tile sizes and strides test.py uses by default (TILE_DEFAULTS), and the test.py runs per seed with their cost
-# in forward passes: three tilings, and TTA's eight.
-EVAL_TILES = ((256, 64), (352, 96))
+# The test.py runs per seed, in forward passes over the test images: three tilings, and TTA's eight.
 INFERENCE_PASSES = 3 + 8
 
 
 def test_tiles(data: Path) -> tuple[int, int]:
     """Tiles of 256 and 352 (in 256x256 equivalents) over the held-out test images: (256 model, both models)."""
     from utils.image_io import image_size, list_images
+    from utils.inference import tile_defaults
     from utils.tiling import count_tiles
 
     sizes = [image_size(p) for p in list_images(data / "test_input_img")] if (data / "test_label_img").is_dir() else []
-    per_model = [sum(count_tiles(h, w, t, s, "stride_aware") for h, w in sizes) * (t / 256) ** 2 for t, s in EVAL_TILES]
+    per_model = [
+        sum(count_tiles(h, w, t, tile_defaults(t).stride, "stride_aware") for h, w in sizes) * (t / 256) ** 2
+        for t in (256, 352)
+    ]
     return round(per_model[0]), round(sum(per_model))
 
 

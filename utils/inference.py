@@ -26,8 +26,19 @@ from utils.runtime import autocast, configure_cuda
 from utils.settings import check_ranges, setting
 from utils.tiling import BLENDS, TILE_MODES, count_tiles, restore_image, tile_starts
 
-# Stride and batch of the original's two tile sizes; other sizes default to stride tile // 4, batch 16.
-TILE_DEFAULTS = {256: {"stride": 64, "batch": 16}, 352: {"stride": 96, "batch": 32}}
+
+@dataclass(frozen=True)
+class TileDefaults:
+    stride: int
+    batch: int
+
+
+TILE_DEFAULTS = {256: TileDefaults(stride=64, batch=16), 352: TileDefaults(stride=96, batch=32)}
+
+
+def tile_defaults(tile: int) -> TileDefaults:
+    """The original's stride and batch for its two tile sizes; other sizes: stride tile // 4, batch 16."""
+    return TILE_DEFAULTS.get(tile, TileDefaults(stride=max(1, tile // 4), batch=16))
 
 
 @dataclass
