@@ -40,9 +40,12 @@ from scripts.ablation_plan import (
 )
 from scripts.ablation_report import write_report
 from scripts.demo import run
+from utils.checkpoint import read_checkpoint
+from utils.data import read_pairs_csv
 from utils.errors import fail, run_cli
 from utils.files import atomic_path, check_output_folder, write_marker
 from utils.patches import INFO_FILE, bright_counts, output_dir
+from utils.settings import add_settings, from_args, given_settings
 from utils.tiling import tile_starts
 
 SETTINGS_FILE = "study.json"
@@ -86,7 +89,6 @@ def ensure_data(data: Path, python: str) -> None:
 
 def brightness_counts(data: Path, size: int = 256) -> np.ndarray:
     """Bright-pixel counts of every training-size crop of the training inputs (the base rule's grid)."""
-    from utils.data import read_pairs_csv
     from utils.image_io import read_bgr
 
     counts = []
@@ -154,7 +156,20 @@ def train_variant(study: Study, variant: TrainVariant, seed: int) -> dict:
     s, start = study.settings, time.time()
     patches = make_patches(study, variant)
     folder = run_dir(study, variant.name, seed)
-    continuing = (folder / "001" / "last.pth").is_file()
+    last = folder / "001" / "last.pth"
+    if not last.is_file() or read_checkpoint(last)["epoch"] < s.epochs:  # else: trained, stopped before its row
+        train_run(study, variant, seed, folder, resume=last.is_file())
+    with open(folder / "001" / "metrics.csv") as fh:
+        val_psnr = max(float(r["val_psnr"]) for r in csv.DictReader(fh))
+    scores = evaluate(study, [best_checkpoint(study, variant, seed)], folder / "test", "stride_aware", False)
+    return {"kind": "training", "variant": variant.name, "seed": seed, "patches": patches, "steps": s.steps,
+            "minutes": f"{(time.time() - start) / 60:.2f}", "val_psnr": f"{val_psnr:.4f}",
+            "test_psnr": rounded(scores.get("psnr_ensemble")), "test_ssim": rounded(scores.get("ssim_ensemble"))}  # fmt: skip
+
+
+def train_run(study: Study, variant: TrainVariant, seed: int, folder: Path, resume: bool) -> None:
+    """main.py with the study's recipe; an interrupted run continues from its last.pth."""
+    s = study.settings
     study.command(
         "main.py", "--img_size", str(variant.img_size), "--data_path", str(study.data), "--dataset", variant.dataset,
         "--fold", str(s.valid_fold), "--model_path", str(folder), "--exp_num", "1", "--seed", str(seed),
@@ -162,14 +177,8 @@ def train_variant(study: Study, variant: TrainVariant, seed: int) -> dict:
         "--wf", str(s.wf), "--depth", str(s.depth), "--initial_lr", str(s.initial_lr), "--min_lr", str(s.min_lr),
         "--restart_epoch", "0", "--patience", str(s.epochs), "--pretrained_path", "none", "--num_workers", "0",
         "--tag", "ablation", *(["--aug_schedule", variant.aug_schedule] if variant.aug_schedule else []),
-        "--resume" if continuing else "--overwrite",
+        "--resume" if resume else "--overwrite",
     )  # fmt: skip
-    with open(folder / "001" / "metrics.csv") as fh:
-        val_psnr = max(float(r["val_psnr"]) for r in csv.DictReader(fh))
-    scores = evaluate(study, [best_checkpoint(study, variant, seed)], folder / "test", "stride_aware", False)
-    return {"kind": "training", "variant": variant.name, "seed": seed, "patches": patches, "steps": s.steps,
-            "minutes": f"{(time.time() - start) / 60:.2f}", "val_psnr": f"{val_psnr:.4f}",
-            "test_psnr": rounded(scores.get("psnr_ensemble")), "test_ssim": rounded(scores.get("ssim_ensemble"))}  # fmt: skip
 
 
 def rounded(value: str | None) -> str:
@@ -291,75 +300,63 @@ def run_study(study: Study, variants: list[TrainVariant]) -> None:
         print(f"no {study.data / 'test_label_img'}: the inference variants need held-out labels, so they are skipped")
 
 
-def parse_list(text: str, kind: type = int) -> tuple:
-    try:
-        return tuple(kind(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        fail(f"{text!r} is not a comma-separated list of numbers, e.g. 1,2.")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The study's settings (``StudySettings``), then where it reads and writes and which runs it makes."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    d = StudySettings()
+    add_settings(p, StudySettings)
     p.add_argument("--data_path", default="data", help="the contest layout; the demo set is made there if empty")
     p.add_argument("--out", default="results/ablation", help="where the study's runs, table and chart go")
-    p.add_argument(
-        "--quick", action="store_true", help=f"a first look: {', '.join(f'{k} {v}' for k, v in QUICK.items())}"
-    )
-    p.add_argument("--seeds", help=f"comma-separated training seeds (default {','.join(map(str, d.seeds))})")
-    p.add_argument("--epochs", type=int, help=f"epochs per run (default {d.epochs})")
-    p.add_argument(
-        "--steps_per_epoch", type=int, help=f"training steps per epoch, for every variant (default {d.steps_per_epoch})"
-    )
-    p.add_argument("--batch_size", type=int, default=d.batch_size)
-    p.add_argument("--wf", type=int, default=d.wf, help="HINet width")
-    p.add_argument("--depth", type=int, default=d.depth, help="HINet depth")
-    p.add_argument("--initial_lr", type=float, default=d.initial_lr)
-    p.add_argument("--min_lr", type=float, default=d.min_lr)
-    p.add_argument(
-        "--thresholds",
-        help="comma-separated brightness thresholds to compare (default: the quartiles of the data's bright-pixel counts)",
-    )
-    p.add_argument(
-        "--growths", default="1,2,3", help="larger-patch sets to compare (make_patch.py --patch_growth_count)"
-    )
-    p.add_argument("--folds", type=int, default=d.folds, help="K-fold split; fold 0 is held out for validation")
+    quick = ", ".join(f"--{k} {','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in QUICK.items())
+    p.add_argument("--quick", action="store_true", help=f"a first look: {quick} unless given")
     p.add_argument("--only", help="comma-separated training variants to run (default: all; see ablation.md)")
-    p.add_argument("--device", default=d.device, help="auto (CUDA if available), cpu, cuda or cuda:N")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier study with other settings")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier study made with other settings")
     p.add_argument("--verbose", action="store_true", help="show the output of every command")
     return p
+
+
+def fitting_variants(variants: list[TrainVariant], data: Path) -> tuple[list[TrainVariant], list[str]]:
+    """The variants whose crops fit the training images, and a note for each that does not."""
+    from utils.image_io import image_size
+    from utils.patches import PatchSettings
+
+    original = data / "train_original"
+    names = read_pairs_csv(original / "train.csv")["input_img"]
+    side = min(min(image_size(original / "train_input_img" / n) or (0, 0)) for n in names)
+    kept, notes = [], []
+    for v in variants:
+        crop = max(c for c, _ in PatchSettings(img_size=v.img_size, stride=v.img_size // 2, resize=v.img_size,
+                                                patch_growth_count=v.growth).growth_steps())  # fmt: skip
+        if crop <= side:
+            kept.append(v)
+        else:
+            notes.append(f"{v.label}: skipped, its {crop}x{crop} crops do not fit images {side} pixels high or wide")
+    return kept, notes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def settings_from(args: argparse.Namespace, data: Path) -> StudySettings:
-    d = replace(StudySettings(), **(QUICK if args.quick else {}))
-    settings = replace(
-        d,
-        seeds=parse_list(args.seeds) if args.seeds else d.seeds,
-        epochs=args.epochs or d.epochs,
-        steps_per_epoch=args.steps_per_epoch or d.steps_per_epoch,
-        batch_size=args.batch_size, wf=args.wf, depth=args.depth, initial_lr=args.initial_lr, min_lr=args.min_lr,
-        growths=parse_list(args.growths), folds=args.folds, device=args.device,
-    )  # fmt: skip
-    if not settings.seeds or min(settings.epochs, settings.steps_per_epoch, settings.batch_size, settings.wf) < 1:
-        fail(
-            "--seeds needs at least one seed, and --epochs, --steps_per_epoch, --batch_size and --wf must be at least 1."
-        )
-    if not set(settings.growths) <= {1, 2, 3, 4}:
-        fail(f"--growths {args.growths}: growth steps are 1 to 4 (make_patch.py --patch_growth_count).")
-    thresholds = parse_list(args.thresholds) if args.thresholds else auto_thresholds(brightness_counts(data))
-    return replace(settings, thresholds=thresholds)
+def settings_from(args: argparse.Namespace, given: set[str], data: Path) -> StudySettings:
+    """The flags, with ``--quick``'s values where not given, checked; thresholds from the data when none given."""
+    settings = from_args(StudySettings, args)
+    if args.quick:
+        settings = replace(settings, **{k: v for k, v in QUICK.items() if k not in given})
+    problems = settings.problems()
+    if problems:
+        fail("; ".join(problems) + ".")
+    if not settings.thresholds:
+        settings = replace(settings, thresholds=auto_thresholds(brightness_counts(data)))
+    return settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
     data, out = Path(args.data_path), Path(args.out)
     ensure_data(data, sys.executable)
-    settings = settings_from(args, data)
+    settings = settings_from(args, given_settings(parser, argv), data)
     variants = training_variants(settings.thresholds, settings.growths)
     if args.only:
         names = set(args.only.split(","))
@@ -369,13 +366,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"--only {args.only}: no variant {sorted(unknown)[0]!r}; the variants are {', '.join(v.name for v in variants)}."
             )
         variants = [v for v in variants if v.name in names]
+    variants, notes = fitting_variants(variants, data)
+    for note in notes:
+        print(note)
     study = open_study(settings, data, out, args.overwrite)
     study.verbose = args.verbose
     started = time.time()
     run_study(study, variants)
-    write_report(
-        study.rows, training_variants(settings.thresholds, settings.growths), inference_variants(), settings, out
-    )
+    everything = fitting_variants(training_variants(settings.thresholds, settings.growths), data)[0]
+    write_report(study.rows, everything, inference_variants(), settings, out, notes)
     print(f"\nAblation study finished in {(time.time() - started) / 60:.1f} min: {out / 'ablation.md'}, "
           f"{out / 'ablation.png'}, {out / 'ablation.csv'}")  # fmt: skip
     return 0

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from utils.settings import check_ranges, setting
+
 # The original's numbers (contest data, size 256 unless noted): validation and public-test PSNR.
 # None where the write-up gives none.
 ORIGINAL_THRESHOLD = 1000
@@ -19,19 +21,40 @@ STUDY_ENTRIES = ("study.json", "ablation.csv", "ablation.md", "ablation.png", "c
 class StudySettings:
     """Everything a study's numbers depend on; a study continues only with the same settings."""
 
-    seeds: tuple[int, ...] = (1, 2)
-    epochs: int = 10
-    steps_per_epoch: int = 20
-    batch_size: int = 2
-    wf: int = 4
-    depth: int = 3
-    initial_lr: float = 1e-3
-    min_lr: float = 1e-5
-    thresholds: tuple[int, ...] = ()
-    growths: tuple[int, ...] = (1, 2, 3)
-    folds: int = 10
+    seeds: tuple[int, ...] = setting((1, 2), "training seeds, comma-separated: every variant is trained once per seed")
+    epochs: int = setting(10, "epochs per training run", minimum=1)
+    steps_per_epoch: int = setting(
+        20, "batches per epoch, the same for every variant (main.py --steps_per_epoch)", minimum=1
+    )
+    batch_size: int = setting(2, "training batch", minimum=1)
+    wf: int = setting(4, "HINet width", minimum=1)
+    depth: int = setting(3, "HINet depth (at most 6: 352 must be a multiple of 2^(depth-1))", minimum=1)
+    initial_lr: float = setting(1e-3, "learning rate after the warm-up", positive=True)
+    min_lr: float = setting(1e-5, "floor of the cosine schedule", minimum=0)
+    thresholds: tuple[int, ...] = setting(
+        (), "brightness thresholds to compare, comma-separated", shown="from the data (auto_thresholds)"
+    )
+    growths: tuple[int, ...] = setting((1, 2, 3), "larger-patch sets to compare (make_patch.py --patch_growth_count)")
+    folds: int = setting(10, "K-fold split of the training images; fold 0 is held out for validation", minimum=2)
     valid_fold: int = 0
-    device: str = "auto"
+    device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
+
+    def problems(self) -> list[str]:
+        """What no study can run with, beyond each setting's own range."""
+        found = check_ranges(self)
+        if not self.seeds:
+            found.append("--seeds needs at least one seed")
+        if not set(self.growths) <= {1, 2, 3, 4}:
+            found.append(
+                f"--growths {','.join(map(str, self.growths))}: growth steps are 1 to 4 (make_patch.py --patch_growth_count)"
+            )
+        if any(t < 0 for t in self.thresholds):
+            found.append("--thresholds must not be negative")
+        if self.depth > 6:
+            found.append(f"--depth {self.depth}: 352 is a multiple of 2^(depth-1) only up to depth 6")
+        if not found and self.min_lr > self.initial_lr:
+            found.append(f"--min_lr {self.min_lr:g} is above --initial_lr {self.initial_lr:g}")
+        return found
 
     @property
     def steps(self) -> int:

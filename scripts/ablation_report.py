@@ -80,7 +80,9 @@ HEADER = (
 )
 
 
-def markdown(rows: list[dict], train: list[TrainVariant], infer: list[InferenceVariant], s: StudySettings) -> str:
+def markdown(
+    rows: list[dict], train: list[TrainVariant], infer: list[InferenceVariant], s: StudySettings, notes: list[str]
+) -> str:
     minutes = sum(float(r["minutes"]) for r in rows)
     seeds = ", ".join(map(str, s.seeds))
     parts = [
@@ -98,6 +100,8 @@ def markdown(rows: list[dict], train: list[TrainVariant], infer: list[InferenceV
         HEADER,
         *table_rows(rows, "training", train, "test_psnr"),
         "",
+        *(f"* {note}" for note in notes),
+        *([""] if notes else []),
         "## Inference variants (the full recipe's 256 and 352 checkpoints)",
         "",
         HEADER,
@@ -140,8 +144,13 @@ def chart(rows: list[dict], train: list[TrainVariant], infer: list[InferenceVari
 
 
 def write_report(
-    rows: list[dict], train: list[TrainVariant], infer: list[InferenceVariant], s: StudySettings, out: Path
+    rows: list[dict],
+    train: list[TrainVariant],
+    infer: list[InferenceVariant],
+    s: StudySettings,
+    out: Path,
+    notes: list[str] = (),
 ) -> None:
     with atomic_path(out / "ablation.md") as tmp:
-        tmp.write_text(markdown(rows, train, infer, s))
+        tmp.write_text(markdown(rows, train, infer, s, list(notes)))
     chart(rows, train, infer, out / "ablation.png")

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
+from scripts import ablation
 from scripts.ablation_plan import CSV_COLUMNS, auto_thresholds, inference_variants, training_variants
 from scripts.ablation_report import paired_change, verdict
 from scripts.demo_data import generate
@@ -51,11 +52,14 @@ def test_a_change_is_called_noise_only_within_its_spread():
     assert verdict(change, None) == "—"
 
 
+def _flags(data, out, *extra):
+    return ["--quick", "--epochs", "2", "--steps_per_epoch", "2", "--folds", "4", "--data_path", str(data),
+            "--out", str(out), "--device", "cpu", *extra]  # fmt: skip
+
+
 def _study(data, out, *extra):
-    cmd = [sys.executable, "-m", "scripts.ablation", "--quick", "--epochs", "2", "--steps_per_epoch", "2",
-           "--folds", "4", "--data_path", str(data), "--out", str(out), "--device", "cpu", *extra]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "scripts.ablation", *_flags(data, out, *extra)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
 
 
 def _rows(out):
@@ -63,18 +67,19 @@ def _rows(out):
         return list(csv.DictReader(fh))
 
 
-def test_quick_study_is_interrupted_and_continues_without_repeating_runs(tmp_path):
+def test_quick_study_is_interrupted_and_continues_without_repeating_runs(tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "study"
     generate(data, 4, 1, 512, 640, progress=False)  # 512: the full recipe's larger crops need it
     for image in [*(data / "test_input_img").glob("*.png"), *(data / "test_label_img").glob("*.png")]:
         cv2.imwrite(str(image), cv2.resize(cv2.imread(str(image)), (160, 128)))  # a small test image: fast TTA
     only = ["--only", "full,full352", "--thresholds", "500"]
     first = _study(data, out, *only)
-    deadline = time.time() + 120
-    while not ((out / "ablation.csv").is_file() and len(_rows(out)) == 1):
+    log_352 = out / "runs" / "full352_s1" / "001" / "log.log"
+    deadline = time.time() + 180
+    while not (log_352.is_file() and "best validation PSNR" in log_352.read_text()):  # written once training ends
         assert first.poll() is None and time.time() < deadline, first.stdout.read()
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGTERM)  # stop it while the 352 run is under way
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGTERM)  # the 352 run has trained; stopped before its row is written
     first.wait(timeout=60)
     assert first.returncode != 0
     assert [r["variant"] for r in _rows(out)] == ["full"]
@@ -84,8 +89,8 @@ def test_quick_study_is_interrupted_and_continues_without_repeating_runs(tmp_pat
     output = second.communicate(timeout=240)[0]
     assert second.returncode == 0, output
     assert "1 finished run(s) are kept" in output
-    trained = [line for line in output.splitlines() if line.startswith("$ python main.py")]
-    assert len(trained) == 1 and "--img_size 352" in trained[0]  # the finished 256 run was not repeated
+    assert "$ python main.py" not in output  # neither the finished 256 run nor the trained 352 run is repeated
+    assert sum(line.startswith("$ python test.py") for line in output.splitlines()) == 5  # 352 evaluated, 4 variants
     rows = _rows(out)
     assert rows[0] == kept
     assert [r["variant"] for r in rows] == ["full", "full352"] + [v.name for v in inference_variants()]
@@ -97,7 +102,6 @@ def test_quick_study_is_interrupted_and_continues_without_repeating_runs(tmp_pat
     table = (out / "ablation.md").read_text()
     assert "| + adaptive augmentation (full recipe) |" in table and "31.97 / 30.62" in table
 
-    other = _study(data, out, "--only", "full", "--thresholds", "700")  # other settings: refused
-    output = other.communicate(timeout=120)[0]
-    assert other.returncode == 2 and "holds a study made with other settings (thresholds [500] -> [700])" in output
+    code, _, err = run_cli(ablation, _flags(data, out, "--thresholds", "700"), capsys)  # other settings: refused
+    assert code == 2 and "holds a study made with other settings (thresholds [500] -> [700])" in err
     assert _rows(out) == rows
