@@ -32,7 +32,8 @@ def _metrics(run_dir):
 
 
 def test_short_run_writes_everything(patch_data, tmp_path, capsys):
-    code, out, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 2, "--exp_num", 7), capsys)
+    argv = _args(patch_data, tmp_path, "--epochs", 2, "--exp_num", 7, "--steps_per_epoch", 2)
+    code, out, err = run_cli(train_script, argv, capsys)
     assert code == 0, err
     run = tmp_path / "007"
     assert {"256_best.pth", "last.pth", "log.log", "metrics.csv", "curves.png"} <= {p.name for p in run.iterdir()}
@@ -48,7 +49,8 @@ def test_short_run_writes_everything(patch_data, tmp_path, capsys):
 
 def test_resume_reaches_the_same_state(patch_data, tmp_path, capsys):
     full, split = tmp_path / "full", tmp_path / "split"
-    common = ["--epochs", 2, "--aug_schedule", "1:1,2:3", "--restart_epoch", 2]  # resumes before both switches
+    # resumes before both switches; fixed-length epochs keep it short (the data order is seeded the same either way)
+    common = ["--epochs", 2, "--aug_schedule", "1:1,2:3", "--restart_epoch", 2, "--steps_per_epoch", 3]
     assert run_cli(train_script, _args(patch_data, full, *common), capsys)[0] == 0
     assert run_cli(train_script, _args(patch_data, split, *common, "--run_epochs", 1), capsys)[0] == 0
     assert torch.load(split / "001" / "last.pth", weights_only=True)["epoch"] == 1
@@ -115,7 +117,7 @@ def test_distributed_two_processes(patch_data, tmp_path):
     def torchrun(*extra):
         cmd = [
             sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(ROOT / "main.py"),
-            *map(str, _args(patch_data, tmp_path, "--device", "cpu", *extra)),
+            *map(str, _args(patch_data, tmp_path, "--device", "cpu", "--steps_per_epoch", 2, *extra)),
         ]  # fmt: skip
         result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=240)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -189,7 +191,9 @@ def test_a_run_folder_is_cleared_only_of_its_own_files(patch_data, tmp_path, cap
     run = tmp_path / "r" / "001"
     run.mkdir(parents=True)
     (run / "log.log").write_text("a first start that failed\n")  # no last.pth: not a run
-    code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1), capsys)
+    code, _, err = run_cli(
+        train_script, _args(patch_data, tmp_path / "r", "--epochs", 1, "--steps_per_epoch", 1), capsys
+    )
     assert code == 0, err
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1), capsys)
     assert code == 2 and "already holds a run; pass --resume to continue it, --overwrite to replace it" in err
@@ -245,7 +249,7 @@ def test_nonsense_settings_are_refused_before_anything_is_written(patch_data, tm
 
 
 def test_resume_refuses_recipe_changes_and_extends_epochs(patch_data, tmp_path, capsys):
-    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1), capsys)[0] == 0
+    assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1, "--steps_per_epoch", 2), capsys)[0] == 0
     best = (tmp_path / "001" / "256_best.pth").read_bytes()
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--wf", 16, "--clipping", 0.5), capsys)
     assert code == 2 and "--wf 16 (the run has 4), --clipping 0.5 (the run has 1.0) would change it" in err
