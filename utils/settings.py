@@ -64,9 +64,19 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag_name(f), dest=f.name, action=action, help=meta["help"])
             continue
         default = None if f.default is MISSING else f.default
+        if typing.get_origin(kind) is tuple:
+            kind = _comma_list(typing.get_args(kind)[0])
         choices = f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
         help_text = f"{meta['help']} (default {_shown_default(f).strip('`')}{choices})"
         parser.add_argument(flag_name(f), type=kind, default=default, help=help_text)  # checked by check_ranges
+
+
+def _comma_list(item: type) -> typing.Callable[[str], tuple]:
+    def comma_list(text: str) -> tuple:
+        return tuple(item(x) for x in text.split(",") if x.strip())
+
+    comma_list.__name__ = f"comma-separated {item.__name__}"  # argparse names it in its error message
+    return comma_list
 
 
 def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
@@ -119,6 +129,8 @@ def _shown_default(f: Field) -> str:
         return "off"
     if isinstance(f.default, str):
         return f"`{f.default}`"
+    if isinstance(f.default, tuple):
+        return ",".join(map(str, f.default))
     return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
 
 
