@@ -13,8 +13,8 @@ import pytest
 
 from conftest import ROOT, run_cli
 from scripts import ablation
-from scripts.ablation_plan import CSV_COLUMNS, auto_thresholds, inference_variants, training_variants
-from scripts.ablation_report import paired_change, verdict
+from scripts.ablation_plan import CSV_COLUMNS, StudySettings, auto_thresholds, inference_variants, training_variants
+from scripts.ablation_report import markdown, paired_change, verdict
 from scripts.demo_data import generate
 
 
@@ -50,6 +50,16 @@ def test_a_change_is_called_noise_only_within_its_spread():
     assert verdict((0.1, 0.5), 2.0) == "within noise"
     assert verdict((0.1, None), -1.0) == "no (one seed: no spread)"
     assert verdict(change, None) == "—"
+
+
+def test_without_test_labels_the_table_compares_validation_scores():
+    rows = [{"kind": "training", "variant": name, "seed": str(seed), "patches": "9", "steps": "4", "minutes": "1",
+             "val_psnr": str(val), "test_psnr": "", "test_ssim": ""}
+            for name, seed, val in (("both", 1, 21.0), ("both", 2, 21.2), ("flips", 1, 21.5), ("flips", 2, 21.6))]  # fmt: skip
+    table = markdown(rows, training_variants((), ()), inference_variants(), StudySettings(), [])
+    assert "our change (validation)" in table and "the inference variants were not run" in table
+    flips = next(line for line in table.splitlines() if line.startswith("| + flip/rotate/colour"))
+    assert "| +0.45 ± 0.07 | -0.18 | no |" in flips  # (0.5 + 0.4) / 2, against the original's -0.18 public
 
 
 def _flags(data, out, *extra):
