@@ -357,24 +357,22 @@ def main(argv: list[str] | None = None) -> int:
     data, out = Path(args.data_path), Path(args.out)
     ensure_data(data, sys.executable)
     settings = settings_from(args, given_settings(parser, argv), data)
-    variants = training_variants(settings.thresholds, settings.growths)
+    planned = training_variants(settings.thresholds, settings.growths)
     if args.only:
-        names = set(args.only.split(","))
-        unknown = names - {v.name for v in variants}
+        unknown = set(args.only.split(",")) - {v.name for v in planned}
         if unknown:
             fail(
-                f"--only {args.only}: no variant {sorted(unknown)[0]!r}; the variants are {', '.join(v.name for v in variants)}."
+                f"--only {args.only}: no variant {sorted(unknown)[0]!r}; the variants are {', '.join(v.name for v in planned)}."
             )
-        variants = [v for v in variants if v.name in names]
-    variants, notes = fitting_variants(variants, data)
+    planned, notes = fitting_variants(planned, data)  # the report's variants: all that fit, --only or not
     for note in notes:
         print(note)
+    variants = [v for v in planned if not args.only or v.name in args.only.split(",")]
     study = open_study(settings, data, out, args.overwrite)
     study.verbose = args.verbose
     started = time.time()
     run_study(study, variants)
-    everything = fitting_variants(training_variants(settings.thresholds, settings.growths), data)[0]
-    write_report(study.rows, everything, inference_variants(), settings, out, notes)
+    write_report(study.rows, planned, inference_variants(), settings, out, notes)
     print(f"\nAblation study finished in {(time.time() - started) / 60:.1f} min: {out / 'ablation.md'}, "
           f"{out / 'ablation.png'}, {out / 'ablation.csv'}")  # fmt: skip
     return 0

@@ -66,9 +66,12 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
         default = None if f.default is MISSING else f.default
         if typing.get_origin(kind) is tuple:
             kind = _comma_list(typing.get_args(kind)[0])
-        choices = f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
-        help_text = f"{meta['help']} (default {_shown_default(f).strip('`')}{choices})"
+        help_text = f"{meta['help']} (default {_shown_default(f).strip('`')}{_choices_text(meta)})"
         parser.add_argument(flag_name(f), type=kind, default=default, help=help_text)  # checked by check_ranges
+
+
+def _choices_text(meta: typing.Mapping) -> str:
+    return f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
 
 
 def _comma_list(item: type) -> typing.Callable[[str], tuple]:
@@ -150,8 +153,9 @@ def flag_table(cls: type, parser: argparse.ArgumentParser | None = None) -> str:
     rows = []
     for f in flag_fields(cls):
         meta = f.metadata
-        choices = f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""
-        rows.append((flag_name(f), _shown_default(f), meta["help"] + choices + (" (new)" if meta["new"] else "")))
+        rows.append(
+            (flag_name(f), _shown_default(f), meta["help"] + _choices_text(meta) + (" (new)" if meta["new"] else ""))
+        )
     names = {f.name for f in flag_fields(cls)} | {"help"}
     for action in parser._actions if parser else ():
         if action.dest not in names:
