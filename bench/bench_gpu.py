@@ -26,6 +26,7 @@ import json
 import platform
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from bench.common import table
 from models.hinet import HINet
 from utils.augment import build_augmentation
 from utils.data import Pair, PatchDataset
+from utils.errors import fail, reported_write, run_cli
 from utils.image_io import to_uint8
 from utils.inference import Restorer
 from utils.losses import RestorationLoss
@@ -59,7 +61,10 @@ class Report:
         self.out = out
         self.data: dict = {}
         self.md: dict[str, list[str]] = {}
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            fail(f"--out {out} is a file, not a folder; choose another --out.")
+        with reported_write(out):
+            out.mkdir(parents=True, exist_ok=True)
 
     def section(self, name: str, values: dict, rows: list[tuple] | None = None, header: tuple = ()) -> None:
         """Add (or, measured further, replace) a section and rewrite both files."""
@@ -74,9 +79,11 @@ class Report:
             ]
             print(f"\n{name}\n" + table(rows, header), flush=True)
         self.md[name] = md + [f"- {k}: {v}" for k, v in values.items() if not isinstance(v, (list, dict))] + [""]
-        (self.out / "gpu_report.json").write_text(json.dumps(self.data, indent=1) + "\n")
+        with reported_write(self.out / "gpu_report.json"):
+            (self.out / "gpu_report.json").write_text(json.dumps(self.data, indent=1) + "\n")
         body = "\n".join(line for lines in self.md.values() for line in lines)
-        (self.out / "gpu_report.md").write_text("# GPU report\n\n" + body + "\n")
+        with reported_write(self.out / "gpu_report.md"):
+            (self.out / "gpu_report.md").write_text("# GPU report\n\n" + body + "\n")
 
 
 def sync(device: torch.device) -> None:
@@ -464,14 +471,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_demo(demo: Path) -> None:
+    """The folder ``--demo`` names must hold what ``make demo`` leaves, checked before any section runs."""
+    needed = [demo / "weights" / f"{t}_best.pth" for t in (256, 352)]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        fail(f"--demo {demo} lacks {missing[0]}; run `make demo` first, or pass the folder it ran in.")
+    inputs = sorted((demo / "data" / "test_input_img").glob("*.png"))
+    if not inputs:
+        fail(f"--demo {demo} has no test images in data/test_input_img; run `make demo` first.")
+    labels = [demo / "data" / "test_label_img" / p.name.replace("input", "label") for p in inputs]
+    absent = [str(p) for p in labels if not p.is_file()]
+    if absent:
+        fail(f"--demo {demo} lacks the clean image {absent[0]}; run `make demo` again.")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda was asked for but CUDA is not available here; use --device cpu.")
+        fail("--device cuda was asked for but CUDA is not available here; use --device cpu.")
+    skip = set(filter(None, args.skip.split(",")))
+    unknown = sorted(skip - set(SECTIONS))
+    if unknown:
+        fail(f"--skip names an unknown section {unknown[0]!r}; the sections are {', '.join(SECTIONS)}.")
+    if args.demo and "demo" not in skip:
+        check_demo(Path(args.demo))
     if device.type == "cpu":
         torch.set_num_threads(2)
-    skip = set(filter(None, args.skip.split(",")))
     q = args.quick
     report = Report(Path(args.out))
     report.section("environment", environment(device))
@@ -512,5 +539,11 @@ def main(argv: list[str] | None = None) -> dict:
     return report.data
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: the report's files are the result; a user's mistake is one sentence (exit status 2)."""
+    main(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(cli))

@@ -31,6 +31,7 @@ import torch
 
 from bench.common import ROOT, best_of, table
 from models.hinet import HINet
+from utils.errors import run_cli
 from utils.image_io import to_uint8
 from utils.inference import Restorer
 from utils.tiling import _gather_tiles, restore_tiled, tile_starts
@@ -175,11 +176,11 @@ def peak_memory(n_images: int, size: tuple[int, int], work: Path) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="smaller images (for a smoke run)")
     p.add_argument("--parts", default="1,2,4,5,6,7", help="sections to run (2 covers 2 and 3)")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     parts = {int(x) for x in args.parts.split(",")}
     cmp_size = (612, 816) if args.quick else (1224, 1632)
     big = (1224, 1632) if args.quick else (2448, 3264)
@@ -220,7 +221,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     t0 = time.time()
-    main()
+    code = run_cli(main)
     print(
         f"(bench took {time.time() - t0:.0f} s; max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)"
     )
+    sys.exit(code)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from bench.common import demo_set, table
 from utils.data import kfold_split, read_pairs_csv
+from utils.errors import run_cli
 from utils.patches import PNG_COMPRESSION, PatchSettings, extract_pair
 from utils.tiling import tile_starts
 
@@ -89,13 +91,13 @@ def run(fn, tasks, workers: int) -> tuple[float, int]:
     return time.perf_counter() - start, n
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--size", default="1224x1632")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     h, w = map(int, args.size.split("x"))
     work = Path(tempfile.mkdtemp(prefix="bench_patch_"))
     try:
@@ -137,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

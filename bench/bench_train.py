@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from bench.common import demo_set, table
 from models.hinet import HINet
 from utils.augment import build_augmentation
 from utils.data import FOLD_CSV, PatchDataset, patch_pairs, read_fold_csv
+from utils.errors import run_cli
 from utils.losses import RestorationLoss
 from utils.patches import PatchSettings, make_patches
 
@@ -56,14 +58,14 @@ def timed(step, batches) -> float:
     return n / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--wf", type=int, default=8)
     p.add_argument("--depth", type=int, default=5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--workers", type=int, default=2)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
         data = demo_set(work / "data", 12, 1, 576, 768)
@@ -111,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

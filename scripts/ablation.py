@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -31,7 +30,7 @@ import numpy as np
 from scripts.ablation_plan import (
     CSV_COLUMNS,
     QUICK,
-    STUDY_ENTRIES,
+    STUDY_FILES,
     StudySettings,
     TrainVariant,
     auto_thresholds,
@@ -43,7 +42,8 @@ from scripts.demo import run
 from utils.checkpoint import read_checkpoint
 from utils.data import read_pairs_csv
 from utils.errors import fail, run_cli
-from utils.files import atomic_path, check_output_folder, write_marker
+from utils.files import atomic_path, check_output_folder, read_manifest, staged_dir, write_manifest
+from utils.locks import output_lock
 from utils.patches import INFO_FILE, bright_counts, output_dir
 from utils.settings import add_settings, from_args, given_settings
 from utils.tiling import tile_starts
@@ -75,10 +75,28 @@ class Study:
             writer.writeheader()
             writer.writerows(self.rows)
 
-    def command(self, script: str, *flags: str) -> None:
-        """Print and run one of the project's scripts; its output goes to ``commands.log`` unless verbose."""
+        self.remember()
+
+    def command(self, script: str, *flags: str, output: tuple[Path, str] | None = None) -> None:
+        """Print and run one of the project's scripts; its output goes to ``commands.log`` unless verbose.
+
+        ``output``: the folder (and kind) the command writes inside the study, recorded before it runs.
+        """
+        if output is not None:
+            self.remember({output[0]: output[1]})
         device = [] if script == "make_patch.py" else ["--device", self.settings.device]
-        run([self.python, script, *flags, *device, "--no_progress"], log=None if self.verbose else self.out / LOG_FILE)
+        try:
+            run(
+                [self.python, script, *flags, *device, "--no_progress"],
+                log=None if self.verbose else self.out / LOG_FILE,
+            )
+        finally:
+            self.remember()
+
+    def remember(self, outputs: dict[Path, str] | None = None) -> None:
+        """Record in the study's manifest the files it wrote and the outputs (runs, test folders) nested in it."""
+        nested = {p.relative_to(self.out).as_posix(): kind for p, kind in (outputs or {}).items()}
+        write_manifest(self.out, "study", "scripts.ablation", STUDY_FILES, nested)
 
 
 def ensure_data(data: Path, python: str) -> None:
@@ -102,7 +120,7 @@ def brightness_counts(data: Path, size: int = 256) -> np.ndarray:
 def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) -> Study:
     """A new study in ``out``, or the one there with the same settings (continued); others are refused."""
     stored_file = out / SETTINGS_FILE
-    if stored_file.is_file() and not overwrite:
+    if stored_file.is_file() and not overwrite and read_manifest(out) is not None:
         stored = json.loads(stored_file.read_text())
         now = json.loads(json.dumps(asdict(settings)))
         if stored != now:
@@ -117,12 +135,9 @@ def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) 
                 rows = list(csv.DictReader(fh))
         print(f"continuing the study in {out}: {len(rows)} finished run(s) are kept")
         return Study(settings, data, out, rows)
-    real = check_output_folder(out, "--out", overwrite, {"data folder": data}, STUDY_ENTRIES)
-    if real.exists():
-        shutil.rmtree(real)
-    real.mkdir(parents=True)
-    write_marker(real, STUDY_ENTRIES, "scripts.ablation")
-    (real / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
+    check_output_folder(out, "--out", overwrite, "study", {"data folder": data})
+    with staged_dir(out, "study", "scripts.ablation") as stage:  # an earlier study stays until this succeeds
+        (stage / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
     return Study(settings, data, out, [])
 
 
@@ -177,7 +192,7 @@ def train_run(study: Study, variant: TrainVariant, seed: int, folder: Path, resu
         "--wf", str(s.wf), "--depth", str(s.depth), "--initial_lr", str(s.initial_lr), "--min_lr", str(s.min_lr),
         "--restart_epoch", "0", "--patience", str(s.epochs), "--pretrained_path", "none", "--num_workers", "0",
         "--tag", "ablation", *(["--aug_schedule", variant.aug_schedule] if variant.aug_schedule else []),
-        "--resume" if resume else "--overwrite",
+        "--resume" if resume else "--overwrite", output=(folder / "001", "run"),
     )  # fmt: skip
 
 
@@ -193,7 +208,7 @@ def evaluate(study: Study, weights: list[Path], out: Path, tile_mode: str, tta: 
     study.command(
         "test.py", "--weights", *map(str, weights), "--input_dir", str(study.data / "test_input_img"),
         "--eval_dir", str(labels), "--output_dir", str(out), "--tile_mode", tile_mode, *(["--tta"] if tta else []),
-        "--no_zip", "--overwrite",
+        "--no_zip", "--overwrite", output=(out, "submission"),
     )  # fmt: skip
     with open(out / "metrics.csv") as fh:
         return next(r for r in csv.DictReader(fh) if r["image"] == "mean")
@@ -368,11 +383,20 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(note)
     variants = [v for v in planned if not args.only or v.name in args.only.split(",")]
-    study = open_study(settings, data, out, args.overwrite)
-    study.verbose = args.verbose
-    started = time.time()
-    run_study(study, variants)
-    write_report(study.rows, planned, inference_variants(), settings, out, notes)
+    if not variants:
+        why = f"--only {args.only} names only variants" if args.only else "every variant is"
+        side = notes[0].rsplit("fit images ", 1)[-1] if notes else "too small"
+        fail(
+            f"the study would run nothing: {why} skipped, as their crops do not fit the training images in "
+            f"{data / 'train_original'} ({side}); use larger images or other --growths."
+        )
+    with output_lock(out, "--out"):
+        study = open_study(settings, data, out, args.overwrite)
+        study.verbose = args.verbose
+        started = time.time()
+        run_study(study, variants)
+        write_report(study.rows, planned, inference_variants(), settings, out, notes)
+        study.remember()
     print(f"\nAblation study finished in {(time.time() - started) / 60:.1f} min: {out / 'ablation.md'}, "
           f"{out / 'ablation.png'}, {out / 'ablation.csv'}")  # fmt: skip
     return 0

@@ -11,10 +11,9 @@ from utils.settings import check_ranges, setting
 # The original's numbers (contest data, size 256 unless noted): validation and public-test PSNR.
 # None where the write-up gives none.
 ORIGINAL_THRESHOLD = 1000
-ABLATION_PATCHES = "ablation_v*_g*"  # the study's patch sets under <data>/train/, which the demo may replace
 
 CSV_COLUMNS = ["kind", "variant", "seed", "patches", "steps", "minutes", "val_psnr", "test_psnr", "test_ssim"]
-STUDY_ENTRIES = ("study.json", "ablation.csv", "ablation.md", "ablation.png", "commands.log", "runs", "inference")
+STUDY_FILES = ("study.json", "ablation.csv", "ablation.md", "ablation.png", "commands.log")  # beside its runs
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ import torch
 from scripts.demo_data import check_demo_folders
 from utils.errors import fail, run_cli
 
-DEMO_MARKER = "DEMO_DATA.txt"
 DEMO_TAG = "demo"
 # Small-model settings that train on two CPU cores in minutes; the recipe is otherwise the original's.
 TRAIN_FLAGS = ["--wf", "8", "--depth", "3", "--batch_size", "4", "--initial_lr", "1e-3", "--min_lr", "1e-5",
@@ -125,9 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
 
     run([py, "-m", "scripts.demo_data", "--overwrite"])
-    (data / "train_original" / DEMO_MARKER).write_text(
-        "Made by `python -m scripts.demo_data`; `make demo` may replace it.\n"
-    )
     for size, s in SIZES.items():
         run([py, "make_patch.py", "--img_size", str(size), "--stride", str(s["stride"]), "--resize", str(size),
              "--process_num", "2", "--overwrite"])  # fmt: skip

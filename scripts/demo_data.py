@@ -30,20 +30,19 @@ writes them to ``data/test_label_img`` so that test.py can score the demo.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from scripts.ablation_plan import ABLATION_PATCHES
-from utils.data import FOLD_CSV, INPUT_FOLDER, LABEL_FOLDER
+from utils.data import INPUT_FOLDER, LABEL_FOLDER
 from utils.errors import fail, run_cli
-from utils.files import MARKER, check_output_folder, has_files, write_marker
+from utils.files import check_output_folder, outputs_below, read_manifest, remove_output, staged_dir
+from utils.locks import output_lock
 from utils.logger import progress_bar
-from utils.patches import DATASET
 
 # Photographs bundled with scikit-image, with the licence its documentation states.
 PHOTOS = {
@@ -159,23 +158,20 @@ def make_pair(photo: np.ndarray, height: int, width: int, rng: np.random.Generat
     return encode_8bit(degraded + noise), encode_8bit(clean_linear), centres
 
 
-# What the demo writes in each data folder (and what the pipeline adds there), for its ownership markers.
-DEMO_FOLDERS = {
-    "train_original": [INPUT_FOLDER, LABEL_FOLDER, "train.csv", FOLD_CSV, "DEMO_DATA.txt"],
-    "test_input_img": ["test_input_*.png"],
-    "test_label_img": ["test_label_*.png"],
-}
+DEMO_FOLDERS = ("train_original", "test_input_img", "test_label_img")
 
 
-def check_demo_folders(root: Path, overwrite: bool) -> None:
-    """The demo replaces only a demo set it made (and the patches cut from it), never a user's data."""
+def check_demo_folders(root: Path, overwrite: bool) -> list[Path]:
+    """The demo replaces only a demo set it made and the patch sets cut from it, never a user's data;
+    returns those patch sets (removed with the demo set they came from)."""
     for folder in DEMO_FOLDERS:
-        check_output_folder(root / folder, "demo folder", overwrite)
-    demo_here = (root / "train_original" / MARKER).is_file()
-    if has_files(root / "train") and not demo_here:
-        fail(f"{root / 'train'} holds patches of data the demo did not make; move it away or choose --root.")
-    if demo_here:
-        check_output_folder(root / "train", "patch folder", True, fallback=[DATASET, ABLATION_PATCHES])
+        check_output_folder(root / folder, "demo folder", overwrite, "demo data")
+    patch_sets, problem = outputs_below(root / "train", "patches") if (root / "train").is_dir() else ([], None)
+    if problem:
+        fail(f"{problem}; move it away or choose another --root (the demo replaces only what it made).")
+    if patch_sets and read_manifest(root / "train_original") is None:
+        fail(f"{root / 'train'} holds patches of data the demo did not make; move it away or choose another --root.")
+    return patch_sets
 
 
 def generate(
@@ -188,19 +184,43 @@ def generate(
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Write the demo set under ``root``; returns counts and the mean input PSNR."""
+    """Write the demo set under ``root``; returns counts and the mean input PSNR.
+
+    Each folder is built in a private staging folder and moved into place only when all are
+    complete; the patch sets cut from an earlier demo set go with it.
+    """
     if train_count < 2 or test_count < 1:
         fail("--train_count must be at least 2 and --test_count at least 1.")
     if height < 64 or width < 64:
         fail(f"--height and --width must be at least 64 (got {height}x{width}).")
     root = Path(root)
-    check_demo_folders(root, overwrite)
-    for folder in [*DEMO_FOLDERS, "train"]:
-        if (root / folder).exists():
-            shutil.rmtree(root / folder)
-    for sub in ("train_original/train_input_img", "train_original/train_label_img", "test_input_img", "test_label_img"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    patch_sets = check_demo_folders(root, overwrite)
+    with ExitStack() as stack:
+        for path in [*(root / f for f in DEMO_FOLDERS), *patch_sets]:
+            stack.enter_context(output_lock(path, "demo folder" if path.parent == root else "patch folder"))
+        stages = {f: stack.enter_context(staged_dir(root / f, "demo data", "scripts.demo_data")) for f in DEMO_FOLDERS}
+        psnrs = _write_pairs(stages, train_count, test_count, height, width, seed, progress)
+        for path in patch_sets:  # the earlier demo set's patches: gone before the new set moves in
+            remove_output(path, "patches")
+    _remove_empty_dirs(root / "train")
+    return {"train": train_count, "test": test_count, "size": (height, width), "mean_psnr": float(np.mean(psnrs))}
 
+
+def _remove_empty_dirs(folder: Path) -> None:
+    """Remove ``folder`` and its sub-folders where they hold nothing (left behind by removed patch sets)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for sub in folder.iterdir():
+        _remove_empty_dirs(sub)
+    if not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _write_pairs(stages: dict[str, Path], train_count, test_count, height, width, seed, progress) -> list[float]:
+    """Every pair into the staging folders, and train.csv; returns each pair's input PSNR."""
+    original = stages["train_original"]
+    for sub in (INPUT_FOLDER, LABEL_FOLDER):
+        (original / sub).mkdir()
     photos = {split: [n for n, (s, _) in PHOTOS.items() if s == split] for split in ("train", "test")}
     loaded = {name: load_photo(name) for name in PHOTOS}
     jobs = [("train", i) for i in range(train_count)] + [("test", i) for i in range(test_count)]
@@ -211,20 +231,19 @@ def generate(
         noisy, clean, _ = make_pair(loaded[names[i % len(names)]], height, width, rng)
         if split == "train":
             idx = 10000 + i
-            inp = root / f"train_original/train_input_img/train_input_{idx}.png"
-            lbl = root / f"train_original/train_label_img/train_label_{idx}.png"
+            inp = original / INPUT_FOLDER / f"train_input_{idx}.png"
+            lbl = original / LABEL_FOLDER / f"train_label_{idx}.png"
             rows.append({"img_id": idx, "input_img": inp.name, "label_img": lbl.name})
         else:
             idx = 20000 + i
-            inp, lbl = root / f"test_input_img/test_input_{idx}.png", root / f"test_label_img/test_label_{idx}.png"
+            inp = stages["test_input_img"] / f"test_input_{idx}.png"
+            lbl = stages["test_label_img"] / f"test_label_{idx}.png"
         cv2.imwrite(str(inp), cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(lbl), cv2.cvtColor(clean, cv2.COLOR_RGB2BGR))
         mse = np.mean((noisy.astype(np.float64) - clean) ** 2)
         psnrs.append(10 * np.log10(255**2 / max(mse, 1e-10)))
-    pd.DataFrame(rows).to_csv(root / "train_original/train.csv", index=False)
-    for folder, entries in DEMO_FOLDERS.items():
-        write_marker(root / folder, entries, "scripts.demo_data")
-    return {"train": train_count, "test": test_count, "size": (height, width), "mean_psnr": float(np.mean(psnrs))}
+    pd.DataFrame(rows).to_csv(original / "train.csv", index=False)
+    return psnrs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,25 @@ def run_cli(module, argv: list[str], capsys) -> tuple[int, str, str]:
     code = runner(module.main, [str(a) for a in argv])
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+HOLD = """
+import sys, time
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from utils.locks import output_lock, private_folder
+with output_lock(Path({target!r}), "test", shared={shared}), private_folder(Path({target!r})):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_lock(target: Path, shared: bool = False) -> subprocess.Popen:
+    """A real process holding the lock of ``target`` (and a staging folder beside it) until killed."""
+    code = HOLD.format(root=str(ROOT), target=str(target), shared=shared)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
 
 
 def load_script(name: str):

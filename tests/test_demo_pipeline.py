@@ -18,7 +18,6 @@ def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):
         demo.check_ownership(tmp_path / "data", tmp_path / "weights")
     (tmp_path / "data" / "test_input_img" / "mine.png").unlink()
     generate(tmp_path / "data", 2, 1, 96, 128, progress=False)
-    (tmp_path / "data" / "train_original" / demo.DEMO_MARKER).write_text("demo")
     demo.check_ownership(tmp_path / "data", tmp_path / "weights")  # the demo's own data: fine
     (tmp_path / "weights").mkdir()
     torch.save(

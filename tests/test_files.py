@@ -1,34 +1,50 @@
+"""Ownership, staging and locks: the exact manifest is the only proof that a file is the project's."""
+
+import json
 import os
-import subprocess
-import sys
+import time
 
 import pytest
 
+from conftest import hold_lock
 from utils.errors import UserError
-from utils.files import MARKER, atomic_path, check_output_folder, has_files, remove_stale, staged_dir
+from utils.files import (
+    MANIFEST,
+    check_output_folder,
+    has_files,
+    ownership_problem,
+    read_manifest,
+    remove_output,
+    staged_dir,
+    write_manifest,
+)
+from utils.locks import atomic_path, lock_path, output_lock, remove_stale
 
 
-def _stage(target, *names):
-    with staged_dir(target, ["*.txt"], "test") as stage:
+def _stage(target, *names, kind="submission"):
+    with staged_dir(target, kind, "test") as stage:
         for name in names:
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
             (stage / name).write_text(name)
 
 
-def test_staged_dir_replaces_only_on_success(tmp_path):
+def test_staged_dir_replaces_only_on_success_and_records_every_file(tmp_path):
     target = tmp_path / "out"
-    _stage(target, "a.txt")
-    assert (target / "a.txt").read_text() == "a.txt" and (target / MARKER).is_file()
-    with pytest.raises(RuntimeError), staged_dir(target, ["*.txt"], "test") as stage:
+    _stage(target, "a.txt", "sub/b.txt")
+    manifest = read_manifest(target)
+    assert manifest["kind"] == "submission" and sorted(manifest["files"]) == ["a.txt", "sub/b.txt"]
+    assert manifest["dirs"] == ["sub"] and len(manifest["files"]["a.txt"]["sha256"]) == 64
+    with pytest.raises(RuntimeError), staged_dir(target, "submission", "test") as stage:
         (stage / "b.txt").write_text("half")
         raise RuntimeError("crash")
-    assert sorted(p.name for p in target.iterdir()) == [MARKER, "a.txt"]  # the earlier result, unmixed
+    assert sorted(p.name for p in target.iterdir()) == [MANIFEST, "a.txt", "sub"]  # the earlier result, unmixed
     _stage(target, "c.txt")
-    assert sorted(p.name for p in target.iterdir()) == [MARKER, "c.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [MANIFEST, "c.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging folder left
 
 
 def test_failed_run_removes_the_parents_it_created(tmp_path):
-    with pytest.raises(RuntimeError), staged_dir(tmp_path / "x" / "y" / "out", ["*"], "test"):
+    with pytest.raises(RuntimeError), staged_dir(tmp_path / "x" / "y" / "out", "submission", "test"):
         raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
     assert not has_files(tmp_path) and not has_files(tmp_path / "missing")
@@ -37,9 +53,63 @@ def test_failed_run_removes_the_parents_it_created(tmp_path):
 def test_a_foreign_file_appearing_during_the_run_is_kept(tmp_path):
     target = tmp_path / "out"
     _stage(target, "a.txt")
-    with pytest.raises(UserError, match="notes.md"), staged_dir(target, ["*.txt"], "test"):
+    with pytest.raises(UserError, match="notes.md"), staged_dir(target, "submission", "test"):
         (target / "notes.md").write_text("mine")
     assert (target / "notes.md").read_text() == "mine" and (target / "a.txt").is_file()
+
+
+NOT_OURS = {
+    "a user's file beside the outputs": (lambda t: (t / "keep.md").write_text("mine"), "holds 'keep.md'"),
+    "a user's folder named like an output": (lambda t: (t / "folder.png").mkdir(), "holds 'folder.png'"),
+    "an output changed by the user": (lambda t: (t / "a.txt").write_text("edited!"), "'a.txt', which was changed"),
+    "a forged blank-cheque marker": (
+        lambda t: (t / MANIFEST).write_text(json.dumps({"entries": ["*"]})),
+        "holds '.hinet-output.json'",
+    ),
+    "a manifest of another kind": (
+        lambda t: (t / MANIFEST).write_text((t / MANIFEST).read_text().replace("submission", "patches")),
+        "holds a patches",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_OURS))
+def test_overwrite_refuses_anything_but_an_unchanged_output_of_the_same_kind(tmp_path, case):
+    target = tmp_path / "out"
+    _stage(target, "a.txt")
+    change, message = NOT_OURS[case]
+    change(target)
+    before = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*"))
+    with pytest.raises(UserError, match=message):
+        check_output_folder(target, "--output_dir", True, "submission")
+    assert remove_output(target, "submission")  # even asked directly, it keeps what is not provably ours
+    after = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*"))
+    users = [b for b in before if b[0].name != MANIFEST and b[1] != b"a.txt"]  # all but the unchanged output
+    assert users and set(users) <= set(after)
+
+
+def test_a_manifest_copied_into_a_photo_folder_proves_nothing(tmp_path):
+    _stage(tmp_path / "out", "test_20000.png")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "test_20000.png").write_text("my holiday")  # same name, other bytes
+    (photos / MANIFEST).write_bytes((tmp_path / "out" / MANIFEST).read_bytes())
+    assert "changed after" in ownership_problem(photos, "submission")
+    assert remove_output(photos, "submission") == ["test_20000.png"]
+    assert (photos / "test_20000.png").read_text() == "my holiday"
+
+
+def test_nested_outputs_are_the_parents_only_when_listed(tmp_path):
+    study = tmp_path / "study"
+    _stage(study, "study.json", kind="study")
+    _stage(study / "runs" / "r1", "last.pth", kind="run")
+    assert "holds 'runs'" in ownership_problem(study, "study")  # not yet listed
+    write_manifest(study, "study", "test", [], {"runs/r1": "run"})
+    assert ownership_problem(study, "study") is None
+    (study / "runs" / "r1" / "mine.txt").write_text("x")
+    assert "runs/r1/mine.txt" in ownership_problem(study, "study")
+    (study / "runs" / "r1" / "mine.txt").unlink()
+    assert remove_output(study, "study") == [] and not study.exists()
 
 
 @pytest.fixture
@@ -65,6 +135,7 @@ REFUSED = {
     "the parent folder": ("..", "current working folder"),
     "dot-dot back into the inputs": ("results/../data/in", "overlaps the input folder"),
     "a file": ("notes.txt", "is a file"),
+    "a path under a file": ("notes.txt/out", "lies under"),
 }
 
 
@@ -72,44 +143,86 @@ REFUSED = {
 def test_output_folder_never_overlaps_what_it_must_not_touch(layout, case):
     folder, message = REFUSED[case]
     with pytest.raises(UserError, match=message):
-        check_output_folder(folder, "--output_dir", True, layout)
+        check_output_folder(folder, "--output_dir", True, "submission", layout)
 
 
 def test_only_folders_the_project_made_are_replaced(layout, tmp_path):
-    assert check_output_folder("results/sub", "--output_dir", True, layout) == tmp_path / "results/sub"
+    assert check_output_folder("results/sub", "--output_dir", True, "submission", layout) == tmp_path / "results/sub"
     with pytest.raises(UserError, match="already holds results; pass --overwrite"):
-        check_output_folder("results/sub", "--output_dir", False, layout)
-    (tmp_path / "results/sub/keep.md").write_text("mine")
-    with pytest.raises(UserError, match="holds 'keep.md', which this project did not write"):
-        check_output_folder("results/sub", "--output_dir", True, layout)
+        check_output_folder("results/sub", "--output_dir", False, "submission", layout)
+    with pytest.raises(UserError, match="holds a submission written by test, not a run"):
+        check_output_folder("results/sub", "run folder", True, "run", layout)
     (tmp_path / "results/mine").mkdir()
-    (tmp_path / "results/mine/photo.png").write_bytes(b"p")  # no marker: never ours
+    (tmp_path / "results/mine/photo.png").write_bytes(b"p")  # no manifest: never ours
     with pytest.raises(UserError, match="holds 'photo.png'"):
-        check_output_folder("results/mine", "--output_dir", True, layout)
-    assert check_output_folder("results/new/deeper", "--output_dir", False, layout).name == "deeper"
+        check_output_folder("results/mine", "--output_dir", True, "submission", layout)
+    assert check_output_folder("results/new/deeper", "--output_dir", False, "submission", layout).name == "deeper"
 
 
 def test_symlink_and_unwritable_output_are_refused(layout, tmp_path):
     os.symlink(tmp_path / "results/sub", tmp_path / "link")
     with pytest.raises(UserError, match="symbolic link"):
-        check_output_folder("link", "--output_dir", True, layout)
+        check_output_folder("link", "--output_dir", True, "submission", layout)
     if os.geteuid() == 0:
         pytest.skip("root can write anywhere")
     (tmp_path / "ro").mkdir(mode=0o555)
     with pytest.raises(UserError, match="cannot be written"):
-        check_output_folder("ro/out", "--output_dir", True, layout)
+        check_output_folder("ro/out", "--output_dir", True, "submission", layout)
 
 
-def test_stale_leftovers_of_killed_runs_are_removed(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    (tmp_path / f".resize64.partial-{dead_pid}").mkdir()
-    (tmp_path / f".last.pth.tmp-{dead_pid}.pth").write_bytes(b"")
-    (tmp_path / f".other.partial-{os.getpid()}").mkdir()  # a live process's: kept
-    (tmp_path / ".hidden.partial-notapid").mkdir()  # not ours: kept
-    removed = remove_stale(tmp_path)
-    assert sorted(p.name for p in removed) == sorted([f".resize64.partial-{dead_pid}", f".last.pth.tmp-{dead_pid}.pth"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden.partial-notapid", f".other.partial-{os.getpid()}"]
+def test_a_held_output_is_refused_naming_the_process_and_freed_when_it_dies(tmp_path):
+    target = tmp_path / "out"
+    proc = hold_lock(target)
+    try:
+        with pytest.raises(UserError, match=rf"in use by process {proc.pid} on .*since"), output_lock(target, "x"):
+            pass
+        live_stage = next(p for p in tmp_path.iterdir() if ".partial-" in p.name)
+        assert remove_stale(tmp_path) == [] and live_stage.is_dir()  # a live run's staging folder is kept
+    finally:
+        proc.kill()
+        proc.wait()
+    assert remove_stale(tmp_path) == [live_stage]  # its process is gone: removed
+    with output_lock(target, "x"):  # the lock died with its holder
+        assert lock_path(target).is_file()
+    assert not lock_path(target).exists()
+
+
+def test_readers_share_a_lock_that_a_writer_cannot_take(tmp_path):
+    target = tmp_path / "patches"
+    proc = hold_lock(target, shared=True)
+    try:
+        with output_lock(target, "patch folder", shared=True):  # a second training on the same patches
+            pass
+        with pytest.raises(UserError, match="patch folder .* is in use"), output_lock(target, "patch folder"):
+            pass
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_names_that_look_like_ours_are_never_taken_for_ours(tmp_path):
+    lookalikes = [".thesis.partial-4000000", ".photos.partial-1", ".x.partial-" + "a" * 32]
+    for name in lookalikes:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "chapter.tex").write_text("mine")
+    (tmp_path / ".notes.tmp-123456").write_text("mine")
+    (tmp_path / ("." + "y.partial-" + "b" * 32)).mkdir()
+    (tmp_path / ("." + "y.partial-" + "b" * 32) / ".hinet-stage").write_text("c" * 32)  # token does not match
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert remove_stale(tmp_path) == []
     with atomic_path(tmp_path / "x.bin") as tmp:
         tmp.write_bytes(b"1")
+    _stage(tmp_path / "out", "a.txt")
     assert (tmp_path / "x.bin").read_bytes() == b"1"
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.parts[-1] not in ("x.bin",))
+    assert [p for p in after if p.parts[0] != "out"] == before
+
+
+def test_a_killed_writer_leaves_the_earlier_file_and_a_removable_stage(tmp_path):
+    target = tmp_path / "metrics.csv"
+    target.write_text("old")
+    proc = hold_lock(target)
+    proc.kill()
+    proc.wait()
+    time.sleep(0.1)
+    assert target.read_text() == "old" and len(remove_stale(tmp_path)) == 1

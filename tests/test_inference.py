@@ -84,7 +84,7 @@ def test_tta_and_ensemble_weights(tmp_path, capsys):
     _image(inp / "test_input_7.png", 48, 64, 0)
     common = ["--input_dir", inp, "--tile_sizes", 32, 32, "--strides", 16, 16, "--no_progress", "--no_zip"]
     runs = {}
-    for tag, extra in {"tta": ["--tta"], "plain": [], "onlyb": ["--ensemble_weights", 0, 5]}.items():
+    for tag, extra in {"tta": ["--tta"], "plain": [], "weighted": ["--ensemble_weights", 1, 3]}.items():
         out = tmp_path / tag
         code, _, err = run_cli(
             test_script,
@@ -94,24 +94,11 @@ def test_tta_and_ensemble_weights(tmp_path, capsys):
         assert code == 0, err
         assert not (out / "submission.zip").exists()
         runs[tag] = read_rgb(out / "test_7.png").astype(int)
-    code, _, _ = run_cli(
-        test_script,
-        [
-            "--weights",
-            tmp_path / "b.pth",
-            *common[:2],
-            "--tile_sizes",
-            32,
-            "--strides",
-            16,
-            "--output_dir",
-            tmp_path / "b_alone",
-            "--no_progress",
-        ],
-        capsys,
-    )
-    assert code == 0
-    assert np.array_equal(runs["onlyb"], read_rgb(tmp_path / "b_alone" / "test_7.png").astype(int))
+    image = torch.from_numpy(read_rgb(inp / "test_input_7.png")).permute(2, 0, 1).float() / 255
+    expected = torch.zeros_like(image)
+    for seed, share in ((1, 0.25), (2, 0.75)):  # weights 1 and 3, normalised
+        expected += share * restore_image(Restorer(tiny_model(seed=seed), torch.device("cpu")), image, 32, 16, 16)
+    assert np.array_equal(runs["weighted"], to_uint8(expected).astype(int))
     assert np.abs(runs["tta"] - runs["plain"]).max() > 0
 
 
@@ -270,7 +257,7 @@ WRONG = {
     "tile the model cannot take": (["--tile_sizes", 250, 352], r"tile size 250 .* not a multiple of 16, which its HINet of depth 5 needs"),
     "device meta": (["--device", "meta"], r"--device 'meta' is not supported"),
     "output folder is a file": (["--output_dir", "weights/256_best.pth"], r"is a file, not a folder"),
-    "negative ensemble weight": (["--ensemble_weights", -1, 2], r"--ensemble_weights must be finite, non-negative"),
+    "negative ensemble weight": (["--ensemble_weights", -1, 2], r"--ensemble_weights must be finite and positive"),
     "checkpoint asking for an absurd model": (["--weights", "weights/absurd.pth", "--tile_sizes", 32], r"absurd\.pth states an architecture its weights do not have: wf 200000 \(tensors: 4\)"),
 }  # fmt: skip
 

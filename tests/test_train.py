@@ -190,7 +190,14 @@ def test_patches_of_another_split_or_size_are_refused(own_data, tmp_path, capsys
 def test_a_run_folder_is_cleared_only_of_its_own_files(patch_data, tmp_path, capsys):
     run = tmp_path / "r" / "001"
     run.mkdir(parents=True)
-    (run / "log.log").write_text("a first start that failed\n")  # no last.pth: not a run
+    for name in ("256_best.pth", "my_finetuned_best.pth", "metrics.csv"):  # a user's, in an unrecorded folder
+        (run / name).write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(train_script, _args(patch_data, tmp_path / "r", "--epochs", 1, *extra), capsys)
+        assert code == 2 and "holds '256_best.pth', which this project did not write there" in err
+    assert sorted(p.name for p in run.iterdir()) == ["256_best.pth", "metrics.csv", "my_finetuned_best.pth"]
+    assert all(p.read_text() == "mine" for p in run.iterdir())
+    shutil.rmtree(run)
     code, _, err = run_cli(
         train_script, _args(patch_data, tmp_path / "r", "--epochs", 1, "--steps_per_epoch", 1), capsys
     )

@@ -10,6 +10,7 @@ Accepted formats (all read with ``weights_only=True``, so a file can never run c
 
 from __future__ import annotations
 
+import errno
 import pickle
 import re
 from pathlib import Path
@@ -17,10 +18,16 @@ from pathlib import Path
 import torch
 
 from models.hinet import HINet, HINetConfig
-from utils.errors import fail, one_line
+from utils.errors import fail, one_line, reported_write
 from utils.files import atomic_path
 
 STATE_KEYS = ("state_dict", "params", "params_ema", "model")
+# What a stored architecture may ask for. A crafted or damaged file could otherwise make the
+# loader allocate an absurd model: the ranges and the parameter count are checked first.
+MAX_WF = 1024
+MAX_DEPTH = 10
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights; the original's HINet has about 88 million
+MAX_IMG_SIZE = 8192
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -52,7 +59,75 @@ def extract_state_dict(ckpt: dict, path: str | Path = "checkpoint") -> dict[str,
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         fail(f"{path} holds no model weights (looked for {', '.join(STATE_KEYS)} or a bare state dict).")
+    check_finite(tensors, path)
     return {k.removeprefix("module."): v for k, v in tensors.items()}
+
+
+def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse weights holding NaN or infinite values: such a model restores every image to garbage."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        fail(
+            f"{path} holds NaN or infinite values in {len(bad)} tensor(s) ({_summarise(bad)}); the file is damaged "
+            f"or comes from a diverged training run, so use an earlier checkpoint."
+        )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def config_problems(config: HINetConfig) -> list[str]:
+    """What is wrong with an architecture's values, before anything is built (empty if nothing)."""
+    c, problems = config, []
+    if c.in_chn != 3:
+        problems.append(f"in_chn {c.in_chn!r} (this project restores 3-channel RGB images)")
+    if not (_is_int(c.wf) and 1 <= c.wf <= MAX_WF):
+        problems.append(f"wf {c.wf!r} (a width from 1 to {MAX_WF})")
+    if not (_is_int(c.depth) and 1 <= c.depth <= MAX_DEPTH):
+        problems.append(f"depth {c.depth!r} (from 1 to {MAX_DEPTH} levels)")
+    slope = c.relu_slope
+    if not (isinstance(slope, (int, float)) and not isinstance(slope, bool) and 0 <= slope < 1):
+        problems.append(f"relu_slope {slope!r} (from 0 up to, not including, 1)")
+    for name in ("hin_position_left", "hin_position_right"):
+        value = getattr(c, name)
+        if not (_is_int(value) and 0 <= value <= MAX_DEPTH):
+            problems.append(f"{name} {value!r} (a level from 0 to {MAX_DEPTH})")
+    return problems
+
+
+def img_size_problem(size, config: HINetConfig | None = None) -> str | None:
+    """Why a stored training patch size cannot be right (None if it can): the tile size test.py takes from it."""
+    if not (_is_int(size) and 1 <= size <= MAX_IMG_SIZE):
+        return f"img_size {size!r}, not a patch size from 1 to {MAX_IMG_SIZE}"
+    if config is not None and size % config.size_multiple:
+        return f"img_size {size}, not a multiple of {config.size_multiple} as its HINet of depth {config.depth} needs"
+    return None
+
+
+def check_architecture(state: dict[str, torch.Tensor], config: HINetConfig, path: str | Path) -> None:
+    """Refuse, before any memory is allocated, an architecture out of range, too large or unlike the tensors.
+
+    The model is built on the ``meta`` device (shapes only, no storage) to count its
+    parameters and compare their names and shapes with the file's tensors.
+    """
+    problems = config_problems(config)
+    if problems:
+        fail(f"{path} states an impossible architecture: {', '.join(problems)}; the file is damaged or not a HINet.")
+    try:
+        with torch.device("meta"):
+            model = HINet(config)
+    except (TypeError, ValueError, RuntimeError) as err:
+        fail(f"{path} stores an invalid model configuration {config} ({one_line(err)}).")
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        held = sum(v.numel() for v in state.values())
+        fail(
+            f"{path} states an architecture of {count:,} parameters (wf {config.wf}, depth {config.depth}), more "
+            f"than the {MAX_PARAMETERS:,} any usable HINet has, while its tensors hold {held:,} values; the file is "
+            f"damaged or crafted."
+        )
+    check_matches(model, state, path)
 
 
 def infer_config(state: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> HINetConfig:
@@ -74,6 +149,12 @@ def _summarise(names: list[str], limit: int = 3) -> str:
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
     """``load_state_dict(strict=True)`` with a one-sentence summary of any mismatch."""
+    check_matches(model, state, path)
+    model.load_state_dict(state, strict=True)
+
+
+def check_matches(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Fail with a one-sentence summary unless ``state`` has exactly the model's names and shapes."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -87,7 +168,6 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
         if wrong:
             parts.append(f"{len(wrong)} of another shape ({_summarise(wrong)})")
         fail(f"{path} does not match the model architecture: {'; '.join(parts)}.")
-    model.load_state_dict(state, strict=True)
 
 
 def load_model(path: str | Path, config: HINetConfig | dict | None = None) -> tuple[HINet, HINetConfig, dict]:
@@ -105,9 +185,12 @@ def load_model(path: str | Path, config: HINetConfig | dict | None = None) -> tu
         check_stored_config(config, inferred, path)
     try:
         config = HINetConfig.from_dict(config) if isinstance(config, dict) else config
-        model = HINet(config)
     except (TypeError, ValueError) as err:
         fail(f"{path} stores an invalid model configuration {config} ({one_line(err)}).")
+    check_architecture(state, config, path)  # before the model takes any memory
+    if "img_size" in ckpt and (problem := img_size_problem(ckpt["img_size"], config)):
+        fail(f"{path} states a training {problem}; the file is damaged or was edited.")
+    model = HINet(config)
     load_weights(model, state, path)
     return model, config, ckpt
 
@@ -124,10 +207,16 @@ def check_stored_config(stored: dict | HINetConfig, inferred: HINetConfig, path:
         fail(f"{path} states an architecture its weights do not have: {pairs}; the file is damaged or mixed up.")
 
 
-def save_checkpoint(obj: dict, path: str | Path) -> None:
-    """Save atomically: a crash mid-write leaves any previous file intact."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+def save_checkpoint(obj: dict, path: str | Path, then: str = "run again") -> None:
+    """Save atomically: a crash mid-write leaves any previous file intact; a failed write (a full disk) is one
+    sentence that ends with ``then``."""
+    with reported_write(path, then), atomic_path(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as err:  # torch's own writer reports a failed write without its cause
+            if "inline_container" not in str(err) and "PytorchStreamWriter" not in str(err):
+                raise
+            raise OSError(errno.EIO, "the checkpoint writer failed, most likely for lack of disk space") from err
 
 
 def stored_patch_size(path: str | Path) -> int | None:
@@ -136,5 +225,17 @@ def stored_patch_size(path: str | Path) -> int | None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # unreadable files are reported when the model is loaded
         return None
-    size = ckpt.get("img_size") if isinstance(ckpt, dict) else None
-    return size if isinstance(size, int) and size > 0 else None
+    if not isinstance(ckpt, dict) or "img_size" not in ckpt:
+        return None
+    size = ckpt["img_size"]
+    problem = img_size_problem(size)
+    if problem is None and isinstance(stored := ckpt.get("model_config"), dict):
+        try:
+            config = HINetConfig.from_dict(stored)
+        except (TypeError, ValueError):
+            config = None  # reported when the model is loaded
+        if config is not None and not config_problems(config):
+            problem = img_size_problem(size, config)
+    if problem is not None:
+        fail(f"{path} states a training {problem}; the file is damaged or was edited.")
+    return size

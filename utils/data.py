@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import posixpath
+import random
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -44,14 +46,42 @@ def read_pairs_csv(csv_file: str | Path) -> pd.DataFrame:
         empty = df.index[df[column] == ""]
         if len(empty):
             fail(f"{csv_file} row {empty[0] + 2} has an empty {column}; every row needs both file names.")
+    folder = {"input_img": INPUT_FOLDER, "label_img": LABEL_FOLDER}
+    for column in PAIR_COLUMNS:
+        for row, name in enumerate(df[column], start=2):
+            if escapes(name):
+                fail(
+                    f"{csv_file} row {row} names {column} {name!r}, which lies outside the {folder[column]} folder; "
+                    f"list each image by its path inside that folder."
+                )
     for column in ("img_id", *PAIR_COLUMNS):
-        if column in df.columns and df[column].duplicated().any():
-            name = df.loc[df[column].duplicated(), column].iloc[0]
+        if column not in df.columns:
+            continue
+        keys = df[column] if column == "img_id" else df[column].map(posixpath.normpath)  # ./a.png is a.png
+        if keys.duplicated().any():
+            name = df.loc[keys.duplicated(), column].iloc[0]
             fail(
                 f"{csv_file} lists {column} {name!r} more than once; a repeated pair could fall into both the training "
                 f"and the validation folds, so remove the duplicate."
             )
+    for column in PAIR_COLUMNS:
+        names = df[column].map(lambda n: PurePosixPath(n).name)
+        if names.duplicated().any():
+            name = names[names.duplicated()].iloc[0]
+            paths = df.loc[names == name, column].tolist()
+            fail(
+                f"{csv_file} lists two {column} files named {name!r} ({paths[0]} and {paths[1]}); their patches would "
+                f"get the same names and overwrite each other, so rename one of them."
+            )
     return df
+
+
+def escapes(name: str) -> bool:
+    """True if a CSV file name leaves the folder it is relative to: absolute, or climbing out with ``..``."""
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute() or PureWindowsPath(name).drive:
+        return True
+    norm = posixpath.normpath(name.replace("\\", "/"))
+    return norm == ".." or norm.startswith("../")
 
 
 def kfold_split(df: pd.DataFrame, folds: int, seed: int = 42) -> pd.DataFrame:
@@ -130,8 +160,34 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
 
 
+def sample_seed(seed: int, position: int) -> int:
+    """The augmentation seed of the sample at ``position`` of a stream seeded by ``seed`` (well mixed, 64 bits)."""
+    return int(np.random.SeedSequence([seed % 2**64, position]).generate_state(1, np.uint64)[0])
+
+
+class SeededSampler(torch.utils.data.Sampler):
+    """The indices of ``sampler``, each with its own augmentation seed: ``(index, sample_seed(seed, position))``.
+
+    A sample's augmentation then depends on (``seed``, its position in the epoch) alone, not on
+    which worker process loads it or how many there are.
+    """
+
+    def __init__(self, sampler, seed: int) -> None:
+        self.sampler, self.seed = sampler, seed
+
+    def __iter__(self):
+        return ((index, sample_seed(self.seed, position)) for position, index in enumerate(self.sampler))
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 class PatchDataset(Dataset):
-    """Training patches as float RGB in [0, 1]; the augmentation sees the input as ``image`` and the target as ``mask``."""
+    """Training patches as float RGB in [0, 1]; the augmentation sees the input as ``image`` and the target as ``mask``.
+
+    An item is an index, or ``(index, seed)`` (``SeededSampler``): the augmentation then draws
+    from random generators made from that seed alone, whatever process loads the sample.
+    """
 
     def __init__(self, pairs: list[Pair], transform=None) -> None:
         self.pairs = pairs
@@ -140,11 +196,14 @@ class PatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx, seed = item if isinstance(item, tuple) else (item, None)
         pair = self.pairs[idx]
         image = read_rgb(pair.input).astype(np.float32) / 255.0
         target = read_rgb(pair.target).astype(np.float32) / 255.0
         if self.transform is not None:
+            if seed is not None:  # one generator pair shared by every transform of the pipeline
+                self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
             out = self.transform(image=image, mask=target)
             image, target = out["image"], out["mask"]
         return to_tensor(image), to_tensor(target)

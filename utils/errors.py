@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import signal
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -22,6 +25,21 @@ def one_line(err: BaseException | str) -> str:
     text = str(err).strip()
     first = text.splitlines()[0].strip() if text else ""
     return first or type(err).__name__
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def reported_write(path: str | Path, then: str = "run again") -> Iterator[None]:
+    """Report a file that cannot be written (a full disk above all) in one sentence ending with ``then``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in DISK_FULL:
+            fail(f"could not write {path}: the disk is full; free some space, then {then}.")
+        reason = err.strerror or one_line(err)
+        fail(f"could not write {path} ({reason}); check the disk and the folder's permissions, then {then}.")
 
 
 def _sigterm(signum, frame) -> None:

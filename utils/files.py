@@ -1,76 +1,196 @@
-"""Safe file output: nothing half-written, nothing silently replaced, nothing deleted that we did not make.
+"""Ownership of outputs: nothing half-written, nothing silently replaced, nothing deleted that we did not make.
 
-Every folder a script replaces as a whole (the submission, a patch set, a training run,
-the demo data) carries a marker file naming the entries the project wrote there. A
-folder is replaced only when it has that marker and holds nothing else; any other
-content is refused with a sentence that names a foreign file.
+Every folder the project writes as a whole (a submission, a patch set, a training run, the
+demo data, a study) carries a manifest, ``.hinet-output.json``, that names the kind of output
+and lists every file and folder the project wrote there, each file with its size and SHA-256.
+The manifest is the only proof of ownership, and it is exact:
+
+- ``--overwrite`` replaces a folder only if its manifest is of the same kind and every entry in
+  the folder is listed and unchanged (same size and, unless its size and modification time are
+  as recorded, the same hash); anything else is named and the run refused. Nothing is ever
+  claimed by a pattern, a folder name or a marker alone.
+- A replaced output is removed entry by entry from its manifest, never as a tree.
+- New results are built in a private staging folder (``utils.locks``) and swapped into place
+  in one atomic rename, under the output's lock, only after every check and all the work
+  have succeeded: an interrupted run leaves the earlier result as it was.
 """
 
 from __future__ import annotations
 
-import fnmatch
+import ctypes
+import hashlib
 import json
 import os
-import re
-import shutil
-from collections.abc import Iterator, Sequence
+import signal
+import sys
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from utils.errors import fail
+from utils.locks import STAGE_RECORD, atomic_path, is_lock_file, private_folder, remove_stale
 
-MARKER = ".hinet-output.json"
-_STALE = re.compile(r"^\.(?P<name>.+)\.(?:partial|tmp)-(?P<pid>\d+)(?:\..*)?$")
+MANIFEST = ".hinet-output.json"
+KINDS = ("submission", "patches", "run", "demo data", "study")
+_FORMAT = 2
 
 
-def pid_alive(pid: int) -> bool:
-    """True if a process with this id exists (ours or another user's)."""
+def file_record(path: Path) -> dict:
+    stat = path.stat()
+    with open(path, "rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The folder's manifest if it is a well-formed one of this release, else None."""
+    path = folder / MANIFEST
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        if path.is_symlink():
+            return None
+        manifest = json.loads(path.read_text())
+        ok = manifest.get("format") == _FORMAT and manifest.get("kind") in KINDS
+        ok = ok and isinstance(manifest.get("files"), dict) and isinstance(manifest.get("dirs"), list)
+        ok = ok and isinstance(manifest.setdefault("outputs", {}), dict)
+        return manifest if ok else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _entries(folder: Path, nested: dict | None = None) -> Iterator[tuple[str, Path]]:
+    """Every entry below ``folder`` (relative name, path) but its manifest and what lies inside ``nested``
+    outputs (each is yielded itself); symbolic links are yielded, never followed."""
+    nested = nested or {}
+    for root, dirs, files in os.walk(folder):
+        for name in sorted(dirs) + sorted(files):
+            path = Path(root) / name
+            rel = path.relative_to(folder).as_posix()
+            if rel != MANIFEST:
+                yield rel, path
+        dirs[:] = [d for d in dirs if (Path(root) / d).relative_to(folder).as_posix() not in nested]
+
+
+def _unchanged(path: Path, record: dict) -> bool:
+    try:
+        stat = path.lstat()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    if not path.is_file() or path.is_symlink() or stat.st_size != record.get("size"):
+        return False
+    return stat.st_mtime_ns == record.get("mtime_ns") or file_record(path)["sha256"] == record.get("sha256")
 
 
-def remove_stale(folder: Path) -> list[Path]:
-    """Delete staging folders and temporary files that a killed run of this project left in ``folder``.
+def ownership_problem(folder: Path, kind: str, prefix: str = "") -> str | None:
+    """Why ``folder`` is not an unchanged output of ``kind`` that the project may replace, or None if it is.
 
-    Only names this module makes (``.<name>.partial-<pid>``, ``.<name>.tmp-<pid>...``) whose
-    process no longer exists are touched.
+    Outputs nested in it (a study's runs) must be listed in its manifest and pass the same test;
+    ``prefix`` is the nested output's place, for the message.
     """
-    removed = []
-    if not folder.is_dir():
-        return removed
-    for entry in folder.iterdir():
-        match = _STALE.match(entry.name)
-        if match is None or int(match["pid"]) == os.getpid() or pid_alive(int(match["pid"])):
+    manifest = read_manifest(folder)
+    if manifest is None:
+        first = next(iter(sorted(p.name for p in folder.iterdir())), "")
+        return f"holds {prefix + first!r}, which this project did not write there"
+    if manifest["kind"] != kind:
+        return f"holds a {manifest['kind']} written by {manifest.get('written_by', '?')}, not a {kind}"
+    files, dirs, nested = manifest["files"], set(manifest["dirs"]), manifest["outputs"]
+    for rel, path in _entries(folder, nested):
+        if rel in nested and path.is_dir() and not path.is_symlink():
+            problem = ownership_problem(path, nested[rel], f"{prefix}{rel}/")
+            if problem:
+                return problem
+        elif path.is_dir() and not path.is_symlink() and rel in dirs:
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry)
-    return removed
+        elif rel not in files or path.is_dir():
+            return f"holds {prefix + rel!r}, which this project did not write there"
+        elif not _unchanged(path, files[rel]):
+            return f"holds {prefix + rel!r}, which was changed after this project wrote it"
+    return None
 
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+def write_manifest(
+    folder: Path, kind: str, written_by: str, names: Iterable[str] | None = None, outputs: dict[str, str] | None = None
+) -> None:
+    """Record ``names`` (relative paths; every entry of ``folder`` when None) as the project's, with their
+    hashes, and ``outputs`` (relative folder: kind) as outputs nested in it with manifests of their own.
 
-    A crash mid-write leaves the previous file intact; a temporary file left by a killed
-    process is removed by the next call in the same folder.
+    What is already recorded stays recorded; what no longer exists is dropped.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path.parent)
-    tmp_path = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind of output {kind!r}")
+    manifest = read_manifest(folder) or {
+        "format": _FORMAT, "kind": kind, "written_by": written_by, "files": {}, "dirs": [], "outputs": {}
+    }  # fmt: skip
+    files, dirs, nested = manifest["files"], set(manifest["dirs"]), manifest["outputs"] | (outputs or {})
+    wanted = [rel for rel, _ in _entries(folder, nested)] if names is None else list(names)
+    for rel in [*wanted, *nested]:
+        dirs.update(parent.as_posix() for parent in Path(rel).parents[:-1])
+    for rel in wanted:
+        path = folder / rel
+        if path.is_dir() and not path.is_symlink():
+            if rel not in nested:
+                dirs.add(rel)
+        elif path.is_file() and not path.is_symlink():
+            files[rel] = file_record(path)
+    manifest["files"] = {rel: r for rel, r in sorted(files.items()) if (folder / rel).is_file()}
+    manifest["dirs"] = sorted(dirs)  # a nested output is recorded before its command makes it
+    manifest["outputs"] = dict(sorted(nested.items()))
+    with atomic_path(folder / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def add_to_manifest(folder: Path, names: Iterable[str]) -> None:
+    """Record ``names`` in the manifest of ``folder`` if it has one (a derived file written into an output)."""
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        write_manifest(folder, manifest["kind"], manifest.get("written_by", "?"), names)
+
+
+def remove_output(folder: Path, kind: str) -> list[str]:
+    """Delete what the manifest of ``folder`` lists and is unchanged (nested outputs likewise), then the
+    folder if that empties it. Returns what was kept: anything not listed or changed since, which the
+    caller has normally ruled out with ``ownership_problem``."""
+    manifest = read_manifest(folder)
+    if manifest is None or manifest["kind"] != kind:
+        return [MANIFEST]
+    for rel, nested_kind in manifest["outputs"].items():
+        if (folder / rel).is_dir() and not (folder / rel).is_symlink():
+            remove_output(folder / rel, nested_kind)
+    for rel, record in manifest["files"].items():
+        if _unchanged(folder / rel, record):
+            (folder / rel).unlink()
+    for rel in sorted(manifest["dirs"], key=lambda d: d.count("/"), reverse=True):
+        path = folder / rel
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+    kept = [rel for rel, _ in _entries(folder)]
+    if not kept:
+        (folder / MANIFEST).unlink(missing_ok=True)
+        folder.rmdir()
+    return kept
+
+
+def outputs_below(folder: Path, kind: str) -> tuple[list[Path], str | None]:
+    """The unchanged outputs of ``kind`` in ``folder`` and its sub-folders, and why anything else there
+    (a foreign file, a changed output) is not the project's, or None. Stale staging folders are removed."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        root = Path(root)
+        remove_stale(root)
+        for name in sorted(dirs):
+            path = root / name
+            if path.is_symlink():
+                return found, f"{path} is a symbolic link, which this project did not make"
+            if read_manifest(path) is not None:
+                problem = ownership_problem(path, kind)
+                if problem:
+                    return found, f"{path} {problem}"
+                found.append(path)
+        dirs[:] = [d for d in sorted(dirs) if root / d not in found and (root / d).exists()]
+        foreign = [f for f in sorted(files) if not is_lock_file(f)]
+        if foreign:
+            return found, f"{root / foreign[0]} was not written by this project"
+    return found, None
 
 
 def has_files(folder: str | Path) -> bool:
@@ -79,41 +199,20 @@ def has_files(folder: str | Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
-def _owned_patterns(folder: Path) -> list[str] | None:
-    try:
-        return list(json.loads((folder / MARKER).read_text())["entries"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def foreign_entries(folder: Path, fallback: Sequence[str] = ()) -> list[str]:
-    """Entries of ``folder`` that the project did not write there: per its marker, else per ``fallback``.
-
-    ``fallback`` names what earlier releases wrote before the marker existed; it must be
-    specific enough never to match a user's own files.
-    """
-    owned = _owned_patterns(folder)
-    owned = list(fallback) if owned is None and fallback else owned
-    names = sorted(p.name for p in folder.iterdir() if p.name != MARKER and not _STALE.match(p.name))
-    if owned is None:
-        return names
-    return [n for n in names if not any(fnmatch.fnmatchcase(n, pat) for pat in owned)]
-
-
 def check_output_folder(
     folder: str | Path,
     flag: str,
     overwrite: bool,
+    kind: str,
     protected: dict[str, str | Path | None] | None = None,
-    fallback: Sequence[str] = (),
 ) -> Path:
     """Check, before any work, that ``folder`` may be created or replaced; returns its resolved path.
 
-    Refused with one sentence: a path that is a file or a symbolic link; a folder that is,
-    contains or lies inside a ``protected`` one (inputs, labels, checkpoints) or the working
-    folder; a folder holding results without ``overwrite``; a folder holding anything this
-    project did not write there, whatever ``overwrite`` says (``fallback``: see
-    ``foreign_entries``); a parent that cannot be written.
+    Refused with one sentence: a path that is a file, a symbolic link, or lies under a file; a
+    folder that is, contains or lies inside a ``protected`` one (inputs, labels, checkpoints) or
+    the working folder; a folder holding results without ``overwrite``; a folder holding
+    anything but an unchanged output of ``kind``, whatever ``overwrite`` says; a parent that
+    cannot be written.
     """
     given = Path(folder)
     if given.is_symlink():
@@ -121,6 +220,9 @@ def check_output_folder(
     real = given.resolve()
     if real.exists() and not real.is_dir():
         fail(f"{flag} {given} is a file, not a folder; choose another {flag}.")
+    blocker = next((p for p in real.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        fail(f"{flag} {given} lies under {blocker}, which is a file, not a folder; choose another {flag}.")
     cwd = Path.cwd().resolve()
     if real == cwd or real in cwd.parents:
         fail(f"{flag} {given} is or contains the current working folder; choose a dedicated folder.")
@@ -131,11 +233,11 @@ def check_output_folder(
         if real == other_real or real in other_real.parents or other_real in real.parents:
             fail(f"{flag} {given} overlaps the {what} {other}; choose a folder outside it.")
     if has_files(real):
-        foreign = foreign_entries(real, fallback)
-        if foreign:
+        problem = ownership_problem(real, kind)
+        if problem:
             fail(
-                f"{flag} {given} holds {foreign[0]!r}, which this project did not write there; "
-                f"move your files away or choose another {flag} (nothing is deleted that the project did not make)."
+                f"{flag} {given} {problem}; move your files away or choose another {flag} "
+                f"(nothing is deleted that the project did not make)."
             )
         if not overwrite:
             fail(f"{flag} {given} already holds results; pass --overwrite to replace them or choose another {flag}.")
@@ -145,40 +247,73 @@ def check_output_folder(
     return real
 
 
-def write_marker(folder: Path, entries: Sequence[str], written_by: str) -> None:
-    """Record which entries of ``folder`` (names or glob patterns) the project owns."""
-    (folder / MARKER).write_text(json.dumps({"written_by": written_by, "entries": list(entries)}, indent=1) + "\n")
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_NOREPLACE, _EXCHANGE = 1, 2
+
+
+def _rename(src: Path, dst: Path, flags: int) -> bool:
+    """renameat2 with ``flags``; False where the system does not offer it (the caller falls back)."""
+    renameat2 = getattr(_LIBC, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(-100, os.fsencode(src), -100, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system cannot; fall back
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def put_in_place(stage: Path, path: Path, kind: str) -> None:
+    """Move the finished ``stage`` onto ``path``: atomically swapped with an earlier output of ``kind``,
+    which is then removed entry by entry; never over anything else. Signals wait until it is done."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()  # an empty folder holds nothing to keep
+        if not path.exists():
+            if not _rename(stage, path, _NOREPLACE):
+                if path.exists():
+                    raise FileExistsError(path)
+                os.rename(stage, path)
+            return
+        problem = ownership_problem(path, kind)
+        if problem:  # something appeared while we worked: keep it, and say so
+            fail(f"{path} {problem}; nothing was replaced.")
+        if _rename(stage, path, _EXCHANGE):
+            old = stage  # the earlier output now lies under the staging name
+        else:
+            old = stage.with_name(stage.name + ".old")
+            os.rename(path, old)
+            os.rename(stage, path)
+        kept = remove_output(old, kind)
+        if kept:  # something appeared in the earlier output as it was swapped out: keep it in sight
+            aside = path.with_name(f"{path.name}.kept-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.rename(old, aside)
+            print(f"warning: {aside} keeps {kept[0]!r}, which appeared while {path} was replaced", file=sys.stderr)
+    except FileExistsError:
+        fail(f"{path} appeared while this run worked; nothing was replaced, choose another folder or run again.")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextmanager
-def staged_dir(
-    path: str | Path, entries: Sequence[str], written_by: str, fallback: Sequence[str] = ()
-) -> Iterator[Path]:
-    """Yield an empty hidden sibling folder; it replaces ``path`` only if the block succeeds.
+def staged_dir(path: str | Path, kind: str, written_by: str) -> Iterator[Path]:
+    """Yield an empty private folder; it replaces ``path`` only if the block succeeds.
 
-    ``entries`` (names or glob patterns) is what the block writes; it goes into the folder's
-    marker, so that a later run may replace it. The folder must have passed
-    ``check_output_folder``. A failed run leaves the earlier ``path`` untouched and nothing
-    half-written behind, not even the parent folders this call had to create.
+    Everything the block writes is recorded in the manifest of ``kind``. ``path`` must have
+    passed ``check_output_folder`` and its lock be held. A failed run leaves the earlier
+    ``path`` untouched and nothing half-written behind, not even parent folders this call made.
     """
     path = Path(path).resolve()
     new_parents = [p for p in path.parents if not p.exists()]  # innermost first
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path.parent)
-    stage = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
     try:
-        yield stage
-        write_marker(stage, entries, written_by)
-        if path.exists():
-            foreign = foreign_entries(path, fallback)
-            if foreign:  # something appeared while we worked: keep it, and say so
-                fail(f"{path} now holds {foreign[0]!r}, which this project did not write; nothing was replaced.")
-            shutil.rmtree(path)
-        os.replace(stage, path)
+        with private_folder(path) as stage:
+            yield stage
+            (stage / STAGE_RECORD).unlink()
+            write_manifest(stage, kind, written_by)
+            put_in_place(stage, path, kind)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
         if not path.exists():
             for parent in new_parents:
                 if parent.is_dir() and not any(parent.iterdir()):

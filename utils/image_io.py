@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 import warnings
@@ -14,6 +15,21 @@ import torch
 from utils.errors import fail
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# The most pixels an image may declare in its header: 256 megapixels (16384 x 16384, 30 times a
+# contest image). A file declaring more, a "decompression bomb" perhaps, is refused before it is
+# decoded; HINET_MAX_IMAGE_PIXELS raises or lowers the limit.
+MAX_PIXELS = 1 << 28
+
+
+def max_pixels() -> int:
+    text = os.environ.get("HINET_MAX_IMAGE_PIXELS")
+    if text is None:
+        return MAX_PIXELS
+    if not text.strip().isdigit() or int(text) == 0:
+        fail(
+            f"HINET_MAX_IMAGE_PIXELS={text!r} is not a positive whole number of pixels; unset it or set, e.g., {MAX_PIXELS}."
+        )
+    return int(text)
 
 
 def to_bgr8(img: np.ndarray, path: str | Path) -> np.ndarray:
@@ -38,7 +54,10 @@ def to_bgr8(img: np.ndarray, path: str | Path) -> np.ndarray:
 
 
 def read_bgr(path: str | Path) -> np.ndarray:
-    """Read an image as 8-bit BGR (H, W, 3), converting other formats; one clear error if unreadable."""
+    """Read an image as 8-bit BGR (H, W, 3), converting other formats; one clear error if unreadable or too large."""
+    problem = too_large(path, header_size(path))
+    if problem is not None:
+        fail(problem + ".")
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         if not Path(path).exists():
@@ -66,11 +85,80 @@ def natural_key(path: str | Path) -> list:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
+def header_size(path: str | Path) -> tuple[int, int] | None:
+    """(height, width) that a PNG, JPEG, BMP or TIFF header declares, read without decoding; None if unknown."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(26)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                width, height = struct.unpack(">II", head[16:24])
+                return height, width
+            if head[:2] == b"BM" and len(head) >= 26:
+                if struct.unpack("<I", head[14:18])[0] == 12:  # the old OS/2 header: 16-bit sizes
+                    width, height = struct.unpack("<HH", head[18:22])
+                else:
+                    width, height = struct.unpack("<ii", head[18:26])
+                return abs(height), abs(width)
+            if head[:2] == b"\xff\xd8":
+                return _jpeg_size(fh)
+            if head[:4] in (b"II*\x00", b"MM\x00*"):
+                return _tiff_size(fh, "<" if head[:2] == b"II" else ">")
+    except (OSError, struct.error):
+        return None
+    return None
+
+
+def _jpeg_size(fh) -> tuple[int, int] | None:
+    """The size in a JPEG's start-of-frame segment, skipping the segments before it."""
+    fh.seek(2)
+    while True:
+        byte = fh.read(1)
+        while byte == b"\xff":  # fill bytes before a marker
+            byte = fh.read(1)
+        if not byte:
+            return None
+        marker = byte[0]
+        if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
+            continue
+        length = struct.unpack(">H", fh.read(2))[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            _, height, width = struct.unpack(">BHH", fh.read(5))
+            return height, width
+        if marker == 0xDA:  # image data began without a frame header
+            return None
+        fh.seek(length - 2, os.SEEK_CUR)
+
+
+def _tiff_size(fh, order: str) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength of a TIFF's first image."""
+    fh.seek(4)
+    fh.seek(struct.unpack(order + "I", fh.read(4))[0])
+    size = {}
+    for _ in range(struct.unpack(order + "H", fh.read(2))[0]):
+        tag, kind, _, value = struct.unpack(order + "HHI4s", fh.read(12))
+        if tag in (256, 257):
+            size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
+    return (size[257], size[256]) if len(size) == 2 else None
+
+
+def too_large(path: str | Path, size: tuple[int, int] | None) -> str | None:
+    """A sentence (without its full stop) if ``size`` has more pixels than the limit; None otherwise."""
+    limit = max_pixels()
+    if size is None or size[0] * size[1] <= limit:
+        return None
+    return (
+        f"{path} declares {size[1]}x{size[0]} pixels, more than the limit of {limit:,} (a damaged file or a "
+        f"decompression bomb would exhaust the memory), so it is not decoded; if the image is genuine, shrink it or "
+        f"raise HINET_MAX_IMAGE_PIXELS"
+    )
+
+
 def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
     """``((height, width), problem)`` of an image file, read once; ``problem`` is None for a usable image.
 
     PNG files are judged from their header alone (size, 8 or 16 bits); other formats are
-    decoded and their pixel type and channel count checked as ``to_bgr8`` would.
+    decoded and their pixel type and channel count checked as ``to_bgr8`` would. No file whose
+    header declares more than the pixel limit is decoded.
     """
     path = Path(path)
     try:
@@ -78,6 +166,10 @@ def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]
             head = fh.read(26)
     except OSError as err:
         return None, f"{path} cannot be read ({err.strerror})"
+    declared = header_size(path)
+    problem = too_large(path, declared)
+    if problem is not None:
+        return declared, problem
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
         width, height, bits = *struct.unpack(">II", head[16:24]), head[24]
         if width == 0 or height == 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 import time
@@ -17,13 +16,15 @@ import torch
 from models.hinet import HINetConfig
 from utils.checkpoint import load_model
 from utils.ensemble import fit_weights, validation_pairs
-from utils.errors import fail, one_line
+from utils.errors import fail, one_line, reported_write
 from utils.files import check_output_folder, staged_dir
 from utils.image_io import from_uint8, inspect_image, list_images, read_rgb, to_uint8
+from utils.locks import output_lock
 from utils.logger import progress_bar
 from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 from utils.runtime import autocast, configure_cuda
 from utils.settings import check_ranges, setting
+from utils.tables import write_csv
 from utils.tiling import BLENDS, TILE_MODES, count_tiles, restore_image, tile_starts
 
 
@@ -102,9 +103,6 @@ def find_target(eval_dir: Path, input_name: str) -> Path | None:
     return None
 
 
-SUBMISSION_ENTRIES = ("*.png", "submission.zip", "metrics.csv", "ensemble.json")
-
-
 def check_input_folder(input_dir: Path) -> dict[Path, tuple[int, int]]:
     """Every image of the input folder with its (height, width), each checked to be usable, before any work."""
     if not input_dir.is_dir():
@@ -133,6 +131,11 @@ def check_targets(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[s
         target = find_target(eval_dir, p.name)
         if target is None:
             fail(f"--eval_dir {eval_dir} has no clean image for {p.name}.")
+        if target.resolve() == p.resolve():
+            fail(
+                f"--eval_dir {eval_dir} is the input folder {p.parent}: each input would be scored against itself "
+                f"(a perfect, meaningless score); pass the folder of the clean images."
+            )
         size, problem = inspect_image(target)
         if problem is not None:
             fail(f"--eval_dir: {problem}.")
@@ -156,8 +159,10 @@ def check_specs(specs: list[ModelSpec], configs: list[HINetConfig]) -> None:
                 f"stride {spec.stride} is larger than the tile {spec.tile} for {spec.checkpoint}, which would leave "
                 f"pixels unrestored; pass --strides no larger than the tiles."
             )
-    if any(s.weight < 0 or not np.isfinite(s.weight) for s in specs) or sum(s.weight for s in specs) <= 0:
-        fail("--ensemble_weights must be finite, non-negative and not all zero.")
+    if any(not (np.isfinite(s.weight) and s.weight > 0) for s in specs):
+        fail("--ensemble_weights must be finite and positive; leave a checkpoint out of --weights instead of weight 0.")
+    if not np.isfinite(sum(s.weight for s in specs)):
+        fail("--ensemble_weights are too large to add up; give relative weights such as 0.4 0.6.")
 
 
 @dataclass
@@ -210,7 +215,13 @@ def run_inference(
         fit_pairs = validation_pairs(**opts.fit, test_dir=input_dir)
     protected = {"input folder": input_dir, "--eval_dir folder": opts.eval_dir}
     protected |= {f"checkpoint {s.checkpoint}": s.checkpoint for s in specs}
-    check_output_folder(output_dir, "--output_dir", opts.overwrite, protected)
+    check_output_folder(output_dir, "--output_dir", opts.overwrite, "submission", protected)
+    with output_lock(output_dir, "--output_dir"):
+        return _run_locked(specs, images, targets, fit_pairs, output_dir, device, opts)
+
+
+def _run_locked(specs, images, targets, fit_pairs, output_dir: Path, device: torch.device, opts) -> dict:
+    """run_inference after its checks, with the output folder's lock held."""
     loaded = [load_model(s.checkpoint) for s in specs]
     check_specs(specs, [config for _, config, _ in loaded])
     configure_cuda(device)
@@ -228,19 +239,17 @@ def run_inference(
         summary["fit"]["images"] = len(fit_pairs)
         specs = [replace(s, weight=w) for s, w in zip(specs, summary["fit"]["weights"], strict=True)]
     summary["weights"] = [s.weight / sum(x.weight for x in specs) for s in specs]
-    with staged_dir(output_dir, SUBMISSION_ENTRIES, "test.py") as stage:
+    with staged_dir(output_dir, "submission", "test.py") as stage:
         rows = _restore_all(specs, restorers, images, targets, stage, device, opts)
         summary["seconds"] = time.perf_counter() - start
         if opts.make_zip:
             _write_zip(stage, [submission_name(p.name) for p in images])
         summary["mean"] = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
-        with open(stage / "metrics.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-            writer.writerow({"image": "mean", **summary["mean"]})
+        rows_and_mean = [*rows, {"image": "mean", **summary["mean"]}]
+        write_csv(stage / "metrics.csv", rows_and_mean, list(rows[0]), shown=Path(output_dir) / "metrics.csv")
         if "fit" in summary:
-            (stage / "ensemble.json").write_text(json.dumps(summary["fit"], indent=1) + "\n")
+            with reported_write(Path(output_dir) / "ensemble.json"):
+                (stage / "ensemble.json").write_text(json.dumps(summary["fit"], indent=1) + "\n")
         summary["rows"] = rows
     summary["specs"] = specs
     return summary
@@ -253,12 +262,20 @@ def _mean(values: list[float]) -> float:
 
 
 def restore(
-    spec: ModelSpec, restorer: Restorer, image: torch.Tensor, opts: InferenceOptions, on_batch=None
+    spec: ModelSpec, restorer: Restorer, image: torch.Tensor, opts: InferenceOptions, on_batch=None, name: str = ""
 ) -> torch.Tensor:
-    """One model's tiled restoration of one image, as the options say."""
-    return restore_image(
+    """One model's tiled restoration of one image, as the options say; NaN or infinite output is an error."""
+    out = restore_image(
         restorer, image, spec.tile, spec.stride, spec.batch_size, opts.tile_mode, opts.tta, on_batch, opts.blend
     )
+    if not bool(torch.isfinite(out).all()):
+        where = f"image {name}" if name else "a held-out --fit_weights image"
+        fail(
+            f"{spec.checkpoint} restored {where} to NaN or infinite values (its weights overflow"
+            f"{' in mixed precision; try without --amp' if opts.amp else ''}); nothing was written, so use "
+            f"another checkpoint."
+        )
+    return out
 
 
 def _write_zip(stage: Path, names: list[str]) -> None:
@@ -287,7 +304,7 @@ def _restore_all(specs, restorers, images, targets, stage, device, opts: Inferen
             with progress_bar(
                 total=n_tiles, unit="tile", leave=False, show=show, desc=f"{path.name} @{spec.tile}"
             ) as tiles:
-                restored = restore(spec, restorer, image, opts, tiles.update)
+                restored = restore(spec, restorer, image, opts, tiles.update, path.name)
             ensemble += (spec.weight / total_weight) * restored
             per_model.append(to_uint8(restored))
         out = to_uint8(ensemble)

@@ -20,15 +20,28 @@ def psnr_uint8(pred: np.ndarray, target: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+SSIM_WINDOW = 11  # the Gaussian window of sigma 1.5 (Wang et al.), as scikit-image sizes it
+
+
 def ssim_uint8(pred: np.ndarray, target: np.ndarray) -> float:
-    """SSIM of two 8-bit RGB images (scikit-image, Gaussian-weighted as in Wang et al.)."""
+    """SSIM of two 8-bit RGB images (scikit-image, Gaussian-weighted as in Wang et al.).
+
+    An image narrower or lower than the 11-pixel window is scored too: the Gaussian filter
+    (which reflects at the borders) stays the same and only the border that scikit-image
+    leaves out of the mean shrinks to fit, down to none for an image 1 or 2 pixels across.
+    """
     from skimage.metrics import structural_similarity
 
+    if pred.shape != target.shape:
+        raise ValueError(f"shape mismatch {pred.shape} vs {target.shape}")
+    side = min(pred.shape[:2])
+    window = SSIM_WINDOW if side >= SSIM_WINDOW else max(1, side - (1 - side % 2))  # the largest odd size that fits
     return float(
         structural_similarity(
-            pred, target, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+            pred, target, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5,
+            use_sample_covariance=False, win_size=window,
         )
-    )
+    )  # fmt: skip
 
 
 def tile_borders(length: int, tile: int, starts: list[int]) -> list[int]:

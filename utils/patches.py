@@ -16,9 +16,11 @@ window is counted at once instead of colour-converting each crop.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,8 +31,9 @@ from tqdm import tqdm
 
 from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
 from utils.errors import fail
-from utils.files import check_output_folder, staged_dir
+from utils.files import add_to_manifest, check_output_folder, staged_dir
 from utils.image_io import inspect_image, read_bgr
+from utils.locks import atomic_path, output_lock
 from utils.logger import progress_bar
 from utils.settings import check_ranges, setting
 from utils.tiling import tile_starts
@@ -39,7 +42,6 @@ from utils.workers import TaskFailed, WorkerDied, run_tasks
 BRIGHT_VALUE = 200
 PNG_COMPRESSION = 3
 INFO_FILE = "patch_info.json"
-PATCH_FOLDER_ENTRIES = ("input", "target", INFO_FILE)
 # HINet halves the patch depth - 1 times; 16 serves the default depth 5 (and every smaller one).
 SIZE_MULTIPLE = 16
 
@@ -168,8 +170,13 @@ def check_inputs(
     df = kfold_split(df, s.folds)
     steps = [(crop, stride) for crop, stride in s.growth_steps() if crop != s.resize]
     pairs = []
+    seen: dict[Path, str] = {}  # resolved file -> the CSV name that listed it first
     for row in df.itertuples():
         in_path, tar_path = input_dir / row.input_img, target_dir / row.label_img
+        for path, name in ((in_path, row.input_img), (tar_path, row.label_img)):
+            first = seen.setdefault(path.resolve(), name)
+            if first != name:
+                problems.append(f"train.csv lists {first!r} and {name!r}, which are one file ({path.resolve()})")
         sizes = []
         for path in (in_path, tar_path):
             if not path.is_file():
@@ -244,37 +251,46 @@ def make_patches(
 
     fold_csv = csv_dir / FOLD_CSV
     new_csv = df.to_csv(index=False)
-    if fold_csv.is_file() and fold_csv.read_text() != new_csv and not overwrite:
+    csv_changes = not (fold_csv.is_file() and fold_csv.read_text() == new_csv)
+    if fold_csv.exists() and csv_changes and not overwrite:
         fail(
             f"{fold_csv} holds another split (other --folds or train.csv); pass --overwrite to replace it and re-make every patch folder."
         )
+    if csv_changes and (fold_csv.is_dir() or not os.access(csv_dir, os.W_OK | os.X_OK)):
+        fail(f"{fold_csv} cannot be written; make {csv_dir} writable or pass another --csv_path.")
     if not dataset or Path(dataset).name != dataset:
         fail(f"--dataset {dataset!r} must be a plain folder name, such as {DATASET}.")
     out_dir = output_dir(save_path, settings.valid_fold, settings.resize, dataset)
-    check_output_folder(
-        out_dir,
-        "patch folder",
-        overwrite,
-        {"input folder": input_dir, "target folder": target_dir},
-        PATCH_FOLDER_ENTRIES,
-    )
-    with staged_dir(
-        out_dir, PATCH_FOLDER_ENTRIES, "make_patch.py", PATCH_FOLDER_ENTRIES
-    ) as tmp_dir:  # replaces the real folder on success
-        (tmp_dir / "input").mkdir()
-        (tmp_dir / "target").mkdir()
-        totals = _extract_all(pairs, settings, tmp_dir, process_num, progress)
-        info = {
-            "settings": asdict(settings),
-            "images": len(pairs),
-            "patches_per_crop": {str(k): totals.get(k, 0) for k, _ in settings.growth_steps()},
-            "total": sum(totals.values()),
-        }
-        if info["total"] == 0:
-            fail(
-                f"no patch was kept from {len(pairs)} images (no crop has {settings.v_threshold} pixels brighter than "
-                f"{BRIGHT_VALUE}); lower --v_threshold or raise --patch_growth_count; nothing was replaced."
-            )
-        (tmp_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    fold_csv.write_text(new_csv)
+    protected = {"input folder": input_dir, "target folder": target_dir, "csv folder": csv_dir}
+    check_output_folder(out_dir, "patch folder", overwrite, "patches", protected)
+    with ExitStack() as locks:
+        locks.enter_context(output_lock(out_dir, "patch folder"))
+        if csv_changes:
+            locks.enter_context(output_lock(fold_csv, "fold table"))
+        with staged_dir(out_dir, "patches", "make_patch.py") as tmp_dir:  # replaces the real folder on success
+            info = _fill_patch_folder(tmp_dir, pairs, settings, process_num, progress)
+            if csv_changes:
+                with atomic_path(fold_csv) as tmp:
+                    tmp.write_text(new_csv)
+                add_to_manifest(csv_dir, [FOLD_CSV])
+    return info
+
+
+def _fill_patch_folder(tmp_dir: Path, pairs, settings: PatchSettings, process_num: int, progress: bool) -> dict:
+    """Cut every pair into ``tmp_dir``/input and /target and write ``patch_info.json``; zero patches is an error."""
+    (tmp_dir / "input").mkdir()
+    (tmp_dir / "target").mkdir()
+    totals = _extract_all(pairs, settings, tmp_dir, process_num, progress)
+    info = {
+        "settings": asdict(settings),
+        "images": len(pairs),
+        "patches_per_crop": {str(k): totals.get(k, 0) for k, _ in settings.growth_steps()},
+        "total": sum(totals.values()),
+    }
+    if info["total"] == 0:
+        fail(
+            f"no patch was kept from {len(pairs)} images (no crop has {settings.v_threshold} pixels brighter than "
+            f"{BRIGHT_VALUE}); lower --v_threshold or raise --patch_growth_count; nothing was replaced."
+        )
+    (tmp_dir / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -14,8 +14,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -25,20 +25,29 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from models.hinet import HINet
+from models.hinet import HINet, HINetConfig
 from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
-from utils.checkpoint import extract_state_dict, load_weights, read_checkpoint, save_checkpoint
-from utils.data import FOLD_CSV, Pair, PatchDataset, held_out_pairs, patch_pairs, read_fold_csv
+from utils.checkpoint import (
+    check_architecture,
+    check_finite,
+    extract_state_dict,
+    load_weights,
+    read_checkpoint,
+    save_checkpoint,
+)
+from utils.data import FOLD_CSV, Pair, PatchDataset, SeededSampler, held_out_pairs, patch_pairs, read_fold_csv
 from utils.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
-from utils.errors import fail
-from utils.files import check_output_folder, write_marker
+from utils.errors import fail, one_line, reported_write
+from utils.files import check_output_folder, staged_dir, write_manifest
 from utils.image_io import from_uint8, image_size, read_rgb, to_uint8
 from utils.inference import Restorer
+from utils.locks import output_lock
 from utils.logger import AverageMeter, get_logger, progress_bar
 from utils.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
 from utils.patches import DATASET, INFO_FILE
 from utils.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
+from utils.tables import write_csv
 from utils.tiling import restore_image
 from utils.train_config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
 
@@ -101,12 +110,6 @@ def check_patch_info(cfg: TrainConfig, folds, make_cmd: str) -> None:
         )
 
 
-def _seed_worker(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    if info.dataset.transform is not None:
-        info.dataset.transform.set_random_seed(info.seed % 2**32)
-
-
 class FixedLengthSampler(torch.utils.data.Sampler):
     """``total`` indices an epoch (one process's share of them), whatever the number of patches.
 
@@ -131,11 +134,13 @@ class FixedLengthSampler(torch.utils.data.Sampler):
 
 
 def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, device: torch.device) -> DataLoader:
-    """The epoch's loader; shuffling and augmentation are seeded by (seed, epoch, rank) alone."""
+    """The epoch's loader; shuffling and augmentation are seeded by (seed, epoch, rank) alone.
+
+    Each sample's augmentation is seeded by its position in this process's share of the epoch
+    (``SeededSampler``), so any ``--num_workers`` gives the same batches.
+    """
     epoch_seed = cfg.seed * 100_003 + epoch
-    transform = build_augmentation(cfg.img_size, aug_version)
-    transform.set_random_seed(epoch_seed * 1009 + d.rank)
-    dataset = PatchDataset(pairs, transform)
+    dataset = PatchDataset(pairs, build_augmentation(cfg.img_size, aug_version))
     generator = torch.Generator().manual_seed(epoch_seed * 1009 + d.rank)
     if cfg.steps_per_epoch:
         sampler = FixedLengthSampler(len(dataset), cfg.steps_per_epoch * cfg.batch_size, epoch_seed, d)
@@ -147,10 +152,9 @@ def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, 
     return DataLoader(
         dataset,
         batch_size=cfg.batch_size // d.world,
-        sampler=sampler,
+        sampler=SeededSampler(sampler, epoch_seed * 1009 + d.rank),
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_seed_worker,
         generator=generator,
     )
 
@@ -226,15 +230,11 @@ def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, st
     return path, f"initialised from {path}"
 
 
-RUN_ENTRIES = ("log.log", "metrics.csv", "curves.png", "last.pth", "*_best.pth")
 RESUME_KEYS = ("config", "rng", "state_dict", "optimizer", "epoch", "best_psnr", "best_epoch", "early_stop")
 
 
-def prepare_exp_dir(cfg: TrainConfig) -> None:
-    """Create the run folder, or clear one this project made; never touches anything else.
-
-    A folder without ``last.pth`` (a first start that failed) is not a run and is cleared.
-    """
+def check_run_folder(cfg: TrainConfig) -> None:
+    """Before any work: a new run may go to its folder (a resumed one is checked by ``read_resume_state``)."""
     exp = cfg.exp_dir
     if cfg.resume:
         return
@@ -243,11 +243,14 @@ def prepare_exp_dir(cfg: TrainConfig) -> None:
             f"{exp} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --exp_num."
         )
     protected = {"patch folder": cfg.patch_dir, "data folder": Path(cfg.data_path) / "train_original"}
-    real = check_output_folder(exp, "run folder", True, protected, RUN_ENTRIES)
-    if real.exists():
-        shutil.rmtree(real)
-    real.mkdir(parents=True)
-    write_marker(real, RUN_ENTRIES, "main.py")
+    check_output_folder(exp, "run folder", cfg.overwrite, "run", protected)
+
+
+def hold_run_locks(stack: ExitStack, cfg: TrainConfig) -> None:
+    """The run folder, exclusively, and the patches and fold table it reads, shared, for the whole run."""
+    stack.enter_context(output_lock(cfg.exp_dir, "run folder"))
+    stack.enter_context(output_lock(cfg.patch_dir, "patch folder", shared=True))
+    stack.enter_context(output_lock(Path(cfg.data_path) / "train_original" / FOLD_CSV, "fold table", shared=True))
 
 
 def read_resume_state(cfg: TrainConfig) -> dict:
@@ -262,7 +265,58 @@ def read_resume_state(cfg: TrainConfig) -> dict:
             f"--resume: {path} is not a resumable checkpoint of this project (it lacks {', '.join(missing)}); "
             f"to start from its weights, begin a new run with --pretrained_path {path} and another --exp_num."
         )
+    check_resume_fields(state, cfg, path)
     return state
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
+    """Every field a resumed run uses, in range and of its type, each refused in one sentence."""
+
+    def bad(field: str, value, wanted: str) -> None:
+        shown = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+        fail(
+            f"--resume: {path} holds {field} {shown}, where {wanted}; the file is damaged or was edited, so "
+            f"restore it from a copy or start a new run with another --exp_num."
+        )
+
+    config = state["config"]
+    if not isinstance(config, dict):
+        bad("config", config, "the run's settings (a mapping) belong")
+    epochs = config.get("epochs", cfg.epochs)
+    if not (_whole(epochs) and epochs >= 1):
+        bad("config epochs", epochs, "a whole number of at least 1 belongs")
+    epoch = state["epoch"]
+    if not (_whole(epoch) and 0 <= epoch <= epochs):
+        bad("epoch", epoch, f"the epochs done, a whole number from 0 to the run's {epochs} epochs, belongs")
+    best = state["best_psnr"]
+    if not (
+        isinstance(best, (int, float))
+        and not isinstance(best, bool)
+        and (math.isfinite(best) or (epoch == 0 and best == -math.inf))
+    ):
+        bad("best_psnr", best, "a finite PSNR belongs (-inf only before the first epoch)")
+    best_epoch = state["best_epoch"]
+    if not (_whole(best_epoch) and 0 <= best_epoch <= epoch):
+        bad("best_epoch", best_epoch, f"an epoch from 0 to {epoch} belongs")
+    early_stop = state["early_stop"]
+    if not (_whole(early_stop) and 0 <= early_stop <= epoch):
+        bad("early_stop", early_stop, f"a count of epochs from 0 to {epoch} belongs")
+    rng = state["rng"]
+    if not (isinstance(rng, dict) and {"torch", "numpy", "python"} <= set(rng)):
+        bad("rng", rng, "the random-number states (torch, numpy, python) belong")
+    optimizer = state["optimizer"]
+    if not (isinstance(optimizer, dict) and {"state", "param_groups"} <= set(optimizer)):
+        bad("optimizer", optimizer, "the optimizer's state belongs")
+    weights = state["state_dict"]
+    if not (isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values())):
+        bad("state_dict", weights, "the model's weights (named tensors) belong")
+    check_finite(weights, path)
+    arch = HINetConfig(wf=config.get("wf", cfg.wf), depth=config.get("depth", cfg.depth))
+    check_architecture(weights, arch, path)  # the model the run builds from its settings
 
 
 def train(cfg: TrainConfig, given: set[str] | None = None) -> dict:
@@ -275,8 +329,12 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> dict:
     d, device = init_distributed(cfg.device)
     configure_cuda(device)
     try:
-        run = Run(cfg, d, device, set(given or ()))
-        return run.loop()
+        with ExitStack() as locks:
+            if d.main:
+                check_run_folder(cfg)
+                hold_run_locks(locks, cfg)
+            run = Run(cfg, d, device, set(given or ()))
+            return run.loop()
     finally:
         close(d)
 
@@ -305,11 +363,6 @@ class Run:
         seed_everything(cfg.seed)
         self.model = HINet(cfg.model_config())
         model_note = self._initial_weights(resume, given)
-        if d.main:
-            prepare_exp_dir(cfg)
-        barrier(d)  # every process waits until rank 0 has prepared the folder
-        self.logger = get_logger("hinet.train", cfg.exp_dir / "log.log", enabled=d.main)
-        self._log_start(resume, resume_notes, model_note)
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -331,11 +384,31 @@ class Run:
             self.state = TrainState.from_checkpoint(resume)
             set_rng_state(resume["rng"])
             self.rows = self._earlier_rows()
+        self._open_run_folder(resume, resume_notes, model_note)
+        barrier(d)  # every process waits until rank 0 has prepared the folder
+
+    def _open_run_folder(self, resume: dict | None, resume_notes: list[str], model_note: str) -> None:
+        """Rank 0: log the start; a new run's folder (log and epoch-0 ``last.pth``) is staged and moved into place."""
+        cfg = self.cfg
+        if not self.d.main:
+            self.logger = get_logger("hinet.train", enabled=False)
+        elif resume is not None:
+            self.logger = get_logger("hinet.train", cfg.exp_dir / "log.log")
+            self._log_start(resume, resume_notes, model_note)
             self.logger.info(
                 f"resumed after epoch {self.state.epoch} (best {self.state.best_psnr:.4f} dB at epoch {self.state.best_epoch})"
             )
-        elif d.main:
-            save_checkpoint(self.checkpoint(0, aug_version_at(self.aug_schedule, 1)), cfg.exp_dir / "last.pth")
+            self.record()
+        else:
+            with staged_dir(cfg.exp_dir, "run", "main.py") as stage:  # an earlier run stays until this succeeds
+                self.logger = get_logger("hinet.train", stage / "log.log")
+                self._log_start(resume, resume_notes, model_note)
+                save_checkpoint(self.checkpoint(0, aug_version_at(self.aug_schedule, 1)), stage / "last.pth")
+
+    def record(self) -> None:
+        """Add what the run wrote so far to its folder's manifest (rank 0, after each write)."""
+        names = ["log.log", "metrics.csv", "curves.png", "last.pth", f"{self.cfg.img_size}_best.pth"]
+        write_manifest(self.cfg.exp_dir, "run", "main.py", names)
 
     def _resumed_state(self, given: set[str]) -> tuple[dict | None, list[str]]:
         cfg = self.cfg
@@ -424,6 +497,7 @@ class Run:
                 self.logger.warning(
                     f"interrupted in epoch {epoch}; {cfg.exp_dir / 'last.pth'} holds epoch {state.epoch}: continue with --resume"
                 )
+                self.record()
             raise
         return self.summary((time.time() - start) / 60)
 
@@ -459,6 +533,11 @@ class Run:
                 f"and another --exp_num."
             )
         except RuntimeError as err:
+            if isinstance(err, torch.distributed.DistError):
+                fail(
+                    f"the torchrun process group failed in epoch {epoch} ({one_line(err)}); another process has "
+                    f"probably stopped (see its output): end them all, then continue with --resume."
+                )
             if "DataLoader worker" not in str(err):
                 raise
             fail(
@@ -471,12 +550,13 @@ class Run:
     def end_epoch(self, epoch: int, lr: float, aug_version: int, losses: list[float], t0: float) -> bool:
         """Rank 0: validate, keep the best, write metrics, curves and ``last.pth``; True to stop early."""
         cfg, state, exp = self.cfg, self.state, self.cfg.exp_dir
+        then = f"continue with --resume ({exp / 'last.pth'} keeps epoch {epoch - 1})"  # after a failed write
         val_psnr = validate(self.model, self.val_pairs, cfg, self.device)
         state.epoch = epoch
         if val_psnr > state.best_psnr:
             state.best_psnr, state.best_epoch, state.early_stop = val_psnr, epoch, 0
             best = {k: v for k, v in self.checkpoint(epoch, aug_version).items() if k != "rng"}
-            save_checkpoint(best, exp / f"{cfg.img_size}_best.pth")
+            save_checkpoint(best, exp / f"{cfg.img_size}_best.pth", then)
         else:
             state.early_stop += 1
         seconds = time.time() - t0
@@ -485,23 +565,22 @@ class Run:
             "epoch": epoch, "lr": f"{lr:.6e}", "aug_version": aug_version, "train_loss": f"{train_loss:.6f}",
             "train_psnr": f"{train_psnr:.4f}", "val_psnr": f"{val_psnr:.4f}", "seconds": f"{seconds:.1f}",
         })  # fmt: skip
-        with open(exp / "metrics.csv", "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(self.rows)
+        write_csv(exp / "metrics.csv", self.rows, METRIC_COLUMNS, then=then)
         from utils.plots import plot_curves  # matplotlib loads on the first epoch's end, not at start-up
 
-        plot_curves(self.rows, exp / "curves.png")
-        save_checkpoint(self.checkpoint(epoch, aug_version), exp / "last.pth")
+        with reported_write(exp / "curves.png", then):
+            plot_curves(self.rows, exp / "curves.png")
+        save_checkpoint(self.checkpoint(epoch, aug_version), exp / "last.pth", then)
         mark = " *best*" if state.best_epoch == epoch else ""
         self.logger.info(
             f"epoch {epoch}/{cfg.epochs} lr {lr:.3e} aug v{aug_version} | train loss {train_loss:.4f} "
             f"PSNR {train_psnr:.2f} | val PSNR {val_psnr:.4f}{mark} | {seconds:.0f} s"
         )
-        if state.early_stop >= cfg.patience:
+        stop = state.early_stop >= cfg.patience
+        if stop:
             self.logger.info(f"early stop: no improvement in {cfg.patience} epochs")
-            return True
-        return False
+        self.record()
+        return stop
 
     def summary(self, minutes: float) -> dict:
         state, cfg = self.state, self.cfg
@@ -510,6 +589,7 @@ class Run:
                 f"best validation PSNR {state.best_psnr:.4f} dB at epoch {state.best_epoch}; "
                 f"{minutes:.2f} min; checkpoint {cfg.exp_dir / f'{cfg.img_size}_best.pth'}"
             )
+            self.record()
         return {
             "best_psnr": state.best_psnr,
             "best_epoch": state.best_epoch,

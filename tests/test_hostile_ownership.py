@@ -1,0 +1,154 @@
+"""A careless or hostile user against the ownership rules: every refused run changes nothing on disk.
+
+Each case hashes the whole tree before and after, and expects exit status 2 with one sentence.
+"""
+
+import hashlib
+import shutil
+
+import pytest
+
+import main as train_script
+import make_patch
+from conftest import FIXTURES, hold_lock, load_script, run_cli
+from scripts import demo_data
+from utils.files import MANIFEST, staged_dir
+
+test_script = load_script("test")
+REF = FIXTURES / "inference_reference"
+
+
+def _tree(root):
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def _refused(module, argv, capsys, root, message):
+    before = _tree(root)
+    code, _, err = run_cli(module, [*argv, "--no_progress"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert _tree(root) == before
+    return err
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """A working folder with checkpoints, test inputs, contest data, a patch set, a run and a submission."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    for name in ("256_best.pth", "352_best.pth"):
+        shutil.copy(REF / name, tmp_path / "weights" / name)
+    shutil.copytree(REF / "test_input_img", tmp_path / "data" / "test_input_img")
+    shutil.copytree(FIXTURES / "patch_reference" / "train_original", tmp_path / "data" / "train_original")
+    (tmp_path / "data" / "train_original" / "my_notes.txt").write_text("mine")
+    for folder, kind, name in (("data/train/10Folds/0/resize64", "patches", "input/a.png"),
+                               ("results/001", "run", "last.pth")):  # fmt: skip
+        with staged_dir(tmp_path / folder, kind, "test") as stage:
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            (stage / name).write_bytes(b"made by the project")
+    return tmp_path
+
+
+FOREIGN_OUTPUT = {
+    "the training set": ("data/train_original", "holds 'my_notes.txt', which this project did not write"),
+    "a training run": ("results/001", "holds a run written by test, not a submission"),
+    "a patch set": ("data/train/10Folds/0/resize64", "holds a patches written by test, not a submission"),
+}
+
+
+@pytest.mark.parametrize("case", list(FOREIGN_OUTPUT))
+def test_a_submission_never_replaces_another_kind_of_output(world, capsys, case):
+    folder, message = FOREIGN_OUTPUT[case]
+    _refused(test_script, ["--output_dir", folder, "--overwrite"], capsys, world, message)
+
+
+def test_a_changed_or_copied_submission_is_not_ours(world, capsys):
+    sub = world / "results" / "submission"
+    with staged_dir(sub, "submission", "test.py") as stage:  # what test.py leaves, made quickly
+        for name in ("test_20000.png", "test_20001.png"):
+            shutil.copy(REF / "expected_submission" / name, stage / name)
+    (sub / "test_20000.png").write_bytes(b"my own edit")  # a user's PNG under a name the project uses
+    _refused(test_script, ["--overwrite", "--no_zip"], capsys, world, "'test_20000.png', which was changed")
+    photos = world / "photos"
+    photos.mkdir()
+    (photos / "test_20001.png").write_bytes(b"a holiday picture")
+    shutil.copy(sub / MANIFEST, photos / MANIFEST)  # a manifest copied into a photo folder proves nothing
+    _refused(test_script, ["--output_dir", "photos", "--overwrite"], capsys, world, "'test_20001.png', which was")
+
+
+def test_a_second_run_into_a_busy_output_is_refused_naming_the_other(world, capsys):
+    holder = hold_lock(world / "results" / "submission")
+    try:
+        err = _refused(test_script, [], capsys, world, "--output_dir results/submission")
+        assert f"is in use by process {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _patch_args(world, *extra):
+    src = world / "data" / "train_original"
+    return ["--folds", 3, "--img_size", 64, "--stride", 64, "--resize", 64, "--patch_growth_count", 1,
+            "--process_num", 1, "--input_path", src / "train_input_img", "--target_path", src / "train_label_img",
+            "--csv_path", src, "--save_path", world / "data", *extra]  # fmt: skip
+
+
+def test_patches_in_use_by_a_training_are_not_replaced(world, capsys):
+    training = hold_lock(world / "data/train/10Folds/0/resize64", shared=True)  # as main.py holds its patches
+    try:
+        err = _refused(make_patch, _patch_args(world, "--overwrite"), capsys, world, "patch folder")
+        assert f"in use by process {training.pid}" in err
+    finally:
+        training.kill()
+        training.wait()
+
+
+def test_a_fold_table_that_cannot_be_written_is_found_before_the_patches_change(world, capsys):
+    (world / "data" / "train_original" / "train_10fold.csv").mkdir()  # cannot become a file
+    _refused(make_patch, _patch_args(world, "--overwrite"), capsys, world, "train_10fold.csv cannot be written")
+
+
+def test_a_busy_run_is_not_resumed_twice(world, capsys):
+    holder = hold_lock(world / "results" / "001")
+    try:
+        argv = ["--data_path", "data", "--model_path", "results", "--img_size", 64, "--resume"]
+        err = _refused(train_script, argv, capsys, world, "run folder")
+        assert f"in use by process {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+USER_FILES_IN_DEMO = {
+    "the training inputs": "train_original/train_input_img/mine.png",
+    "the test inputs": "test_input_img/mine.png",
+    "the patch folders": "train/mine.png",
+}
+
+
+@pytest.mark.parametrize("case", list(USER_FILES_IN_DEMO))
+def test_the_demo_replaces_only_its_own_data(tmp_path, capsys, case):
+    root = tmp_path / "data"
+    demo_data.generate(root, 2, 1, 96, 128, progress=False)
+    (root / USER_FILES_IN_DEMO[case]).parent.mkdir(parents=True, exist_ok=True)
+    (root / USER_FILES_IN_DEMO[case]).write_bytes(b"a user's picture")
+    argv = ["--root", root, "--train_count", 2, "--test_count", 1, "--height", 96, "--width", 128, "--overwrite"]
+    _refused(demo_data, argv, capsys, tmp_path, "mine.png")
+
+
+def test_an_interrupted_overwrite_keeps_the_earlier_run(patch_data, tmp_path, capsys, monkeypatch):
+    argv = ["--data_path", patch_data, "--model_path", tmp_path, "--img_size", 256, "--wf", 4, "--depth", 3,
+            "--batch_size", 8, "--pred_batch", 8, "--num_workers", 0, "--epochs", 1, "--steps_per_epoch", 1,
+            "--no_progress"]  # fmt: skip
+    assert run_cli(train_script, argv, capsys)[0] == 0
+    before = _tree(tmp_path)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # SIGTERM a few seconds into the new run, while it reads its data
+
+    monkeypatch.setattr("utils.trainer.check_data", interrupted)
+    code, _, err = run_cli(train_script, [*argv, "--overwrite"], capsys)
+    assert code == 130 and _tree(tmp_path) == before

@@ -1,0 +1,178 @@
+"""Advisory locks and private staging folders, so that two runs never write into one place.
+
+Every output (a submission, a patch set, a run folder, a fold CSV) has a lock file beside it,
+``.<name>.hinet-lock``, that a run holds with ``fcntl.flock`` for as long as it works on that
+output: exclusively while writing it, shared while reading it (training holds its patch set so).
+The kernel drops a lock when its process dies, however it dies, so a lock is never stale and a
+lock file left behind by a killed run is simply taken over by the next one. A second run that
+finds a lock held refuses at once, naming the process that holds it; nothing waits.
+
+Staging folders and temporary files are named ``.<name>.partial-<token>`` with a random
+128-bit token, hold a record of that token, and stay locked by their process while it lives.
+A later run removes such a folder only when its record names the same token and its lock
+is free, so a name that merely looks like ours, or the live staging folder of a run in another
+container sharing the volume, is never touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from utils.errors import fail
+
+STAGE_RECORD = ".hinet-stage"
+_STAGE_NAME = re.compile(r"^\.(?P<name>.+)\.partial-(?P<token>[0-9a-f]{32})$")
+
+
+_LOCK_SUFFIX = ".hinet-lock"
+
+
+def lock_path(target: Path) -> Path:
+    return target.parent / f".{target.name}{_LOCK_SUFFIX}"
+
+
+def is_lock_file(name: str) -> bool:
+    """A name ``output_lock`` uses; such a file holds no data, and its last holder removes it."""
+    return name.startswith(".") and name.endswith(_LOCK_SUFFIX)
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        since = time.strftime("%H:%M:%S", time.localtime(info["since"]))
+        return f"process {info['pid']} on {info['host']} (`{info['command']}`, since {since})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def _take(path: Path, shared: bool) -> int | None:
+    """An open, locked descriptor of ``path``, or None if another process holds it."""
+    for _ in range(20):  # the file may be unlinked by its last holder between our open and our lock
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    fail(f"could not take the lock {path}: it keeps being replaced; is another run starting and stopping there?")
+
+
+def _release(path: Path, fd: int) -> None:
+    """Unlock; the last holder removes the lock file (under an exclusive lock, so no one holds it then)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        path.unlink(missing_ok=True)
+    except BlockingIOError:
+        pass  # another reader still holds it
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def output_lock(target: str | Path, what: str, shared: bool = False) -> Iterator[None]:
+    """Hold the lock of ``target`` for the block, or refuse in one sentence naming the process that holds it."""
+    shown, target = target, Path(target).absolute()
+    new_parents = [p for p in target.parents if not p.exists()]  # innermost first
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = lock_path(target)
+    fd = _take(path, shared)
+    if fd is None:
+        fail(
+            f"{what} {shown} is in use by {_holder(path)}; wait until it finishes, or stop it "
+            f"(a lock is freed as soon as its process ends)."
+        )
+    # Every holder writes who it is (of several readers, the last): a refused run names it.
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": command}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
+    try:
+        yield
+    finally:
+        _release(path, fd)
+        for parent in new_parents:  # a run that wrote nothing leaves no empty folders behind
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Remove the staging folders in ``folder`` whose process is gone; returns what was removed.
+
+    Only folders named ``.<name>.partial-<token>`` that hold a record of that token and whose
+    lock no live process holds are ours to remove.
+    """
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        match = _STAGE_NAME.match(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        record = entry / STAGE_RECORD
+        try:
+            if record.is_symlink() or record.read_text().strip() != match["token"]:
+                continue
+            fd = os.open(record, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # its process is alive (perhaps in another container)
+        finally:
+            os.close(fd)
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
+
+
+@contextmanager
+def private_folder(target: Path) -> Iterator[Path]:
+    """A new hidden folder beside ``target`` that only this process uses; removed when the block ends.
+
+    Its record stays locked while the block runs, so that ``remove_stale`` in another process
+    leaves it alone; after a crash, the next run in the same folder removes it.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target.parent)
+    token = secrets.token_hex(16)
+    folder = target.with_name(f".{target.name}.partial-{token}")
+    folder.mkdir()
+    record = folder / STAGE_RECORD
+    fd = os.open(record, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, token.encode())
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield folder
+    finally:
+        os.close(fd)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path (same name, in a private folder beside ``path``); it replaces ``path``
+    only if the block succeeds, so a crash mid-write leaves the previous file intact."""
+    path = Path(path)
+    with private_folder(path) as folder:
+        tmp_path = folder / path.name
+        yield tmp_path
+        os.replace(tmp_path, path)
