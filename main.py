@@ -11,10 +11,10 @@ import argparse
 import os
 import sys
 
-from utils.errors import fail, run_cli
-from utils.settings import add_settings, from_args, given_settings
-from utils.train_config import TrainConfig
-from utils.trainer import train
+from utils.core.errors import fail, run_cli
+from utils.core.settings import add_settings, from_args, given_settings
+from utils.train.config import TrainConfig
+from utils.train.trainer import train
 
 
 def build_parser() -> argparse.ArgumentParser:

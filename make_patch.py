@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from utils.errors import run_cli
-from utils.patches import DATASET, PatchSettings, make_patches, output_dir
-from utils.settings import add_settings, from_args
+from utils.core.errors import run_cli
+from utils.data.patches import DATASET, PatchSettings, make_patches, output_dir
+from utils.core.settings import add_settings, from_args
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,11 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.checkpoint import stored_patch_size
-from utils.errors import fail, run_cli
-from utils.inference import InferenceOptions, ModelSpec, run_inference, tile_defaults
-from utils.runtime import choose_device
-from utils.settings import add_settings, from_args
+from utils.core.checkpoint import stored_patch_size
+from utils.core.errors import fail, run_cli
+from utils.infer.submission import InferenceOptions, ModelSpec, run_inference, tile_defaults
+from utils.core.runtime import choose_device
+from utils.core.settings import add_settings, from_args
 
 DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
 

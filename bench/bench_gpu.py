@@ -39,15 +39,15 @@ import torch
 from bench.bench_inference import original_loop, synthetic_image
 from bench.common import table
 from models.hinet import HINet
-from utils.augment import build_augmentation
-from utils.data import Pair, PatchDataset
-from utils.errors import fail, reported_write, run_cli
-from utils.image_io import to_uint8
-from utils.inference import Restorer
-from utils.losses import RestorationLoss
+from utils.data.augment import build_augmentation
+from utils.data.folds import Pair, PatchDataset
+from utils.core.errors import fail, reported_write, run_cli
+from utils.data.images import to_uint8
+from utils.infer.submission import Restorer
+from utils.train.losses import RestorationLoss
 from utils.metrics import psnr_uint8
-from utils.runtime import set_tf32
-from utils.tiling import _gather_tiles, count_tiles, restore_image, tile_starts
+from utils.core.runtime import set_tf32
+from utils.infer.tiling import _gather_tiles, count_tiles, restore_image, tile_starts
 
 SECTIONS = ("correctness", "inference", "end_to_end", "training", "demo", "compile")
 CONTEST_PATCHES = 67_065  # training patches of size 256 on the contest data
@@ -306,7 +306,7 @@ def end_to_end(
     device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, images: int
 ) -> tuple[dict, list[tuple]]:
     """test.py's own path (checks, decoding, tiles, ensemble, PNGs, zip) with its defaults, fp32 and --amp."""
-    from utils.inference import InferenceOptions, ModelSpec, run_inference
+    from utils.infer.submission import InferenceOptions, ModelSpec, run_inference
 
     work = Path(tempfile.mkdtemp(prefix="bench_gpu_e2e_"))
     try:
@@ -336,8 +336,8 @@ def end_to_end(
 
 def demo_accuracy(device: torch.device, demo: Path) -> tuple[dict, list[tuple]]:
     """Ensemble PSNR against the clean targets of the demo test set, per precision."""
-    from utils.checkpoint import load_model
-    from utils.image_io import from_uint8, read_rgb
+    from utils.core.checkpoint import load_model
+    from utils.data.images import from_uint8, read_rgb
 
     specs = [(256, 64, 16, 0.4), (352, 96, 32, 0.6)]
     models = [load_model(demo / "weights" / f"{t}_best.pth")[0] for t, *_ in specs]

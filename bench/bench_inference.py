@@ -31,10 +31,10 @@ import torch
 
 from bench.common import ROOT, best_of, table
 from models.hinet import HINet
-from utils.errors import run_cli
-from utils.image_io import to_uint8
-from utils.inference import Restorer
-from utils.tiling import _gather_tiles, restore_tiled, tile_starts
+from utils.core.errors import run_cli
+from utils.data.images import to_uint8
+from utils.infer.submission import Restorer
+from utils.infer.tiling import _gather_tiles, restore_tiled, tile_starts
 
 torch.set_num_threads(2)
 

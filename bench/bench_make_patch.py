@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 
 from bench.common import demo_set, table
-from utils.data import kfold_split, read_pairs_csv
-from utils.errors import run_cli
-from utils.patches import PNG_COMPRESSION, PatchSettings, extract_pair
-from utils.tiling import tile_starts
+from utils.data.folds import kfold_split, read_pairs_csv
+from utils.core.errors import run_cli
+from utils.data.patches import PNG_COMPRESSION, PatchSettings, extract_pair
+from utils.infer.tiling import tile_starts
 
 SETTINGS = PatchSettings()
 

@@ -21,11 +21,11 @@ import torch
 
 from bench.common import demo_set, table
 from models.hinet import HINet
-from utils.augment import build_augmentation
-from utils.data import FOLD_CSV, PatchDataset, patch_pairs, read_fold_csv
-from utils.errors import run_cli
-from utils.losses import RestorationLoss
-from utils.patches import PatchSettings, make_patches
+from utils.data.augment import build_augmentation
+from utils.data.folds import FOLD_CSV, PatchDataset, patch_pairs, read_fold_csv
+from utils.core.errors import run_cli
+from utils.train.losses import RestorationLoss
+from utils.data.patches import PatchSettings, make_patches
 
 torch.set_num_threads(2)
 

@@ -39,14 +39,14 @@ from scripts.ablation_plan import (
 )
 from scripts.ablation_report import write_report
 from scripts.demo import run
-from utils.checkpoint import read_checkpoint
-from utils.data import read_pairs_csv
-from utils.errors import fail, run_cli
-from utils.files import atomic_path, check_output_folder, read_manifest, staged_dir, write_manifest
-from utils.locks import output_lock
-from utils.patches import INFO_FILE, bright_counts, output_dir
-from utils.settings import add_settings, from_args, given_settings
-from utils.tiling import tile_starts
+from utils.core.checkpoint import read_checkpoint
+from utils.data.folds import read_pairs_csv
+from utils.core.errors import fail, run_cli
+from utils.core.files import atomic_path, check_output_folder, read_manifest, staged_dir, write_manifest
+from utils.core.locks import output_lock
+from utils.data.patches import INFO_FILE, bright_counts, output_dir
+from utils.core.settings import add_settings, from_args, given_settings
+from utils.infer.tiling import tile_starts
 
 SETTINGS_FILE = "study.json"
 LOG_FILE = "commands.log"
@@ -107,7 +107,7 @@ def ensure_data(data: Path, python: str) -> None:
 
 def brightness_counts(data: Path, size: int = 256) -> np.ndarray:
     """Bright-pixel counts of every training-size crop of the training inputs (the base rule's grid)."""
-    from utils.image_io import read_bgr
+    from utils.data.images import read_bgr
 
     counts = []
     for name in read_pairs_csv(data / "train_original" / "train.csv")["input_img"]:
@@ -238,7 +238,7 @@ def step_seconds(settings: StudySettings) -> float:
     import torch
 
     from models.hinet import HINet
-    from utils.losses import RestorationLoss
+    from utils.train.losses import RestorationLoss
 
     model = HINet(wf=settings.wf, depth=settings.depth)
     optimizer, criterion = torch.optim.Adam(model.parameters()), RestorationLoss()
@@ -262,9 +262,9 @@ INFERENCE_PASSES = 3 + 8
 
 def test_tiles(data: Path) -> tuple[int, int]:
     """Tiles of 256 and 352 (in 256x256 equivalents) over the held-out test images: (256 model, both models)."""
-    from utils.image_io import image_size, list_images
-    from utils.inference import tile_defaults
-    from utils.tiling import count_tiles
+    from utils.data.images import image_size, list_images
+    from utils.infer.submission import tile_defaults
+    from utils.infer.tiling import count_tiles
 
     sizes = [image_size(p) for p in list_images(data / "test_input_img")] if (data / "test_label_img").is_dir() else []
     per_model = [
@@ -331,8 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def fitting_variants(variants: list[TrainVariant], data: Path) -> tuple[list[TrainVariant], list[str]]:
     """The variants whose crops fit the training images, and a note for each that does not."""
-    from utils.image_io import image_size
-    from utils.patches import PatchSettings
+    from utils.data.images import image_size
+    from utils.data.patches import PatchSettings
 
     original = data / "train_original"
     names = read_pairs_csv(original / "train.csv")["input_img"]

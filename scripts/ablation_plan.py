@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from utils.settings import check_ranges, setting
+from utils.core.settings import check_ranges, setting
 
 # The original's numbers (contest data, size 256 unless noted): validation and public-test PSNR.
 # None where the write-up gives none.

@@ -25,7 +25,7 @@ import cv2
 import torch
 
 from scripts.demo_data import check_demo_folders
-from utils.errors import fail, run_cli
+from utils.core.errors import fail, run_cli
 
 DEMO_TAG = "demo"
 # Small-model settings that train on two CPU cores in minutes; the recipe is otherwise the original's.
@@ -73,7 +73,7 @@ def check_ownership(data: Path, weights: Path) -> None:
 
 
 def comparison(data: Path, submission: Path, out: Path, limit: int = 4) -> None:
-    from utils.plots import comparison_sheet
+    from utils.core.plots import comparison_sheet
 
     rows = []
     with open(submission / "metrics.csv") as fh:

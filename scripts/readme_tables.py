@@ -14,8 +14,8 @@ import re
 import sys
 from pathlib import Path
 
-from utils.errors import fail, run_cli
-from utils.settings import flag_table
+from utils.core.errors import fail, run_cli
+from utils.core.settings import flag_table
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -24,9 +24,9 @@ def tables() -> dict[str, str]:
     """Script name -> its markdown flag table."""
     import main as train_script
     import make_patch
-    from utils.inference import InferenceOptions
-    from utils.patches import PatchSettings
-    from utils.train_config import TrainConfig
+    from utils.infer.submission import InferenceOptions
+    from utils.data.patches import PatchSettings
+    from utils.train.config import TrainConfig
 
     test_script = __import__("test")
     return {

@@ -27,10 +27,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from utils.errors import fail, run_cli  # noqa: E402
-from utils.image_io import read_rgb  # noqa: E402
-from utils.patches import bright_counts  # noqa: E402
-from utils.tiling import tile_starts  # noqa: E402
+from utils.core.errors import fail, run_cli  # noqa: E402
+from utils.data.images import read_rgb  # noqa: E402
+from utils.data.patches import bright_counts  # noqa: E402
+from utils.infer.tiling import tile_starts  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

@@ -21,7 +21,7 @@ torch.set_num_threads(2)
 
 def run_cli(module, argv: list[str], capsys) -> tuple[int, str, str]:
     """Run a script's main in-process the way the command line does; returns (exit status, stdout, stderr)."""
-    from utils.errors import run_cli as runner
+    from utils.core.errors import run_cli as runner
 
     code = runner(module.main, [str(a) for a in argv])
     out = capsys.readouterr()
@@ -32,7 +32,7 @@ HOLD = """
 import sys, time
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from utils.locks import output_lock, private_folder
+from utils.core.locks import output_lock, private_folder
 with output_lock(Path({target!r}), "test", shared={shared}), private_folder(Path({target!r})):
     print("held", flush=True)
     time.sleep(120)

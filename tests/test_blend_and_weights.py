@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import load_script, run_cli, tiny_model
-from utils.data import Pair
-from utils.ensemble import fit_weights, weight_grid
+from utils.data.folds import Pair
+from utils.infer.ensemble import fit_weights, weight_grid
 from utils.metrics import seam_ratio, tile_borders
-from utils.tiling import TILE_MODES, restore_image, tile_starts
+from utils.infer.tiling import TILE_MODES, restore_image, tile_starts
 
 test_script = load_script("test")
 

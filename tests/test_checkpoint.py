@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from utils.checkpoint import infer_config, load_model, save_checkpoint
-from utils.errors import UserError
+from utils.core.checkpoint import infer_config, load_model, save_checkpoint
+from utils.core.errors import UserError
 
 
 def _same_outputs(a, b):

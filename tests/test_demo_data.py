@@ -7,7 +7,7 @@ import pytest
 import make_patch
 from conftest import run_cli
 from scripts.demo_data import PHOTOS, generate, load_photo, make_pair
-from utils.errors import UserError
+from utils.core.errors import UserError
 
 
 def _digest(root):

@@ -7,7 +7,7 @@ from conftest import tiny_model
 from scripts import demo
 from scripts.demo_data import generate
 from scripts.samples import main as samples_main
-from utils.errors import UserError
+from utils.core.errors import UserError
 
 
 def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):

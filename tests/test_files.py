@@ -7,8 +7,8 @@ import time
 import pytest
 
 from conftest import hold_lock
-from utils.errors import UserError
-from utils.files import (
+from utils.core.errors import UserError
+from utils.core.files import (
     MANIFEST,
     check_output_folder,
     has_files,
@@ -18,7 +18,7 @@ from utils.files import (
     staged_dir,
     write_manifest,
 )
-from utils.locks import atomic_path, lock_path, output_lock, remove_stale
+from utils.core.locks import atomic_path, lock_path, output_lock, remove_stale
 
 
 def _stage(target, *names, kind="submission"):

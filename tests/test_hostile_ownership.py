@@ -12,7 +12,7 @@ import main as train_script
 import make_patch
 from conftest import FIXTURES, hold_lock, load_script, run_cli
 from scripts import demo_data
-from utils.files import MANIFEST, staged_dir
+from utils.core.files import MANIFEST, staged_dir
 
 test_script = load_script("test")
 REF = FIXTURES / "inference_reference"
@@ -149,6 +149,6 @@ def test_an_interrupted_overwrite_keeps_the_earlier_run(patch_data, tmp_path, ca
     def interrupted(*args):
         raise KeyboardInterrupt  # SIGTERM a few seconds into the new run, while it reads its data
 
-    monkeypatch.setattr("utils.trainer.check_data", interrupted)
+    monkeypatch.setattr("utils.train.trainer.check_data", interrupted)
     code, _, err = run_cli(train_script, [*argv, "--overwrite"], capsys)
     assert code == 130 and _tree(tmp_path) == before

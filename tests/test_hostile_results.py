@@ -18,11 +18,11 @@ import torch
 
 import main as train_script
 import make_patch
-import utils.checkpoint as checkpoint_module
+import utils.core.checkpoint as checkpoint_module
 from conftest import load_script, run_cli, tiny_model
 from models.hinet import HINetConfig
 from scripts import ablation
-from utils.checkpoint import save_checkpoint
+from utils.core.checkpoint import save_checkpoint
 
 test_script = load_script("test")
 
@@ -127,8 +127,8 @@ def test_a_sound_checkpoint_still_loads(infer, capsys):
 
 
 def test_pretrained_weights_with_nan_are_refused(tmp_path):
-    from utils.checkpoint import extract_state_dict, read_checkpoint
-    from utils.errors import UserError
+    from utils.core.checkpoint import extract_state_dict, read_checkpoint
+    from utils.core.errors import UserError
 
     torch.save(_with("conv_01.weight", float("nan")), tmp_path / "nan.pth")
     with pytest.raises(UserError, match=r"nan\.pth holds NaN or infinite values"):
@@ -252,8 +252,8 @@ def test_train_csv_paths(train_original, capsys, case):
 
 
 def test_fold_csv_paths_leaving_the_folder_are_refused(tmp_path):
-    from utils.data import read_fold_csv
-    from utils.errors import UserError
+    from utils.data.folds import read_fold_csv
+    from utils.core.errors import UserError
 
     (tmp_path / "train_10fold.csv").write_text("img_id,input_img,label_img,fold\n1,../secret.png,a.png,0\n")
     with pytest.raises(UserError, match=r"row 2 names input_img '\.\./secret\.png', which lies outside"):
@@ -262,8 +262,8 @@ def test_fold_csv_paths_leaving_the_folder_are_refused(tmp_path):
 
 def _resumable(tmp_path: Path) -> tuple[dict, Path]:
     """A last.pth as a run of 3 epochs (width 4, depth 3) writes it after epoch 1."""
-    from utils.runtime import rng_state
-    from utils.train_config import TrainConfig
+    from utils.core.runtime import rng_state
+    from utils.train.config import TrainConfig
 
     model = tiny_model()
     cfg = TrainConfig(data_path=str(tmp_path / "data"), model_path=str(tmp_path / "r"), wf=4, depth=3, epochs=3)
@@ -303,8 +303,8 @@ RESUME = {
 
 
 def test_a_sound_resume_file_passes_the_checks(tmp_path):
-    from utils.train_config import TrainConfig
-    from utils.trainer import read_resume_state
+    from utils.train.config import TrainConfig
+    from utils.train.trainer import read_resume_state
 
     ckpt, path = _resumable(tmp_path)
     save_checkpoint(ckpt, path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from utils.data import Pair
+from utils.data.folds import Pair
 
 
 def _pairs(folder, n: int = 6, size: int = 32) -> list[Pair]:
@@ -26,9 +26,9 @@ def _pairs(folder, n: int = 6, size: int = 32) -> list[Pair]:
 
 
 def test_batches_do_not_depend_on_the_number_of_workers(tmp_path):
-    from utils.distributed import Dist
-    from utils.train_config import TrainConfig
-    from utils.trainer import make_loader
+    from utils.train.distributed import Dist
+    from utils.train.config import TrainConfig
+    from utils.train.trainer import make_loader
 
     pairs = _pairs(tmp_path)
     cfg = TrainConfig(img_size=32, batch_size=4, steps_per_epoch=3, aug_schedule="1:3")
@@ -50,8 +50,8 @@ def test_batches_do_not_depend_on_the_number_of_workers(tmp_path):
 def test_fitting_eight_models_is_quick_and_beats_equal_weights(tmp_path):
     import time
 
-    from utils.ensemble import fit_weights
-    from utils.image_io import read_rgb, to_uint8
+    from utils.infer.ensemble import fit_weights
+    from utils.data.images import read_rgb, to_uint8
     from utils.metrics import psnr_uint8
 
     pairs = _pairs(tmp_path, n=3, size=24)
@@ -100,7 +100,7 @@ BAD_ENV = {
 @pytest.fixture
 def torchrun_env(monkeypatch):
     """A clean torchrun environment to set up; the module's timed-out flag is restored afterwards."""
-    from utils import distributed
+    from utils.train import distributed
 
     for name in (*TORCHRUN_VARS, "HINET_RENDEZVOUS_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
@@ -146,8 +146,8 @@ def test_joining_peers_that_never_come_times_out(torchrun_env, capsys, store):
 
     import torch.distributed as dist
 
-    from utils.distributed import init_distributed
-    from utils.errors import run_cli
+    from utils.train.distributed import init_distributed
+    from utils.core.errors import run_cli
 
     _waiting_rank_zero(torchrun_env)
     torchrun_env.setenv("HINET_RENDEZVOUS_TIMEOUT", "1")
@@ -189,8 +189,8 @@ def test_sigterm_ends_the_wait_for_peers_at_once(torchrun_env, capsys, sigterm_i
     import threading
     import time
 
-    from utils.distributed import init_distributed
-    from utils.errors import run_cli
+    from utils.train.distributed import init_distributed
+    from utils.core.errors import run_cli
 
     _waiting_rank_zero(torchrun_env)
     torchrun_env.setenv("HINET_RENDEZVOUS_TIMEOUT", "2")
@@ -229,8 +229,8 @@ def test_a_barrier_times_out_obeys_sigterm_and_reports_a_lost_peer(torchrun_env,
 
     import torch.distributed as dist
 
-    from utils import distributed
-    from utils.errors import run_cli
+    from utils.train import distributed
+    from utils.core.errors import run_cli
 
     d = distributed.Dist(rank=1, world=2, backend="gloo")
     torchrun_env.setattr(dist, "barrier", lambda **kwargs: _PendingWork())
@@ -271,8 +271,8 @@ def _leftovers(folder) -> list[str]:
 
 @pytest.mark.parametrize("error", ["ENOSPC", "torch writer"])
 def test_a_full_disk_while_saving_a_checkpoint_is_one_sentence(tmp_path, monkeypatch, error):
-    from utils.checkpoint import save_checkpoint
-    from utils.errors import UserError
+    from utils.core.checkpoint import save_checkpoint
+    from utils.core.errors import UserError
 
     path = tmp_path / "last.pth"
     save_checkpoint({"epoch": 1}, path)
@@ -328,7 +328,7 @@ def test_a_full_disk_while_training_keeps_metrics_whole(tiny_data, tmp_path, cap
 
     import main as train_script
     from conftest import run_cli
-    from utils import tables
+    from utils.core import tables
 
     class FillsUp(csv.DictWriter):
         def writerows(self, rows):
@@ -359,7 +359,7 @@ def test_tiny_images_are_scored_and_a_full_disk_is_one_sentence(tmp_path, capsys
     import csv
 
     from conftest import load_script, run_cli
-    from utils import tables
+    from utils.core import tables
 
     test_script = load_script("test")
     _tiny_checkpoint(tmp_path / "m.pth")
@@ -410,8 +410,8 @@ def test_images_declaring_too_many_pixels_are_refused_before_decoding(tmp_path, 
     import cv2 as cv
 
     from conftest import load_script, run_cli
-    from utils.errors import UserError
-    from utils.image_io import header_size, inspect_image, read_bgr
+    from utils.core.errors import UserError
+    from utils.data.images import header_size, inspect_image, read_bgr
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("a bomb was decoded")

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import FIXTURES, load_script, run_cli, tiny_model
-from utils.image_io import read_rgb, to_uint8
-from utils.inference import Restorer, submission_name
+from utils.data.images import read_rgb, to_uint8
+from utils.infer.submission import Restorer, submission_name
 from utils.metrics import psnr_uint8
-from utils.tiling import restore_image
+from utils.infer.tiling import restore_image
 
 test_script = load_script("test")
 REF = FIXTURES / "inference_reference"

@@ -15,8 +15,8 @@ import pytest
 
 import make_patch
 from conftest import FIXTURES, ROOT, run_cli
-from utils.patches import bright_counts
-from utils.tiling import tile_starts
+from utils.data.patches import bright_counts
+from utils.infer.tiling import tile_starts
 
 REF = FIXTURES / "patch_reference"
 
@@ -243,7 +243,7 @@ def test_command_line_exit_status(train_original):
 
 def _kill_on(name: str):
     """An extract_pair that dies like an out-of-memory kill on one image."""
-    from utils import patches
+    from utils.data import patches
 
     original = patches.extract_pair
 
@@ -256,7 +256,7 @@ def _kill_on(name: str):
 
 
 def test_a_killed_worker_stops_the_run_within_seconds(train_original, capsys, monkeypatch):
-    from utils import patches
+    from utils.data import patches
 
     monkeypatch.setattr(patches, "extract_pair", _kill_on("train_input_10003.png"))
     start = time.time()
@@ -272,8 +272,8 @@ SLOW_RUN = """
 import sys, time
 sys.path.insert(0, {root!r})
 import make_patch
-from utils import patches
-from utils.errors import run_cli
+from utils.data import patches
+from utils.core.errors import run_cli
 def slow(*args):
     time.sleep(60)
 patches.extract_pair = slow

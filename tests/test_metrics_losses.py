@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
-from utils.losses import CharbonnierLoss, EdgeLoss, RestorationLoss
+from utils.train.losses import CharbonnierLoss, EdgeLoss, RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8, ssim_uint8
 
 

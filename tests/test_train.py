@@ -13,8 +13,8 @@ import torch
 
 import main as train_script
 from conftest import ROOT, run_cli
-from utils.checkpoint import load_model
-from utils.losses import RestorationLoss
+from utils.core.checkpoint import load_model
+from utils.train.losses import RestorationLoss
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -103,8 +103,8 @@ def test_bad_data(patch_data, tmp_path, capsys):
 
 
 def test_weight_decay_is_applied():
-    from utils.train_config import TrainConfig
-    from utils.trainer import build_optimizer
+    from utils.train.config import TrainConfig
+    from utils.train.trainer import build_optimizer
 
     model = torch.nn.Linear(2, 2)
     assert build_optimizer(TrainConfig(), model, 1e-4).param_groups[0]["weight_decay"] == 0.0
@@ -225,7 +225,7 @@ def _die_in_worker(self, idx):
 
 
 def test_a_killed_loader_worker_is_one_sentence(patch_data, tmp_path, capsys, monkeypatch):
-    from utils.data import PatchDataset
+    from utils.data.folds import PatchDataset
 
     monkeypatch.setattr(PatchDataset, "__getitem__", _die_in_worker)
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1, "--num_workers", 1), capsys)
@@ -273,7 +273,7 @@ def test_resume_refuses_recipe_changes_and_extends_epochs(patch_data, tmp_path, 
 
 
 def test_validation_leaves_the_training_layout_alone():
-    from utils.inference import Restorer
+    from utils.infer.submission import Restorer
 
     model = torch.nn.Conv2d(3, 3, 3)
     Restorer(model, torch.device("cpu"), channels_last=False)
@@ -283,8 +283,8 @@ def test_validation_leaves_the_training_layout_alone():
 
 
 def test_dataset_names_the_folder_make_patch_wrote(own_data, tmp_path, capsys):
-    from utils.train_config import TrainConfig
-    from utils.trainer import check_data
+    from utils.train.config import TrainConfig
+    from utils.train.trainer import check_data
 
     (own_data / "train" / "10Folds").rename(own_data / "train" / "Night")
     code, _, err = run_cli(train_script, _args(own_data, tmp_path / "r", "--epochs", 1), capsys)
@@ -294,8 +294,8 @@ def test_dataset_names_the_folder_make_patch_wrote(own_data, tmp_path, capsys):
 
 
 def test_fixed_length_epochs_are_whole_shuffled_passes_dealt_out_by_rank():
-    from utils.distributed import Dist
-    from utils.trainer import FixedLengthSampler
+    from utils.train.distributed import Dist
+    from utils.train.trainer import FixedLengthSampler
 
     alone = FixedLengthSampler(7, 20, epoch_seed=5, d=Dist())
     indices = list(alone)
@@ -310,9 +310,9 @@ def test_fixed_length_epochs_are_whole_shuffled_passes_dealt_out_by_rank():
 
 
 def test_steps_per_epoch_sets_the_batches_of_every_epoch(patch_data, tmp_path):
-    from utils.distributed import Dist
-    from utils.train_config import TrainConfig
-    from utils.trainer import make_loader
+    from utils.train.distributed import Dist
+    from utils.train.config import TrainConfig
+    from utils.train.trainer import make_loader
 
     cfg = TrainConfig(data_path=str(patch_data), batch_size=2, num_workers=0, steps_per_epoch=3)
     pairs = [object()] * 50  # the sampler only counts them
@@ -323,7 +323,7 @@ def test_steps_per_epoch_sets_the_batches_of_every_epoch(patch_data, tmp_path):
 
 def test_the_model_config_travels_in_checkpoints(tmp_path):
     from models.hinet import HINet, HINetConfig
-    from utils.errors import UserError
+    from utils.core.errors import UserError
 
     config = HINetConfig(wf=6, depth=3, hin_position_left=1, hin_position_right=2)
     model = HINet(config)

@@ -22,9 +22,9 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from utils.errors import fail, one_line
-from utils.logger import AverageMeter
-from utils.runtime import choose_device
+from utils.core.errors import fail, one_line
+from utils.core.log import AverageMeter
+from utils.core.runtime import choose_device
 
 RENDEZVOUS_TIMEOUT = 300.0  # seconds for every process to join (torchrun has started them all by then)
 DIST_TIMEOUT = 1800.0  # seconds of any later wait for the others

@@ -21,7 +21,7 @@ import warnings
 import albumentations as A
 import cv2
 
-from utils.errors import fail
+from utils.core.errors import fail
 
 AUG_VERSIONS = (1, 2, 3)
 

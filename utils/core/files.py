@@ -10,7 +10,7 @@ The manifest is the only proof of ownership, and it is exact:
   as recorded, the same hash); anything else is named and the run refused. Nothing is ever
   claimed by a pattern, a folder name or a marker alone.
 - A replaced output is removed entry by entry from its manifest, never as a tree.
-- New results are built in a private staging folder (``utils.locks``) and swapped into place
+- New results are built in a private staging folder (``utils.core.locks``) and swapped into place
   in one atomic rename, under the output's lock, only after every check and all the work
   have succeeded: an interrupted run leaves the earlier result as it was.
 """
@@ -28,8 +28,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from utils.errors import fail
-from utils.locks import STAGE_RECORD, atomic_path, is_lock_file, private_folder, remove_stale
+from utils.core.errors import fail
+from utils.core.locks import STAGE_RECORD, atomic_path, is_lock_file, private_folder, remove_stale
 
 MANIFEST = ".hinet-output.json"
 KINDS = ("submission", "patches", "run", "demo data", "study")

@@ -9,7 +9,7 @@ import random
 import numpy as np
 import torch
 
-from utils.errors import fail
+from utils.core.errors import fail
 
 
 def seed_everything(seed: int) -> None:

@@ -29,15 +29,15 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from utils.data import FOLD_CSV, kfold_split, read_pairs_csv
-from utils.errors import fail
-from utils.files import add_to_manifest, check_output_folder, staged_dir
-from utils.image_io import inspect_image, read_bgr
-from utils.locks import atomic_path, output_lock
-from utils.logger import progress_bar
-from utils.settings import check_ranges, setting
-from utils.tiling import tile_starts
-from utils.workers import TaskFailed, WorkerDied, run_tasks
+from utils.data.folds import FOLD_CSV, kfold_split, read_pairs_csv
+from utils.core.errors import fail
+from utils.core.files import add_to_manifest, check_output_folder, staged_dir
+from utils.data.images import inspect_image, read_bgr
+from utils.core.locks import atomic_path, output_lock
+from utils.core.log import progress_bar
+from utils.core.settings import check_ranges, setting
+from utils.infer.tiling import tile_starts
+from utils.data.workers import TaskFailed, WorkerDied, run_tasks
 
 BRIGHT_VALUE = 200
 PNG_COMPRESSION = 3

@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from models.hinet import HINet, HINetConfig
-from utils.augment import aug_version_at, build_augmentation, parse_aug_schedule
-from utils.checkpoint import (
+from utils.data.augment import aug_version_at, build_augmentation, parse_aug_schedule
+from utils.core.checkpoint import (
     check_architecture,
     check_finite,
     extract_state_dict,
@@ -35,21 +35,21 @@ from utils.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from utils.data import FOLD_CSV, Pair, PatchDataset, SeededSampler, held_out_pairs, patch_pairs, read_fold_csv
-from utils.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
-from utils.errors import fail, one_line, reported_write
-from utils.files import check_output_folder, staged_dir, write_manifest
-from utils.image_io import from_uint8, image_size, read_rgb, to_uint8
-from utils.inference import Restorer
-from utils.locks import output_lock
-from utils.logger import AverageMeter, get_logger, progress_bar
-from utils.losses import RestorationLoss
+from utils.data.folds import FOLD_CSV, Pair, PatchDataset, SeededSampler, held_out_pairs, patch_pairs, read_fold_csv
+from utils.train.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
+from utils.core.errors import fail, one_line, reported_write
+from utils.core.files import check_output_folder, staged_dir, write_manifest
+from utils.data.images import from_uint8, image_size, read_rgb, to_uint8
+from utils.infer.submission import Restorer
+from utils.core.locks import output_lock
+from utils.core.log import AverageMeter, get_logger, progress_bar
+from utils.train.losses import RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8
-from utils.patches import DATASET, INFO_FILE
-from utils.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
-from utils.tables import write_csv
-from utils.tiling import restore_image
-from utils.train_config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
+from utils.data.patches import DATASET, INFO_FILE
+from utils.core.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
+from utils.core.tables import write_csv
+from utils.infer.tiling import restore_image
+from utils.train.config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
 
 METRIC_COLUMNS = ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
 
@@ -566,7 +566,7 @@ class Run:
             "train_psnr": f"{train_psnr:.4f}", "val_psnr": f"{val_psnr:.4f}", "seconds": f"{seconds:.1f}",
         })  # fmt: skip
         write_csv(exp / "metrics.csv", self.rows, METRIC_COLUMNS, then=then)
-        from utils.plots import plot_curves  # matplotlib loads on the first epoch's end, not at start-up
+        from utils.core.plots import plot_curves  # matplotlib loads on the first epoch's end, not at start-up
 
         with reported_write(exp / "curves.png", then):
             plot_curves(self.rows, exp / "curves.png")

@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from utils.errors import fail, one_line
-from utils.image_io import list_images, read_rgb
+from utils.core.errors import fail, one_line
+from utils.data.images import list_images, read_rgb
 
 PAIR_COLUMNS = ("input_img", "label_img")
 FOLD_CSV = "train_10fold.csv"

@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from models.hinet import HINetConfig
-from utils.augment import parse_aug_schedule
-from utils.errors import fail
-from utils.patches import DATASET, output_dir
-from utils.schedule import LRSchedule
-from utils.settings import check_ranges, setting
-from utils.tiling import BLENDS
+from utils.data.augment import parse_aug_schedule
+from utils.core.errors import fail
+from utils.data.patches import DATASET, output_dir
+from utils.train.schedule import LRSchedule
+from utils.core.settings import check_ranges, setting
+from utils.infer.tiling import BLENDS
 
 # The per-size differences of the original trainers; sizes not listed use the 256 row.
 SIZE_DEFAULTS = {

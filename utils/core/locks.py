@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from utils.errors import fail
+from utils.core.errors import fail
 
 STAGE_RECORD = ".hinet-stage"
 _STAGE_NAME = re.compile(r"^\.(?P<name>.+)\.partial-(?P<token>[0-9a-f]{32})$")

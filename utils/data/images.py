@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 
-from utils.errors import fail
+from utils.core.errors import fail
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # The most pixels an image may declare in its header: 256 megapixels (16384 x 16384, 30 times a

@@ -6,8 +6,8 @@ import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from utils.errors import reported_write
-from utils.files import atomic_path
+from utils.core.errors import reported_write
+from utils.core.files import atomic_path
 
 
 def write_csv(

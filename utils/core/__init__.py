@@ -1,0 +1,1 @@
+"""Core: settings, errors and the command-line wrapper, output ownership and locks, checkpoints, runtime, logs."""

@@ -1,0 +1,1 @@
+"""Inference: tiles and blending, the model wrapper, ensemble weights and the submission."""
