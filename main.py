@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from utils.core.errors import fail, run_cli
+from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.core.settings import add_settings, from_args, given_settings
 from utils.train.config import TrainConfig
 from utils.train.trainer import train

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from utils.core.errors import run_cli
-from utils.data.patches import DATASET, PatchSettings, make_patches, output_dir
+from utils.core.cli import run_cli
 from utils.core.settings import add_settings, from_args
+from utils.data.layout import DATASET, patch_folder
+from utils.data.patches import PatchSettings, make_patches
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = ", ".join(f"{n} of {crop}" for crop, n in info["patches_per_crop"].items())
     print(
         f"{info['total']} patches from {info['images']} images ({counts}) in "
-        f"{output_dir(args.save_path, args.valid_fold, args.resize, args.dataset)}"
+        f"{patch_folder(args.save_path, args.valid_fold, args.resize, args.dataset)}"
     )
     return 0
 

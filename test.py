@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from utils.core.checkpoint import stored_patch_size
-from utils.core.errors import fail, run_cli
-from utils.infer.submission import InferenceOptions, ModelSpec, run_inference, tile_defaults
+from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.core.runtime import choose_device
 from utils.core.settings import add_settings, from_args
+from utils.infer.submission import InferenceOptions, ModelSpec, run_inference, tile_defaults
 
 DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
 

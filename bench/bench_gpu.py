@@ -39,15 +39,17 @@ import torch
 from bench.bench_inference import original_loop, synthetic_image
 from bench.common import table
 from models.hinet import HINet
+from utils.core.cli import run_cli
+from utils.core.errors import fail, reported_write
+from utils.core.runtime import set_tf32
 from utils.data.augment import build_augmentation
-from utils.data.folds import Pair, PatchDataset
-from utils.core.errors import fail, reported_write, run_cli
+from utils.data.datasets import PatchDataset
+from utils.data.folds import Pair
 from utils.data.images import to_uint8
 from utils.infer.submission import Restorer
-from utils.train.losses import RestorationLoss
-from utils.metrics import psnr_uint8
-from utils.core.runtime import set_tf32
 from utils.infer.tiling import _gather_tiles, count_tiles, restore_image, tile_starts
+from utils.metrics import psnr_uint8
+from utils.train.losses import RestorationLoss
 
 SECTIONS = ("correctness", "inference", "end_to_end", "training", "demo", "compile")
 CONTEST_PATCHES = 67_065  # training patches of size 256 on the contest data

@@ -31,7 +31,7 @@ import torch
 
 from bench.common import ROOT, best_of, table
 from models.hinet import HINet
-from utils.core.errors import run_cli
+from utils.core.cli import run_cli
 from utils.data.images import to_uint8
 from utils.infer.submission import Restorer
 from utils.infer.tiling import _gather_tiles, restore_tiled, tile_starts

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from bench.common import demo_set, table
+from utils.core.cli import run_cli
 from utils.data.folds import kfold_split, read_pairs_csv
-from utils.core.errors import run_cli
 from utils.data.patches import PNG_COMPRESSION, PatchSettings, extract_pair
 from utils.infer.tiling import tile_starts
 

@@ -21,11 +21,13 @@ import torch
 
 from bench.common import demo_set, table
 from models.hinet import HINet
+from utils.core.cli import run_cli
 from utils.data.augment import build_augmentation
-from utils.data.folds import FOLD_CSV, PatchDataset, patch_pairs, read_fold_csv
-from utils.core.errors import run_cli
-from utils.train.losses import RestorationLoss
+from utils.data.datasets import PatchDataset
+from utils.data.folds import patch_pairs, read_fold_csv
+from utils.data.layout import FOLD_CSV
 from utils.data.patches import PatchSettings, make_patches
+from utils.train.losses import RestorationLoss
 
 torch.set_num_threads(2)
 

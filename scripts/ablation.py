@@ -40,12 +40,14 @@ from scripts.ablation_plan import (
 from scripts.ablation_report import write_report
 from scripts.demo import run
 from utils.core.checkpoint import read_checkpoint
-from utils.data.folds import read_pairs_csv
-from utils.core.errors import fail, run_cli
+from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.core.files import atomic_path, check_output_folder, read_manifest, staged_dir, write_manifest
 from utils.core.locks import output_lock
-from utils.data.patches import INFO_FILE, bright_counts, output_dir
 from utils.core.settings import add_settings, from_args, given_settings
+from utils.data.folds import read_pairs_csv
+from utils.data.layout import INFO_FILE, patch_folder
+from utils.data.patches import bright_counts
 from utils.infer.tiling import tile_starts
 
 SETTINGS_FILE = "study.json"
@@ -144,7 +146,7 @@ def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) 
 def make_patches(study: Study, variant: TrainVariant) -> int:
     """Cut the variant's patch set unless a matching one is there; returns its patch count."""
     s, size = study.settings, variant.img_size
-    folder = output_dir(study.data, s.valid_fold, size, variant.dataset)
+    folder = patch_folder(study.data, s.valid_fold, size, variant.dataset)
     wanted = {"img_size": size, "stride": size // 2, "resize": size, "v_threshold": variant.v_threshold,
               "folds": s.folds, "valid_fold": s.valid_fold, "patch_growth_count": variant.growth}  # fmt: skip
     info_file = folder / INFO_FILE

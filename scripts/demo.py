@@ -25,7 +25,8 @@ import cv2
 import torch
 
 from scripts.demo_data import check_demo_folders
-from utils.core.errors import fail, run_cli
+from utils.core.cli import run_cli
+from utils.core.errors import fail
 
 DEMO_TAG = "demo"
 # Small-model settings that train on two CPU cores in minutes; the recipe is otherwise the original's.

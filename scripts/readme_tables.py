@@ -1,10 +1,11 @@
-"""The README's flag tables, made from the settings themselves.
+"""The flag tables of docs/flags.md, made from the settings themselves.
 
     python -m scripts.readme_tables           # print them
-    python -m scripts.readme_tables --write   # put them into README.md
+    python -m scripts.readme_tables --write   # put them into docs/flags.md
 
-Each table follows a line ``**`<script>`**`` in the README; a test checks that the README
-holds exactly what this prints, so a new or changed setting cannot go undocumented.
+Each table follows a line ``**`<script>`**`` in docs/flags.md; a test (tests/test_readme.py)
+checks that the page holds exactly what this prints, so a new or changed setting cannot go
+undocumented.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import re
 import sys
 from pathlib import Path
 
-from utils.core.errors import fail, run_cli
+from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.core.settings import flag_table
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+FLAGS_DOC = ROOT / "docs" / "flags.md"
 
 
 def tables() -> dict[str, str]:
     """Script name -> its markdown flag table."""
+    # The settings classes, from where they live now: when a module moves (InferenceOptions may go to
+    # utils.infer.options), this is the one place to change, and tests/test_readme.py follows.
     import main as train_script
     import make_patch
-    from utils.infer.submission import InferenceOptions
     from utils.data.patches import PatchSettings
+    from utils.infer.submission import InferenceOptions
     from utils.train.config import TrainConfig
 
     test_script = __import__("test")
@@ -37,16 +42,16 @@ def tables() -> dict[str, str]:
 
 
 def table_span(text: str, script: str) -> tuple[int, int]:
-    """Start and end of the table after the README's ``**`script`**`` line."""
+    """Start and end of the table after the ``**`script`**`` line of ``text`` (docs/flags.md)."""
     match = re.search(r"^\*\*`" + re.escape(script) + r"`\*\*.*\n\n((?:\|.*\n)+)", text, flags=re.M)
     if match is None:
-        fail(f"{README} has no table after a line starting with **`{script}`**.")
+        fail(f"{FLAGS_DOC} has no table after a line starting with **`{script}`**.")
     return match.span(1)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    p.add_argument("--write", action="store_true", help="replace the tables in docs/flags.md")
     return p.parse_args(argv)
 
 
@@ -56,12 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.write:
         print("\n\n".join(f"**`{k}`**\n\n{v}" for k, v in made.items()))
         return 0
-    text = README.read_text()
+    text = FLAGS_DOC.read_text()
     for script, table in made.items():
         start, end = table_span(text, script)
         text = text[:start] + table + "\n" + text[end:]
-    README.write_text(text)
-    print(f"wrote {len(made)} flag tables into {README}")
+    FLAGS_DOC.write_text(text)
+    print(f"wrote {len(made)} flag tables into {FLAGS_DOC.relative_to(ROOT)}")
     return 0
 
 

@@ -27,7 +27,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from utils.core.errors import fail, run_cli  # noqa: E402
+from utils.core.cli import run_cli  # noqa: E402
+from utils.core.errors import fail  # noqa: E402
 from utils.data.images import read_rgb  # noqa: E402
 from utils.data.patches import bright_counts  # noqa: E402
 from utils.infer.tiling import tile_starts  # noqa: E402

@@ -21,7 +21,7 @@ torch.set_num_threads(2)
 
 def run_cli(module, argv: list[str], capsys) -> tuple[int, str, str]:
     """Run a script's main in-process the way the command line does; returns (exit status, stdout, stderr)."""
-    from utils.core.errors import run_cli as runner
+    from utils.core.cli import run_cli as runner
 
     code = runner(module.main, [str(a) for a in argv])
     out = capsys.readouterr()

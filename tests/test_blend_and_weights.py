@@ -11,8 +11,8 @@ import torch
 from conftest import load_script, run_cli, tiny_model
 from utils.data.folds import Pair
 from utils.infer.ensemble import fit_weights, weight_grid
-from utils.metrics import seam_ratio, tile_borders
 from utils.infer.tiling import TILE_MODES, restore_image, tile_starts
+from utils.metrics import seam_ratio, tile_borders
 
 test_script = load_script("test")
 

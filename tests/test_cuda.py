@@ -12,8 +12,8 @@ import torch
 
 import main as train_script
 from conftest import FIXTURES, ROOT, load_script, run_cli, tiny_model
-from utils.data.images import read_rgb
 from utils.core.runtime import set_tf32
+from utils.data.images import read_rgb
 
 pytestmark = [
     pytest.mark.cuda,

@@ -252,8 +252,8 @@ def test_train_csv_paths(train_original, capsys, case):
 
 
 def test_fold_csv_paths_leaving_the_folder_are_refused(tmp_path):
-    from utils.data.folds import read_fold_csv
     from utils.core.errors import UserError
+    from utils.data.folds import read_fold_csv
 
     (tmp_path / "train_10fold.csv").write_text("img_id,input_img,label_img,fold\n1,../secret.png,a.png,0\n")
     with pytest.raises(UserError, match=r"row 2 names input_img '\.\./secret\.png', which lies outside"):

@@ -26,8 +26,8 @@ def _pairs(folder, n: int = 6, size: int = 32) -> list[Pair]:
 
 
 def test_batches_do_not_depend_on_the_number_of_workers(tmp_path):
-    from utils.train.distributed import Dist
     from utils.train.config import TrainConfig
+    from utils.train.distributed import Dist
     from utils.train.trainer import make_loader
 
     pairs = _pairs(tmp_path)
@@ -50,8 +50,8 @@ def test_batches_do_not_depend_on_the_number_of_workers(tmp_path):
 def test_fitting_eight_models_is_quick_and_beats_equal_weights(tmp_path):
     import time
 
-    from utils.infer.ensemble import fit_weights
     from utils.data.images import read_rgb, to_uint8
+    from utils.infer.ensemble import fit_weights
     from utils.metrics import psnr_uint8
 
     pairs = _pairs(tmp_path, n=3, size=24)
@@ -146,8 +146,8 @@ def test_joining_peers_that_never_come_times_out(torchrun_env, capsys, store):
 
     import torch.distributed as dist
 
+    from utils.core.cli import run_cli
     from utils.train.distributed import init_distributed
-    from utils.core.errors import run_cli
 
     _waiting_rank_zero(torchrun_env)
     torchrun_env.setenv("HINET_RENDEZVOUS_TIMEOUT", "1")
@@ -189,8 +189,8 @@ def test_sigterm_ends_the_wait_for_peers_at_once(torchrun_env, capsys, sigterm_i
     import threading
     import time
 
+    from utils.core.cli import run_cli
     from utils.train.distributed import init_distributed
-    from utils.core.errors import run_cli
 
     _waiting_rank_zero(torchrun_env)
     torchrun_env.setenv("HINET_RENDEZVOUS_TIMEOUT", "2")
@@ -229,8 +229,8 @@ def test_a_barrier_times_out_obeys_sigterm_and_reports_a_lost_peer(torchrun_env,
 
     import torch.distributed as dist
 
+    from utils.core.cli import run_cli
     from utils.train import distributed
-    from utils.core.errors import run_cli
 
     d = distributed.Dist(rank=1, world=2, backend="gloo")
     torchrun_env.setattr(dist, "barrier", lambda **kwargs: _PendingWork())

@@ -273,7 +273,7 @@ import sys, time
 sys.path.insert(0, {root!r})
 import make_patch
 from utils.data import patches
-from utils.core.errors import run_cli
+from utils.core.cli import run_cli
 def slow(*args):
     time.sleep(60)
 patches.extract_pair = slow

@@ -5,8 +5,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio
 
-from utils.train.losses import CharbonnierLoss, EdgeLoss, RestorationLoss
 from utils.metrics import psnr_tensor, psnr_uint8, ssim_uint8
+from utils.train.losses import CharbonnierLoss, EdgeLoss, RestorationLoss
 
 
 def test_psnr_agrees_with_scikit_image():

@@ -1,7 +1,16 @@
-"""Every command the README shows must parse: scripts exist and every flag is known."""
+"""The README and docs/ hold no stale command, flag, table or link.
+
+Every command they show must parse (scripts exist and every flag is known), the flag tables of
+docs/flags.md are exactly what the settings make (python -m scripts.readme_tables --write), and
+every relative link and picture resolves.
+
+The settings classes are reached through scripts.readme_tables.tables(), which imports them from
+where they live; when a module moves, that import is the one to fix.
+"""
 
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -11,11 +20,17 @@ from conftest import ROOT, load_script
 from scripts import readme_tables
 
 SCRIPTS = {"make_patch.py": make_patch.parse_args, "main.py": train_script.parse_args}
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS]
 
 
-def _commands() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+def _name(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+def _commands(page: Path) -> list[list[str]]:
+    blocks = re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)
     commands = []
     for block in blocks:
         for line in block.splitlines():
@@ -30,14 +45,30 @@ def _commands() -> list[list[str]]:
     return commands
 
 
+ALL_COMMANDS = [(_name(page), command) for page in PAGES for command in _commands(page)]
+
+
+def test_docs_exist():
+    names = {p.name for p in DOCS}
+    for needed in ("flags.md", "safety.md", "pipeline.md", "results.md", "ablation.md", "benchmarks.md"):
+        assert needed in names, needed
+    assert "differences.md" in names
+
+
+def test_readme_starts_with_the_set_up_commands():
+    first = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.S).group(1).splitlines()
+    assert [line.split("#")[0].strip() for line in first] == ["make demo", "make test"]
+
+
 def test_readme_has_the_pipeline_commands():
-    scripts = [c[0] for c in _commands()]
-    for needed in ("make_patch.py", "main.py", "test.py", "-m"):
+    scripts = [c[0] for c in _commands(README)]
+    for needed in ("make_patch.py", "main.py", "test.py"):
         assert needed in scripts
+    assert "-m" in [c[0] for _, c in ALL_COMMANDS]  # the helper commands, in docs/
 
 
-@pytest.mark.parametrize("command", _commands(), ids=lambda c: " ".join(c)[:60])
-def test_readme_command_parses(command):
+@pytest.mark.parametrize("page,command", ALL_COMMANDS, ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60])
+def test_documented_command_parses(page, command):
     parsers = dict(SCRIPTS, **{"test.py": load_script("test").parse_args})
     if command[0] == "-m":
         module = __import__(command[1], fromlist=["parse_args"])
@@ -46,17 +77,18 @@ def test_readme_command_parses(command):
     parsers[command[0]](command[1:])  # raises SystemExit on an unknown flag
 
 
-def test_makefile_targets_named_in_readme_exist():
+def test_makefile_targets_named_in_the_docs_exist():
     makefile = (ROOT / "Makefile").read_text()
-    for target in re.findall(r"^make (\w+)", (ROOT / "README.md").read_text(), flags=re.M):
-        assert re.search(rf"^{target}:", makefile, flags=re.M), target
+    for page in PAGES:
+        for target in re.findall(r"^make (\w+)", page.read_text(), flags=re.M):
+            assert re.search(rf"^{target}:", makefile, flags=re.M), (_name(page), target)
 
 
 @pytest.mark.parametrize("script", ["make_patch.py", "main.py", "test.py"])
-def test_readme_flag_tables_are_made_from_the_settings(script):
-    """Every flag, its default and its help in the README come from the code (python -m scripts.readme_tables)."""
+def test_flag_tables_are_made_from_the_settings(script):
+    """Every flag, its default and its help in docs/flags.md come from the code (python -m scripts.readme_tables)."""
     table = readme_tables.tables()[script]
-    text = (ROOT / "README.md").read_text()
+    text = readme_tables.FLAGS_DOC.read_text()
     start, end = readme_tables.table_span(text, script)
     assert text[start:end].rstrip("\n") == table
     module = {"make_patch.py": make_patch, "main.py": train_script, "test.py": load_script("test")}[script]
@@ -64,3 +96,34 @@ def test_readme_flag_tables_are_made_from_the_settings(script):
         o for a in module.build_parser()._actions for o in a.option_strings if o.startswith("--") and o != "--help"
     }
     assert flags == set(re.findall(r"^\| `(--[a-z_0-9]+)`", table, flags=re.M))
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors of a markdown page (headings inside code blocks are not headings)."""
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    seen: dict[str, int] = {}
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", text, flags=re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+        seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_name)
+def test_links_and_pictures_resolve(page):
+    text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+    for link in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", link):  # https:, mailto:
+            continue
+        path, _, anchor = link.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        assert target.exists(), f"{_name(page)}: {link} does not exist"
+        if anchor:
+            assert anchor in _anchors(target), f"{_name(page)}: {link} names no heading"
+
+
+def test_readme_indexes_every_doc():
+    text = README.read_text()
+    for doc in DOCS:
+        assert f"](docs/{doc.name})" in text, doc.name

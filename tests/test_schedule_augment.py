@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES
-from utils.data.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.core.errors import UserError
-from utils.train.schedule import LRSchedule
+from utils.data.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.train.config import SIZE_DEFAULTS, TrainConfig
+from utils.train.schedule import LRSchedule
 
 
 @pytest.mark.parametrize("size", [256, 352])

@@ -225,7 +225,7 @@ def _die_in_worker(self, idx):
 
 
 def test_a_killed_loader_worker_is_one_sentence(patch_data, tmp_path, capsys, monkeypatch):
-    from utils.data.folds import PatchDataset
+    from utils.data.datasets import PatchDataset
 
     monkeypatch.setattr(PatchDataset, "__getitem__", _die_in_worker)
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1, "--num_workers", 1), capsys)
@@ -294,24 +294,23 @@ def test_dataset_names_the_folder_make_patch_wrote(own_data, tmp_path, capsys):
 
 
 def test_fixed_length_epochs_are_whole_shuffled_passes_dealt_out_by_rank():
-    from utils.train.distributed import Dist
-    from utils.train.trainer import FixedLengthSampler
+    from utils.data.datasets import FixedLengthSampler
 
-    alone = FixedLengthSampler(7, 20, epoch_seed=5, d=Dist())
+    alone = FixedLengthSampler(7, 20, epoch_seed=5)
     indices = list(alone)
     assert len(indices) == len(alone) == 20
     assert sorted(indices[:7]) == sorted(indices[7:14]) == list(range(7))  # each pass visits every patch once
     assert len(set(indices[14:])) == 6 and indices[:7] != indices[7:14]
-    assert list(FixedLengthSampler(7, 20, 5, Dist())) == indices  # seeded by (seed, epoch) alone
-    assert list(FixedLengthSampler(7, 20, 6, Dist())) != indices
-    shares = [list(FixedLengthSampler(7, 20, 5, Dist(rank=r, world=3))) for r in range(3)]
+    assert list(FixedLengthSampler(7, 20, 5)) == indices  # seeded by (seed, epoch) alone
+    assert list(FixedLengthSampler(7, 20, 6)) != indices
+    shares = [list(FixedLengthSampler(7, 20, 5, rank=r, world=3)) for r in range(3)]
     assert [len(s) for s in shares] == [7, 7, 6]
     assert sorted(i for s in shares for i in s) == sorted(indices)  # the ranks split one sequence
 
 
 def test_steps_per_epoch_sets_the_batches_of_every_epoch(patch_data, tmp_path):
-    from utils.train.distributed import Dist
     from utils.train.config import TrainConfig
+    from utils.train.distributed import Dist
     from utils.train.trainer import make_loader
 
     cfg = TrainConfig(data_path=str(patch_data), batch_size=2, num_workers=0, steps_per_epoch=3)

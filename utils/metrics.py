@@ -72,3 +72,19 @@ def seam_ratio(image: np.ndarray, row_borders: list[int], col_borders: list[int]
     if seam_n == 0 or rest_n == 0 or rest == 0:
         return float("nan")
     return float((seam / seam_n) / (rest / rest_n))
+
+
+class AverageMeter:
+    """Running mean weighted by sample count."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, value: float, n: int = 1) -> None:
+        self.total += value * n
+        self.count += n
+
+    @property
+    def avg(self) -> float:
+        return self.total / self.count if self.count else float("nan")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import errno
-import signal
-import sys
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -40,23 +37,3 @@ def reported_write(path: str | Path, then: str = "run again") -> Iterator[None]:
             fail(f"could not write {path}: the disk is full; free some space, then {then}.")
         reason = err.strerror or one_line(err)
         fail(f"could not write {path} ({reason}); check the disk and the folder's permissions, then {then}.")
-
-
-def _sigterm(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
-def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
-    """Run a script's main; print a UserError as one line on stderr and return exit status 2."""
-    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
-    previous = signal.signal(signal.SIGTERM, _sigterm)  # SIGTERM cleans up like Ctrl-C
-    try:
-        return main(argv) or 0
-    except UserError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)

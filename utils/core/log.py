@@ -1,4 +1,4 @@
-"""Console + file logging and running averages."""
+"""Progress bars on terminals and run logs in files."""
 
 from __future__ import annotations
 
@@ -31,19 +31,3 @@ def get_logger(name: str = "hinet", log_file: str | Path | None = None, enabled:
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
-
-
-class AverageMeter:
-    """Running mean weighted by sample count."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.count = 0
-
-    def update(self, value: float, n: int = 1) -> None:
-        self.total += value * n
-        self.count += n
-
-    @property
-    def avg(self) -> float:
-        return self.total / self.count if self.count else float("nan")

@@ -1,24 +1,20 @@
-"""The contest data layout, the K-fold split and the training/validation data sets."""
+"""The pairs of train.csv, the K-fold split, and the training and validation pairs of a fold."""
 
 from __future__ import annotations
 
 import posixpath
-import random
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 import pandas as pd
-import torch
-from torch.utils.data import Dataset
 
 from utils.core.errors import fail, one_line
-from utils.data.images import list_images, read_rgb
+from utils.data.images import list_images
+from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER
 
 PAIR_COLUMNS = ("input_img", "label_img")
-FOLD_CSV = "train_10fold.csv"
-INPUT_FOLDER, LABEL_FOLDER = "train_input_img", "train_label_img"  # inside data/train_original
 
 
 @dataclass(frozen=True)
@@ -153,57 +149,3 @@ def patch_pairs(input_dir: str | Path, target_dir: str | Path, folds: pd.DataFra
             f"{len(unpaired)} input and {len(targets)} target patches have no partner (e.g. {', '.join(names)}); {redo}."
         )
     return pairs
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """(H, W, C) array in [0, 1] to a contiguous (C, H, W) float tensor."""
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float()
-
-
-def sample_seed(seed: int, position: int) -> int:
-    """The augmentation seed of the sample at ``position`` of a stream seeded by ``seed`` (well mixed, 64 bits)."""
-    return int(np.random.SeedSequence([seed % 2**64, position]).generate_state(1, np.uint64)[0])
-
-
-class SeededSampler(torch.utils.data.Sampler):
-    """The indices of ``sampler``, each with its own augmentation seed: ``(index, sample_seed(seed, position))``.
-
-    A sample's augmentation then depends on (``seed``, its position in the epoch) alone, not on
-    which worker process loads it or how many there are.
-    """
-
-    def __init__(self, sampler, seed: int) -> None:
-        self.sampler, self.seed = sampler, seed
-
-    def __iter__(self):
-        return ((index, sample_seed(self.seed, position)) for position, index in enumerate(self.sampler))
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class PatchDataset(Dataset):
-    """Training patches as float RGB in [0, 1]; the augmentation sees the input as ``image`` and the target as ``mask``.
-
-    An item is an index, or ``(index, seed)`` (``SeededSampler``): the augmentation then draws
-    from random generators made from that seed alone, whatever process loads the sample.
-    """
-
-    def __init__(self, pairs: list[Pair], transform=None) -> None:
-        self.pairs = pairs
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx, seed = item if isinstance(item, tuple) else (item, None)
-        pair = self.pairs[idx]
-        image = read_rgb(pair.input).astype(np.float32) / 255.0
-        target = read_rgb(pair.target).astype(np.float32) / 255.0
-        if self.transform is not None:
-            if seed is not None:  # one generator pair shared by every transform of the pipeline
-                self.transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
-            out = self.transform(image=image, mask=target)
-            image, target = out["image"], out["mask"]
-        return to_tensor(image), to_tensor(target)

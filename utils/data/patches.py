@@ -29,19 +29,19 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from utils.data.folds import FOLD_CSV, kfold_split, read_pairs_csv
 from utils.core.errors import fail
 from utils.core.files import add_to_manifest, check_output_folder, staged_dir
-from utils.data.images import inspect_image, read_bgr
 from utils.core.locks import atomic_path, output_lock
 from utils.core.log import progress_bar
 from utils.core.settings import check_ranges, setting
-from utils.infer.tiling import tile_starts
+from utils.data.folds import kfold_split, read_pairs_csv
+from utils.data.images import inspect_image, read_bgr
+from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE, patch_folder
 from utils.data.workers import TaskFailed, WorkerDied, run_tasks
+from utils.infer.tiling import tile_starts
 
 BRIGHT_VALUE = 200
 PNG_COMPRESSION = 3
-INFO_FILE = "patch_info.json"
 # HINet halves the patch depth - 1 times; 16 serves the default depth 5 (and every smaller one).
 SIZE_MULTIPLE = 16
 
@@ -68,14 +68,6 @@ class PatchSettings:
         for i in range(1, self.patch_growth_count + 1):
             steps.append((512, 256) if i == 2 else (self.img_size * i, self.stride * i))
         return steps
-
-
-DATASET = "10Folds"  # the original's folder name, whatever --folds; main.py --dataset names the same folder
-
-
-def output_dir(save_path: str | Path, valid_fold: int, resize: int, dataset: str = DATASET) -> Path:
-    """``<save_path>/train/<dataset>/<fold>/resize<resize>``."""
-    return Path(save_path) / "train" / dataset / str(valid_fold) / f"resize{resize}"
 
 
 def bright_counts(img_bgr: np.ndarray, tops: list[int], lefts: list[int], crop: int) -> np.ndarray:
@@ -260,7 +252,7 @@ def make_patches(
         fail(f"{fold_csv} cannot be written; make {csv_dir} writable or pass another --csv_path.")
     if not dataset or Path(dataset).name != dataset:
         fail(f"--dataset {dataset!r} must be a plain folder name, such as {DATASET}.")
-    out_dir = output_dir(save_path, settings.valid_fold, settings.resize, dataset)
+    out_dir = patch_folder(save_path, settings.valid_fold, settings.resize, dataset)
     protected = {"input folder": input_dir, "target folder": target_dir, "csv folder": csv_dir}
     check_output_folder(out_dir, "patch folder", overwrite, "patches", protected)
     with ExitStack() as locks:

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.data.folds import FOLD_CSV, Pair, held_out_pairs, read_fold_csv
 from utils.core.errors import fail
-from utils.data.images import inspect_image, list_images, read_rgb, to_uint8
 from utils.core.log import progress_bar
+from utils.data.folds import Pair, held_out_pairs, read_fold_csv
+from utils.data.images import inspect_image, list_images, read_rgb, to_uint8
+from utils.data.layout import FOLD_CSV
 from utils.metrics import psnr_uint8
 
 GRID_STEP = 0.05

@@ -15,17 +15,17 @@ import torch
 
 from models.hinet import HINetConfig
 from utils.core.checkpoint import load_model
-from utils.infer.ensemble import fit_weights, validation_pairs
 from utils.core.errors import fail, one_line, reported_write
 from utils.core.files import check_output_folder, staged_dir
-from utils.data.images import from_uint8, inspect_image, list_images, read_rgb, to_uint8
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
-from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 from utils.core.runtime import autocast, configure_cuda
 from utils.core.settings import check_ranges, setting
 from utils.core.tables import write_csv
+from utils.data.images import from_uint8, inspect_image, list_images, read_rgb, to_uint8
+from utils.infer.ensemble import fit_weights, validation_pairs
 from utils.infer.tiling import BLENDS, TILE_MODES, count_tiles, restore_image, tile_starts
+from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 
 
 @dataclass(frozen=True)

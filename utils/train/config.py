@@ -13,12 +13,12 @@ from pathlib import Path
 import torch
 
 from models.hinet import HINetConfig
-from utils.data.augment import parse_aug_schedule
 from utils.core.errors import fail
-from utils.data.patches import DATASET, output_dir
-from utils.train.schedule import LRSchedule
 from utils.core.settings import check_ranges, setting
+from utils.data.augment import parse_aug_schedule
+from utils.data.layout import DATASET, patch_folder
 from utils.infer.tiling import BLENDS
+from utils.train.schedule import LRSchedule
 
 # The per-size differences of the original trainers; sizes not listed use the 256 row.
 SIZE_DEFAULTS = {
@@ -106,7 +106,7 @@ class TrainConfig:
 
     @property
     def patch_dir(self) -> Path:
-        return output_dir(self.data_path, self.fold, self.img_size, self.dataset)
+        return patch_folder(self.data_path, self.fold, self.img_size, self.dataset)
 
     def schedule(self) -> LRSchedule:
         restart = self.restart_epoch if self.restart_epoch and self.restart_epoch > 0 else None

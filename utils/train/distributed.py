@@ -23,8 +23,8 @@ import torch
 import torch.distributed as dist
 
 from utils.core.errors import fail, one_line
-from utils.core.log import AverageMeter
 from utils.core.runtime import choose_device
+from utils.metrics import AverageMeter
 
 RENDEZVOUS_TIMEOUT = 300.0  # seconds for every process to join (torchrun has started them all by then)
 DIST_TIMEOUT = 1800.0  # seconds of any later wait for the others

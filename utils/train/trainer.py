@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from models.hinet import HINet, HINetConfig
-from utils.data.augment import aug_version_at, build_augmentation, parse_aug_schedule
 from utils.core.checkpoint import (
     check_architecture,
     check_finite,
@@ -35,21 +34,23 @@ from utils.core.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from utils.data.folds import FOLD_CSV, Pair, PatchDataset, SeededSampler, held_out_pairs, patch_pairs, read_fold_csv
-from utils.train.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.core.errors import fail, one_line, reported_write
 from utils.core.files import check_output_folder, staged_dir, write_manifest
-from utils.data.images import from_uint8, image_size, read_rgb, to_uint8
-from utils.infer.submission import Restorer
 from utils.core.locks import output_lock
-from utils.core.log import AverageMeter, get_logger, progress_bar
-from utils.train.losses import RestorationLoss
-from utils.metrics import psnr_tensor, psnr_uint8
-from utils.data.patches import DATASET, INFO_FILE
+from utils.core.log import get_logger, progress_bar
 from utils.core.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.core.tables import write_csv
+from utils.data.augment import aug_version_at, build_augmentation, parse_aug_schedule
+from utils.data.datasets import FixedLengthSampler, PatchDataset, SeededSampler
+from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
+from utils.data.images import from_uint8, image_size, read_rgb, to_uint8
+from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE
+from utils.infer.submission import Restorer
 from utils.infer.tiling import restore_image
+from utils.metrics import AverageMeter, psnr_tensor, psnr_uint8
 from utils.train.config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
+from utils.train.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
+from utils.train.losses import RestorationLoss
 
 METRIC_COLUMNS = ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
 
@@ -110,29 +111,6 @@ def check_patch_info(cfg: TrainConfig, folds, make_cmd: str) -> None:
         )
 
 
-class FixedLengthSampler(torch.utils.data.Sampler):
-    """``total`` indices an epoch (one process's share of them), whatever the number of patches.
-
-    Epochs of a fixed number of steps let runs on patch sets of different sizes train
-    equally long (``--steps_per_epoch``). The indices are whole shuffled passes over the
-    data, the last one cut short, seeded by (seed, epoch) alone and dealt out by rank.
-    """
-
-    def __init__(self, size: int, total: int, epoch_seed: int, d: Dist) -> None:
-        self.size, self.total, self.seed, self.rank, self.world = size, total, epoch_seed, d.rank, d.world
-
-    def indices(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed)
-        passes = [torch.randperm(self.size, generator=generator) for _ in range(-(-self.total // self.size))]
-        return torch.cat(passes)[: self.total][self.rank :: self.world].tolist()
-
-    def __iter__(self):
-        return iter(self.indices())
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.total, self.world))
-
-
 def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, device: torch.device) -> DataLoader:
     """The epoch's loader; shuffling and augmentation are seeded by (seed, epoch, rank) alone.
 
@@ -143,7 +121,7 @@ def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, 
     dataset = PatchDataset(pairs, build_augmentation(cfg.img_size, aug_version))
     generator = torch.Generator().manual_seed(epoch_seed * 1009 + d.rank)
     if cfg.steps_per_epoch:
-        sampler = FixedLengthSampler(len(dataset), cfg.steps_per_epoch * cfg.batch_size, epoch_seed, d)
+        sampler = FixedLengthSampler(len(dataset), cfg.steps_per_epoch * cfg.batch_size, epoch_seed, d.rank, d.world)
     elif d.backend:
         sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
         sampler.set_epoch(epoch)

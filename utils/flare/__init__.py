@@ -1,0 +1,15 @@
+"""Synthetic lens flare from optics, for training pairs that look like real flare.
+
+One module per step:
+
+- ``spectrum``: wavelengths, the camera's colour responses, light colours from colour temperatures.
+- ``psf``: random apertures (disc or polygon, dust, scratches, defocus) and their RGB point-spread
+  functions summed over the spectrum; a bank of them cached on disk.
+- ``lights``: lamps, windows, signs and a scene's own highlights, as emission in linear light.
+- ``scenes``: clean night scenes, from photographs or drawn procedurally.
+- ``composite``: the flare (emission convolved with a PSF, ghosts) and the input/target pair.
+- ``masks``: the glare and streak regions of an input.
+- ``pairs``: one pair from its split, index and seed.
+
+``python -m scripts.flare_data`` writes a data set in the contest's layout.
+"""

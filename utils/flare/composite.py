@@ -1,0 +1,246 @@
+"""Flare from the lights, and the pair of images: input (scene, lights and flare) and target (scene and lights).
+
+All of it happens in linear light:
+
+1. *Kernel.* A PSF from the bank, with Flare7K-style random changes: a size (its full width 50-130 %
+   of the image's longer side), rotation, shear and stretch, a Gaussian blur, a colour gain and,
+   at random, a faint veiling glare (a wide Gaussian of 0.2-1.5 % of the energy, inside the
+   kernel's reach). The PSF's core, the Airy disc (the light itself as the camera resolves it,
+   which the target keeps), is notched out: the kernel holds only what the lens scatters, so each
+   channel sums to 1 minus the core's share.
+2. *Scattering.* The lights' emission convolved with the kernel by FFT (zero-padded, so no
+   flare wraps round the edges). Where the kernel is wider than the stored PSF (384 pixels), the
+   convolution runs on the emission shrunk by the whole factor width // 384 (area mean, so no
+   energy is lost; the kernel keeps all its stored detail) and its result is enlarged again: a
+   1224x1632 image is convolved at 1/2 to 1/5 of its size.
+3. *Ghosts.* Faint, tinted copies of the aperture along the line from each of the brightest
+   lights through the image centre (a lens's internal reflections): one recipe of 2-6 ghosts
+   per image (place on that line, size, tint, strength, sharpness), applied to each light with
+   a strength proportional to its energy.
+4. *Gain and DC offset.* The scattered light is scaled by 0.25-1 (log-uniform), then the flare
+   layer is lowered by a small constant (2e-4 to 2e-3 of white) and clipped at zero, which trims
+   its faintest tails and the FFT's round-off. Flare7K also lifts it; a lift would tint the whole
+   frame, so it is not done here: far from the lights the input equals the target up to sensor noise.
+5. *Compositing.* input = scene + emission + flare + noise, target = scene + emission, noise
+   signal-dependent (shot and read noise); both clipped to [0, 1], brought back to gamma with the
+   pair's gamma (1.8-2.2) and quantised to 8 bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import scipy.fft
+
+from utils.flare import masks as mask_ops
+from utils.flare.lights import Lights
+from utils.flare.psf import PSFBank
+
+GAMMA_RANGE = (1.8, 2.2)
+EXTENT_RANGE = (0.5, 1.3)  # kernel width over the image's longer side
+CORE_RADIUS = 1.0  # of the notch that leaves the PSF's core out of the flare, in stored PSF pixels
+GHOST_TINTS = np.array(
+    [[0.45, 1.0, 0.5], [1.0, 0.45, 0.9], [1.0, 0.75, 0.35], [0.4, 0.8, 1.0], [0.7, 0.5, 1.0], [0.9, 1.0, 0.4]],
+    np.float32,
+)
+
+
+@dataclass
+class Kernel:
+    rgb: np.ndarray  # (K, K, 3), each channel sums to 1
+    rotation: float  # radians, to turn the ghosts' aperture with it
+    index: int  # in the bank
+
+
+@dataclass
+class Pair:
+    input: np.ndarray  # (H, W, 3) uint8 RGB
+    target: np.ndarray
+    glare: np.ndarray | None = None  # (H, W) uint8 masks, with masks=True
+    streak: np.ndarray | None = None
+    flare: np.ndarray | None = None  # (H, W, 3) float32 linear flare layer, with keep_layers=True
+    gamma: float = 2.2
+
+    @property
+    def psnr(self) -> float:
+        mse = np.mean((self.input.astype(np.float64) - self.target) ** 2)
+        return float(10 * np.log10(255**2 / max(mse, 1e-10)))
+
+
+def encode(linear: np.ndarray, gamma: float) -> np.ndarray:
+    """Linear light to 8-bit: clipped to [0, 1], raised to 1/gamma, rounded."""
+    out = np.clip(linear, 0, 1, dtype=np.float32)
+    np.power(out, np.float32(1 / gamma), out=out)
+    out *= 255
+    out += 0.5
+    return out.astype(np.uint8)
+
+
+def odd(n: float) -> int:
+    return int(n) // 2 * 2 + 1
+
+
+def make_kernel(bank: PSFBank, size: int, rng: np.random.Generator, index: int | None = None) -> Kernel:
+    """A (size, size, 3) kernel (``size`` odd) from a bank PSF: resized, turned, sheared, stretched, blurred,
+    its core notched out, perhaps given a faint veiling glare, tinted by a colour gain."""
+    index = int(rng.integers(len(bank))) if index is None else index
+    psf = bank.psf(index)
+    interp = cv2.INTER_AREA if size < psf.shape[0] else cv2.INTER_LINEAR
+    psf = cv2.resize(psf, (size, size), interpolation=interp)
+    rotation = rng.uniform(0, 2 * np.pi)
+    shear, stretch = rng.uniform(-0.12, 0.12), rng.uniform(0.88, 1.12)
+    c, s = np.cos(rotation), np.sin(rotation)
+    linear = np.array([[c, -s], [s, c]]) @ np.array([[stretch, shear], [0, 1 / stretch]])
+    centre = np.array([(size - 1) / 2, (size - 1) / 2])
+    matrix = np.hstack([linear, (centre - linear @ centre)[:, None]])
+    psf = cv2.warpAffine(psf, matrix, (size, size), flags=cv2.INTER_LINEAR)
+    sigma = rng.uniform(0, 1.5)
+    if sigma > 0.3:
+        psf = cv2.GaussianBlur(psf, (0, 0), sigma)
+    psf = np.clip(psf, 0, None)
+    psf /= np.maximum(psf.sum(axis=(0, 1)), 1e-20)
+    # The core (the Airy disc: the light itself as the camera resolves it) is the target's, not flare:
+    # a notch of about two thirds of its radius leaves only what the lens scatters out of the light.
+    y, x = np.ogrid[:size, :size]
+    r2 = (x - centre[0]) ** 2 + (y - centre[1]) ** 2
+    core = CORE_RADIUS * size / bank.size
+    psf *= (1 - np.exp(-0.5 * r2 / core**2)).astype(np.float32)[..., None]
+    if rng.random() < 0.5:  # veiling glare: a wide, faint Gaussian within the kernel's reach
+        wide = np.exp(-((x - centre[0]) ** 2 + (y - centre[1]) ** 2) / (2 * (size / 7) ** 2)).astype(np.float32)
+        share = rng.uniform(0.002, 0.015)
+        psf = (1 - share) * psf + share * (wide / wide.sum())[..., None]
+    gain = rng.uniform(0.85, 1.15, 3).astype(np.float32)
+    return Kernel((psf * gain).astype(np.float32), rotation, index)
+
+
+def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Linear (not circular) convolution of (H, W, C) ``image`` with a centred (K, K, C) or (K, K) kernel, by FFT;
+    returns (H, W, C) float32 (clipped at 0: the FFT's rounding leaves tiny negative values)."""
+    height, width = image.shape[:2]
+    k = kernel.shape[0]
+    half = k // 2
+    shape = (scipy.fft.next_fast_len(max(height + half + 1, k), real=True),
+             scipy.fft.next_fast_len(max(width + half + 1, k), real=True))  # fmt: skip
+    planes = np.moveaxis(image, 2, 0) if image.ndim == 3 else image[None]
+    kern = np.moveaxis(kernel, 2, 0) if kernel.ndim == 3 else kernel[None]
+    padded = np.zeros((kern.shape[0], *shape), np.float32)
+    padded[:, :k, :k] = kern
+    padded = np.roll(padded, (-half, -half), axis=(1, 2))  # the kernel's centre at the origin
+    spectrum = scipy.fft.rfft2(planes, s=shape, axes=(1, 2), workers=1)
+    spectrum *= scipy.fft.rfft2(padded, axes=(1, 2), workers=1)
+    out = scipy.fft.irfft2(spectrum, s=shape, axes=(1, 2), workers=1)[:, :height, :width]
+    out = np.moveaxis(out, 0, 2).astype(np.float32)
+    return np.clip(out, 0, None, out=out)
+
+
+def render_ghosts(shape: tuple[int, int], lights: Lights, scale: float, aperture: np.ndarray, rotation: float,
+                  rng: np.random.Generator, most: int = 4) -> np.ndarray:  # fmt: skip
+    """(H, W, 3) float32 ghosts at the working size ``shape`` (``scale`` = working / full pixels) of the
+    ``most`` brightest lights: one recipe of 2-6 aperture copies per image, placed on the line from each
+    light through the centre, each with a tint, a size and a strength relative to the light's energy."""
+    height, width = shape
+    out = np.zeros((height, width, 3), np.float32)
+    if not lights.energies:
+        return out
+    luma = np.array([float(e @ mask_ops.LUMA) for e in lights.energies])
+    order = [k for k in np.argsort(-luma)[:most] if luma[k] > 0]
+    unit = min(height, width)
+    centre = np.array([(height - 1) / 2, (width - 1) / 2])
+    thumb = aperture
+    if rng.random() < 0.7:  # the iris turned as the PSF was
+        m = cv2.getRotationMatrix2D(((thumb.shape[1] - 1) / 2, (thumb.shape[0] - 1) / 2), np.degrees(rotation), 1.0)
+        thumb = cv2.warpAffine(thumb, m, thumb.shape[::-1], flags=cv2.INTER_LINEAR)
+    recipe = []
+    for _ in range(int(rng.integers(2, 7))):
+        t = rng.uniform(-1.4, 0.7)  # 1 is the light itself, 0 the centre, below 0 beyond it
+        radius = unit * float(np.exp(rng.uniform(np.log(0.015), np.log(0.12))))
+        strength = float(np.exp(rng.uniform(np.log(3e-4), np.log(6e-3))))
+        tint = GHOST_TINTS[rng.integers(len(GHOST_TINTS))] * rng.uniform(0.7, 1.0)
+        ring = rng.random() < 0.3
+        blur = rng.uniform(0.02, 0.25)
+        recipe.append((t, radius, strength, tint, ring, blur))
+    for t, radius, strength, tint, ring, blur in recipe:
+        side = max(3, odd(2 * radius))
+        shape_img = cv2.resize(
+            thumb, (side, side), interpolation=cv2.INTER_AREA if side < thumb.shape[0] else cv2.INTER_LINEAR
+        )
+        if ring and side >= 9:
+            inner = cv2.erode(shape_img, np.ones((3, 3), np.uint8), iterations=max(1, side // 12))
+            shape_img = shape_img - 0.65 * inner
+        pad = int(np.ceil(3 * blur * radius)) + 1
+        shape_img = cv2.copyMakeBorder(shape_img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        if blur * radius > 0.5:
+            shape_img = cv2.GaussianBlur(shape_img, (0, 0), blur * radius)
+        total = float(shape_img.sum())
+        if total <= 0:
+            continue
+        shape_img = (shape_img / total).astype(np.float32)
+        half = shape_img.shape[0] // 2
+        for k in order:
+            light = np.array(lights.centres[k]) * scale
+            py, px = centre + t * (light - centre)
+            top, left = int(round(py)) - half, int(round(px)) - half
+            y0, x0 = max(top, 0), max(left, 0)
+            y1, x1 = min(top + shape_img.shape[0], height), min(left + shape_img.shape[1], width)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            energy = lights.energies[k] * (scale * scale) * strength * tint
+            out[y0:y1, x0:x1] += shape_img[y0 - top : y1 - top, x0 - left : x1 - left, None] * energy
+    return out
+
+
+def render_flare(lights: Lights, bank: PSFBank, rng: np.random.Generator, streaks: bool = False):
+    """(flare, streak): the linear flare layer (H, W, 3) of ``lights``, and with ``streaks`` its streak part
+    (H, W) in luminance, else None."""
+    height, width = lights.emission.shape[:2]
+    extent = rng.uniform(*EXTENT_RANGE) * max(height, width)
+    factor = max(1, int(extent // bank.size))  # work smaller where the kernel is wider than its stored detail
+    work = (-(-height // factor), -(-width // factor))
+    emission = lights.emission
+    if factor > 1:
+        emission = cv2.resize(emission, work[::-1], interpolation=cv2.INTER_AREA)
+    kernel = make_kernel(bank, odd(extent / factor), rng)
+    gain = float(np.exp(rng.uniform(np.log(0.25), np.log(1.0))))
+    flare = convolve(emission, kernel.rgb) * gain
+    flare += render_ghosts(work, lights, 1 / factor, bank.aperture(kernel.index), kernel.rotation, rng)
+    offset = rng.uniform(2e-4, 2e-3)  # also trims the FFT's round-off far from the lights
+    flare = np.clip(flare - offset, 0, None)
+    streak = None
+    if streaks:
+        streak = convolve(emission @ mask_ops.LUMA, mask_ops.streak_kernel(kernel.rgb))[..., 0] * gain
+    if factor > 1:
+        flare = cv2.resize(flare, (width, height), interpolation=cv2.INTER_LINEAR)
+        if streak is not None:
+            streak = cv2.resize(streak, (width, height), interpolation=cv2.INTER_LINEAR)
+    return flare, streak
+
+
+def add_noise(linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Signal-dependent sensor noise: variance a * signal + b (shot and read noise), a and b drawn per image."""
+    a = float(np.exp(rng.uniform(np.log(3e-5), np.log(3e-4))))
+    b = float(np.exp(rng.uniform(np.log(2e-7), np.log(3e-6))))
+    sigma = np.clip(linear, 0, 1) * np.float32(a)
+    sigma += np.float32(b)
+    np.sqrt(sigma, out=sigma)
+    sigma *= rng.standard_normal(linear.shape, dtype=np.float32)
+    return linear + sigma
+
+
+def synthesize(scene: np.ndarray, lights: Lights, bank: PSFBank, gamma: float, rng: np.random.Generator,
+               masks: bool = False, noise: bool = True, keep_layers: bool = False) -> Pair:  # fmt: skip
+    """The input and target of one pair (and with ``masks`` the glare and streak masks) from a linear scene and its lights."""
+    flare, streak = render_flare(lights, bank, rng, streaks=masks)
+    target_linear = scene + lights.emission
+    flared = target_linear + flare
+    noisy = add_noise(flared, rng) if noise else flared
+    pair = Pair(encode(noisy, gamma), encode(target_linear, gamma), gamma=gamma)
+    if masks:
+        target8 = pair.target
+        pair.glare = mask_ops.visible(target8, encode(flared, gamma))
+        raised = encode(target_linear + streak[..., None], gamma)
+        pair.streak = mask_ops.visible(target8, raised) & pair.glare
+    if keep_layers:
+        pair.flare = flare
+    return pair

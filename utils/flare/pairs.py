@@ -1,0 +1,48 @@
+"""One training or test pair, from its split, index and the run's seed: scene source, gamma, scene, flare.
+
+Every pair draws from its own random stream, ``default_rng([seed, split, index])``, so a pair
+is the same whichever worker makes it and in whatever order; training and test streams differ
+in their split number, so no procedural scene is shared between them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from utils.flare.composite import GAMMA_RANGE, Pair, synthesize
+from utils.flare.psf import PSFBank
+from utils.flare.scenes import Source, load_photo, make_scene, pick_source, read_user_image
+
+SPLITS = {"train": 0, "test": 1}
+
+
+def pair_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLITS[split], index])
+
+
+def make_pair(
+    split: str,
+    index: int,
+    seed: int,
+    height: int,
+    width: int,
+    bank: PSFBank,
+    user: dict[str, list[Path]] | None = None,
+    photos: dict[str, np.ndarray] | None = None,
+    masks: bool = False,
+) -> tuple[Pair, Source]:
+    """The pair ``index`` of ``split`` and where its scene came from. ``photos`` caches the built-in photographs."""
+    rng = pair_rng(seed, split, index)
+    source = pick_source(split, rng, user)
+    image = None
+    if source.kind == "photo":
+        image = photos[source.name] if photos and source.name in photos else load_photo(source.name)
+    elif source.kind == "user":
+        image = read_user_image(source.name)
+        if image is None:
+            raise OSError(f"{source.name} could no longer be decoded")
+    gamma = float(rng.uniform(*GAMMA_RANGE))
+    scene, lights = make_scene(source, image, height, width, gamma, rng)
+    return synthesize(scene, lights, bank, gamma, rng, masks=masks), source

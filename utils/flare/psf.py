@@ -1,0 +1,309 @@
+"""A bank of lens point-spread functions (PSFs) computed from random apertures, and its cache on disk.
+
+The scattering flare of a lens is the image of a point light through its aperture (Wu et al.,
+"How to Train Neural Networks for Flare Removal", ICCV 2021). For one wavelength,
+
+    PSF_lambda = |FFT(pupil * exp(i * phi_lambda))|^2,
+
+where the pupil is the aperture's transmission (a disc or, for three in ten, a 5- to 10-sided
+polygon of straight blades, with dark dust specks and thin scratch polylines) and phi the phase:
+a random amount of the Zernike defocus term 2 rho^2 - 1 (up to 0.6 waves) and, on most apertures,
+a smooth random "smudge" (grease on the glass, 0.02-0.12 waves RMS) that scatters a glow, both
+in waves at 540 nm, so bluer light sees more waves. The FFT's frequency step is an angle
+proportional to wavelength / pupil pixel pitch, so the pupil is resampled by 540 nm / lambda
+before its FFT: every wavelength lands on the same angular grid, magnified by lambda / 540 nm
+(red wider than blue), with no resampling of the PSF itself. 25 wavelengths from 380 to 740 nm
+(15 nm apart) are summed through the three Gaussian colour responses (``utils.flare.spectrum``),
+a flat spectrum; each channel of the result sums to 1. Straight scratches and blade edges
+diffract into streaks and spikes perpendicular to them; dust makes a wide halo; the spectral
+sum turns speckle into coloured radial streaks and the rings into colour fringes.
+
+Grid size. The pupil is drawn on a 1024 x 1024 FFT grid (``grid``) with a radius of 0.22 of the
+grid (jittered by -15/+10 %): its diameter stays under half the grid even magnified for 380 nm,
+so the FFT samples the PSF exactly (intensity is the pupil's autocorrelation, at most twice its
+width), the Airy core is about 3 grid pixels in radius and the streaks reach about 150 core
+radii. One zero-padded 1024-point complex FFT takes about 10 ms, so a PSF of 25 wavelengths
+takes 0.5-0.7 s on one core, and 64 PSFs about a minute on two. The PSFs are then area-shrunk to
+``size`` (384) pixels (the core about one pixel), tapered to zero at their inscribed circle (no
+square corners of halo in an image), and stored as fourth roots in float16, about 37 MB compressed
+for 64 PSFs: the fourth root keeps their faint tails (1e-9 of the peak) from float16 under-flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import scipy.fft
+
+from utils.core.locks import atomic_path
+from utils.flare.spectrum import LAMBDA_REF, channel_responses, wavelengths
+
+_FORMAT = 1
+APERTURE_THUMB = 64  # side of the aperture thumbnails the ghosts are drawn from
+
+
+@dataclass(frozen=True)
+class BankSettings:
+    """What a PSF bank is made of; with the seed, it names the bank's cache file."""
+
+    count: int = 64
+    grid: int = 1024
+    size: int = 384
+    wavelengths: int = 25
+    pupil_fraction: float = 0.22  # pupil radius over the grid side
+    max_defocus: float = 0.6  # waves at 540 nm
+
+    def key(self, seed: int) -> str:
+        text = json.dumps({"format": _FORMAT, "seed": int(seed), **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class Aperture:
+    """A pupil's transmission on the FFT grid and the numbers that drew it."""
+
+    amplitude: np.ndarray  # (grid, grid) float32 in [0, 1]
+    radius: float  # pixels
+    sides: int  # 0 for a disc
+    defocus: float  # waves at 540 nm
+    smudge: np.ndarray | None = None  # (grid, grid) optical path error in waves at 540 nm, or None
+
+
+def _aa(shape: tuple[int, int]) -> np.ndarray:
+    return np.zeros(shape, np.uint8)
+
+
+def _fixed(points: np.ndarray) -> np.ndarray:
+    """Points in 1/16 pixel, for OpenCV's sub-pixel drawing (shift=4)."""
+    return np.round(np.asarray(points) * 16).astype(np.int32)
+
+
+def polygon(sides: int, radius: float, rotation: float, centre: tuple[float, float]) -> np.ndarray:
+    angles = rotation + 2 * np.pi * np.arange(sides) / sides
+    return np.stack([centre[0] + radius * np.cos(angles), centre[1] + radius * np.sin(angles)], axis=1)
+
+
+def aperture_mask(grid: int, radius: float, sides: int = 0, rotation: float = 0.0) -> np.ndarray:
+    """(grid, grid) float32 aperture, anti-aliased: a disc (sides=0) or a regular polygon, centred."""
+    canvas = _aa((grid, grid))
+    c = grid / 2
+    if sides == 0:
+        cv2.circle(canvas, tuple(_fixed((c, c))), int(round(radius * 16)), 255, -1, cv2.LINE_AA, shift=4)
+    else:
+        cv2.fillPoly(canvas, [_fixed(polygon(sides, radius, rotation, (c, c)))], 255, cv2.LINE_AA, shift=4)
+    return canvas.astype(np.float32) / 255.0
+
+
+def add_scratch(amplitude: np.ndarray, points: np.ndarray, opacity: float, width: int = 1) -> None:
+    """Darken ``amplitude`` in place along the polyline ``points`` (x, y pixels)."""
+    canvas = _aa(amplitude.shape)
+    cv2.polylines(canvas, [_fixed(points)], False, 255, width, cv2.LINE_AA, shift=4)
+    amplitude *= 1.0 - opacity * canvas.astype(np.float32) / 255.0
+
+
+def random_aperture(settings: BankSettings, rng: np.random.Generator) -> Aperture:
+    """A random pupil: disc or 5-10-sided polygon, dust specks and a few scratch polylines, and a random defocus."""
+    grid = settings.grid
+    radius = grid * settings.pupil_fraction * rng.uniform(0.85, 1.1)
+    sides = int(rng.integers(5, 11)) if rng.random() < 0.3 else 0  # a few with straight blades: spikes
+    amp = aperture_mask(grid, radius, sides, rng.uniform(0, 2 * np.pi))
+    c = grid / 2
+    unit = grid / 1024
+    dust = _aa(amp.shape)  # opacity 0-255; where specks overlap, the later one's
+    for _ in range(int(np.exp(rng.uniform(np.log(20), np.log(400))))):  # dust: the wide, faint halo
+        r, t = radius * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
+        centre = _fixed((c + r * np.cos(t), c + r * np.sin(t)))
+        size = max(1, int(round(16 * unit * rng.uniform(0.5, 3.0))))
+        cv2.circle(dust, tuple(centre), size, int(rng.uniform(100, 255)), -1, cv2.LINE_AA, shift=4)
+    scratches = _aa(amp.shape)
+    for _ in range(int(rng.integers(2, 15) if rng.random() < 0.9 else 0)):  # scratches: the streaks
+        r, t = radius * np.sqrt(rng.random()) * 0.9, rng.uniform(0, 2 * np.pi)
+        heading = rng.uniform(0, np.pi)
+        pts = [(c + r * np.cos(t), c + r * np.sin(t))]
+        for _ in range(int(rng.integers(1, 4))):
+            heading += rng.normal(0, 0.25)
+            step = radius * rng.uniform(0.3, 1.0)
+            pts.append((pts[-1][0] + step * np.cos(heading), pts[-1][1] + step * np.sin(heading)))
+        width = 1 if rng.random() < 0.7 else 2
+        cv2.polylines(scratches, [_fixed(pts)], False, int(rng.uniform(150, 255)), width, cv2.LINE_AA, shift=4)
+    amp *= (1 - dust.astype(np.float32) / 255) * (1 - scratches.astype(np.float32) / 255)
+    defocus = rng.uniform(0, settings.max_defocus) if rng.random() < 0.8 else 0.0
+    smudge = None
+    if rng.random() < 0.7:  # grease on the glass: a smooth random path error that scatters a glow
+        noise = rng.standard_normal((grid, grid)).astype(np.float32)
+        smooth = cv2.GaussianBlur(noise, (0, 0), radius / rng.uniform(6, 30))
+        inside = amp > 0
+        smooth -= smooth[inside].mean()
+        smudge = smooth * (rng.uniform(0.02, 0.12) / max(float(smooth[inside].std()), 1e-9))
+    return Aperture(amp, radius, sides, defocus, smudge)
+
+
+def _pupil_field(aperture: Aperture, wavelength: float) -> np.ndarray:
+    """The pupil's complex field at ``wavelength``, cropped to its opening and resampled by 540 nm / wavelength.
+
+    The FFT's frequency step is an angle proportional to wavelength / pupil pixel pitch; sampling the
+    same pupil with a pitch proportional to the wavelength keeps every wavelength on the same angular
+    grid, so the PSF comes out magnified by wavelength / 540 nm (red wider than blue) with no
+    resampling of the PSF itself.
+    """
+    grid = aperture.amplitude.shape[0]
+    half = int(np.ceil(aperture.radius)) + 2
+    c = grid // 2
+    box = aperture.amplitude[c - half : c + half, c - half : c + half]
+    zoom = LAMBDA_REF / wavelength
+    side = max(4, int(round(2 * half * zoom)))
+    scaled = cv2.resize(box, (side, side), interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
+    y, x = np.ogrid[:side, :side]
+    r = aperture.radius * side / (2 * half)
+    rho2 = ((x - side / 2 + 0.5) ** 2 + (y - side / 2 + 0.5) ** 2) / r**2
+    waves = aperture.defocus * (2 * rho2 - 1)  # Zernike defocus
+    if aperture.smudge is not None:
+        box = aperture.smudge[c - half : c + half, c - half : c + half]
+        waves = waves + cv2.resize(box, (side, side), interpolation=cv2.INTER_LINEAR)
+    phase = (2 * np.pi * LAMBDA_REF / wavelength) * waves
+    return (scaled * np.exp(1j * phase)).astype(np.complex64)
+
+
+def monochromatic_psf(aperture: Aperture, wavelength: float, workers: int = 1, centred: bool = True) -> np.ndarray:
+    """(grid, grid) PSF at ``wavelength`` nm on the 540 nm angular grid; sums to 1 (centred unless told)."""
+    grid = aperture.amplitude.shape[0]
+    field = _pupil_field(aperture, wavelength)
+    spectrum = scipy.fft.fft2(field, s=(grid, grid), workers=workers)  # where the pupil lies changes no |F|
+    power = spectrum.real * spectrum.real
+    power += spectrum.imag * spectrum.imag
+    power /= grid * grid * float(np.sum(np.abs(field) ** 2))  # Parseval: now it sums to 1
+    return np.fft.fftshift(power) if centred else power
+
+
+def spectral_psf(aperture: Aperture, lambdas: np.ndarray, workers: int = 1) -> np.ndarray:
+    """(grid, grid, 3) RGB PSF: the monochromatic PSFs of a flat spectrum through the colour responses;
+    each channel sums to 1."""
+    weights = channel_responses(lambdas).astype(np.float32)
+    grid = aperture.amplitude.shape[0]
+    planes = np.zeros((3, grid, grid), np.float32)
+    for lam, w in zip(lambdas, weights):
+        mono = monochromatic_psf(aperture, lam, workers, centred=False)
+        for ch in range(3):
+            planes[ch] += w[ch] * mono
+    out = np.fft.fftshift(planes, axes=(1, 2)).transpose(1, 2, 0)
+    return np.ascontiguousarray(out / out.sum(axis=(0, 1)))
+
+
+def aperture_thumbnail(aperture: Aperture) -> np.ndarray:
+    """The aperture's opening (a square around it) shrunk to APERTURE_THUMB pixels, uint8."""
+    grid = aperture.amplitude.shape[0]
+    r = int(np.ceil(aperture.radius)) + 2
+    c = grid // 2
+    crop = aperture.amplitude[c - r : c + r, c - r : c + r]
+    thumb = cv2.resize(crop, (APERTURE_THUMB, APERTURE_THUMB), interpolation=cv2.INTER_AREA)
+    return np.round(np.clip(thumb, 0, 1) * 255).astype(np.uint8)
+
+
+def radial_window(size: int, start: float = 0.7) -> np.ndarray:
+    """(size, size) taper: 1 within ``start`` of the inscribed circle's radius, falling smoothly to 0 on it."""
+    y, x = np.ogrid[:size, :size]
+    r = np.hypot(x - (size - 1) / 2, y - (size - 1) / 2) / (size / 2)
+    t = np.clip((r - start) / (1 - start), 0, 1)
+    return (np.cos(0.5 * np.pi * t) ** 2).astype(np.float32)
+
+
+def shrink(psf: np.ndarray, size: int) -> np.ndarray:
+    """A (size, size, 3) copy of an RGB PSF, area-averaged and tapered to 0 at its inscribed circle (no square
+    corners of faint halo in an image), each channel summing to 1."""
+    small = cv2.resize(psf, (size, size), interpolation=cv2.INTER_AREA) if psf.shape[0] != size else psf
+    small = np.clip(small, 0, None) * radial_window(size)[..., None]
+    return small / small.sum(axis=(0, 1))
+
+
+def make_entry(settings: BankSettings, seed: int, index: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """The ``index``-th PSF of the bank for ``seed``: (fourth root in float16, aperture thumbnail, info)."""
+    rng = np.random.default_rng([seed, 0x50534620, index])
+    aperture = random_aperture(settings, rng)
+    psf = shrink(spectral_psf(aperture, wavelengths(settings.wavelengths)), settings.size)
+    root = np.sqrt(np.sqrt(psf / psf.max()))
+    return root.astype(np.float16), aperture_thumbnail(aperture), (aperture.sides, aperture.defocus)
+
+
+class PSFBank:
+    """RGB PSFs stored compactly; ``psf(i)`` gives a float32 (size, size, 3) PSF whose channels sum to 1."""
+
+    def __init__(self, roots: np.ndarray, apertures: np.ndarray, sides: np.ndarray, defocus: np.ndarray) -> None:
+        self.roots, self.apertures, self.sides, self.defocus = roots, apertures, sides, defocus
+
+    def __len__(self) -> int:
+        return len(self.roots)
+
+    @property
+    def size(self) -> int:
+        return self.roots.shape[1]
+
+    def psf(self, index: int) -> np.ndarray:
+        x = self.roots[index].astype(np.float32)
+        x = (x * x) ** 2
+        return x / x.sum(axis=(0, 1))
+
+    def aperture(self, index: int) -> np.ndarray:
+        return self.apertures[index].astype(np.float32) / 255.0
+
+
+def compute_bank(settings: BankSettings, seed: int, workers: int = 1, progress=None) -> PSFBank:
+    """Compute every PSF of the bank (in ``workers`` processes); ``progress`` wraps the iterator of results."""
+    entries: list = [None] * settings.count
+    tasks = list(range(settings.count))
+    if workers > 1 and settings.count > 1:
+        from utils.data.workers import TaskFailed, run_tasks
+
+        results = run_tasks(lambda i: make_entry(settings, seed, i), tasks, workers)
+        for index, out in progress(results) if progress else results:
+            if isinstance(out, TaskFailed):
+                raise RuntimeError(f"PSF {index} failed: {out}")
+            entries[index] = out
+    else:
+        for index in progress(tasks) if progress else tasks:
+            entries[index] = make_entry(settings, seed, index)
+    roots, thumbs, info = zip(*entries)
+    info = np.array(info, np.float64)
+    return PSFBank(np.stack(roots), np.stack(thumbs), info[:, 0].astype(np.int32), info[:, 1].astype(np.float32))
+
+
+def cache_path(folder: str | Path, settings: BankSettings, seed: int) -> Path:
+    return Path(folder) / f"psf_{settings.key(seed)}.npz"
+
+
+def load_cached(path: Path, settings: BankSettings, seed: int) -> PSFBank | None:
+    """The bank stored at ``path`` if it is one of these settings and seed, else None (a damaged file is ignored)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != settings.key(seed):
+                return None
+            roots, thumbs = data["roots"], data["apertures"]
+            sides, defocus = data["sides"], data["defocus"]
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+    n, s = settings.count, settings.size
+    ok = roots.shape == (n, s, s, 3) and roots.dtype == np.float16 and np.isfinite(roots).all()
+    ok = ok and thumbs.shape == (n, APERTURE_THUMB, APERTURE_THUMB) and thumbs.dtype == np.uint8
+    ok = ok and sides.shape == (n,) and defocus.shape == (n,) and bool((roots >= 0).all())
+    return PSFBank(roots, thumbs, sides, defocus) if ok else None
+
+
+def load_or_compute(folder: str | Path, settings: BankSettings, seed: int, workers: int = 1, progress=None) -> PSFBank:
+    """The bank for ``settings`` and ``seed``: from its cache file in ``folder`` if there, else computed and
+    cached there (written atomically, so that runs side by side never read a half-written file)."""
+    path = cache_path(folder, settings, seed)
+    bank = load_cached(path, settings, seed) if path.is_file() and not path.is_symlink() else None
+    if bank is not None:
+        return bank
+    bank = compute_bank(settings, seed, workers, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh, key=np.array(settings.key(seed)), roots=bank.roots, apertures=bank.apertures,
+            sides=bank.sides, defocus=bank.defocus,
+        )  # fmt: skip
+    return bank
