@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = train(cfg, given_settings(parser, argv))
     if int(os.environ.get("RANK", "0")) == 0:
         print(
-            f"best validation PSNR {summary['best_psnr']:.4f} dB at epoch {summary['best_epoch']} "
-            f"({summary['epochs_done']} epochs, {summary['minutes']:.1f} min) in {summary['exp_dir']}"
+            f"best validation PSNR {summary.best_psnr:.4f} dB at epoch {summary.best_epoch} "
+            f"({summary.epochs_done} epochs, {summary.minutes:.1f} min) in {summary.exp_dir}"
         )
     return 0
 

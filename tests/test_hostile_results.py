@@ -304,7 +304,7 @@ RESUME = {
 
 def test_a_sound_resume_file_passes_the_checks(tmp_path):
     from utils.train.config import TrainConfig
-    from utils.train.trainer import read_resume_state
+    from utils.train.resume import read_resume_state
 
     ckpt, path = _resumable(tmp_path)
     save_checkpoint(ckpt, path)

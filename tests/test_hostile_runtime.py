@@ -28,7 +28,7 @@ def _pairs(folder, n: int = 6, size: int = 32) -> list[Pair]:
 def test_batches_do_not_depend_on_the_number_of_workers(tmp_path):
     from utils.train.config import TrainConfig
     from utils.train.distributed import Dist
-    from utils.train.trainer import make_loader
+    from utils.train.steps import make_loader
 
     pairs = _pairs(tmp_path)
     cfg = TrainConfig(img_size=32, batch_size=4, steps_per_epoch=3, aug_schedule="1:3")

@@ -283,8 +283,8 @@ def test_validation_leaves_the_training_layout_alone():
 
 
 def test_dataset_names_the_folder_make_patch_wrote(own_data, tmp_path, capsys):
+    from utils.train.checks import check_data
     from utils.train.config import TrainConfig
-    from utils.train.trainer import check_data
 
     (own_data / "train" / "10Folds").rename(own_data / "train" / "Night")
     code, _, err = run_cli(train_script, _args(own_data, tmp_path / "r", "--epochs", 1), capsys)
@@ -311,7 +311,7 @@ def test_fixed_length_epochs_are_whole_shuffled_passes_dealt_out_by_rank():
 def test_steps_per_epoch_sets_the_batches_of_every_epoch(patch_data, tmp_path):
     from utils.train.config import TrainConfig
     from utils.train.distributed import Dist
-    from utils.train.trainer import make_loader
+    from utils.train.steps import make_loader
 
     cfg = TrainConfig(data_path=str(patch_data), batch_size=2, num_workers=0, steps_per_epoch=3)
     pairs = [object()] * 50  # the sampler only counts them

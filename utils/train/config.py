@@ -7,7 +7,7 @@ learning-rate schedule.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -116,25 +116,6 @@ class TrainConfig:
         return HINetConfig(wf=self.wf, depth=self.depth)
 
 
-# A resumed run keeps these from its checkpoint; a flag that asks for another value is refused,
-# since it would change the model, the data or the recipe half-way through.
-FIXED_ON_RESUME = (
-    "img_size", "wf", "depth", "data_path", "dataset", "fold", "seed", "batch_size", "steps_per_epoch", "initial_lr", "min_lr",
-    "optimizer", "weight_decay", "clipping", "aug_schedule", "restart_epoch", "restart_lr", "restart_min_lr", "arch",
-    "channels_last",
-)  # fmt: skip
-# These are kept from the checkpoint unless given again; the log says what a new value does.
-CHANGEABLE_ON_RESUME = {
-    "epochs": "the cosine schedule now ends at the new last epoch, so the learning rate moves to that curve",
-    "patience": "early stopping counts against the new patience",
-    "amp": "the precision of the remaining epochs changes",
-    "val_blend": "validation PSNRs before and after are not strictly comparable",
-}
-# How this invocation runs, never taken from the checkpoint.
-INVOCATION = ("run_epochs", "num_workers", "device", "pred_batch", "progress", "resume", "overwrite", "exp_num",
-              "model_path", "tag", "pretrained_path")  # fmt: skip
-
-
 def check_config(cfg: TrainConfig) -> None:
     """Every setting checked once, before anything is written; fails listing each problem."""
     problems = check_ranges(cfg)
@@ -146,32 +127,3 @@ def check_config(cfg: TrainConfig) -> None:
     if problems:
         fail("; ".join(problems) + ".")
     parse_aug_schedule(cfg.aug_schedule)
-
-
-def merge_resumed(cfg: TrainConfig, stored: dict, given: set[str]) -> list[str]:
-    """Take a resumed run's settings from its checkpoint, except the changeable ones the user gave.
-
-    Refuses, in one sentence, every given flag that would change a fixed setting. Returns a
-    log line per setting that changed.
-    """
-    clashes = [
-        f"--{name} {getattr(cfg, name)} (the run has {stored.get(name)})"
-        for name in FIXED_ON_RESUME
-        if name in given and name in stored and getattr(cfg, name) != stored[name]
-    ]
-    if clashes:
-        fail(
-            f"--resume continues {cfg.exp_dir} as it was made, but {', '.join(clashes)} would change it; drop those "
-            f"flags, or start a new run (another --exp_num, --pretrained_path {cfg.exp_dir / 'last.pth'} for its weights)."
-        )
-    notes = []
-    for f in fields(cfg):
-        if f.name not in stored or f.name in INVOCATION:
-            continue
-        if f.name in CHANGEABLE_ON_RESUME and f.name in given:
-            if getattr(cfg, f.name) != stored[f.name]:
-                why = CHANGEABLE_ON_RESUME[f.name]
-                notes.append(f"changed on resume: --{f.name} {stored[f.name]} -> {getattr(cfg, f.name)} ({why})")
-            continue
-        setattr(cfg, f.name, stored[f.name])
-    return notes

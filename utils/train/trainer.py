@@ -1,8 +1,9 @@
 """One trainer for every patch size: the solution's recipe, on a CPU, a GPU or many under torchrun.
 
-What differed between the original's 256 and 352 trainers is data (``SIZE_DEFAULTS``):
+What differed between the original's 256 and 352 trainers is data (``utils.recipe``):
 the adaptive augmentation schedule and the epoch at which a fresh optimiser restarts
-the learning-rate schedule. Everything else is shared.
+the learning-rate schedule. Everything else is shared. This file holds the run and its
+loop; the checks before it, resuming, and one epoch's pieces have modules of their own.
 
 Every epoch ends with ``last.pth`` (written atomically) holding all that a resumed run
 needs; data order and augmentation are seeded per epoch, so a resumed run follows the
@@ -13,291 +14,53 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, RandomSampler
-from torch.utils.data.distributed import DistributedSampler
 
-from models.hinet import HINet, HINetConfig
+from models.hinet import HINet
 from utils.core.checkpoint import (
-    check_architecture,
-    check_finite,
     extract_state_dict,
     load_weights,
     read_checkpoint,
     save_checkpoint,
 )
-from utils.core.errors import fail, one_line, reported_write
-from utils.core.files import check_output_folder, staged_dir, write_manifest
-from utils.core.locks import output_lock
-from utils.core.log import get_logger, progress_bar
-from utils.core.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
+from utils.core.errors import fail, reported_write
+from utils.core.files import staged_dir, write_manifest
+from utils.core.log import get_logger
+from utils.core.runtime import amp_dtype, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.core.tables import write_csv
-from utils.data.augment import aug_version_at, build_augmentation, parse_aug_schedule
-from utils.data.datasets import FixedLengthSampler, PatchDataset, SeededSampler
-from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
-from utils.data.images import from_uint8, image_size, read_rgb, to_uint8
-from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE
-from utils.infer.submission import Restorer
-from utils.infer.tiling import restore_image
-from utils.metrics import AverageMeter, psnr_tensor, psnr_uint8
-from utils.train.config import OPTIMIZERS, TrainConfig, check_config, merge_resumed
+from utils.data.augment import aug_version_at, parse_aug_schedule
+from utils.data.images import read_rgb
+from utils.data.layout import INFO_FILE
+from utils.metrics import psnr_uint8
+from utils.train.checks import check_data, check_run_folder, hold_run_locks, resolve_pretrained
+from utils.train.config import TrainConfig, check_config
 from utils.train.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.train.losses import RestorationLoss
+from utils.train.resume import TrainState, merge_resumed, read_resume_state
+from utils.train.steps import build_optimizer, make_loader, train_pass, validate
 
 METRIC_COLUMNS = ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or early-stopped) run reports."""
+
+    best_psnr: float
+    best_epoch: int
+    epochs_done: int
+    minutes: float
+    exp_dir: Path
 
 
-def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
-    """Patch pairs for training and full-size pairs for validation, with one-sentence errors."""
-    make_cmd = (
-        f"python make_patch.py --img_size {cfg.img_size} --stride {cfg.img_size // 2} --resize {cfg.img_size} "
-        f"--valid_fold {cfg.fold} --save_path {cfg.data_path}"
-        + (f" --dataset {cfg.dataset}" if cfg.dataset != DATASET else "")
-    )
-    if not (cfg.patch_dir / "input").is_dir() or not (cfg.patch_dir / "target").is_dir():
-        fail(
-            f"no patch folder {cfg.patch_dir}/input and /target for size {cfg.img_size}, fold {cfg.fold}; create it with: {make_cmd}"
-        )
-    original = Path(cfg.data_path) / "train_original"
-    folds = read_fold_csv(original / FOLD_CSV)
-    check_patch_info(cfg, folds, make_cmd)
-    train = patch_pairs(cfg.patch_dir / "input", cfg.patch_dir / "target", folds, cfg.fold)
-    odd = next((p.input for p in train if image_size(p.input) != (cfg.img_size, cfg.img_size)), None)
-    if odd is not None:
-        h, w = image_size(odd) or (0, 0)
-        fail(
-            f"patch {odd} is {w}x{h}, not {cfg.img_size}x{cfg.img_size}; re-make the patches with: {make_cmd} --overwrite"
-        )
-    val = held_out_pairs(folds, original, cfg.fold)
-    missing = [str(p.input) for p in val if not p.input.is_file()] + [
-        str(p.target) for p in val if not p.target.is_file()
-    ]
-    if missing:
-        fail(f"{len(missing)} validation image(s) of fold {cfg.fold} are missing, e.g. {missing[0]}.")
-    if not val:
-        fail(f"fold {cfg.fold} has no validation images in {original / FOLD_CSV}.")
-    if cfg.batch_size % world:
-        fail(f"--batch_size {cfg.batch_size} is the global batch and must divide by the {world} processes.")
-    return train, val
-
-
-def check_patch_info(cfg: TrainConfig, folds, make_cmd: str) -> None:
-    """The patch folder must come from the fold split now on disk, for this fold and size."""
-    info_file = cfg.patch_dir / INFO_FILE
-    if not info_file.is_file():
-        return  # patches of an earlier release: the name-based pairing still guards against leaks
-    try:
-        made = json.loads(info_file.read_text())["settings"]
-    except (ValueError, KeyError, TypeError):
-        fail(f"{info_file} is damaged; re-make the patches with: {make_cmd} --overwrite")
-    now = {"folds": int(folds["fold"].max()) + 1, "valid_fold": cfg.fold, "resize": cfg.img_size}
-    differ = [f"{k} {made.get(k)} (now {v})" for k, v in now.items() if made.get(k) != v]
-    if differ:
-        fail(
-            f"the patches in {cfg.patch_dir} were made with {', '.join(differ)}; validation images could be in "
-            f"training, so re-make them with: {make_cmd} --folds {now['folds']} --overwrite"
-        )
-
-
-def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, device: torch.device) -> DataLoader:
-    """The epoch's loader; shuffling and augmentation are seeded by (seed, epoch, rank) alone.
-
-    Each sample's augmentation is seeded by its position in this process's share of the epoch
-    (``SeededSampler``), so any ``--num_workers`` gives the same batches.
-    """
-    epoch_seed = cfg.seed * 100_003 + epoch
-    dataset = PatchDataset(pairs, build_augmentation(cfg.img_size, aug_version))
-    generator = torch.Generator().manual_seed(epoch_seed * 1009 + d.rank)
-    if cfg.steps_per_epoch:
-        sampler = FixedLengthSampler(len(dataset), cfg.steps_per_epoch * cfg.batch_size, epoch_seed, d.rank, d.world)
-    elif d.backend:
-        sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
-        sampler.set_epoch(epoch)
-    else:
-        sampler = RandomSampler(dataset, generator=generator)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size // d.world,
-        sampler=SeededSampler(sampler, epoch_seed * 1009 + d.rank),
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        generator=generator,
-    )
-
-
-def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    return OPTIMIZERS[cfg.optimizer](
-        model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay
-    )
-
-
-def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.device) -> float:
-    """Mean PSNR over full-size validation images, restored with tiles of ``img_size``, stride ``img_size // 2``."""
-    restorer = Restorer(model, device, cfg.amp, cfg.channels_last)
-    scores = []
-    for pair in pairs:
-        rgb = read_rgb(pair.input)
-        image = from_uint8(rgb, device)
-        restored = restore_image(
-            restorer, image, cfg.img_size, cfg.img_size // 2, cfg.pred_batch, "all", blend=cfg.val_blend
-        )
-        scores.append(psnr_uint8(to_uint8(restored), read_rgb(pair.target)))
-    model.train()
-    return float(np.mean(scores))
-
-
-def train_one_epoch(
-    model: torch.nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    criterion: torch.nn.Module,
-    cfg: TrainConfig,
-    device: torch.device,
-    scaler: torch.amp.GradScaler,
-    bar_desc: str,
-    show: bool,
-) -> tuple[AverageMeter, AverageMeter]:
-    """One pass over the loader; returns this process's loss and PSNR meters. Raises NonFiniteLoss."""
-    model.train()
-    loss_meter, psnr_meter = AverageMeter(), AverageMeter()
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    bar = progress_bar(loader, desc=bar_desc, unit="batch", leave=False, show=show)
-    for step, (images, targets) in enumerate(bar):
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        targets = targets.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, cfg.amp):
-            outputs = model(images)
-        outputs = [o.float() for o in outputs]
-        loss = criterion(outputs, targets)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clipping)
-        if not (math.isfinite(loss.item()) and torch.isfinite(grad_norm)):
-            raise NonFiniteLoss(f"step {step + 1}: loss {loss.item()}, gradient norm {grad_norm.item()}")
-        scaler.step(optimizer)
-        scaler.update()
-        n = images.shape[0]
-        loss_meter.update(loss.item(), n)
-        psnr_meter.update(psnr_tensor(outputs[1], targets).item(), n)
-        bar.set_postfix(loss=f"{loss_meter.avg:.4f}", psnr=f"{psnr_meter.avg:.2f}")
-    return loss_meter, psnr_meter
-
-
-def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, str | None]:
-    """(weights to start from or None, note for the log); a path the user gave must exist."""
-    path = cfg.pretrained_path
-    if not path or str(path).lower() == "none":
-        return None, "starting from random weights (no --pretrained_path)"
-    if not Path(path).is_file():
-        if explicit:
-            fail(f"--pretrained_path {path} does not exist; pass the path of HINet-GoPro.pth, or 'none'.")
-        return None, f"{path} not found: starting from random weights (put HINet-GoPro.pth there to fine-tune it)"
-    return path, f"initialised from {path}"
-
-
-RESUME_KEYS = ("config", "rng", "state_dict", "optimizer", "epoch", "best_psnr", "best_epoch", "early_stop")
-
-
-def check_run_folder(cfg: TrainConfig) -> None:
-    """Before any work: a new run may go to its folder (a resumed one is checked by ``read_resume_state``)."""
-    exp = cfg.exp_dir
-    if cfg.resume:
-        return
-    if (exp / "last.pth").is_file() and not cfg.overwrite:
-        fail(
-            f"{exp} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --exp_num."
-        )
-    protected = {"patch folder": cfg.patch_dir, "data folder": Path(cfg.data_path) / "train_original"}
-    check_output_folder(exp, "run folder", cfg.overwrite, "run", protected)
-
-
-def hold_run_locks(stack: ExitStack, cfg: TrainConfig) -> None:
-    """The run folder, exclusively, and the patches and fold table it reads, shared, for the whole run."""
-    stack.enter_context(output_lock(cfg.exp_dir, "run folder"))
-    stack.enter_context(output_lock(cfg.patch_dir, "patch folder", shared=True))
-    stack.enter_context(output_lock(Path(cfg.data_path) / "train_original" / FOLD_CSV, "fold table", shared=True))
-
-
-def read_resume_state(cfg: TrainConfig) -> dict:
-    """``last.pth`` of the run, checked to hold everything a resumed run needs."""
-    path = cfg.exp_dir / "last.pth"
-    if not path.is_file():
-        fail(f"--resume: {path} does not exist; start the run without --resume.")
-    state = read_checkpoint(path)
-    missing = [k for k in RESUME_KEYS if k not in state]
-    if missing:
-        fail(
-            f"--resume: {path} is not a resumable checkpoint of this project (it lacks {', '.join(missing)}); "
-            f"to start from its weights, begin a new run with --pretrained_path {path} and another --exp_num."
-        )
-    check_resume_fields(state, cfg, path)
-    return state
-
-
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
-    """Every field a resumed run uses, in range and of its type, each refused in one sentence."""
-
-    def bad(field: str, value, wanted: str) -> None:
-        shown = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
-        fail(
-            f"--resume: {path} holds {field} {shown}, where {wanted}; the file is damaged or was edited, so "
-            f"restore it from a copy or start a new run with another --exp_num."
-        )
-
-    config = state["config"]
-    if not isinstance(config, dict):
-        bad("config", config, "the run's settings (a mapping) belong")
-    epochs = config.get("epochs", cfg.epochs)
-    if not (_whole(epochs) and epochs >= 1):
-        bad("config epochs", epochs, "a whole number of at least 1 belongs")
-    epoch = state["epoch"]
-    if not (_whole(epoch) and 0 <= epoch <= epochs):
-        bad("epoch", epoch, f"the epochs done, a whole number from 0 to the run's {epochs} epochs, belongs")
-    best = state["best_psnr"]
-    if not (
-        isinstance(best, (int, float))
-        and not isinstance(best, bool)
-        and (math.isfinite(best) or (epoch == 0 and best == -math.inf))
-    ):
-        bad("best_psnr", best, "a finite PSNR belongs (-inf only before the first epoch)")
-    best_epoch = state["best_epoch"]
-    if not (_whole(best_epoch) and 0 <= best_epoch <= epoch):
-        bad("best_epoch", best_epoch, f"an epoch from 0 to {epoch} belongs")
-    early_stop = state["early_stop"]
-    if not (_whole(early_stop) and 0 <= early_stop <= epoch):
-        bad("early_stop", early_stop, f"a count of epochs from 0 to {epoch} belongs")
-    rng = state["rng"]
-    if not (isinstance(rng, dict) and {"torch", "numpy", "python"} <= set(rng)):
-        bad("rng", rng, "the random-number states (torch, numpy, python) belong")
-    optimizer = state["optimizer"]
-    if not (isinstance(optimizer, dict) and {"state", "param_groups"} <= set(optimizer)):
-        bad("optimizer", optimizer, "the optimizer's state belongs")
-    weights = state["state_dict"]
-    if not (isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values())):
-        bad("state_dict", weights, "the model's weights (named tensors) belong")
-    check_finite(weights, path)
-    arch = HINetConfig(wf=config.get("wf", cfg.wf), depth=config.get("depth", cfg.depth))
-    check_architecture(weights, arch, path)  # the model the run builds from its settings
-
-
-def train(cfg: TrainConfig, given: set[str] | None = None) -> dict:
+def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
     """Run (or resume) a training; returns a summary of the best epoch.
 
     ``given``: the settings the user named on the command line (a resumed run keeps the
@@ -315,20 +78,6 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> dict:
             return run.loop()
     finally:
         close(d)
-
-
-@dataclass
-class TrainState:
-    """What the loop carries from epoch to epoch, saved in and restored from ``last.pth``."""
-
-    epoch: int = 0
-    best_psnr: float = -math.inf
-    best_epoch: int = 0
-    early_stop: int = 0
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict) -> TrainState:
-        return cls(**{f.name: ckpt[f.name] for f in fields(cls)})
 
 
 class Run:
@@ -481,7 +230,7 @@ class Run:
 
     def train_epoch(self, epoch: int) -> tuple[float, int, list[float]]:
         """Set the epoch's learning rate and augmentation, train one pass; (lr, version, [loss, PSNR])."""
-        cfg, exp = self.cfg, self.cfg.exp_dir
+        cfg = self.cfg
         if self.schedule.is_restart(epoch):
             self.optimizer = build_optimizer(cfg, self.model, self.schedule(epoch))
             self.logger.info(f"epoch {epoch}: fresh {cfg.optimizer}, schedule restarts at {cfg.restart_lr:g}")
@@ -491,38 +240,10 @@ class Run:
         aug_version = aug_version_at(self.aug_schedule, epoch)
         loader = make_loader(cfg, self.train_pairs, aug_version, epoch, self.d, self.device)
         desc = f"epoch {epoch}/{cfg.epochs} lr {lr:.2e} aug v{aug_version}"
-        try:
-            meters = train_one_epoch(
-                self.net,
-                loader,
-                self.optimizer,
-                self.criterion,
-                cfg,
-                self.device,
-                self.scaler,
-                desc,
-                self.d.main and cfg.progress,
-            )
-        except NonFiniteLoss as err:
-            fail(
-                f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}. "
-                f"A resumed run would repeat the same steps, so start a new run from those weights with a lower "
-                f"learning rate: --pretrained_path {exp / 'last.pth'} --initial_lr {cfg.initial_lr / 10:g} "
-                f"and another --exp_num."
-            )
-        except RuntimeError as err:
-            if isinstance(err, torch.distributed.DistError):
-                fail(
-                    f"the torchrun process group failed in epoch {epoch} ({one_line(err)}); another process has "
-                    f"probably stopped (see its output): end them all, then continue with --resume."
-                )
-            if "DataLoader worker" not in str(err):
-                raise
-            fail(
-                f"a data-loading worker process died in epoch {epoch} (killed by the system, perhaps for lack of "
-                f"memory); {exp / 'last.pth'} keeps epoch {epoch - 1}: continue with --resume, with fewer "
-                f"--num_workers if memory is short."
-            )
+        show = self.d.main and cfg.progress
+        meters = train_pass(
+            self.net, loader, self.optimizer, self.criterion, cfg, self.device, self.scaler, desc, show, epoch
+        )
         return lr, aug_version, reduce_means(list(meters), self.d, self.device)
 
     def end_epoch(self, epoch: int, lr: float, aug_version: int, losses: list[float], t0: float) -> bool:
@@ -560,7 +281,7 @@ class Run:
         self.record()
         return stop
 
-    def summary(self, minutes: float) -> dict:
+    def summary(self, minutes: float) -> TrainResult:
         state, cfg = self.state, self.cfg
         if self.d.main:
             self.logger.info(
@@ -568,10 +289,4 @@ class Run:
                 f"{minutes:.2f} min; checkpoint {cfg.exp_dir / f'{cfg.img_size}_best.pth'}"
             )
             self.record()
-        return {
-            "best_psnr": state.best_psnr,
-            "best_epoch": state.best_epoch,
-            "epochs_done": state.epoch,
-            "minutes": minutes,
-            "exp_dir": str(cfg.exp_dir),
-        }
+        return TrainResult(state.best_psnr, state.best_epoch, state.epoch, minutes, cfg.exp_dir)

@@ -1,0 +1,99 @@
+"""Before a run starts: its patches, validation images, folder, locks and starting weights, each checked in one sentence."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+from utils.core.errors import fail
+from utils.core.files import check_output_folder
+from utils.core.locks import output_lock
+from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
+from utils.data.images import image_size
+from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE
+from utils.train.config import TrainConfig
+
+
+def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
+    """Patch pairs for training and full-size pairs for validation, with one-sentence errors."""
+    make_cmd = (
+        f"python make_patch.py --img_size {cfg.img_size} --stride {cfg.img_size // 2} --resize {cfg.img_size} "
+        f"--valid_fold {cfg.fold} --save_path {cfg.data_path}"
+        + (f" --dataset {cfg.dataset}" if cfg.dataset != DATASET else "")
+    )
+    if not (cfg.patch_dir / "input").is_dir() or not (cfg.patch_dir / "target").is_dir():
+        fail(
+            f"no patch folder {cfg.patch_dir}/input and /target for size {cfg.img_size}, fold {cfg.fold}; create it with: {make_cmd}"
+        )
+    original = Path(cfg.data_path) / "train_original"
+    folds = read_fold_csv(original / FOLD_CSV)
+    check_patch_info(cfg, folds, make_cmd)
+    train = patch_pairs(cfg.patch_dir / "input", cfg.patch_dir / "target", folds, cfg.fold)
+    odd = next((p.input for p in train if image_size(p.input) != (cfg.img_size, cfg.img_size)), None)
+    if odd is not None:
+        h, w = image_size(odd) or (0, 0)
+        fail(
+            f"patch {odd} is {w}x{h}, not {cfg.img_size}x{cfg.img_size}; re-make the patches with: {make_cmd} --overwrite"
+        )
+    val = held_out_pairs(folds, original, cfg.fold)
+    missing = [str(p.input) for p in val if not p.input.is_file()] + [
+        str(p.target) for p in val if not p.target.is_file()
+    ]
+    if missing:
+        fail(f"{len(missing)} validation image(s) of fold {cfg.fold} are missing, e.g. {missing[0]}.")
+    if not val:
+        fail(f"fold {cfg.fold} has no validation images in {original / FOLD_CSV}.")
+    if cfg.batch_size % world:
+        fail(f"--batch_size {cfg.batch_size} is the global batch and must divide by the {world} processes.")
+    return train, val
+
+
+def check_patch_info(cfg: TrainConfig, folds, make_cmd: str) -> None:
+    """The patch folder must come from the fold split now on disk, for this fold and size."""
+    info_file = cfg.patch_dir / INFO_FILE
+    if not info_file.is_file():
+        return  # patches of an earlier release: the name-based pairing still guards against leaks
+    try:
+        made = json.loads(info_file.read_text())["settings"]
+    except (ValueError, KeyError, TypeError):
+        fail(f"{info_file} is damaged; re-make the patches with: {make_cmd} --overwrite")
+    now = {"folds": int(folds["fold"].max()) + 1, "valid_fold": cfg.fold, "resize": cfg.img_size}
+    differ = [f"{k} {made.get(k)} (now {v})" for k, v in now.items() if made.get(k) != v]
+    if differ:
+        fail(
+            f"the patches in {cfg.patch_dir} were made with {', '.join(differ)}; validation images could be in "
+            f"training, so re-make them with: {make_cmd} --folds {now['folds']} --overwrite"
+        )
+
+
+def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, str | None]:
+    """(weights to start from or None, note for the log); a path the user gave must exist."""
+    path = cfg.pretrained_path
+    if not path or str(path).lower() == "none":
+        return None, "starting from random weights (no --pretrained_path)"
+    if not Path(path).is_file():
+        if explicit:
+            fail(f"--pretrained_path {path} does not exist; pass the path of HINet-GoPro.pth, or 'none'.")
+        return None, f"{path} not found: starting from random weights (put HINet-GoPro.pth there to fine-tune it)"
+    return path, f"initialised from {path}"
+
+
+def check_run_folder(cfg: TrainConfig) -> None:
+    """Before any work: a new run may go to its folder (a resumed one is checked by ``read_resume_state``)."""
+    exp = cfg.exp_dir
+    if cfg.resume:
+        return
+    if (exp / "last.pth").is_file() and not cfg.overwrite:
+        fail(
+            f"{exp} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --exp_num."
+        )
+    protected = {"patch folder": cfg.patch_dir, "data folder": Path(cfg.data_path) / "train_original"}
+    check_output_folder(exp, "run folder", cfg.overwrite, "run", protected)
+
+
+def hold_run_locks(stack: ExitStack, cfg: TrainConfig) -> None:
+    """The run folder, exclusively, and the patches and fold table it reads, shared, for the whole run."""
+    stack.enter_context(output_lock(cfg.exp_dir, "run folder"))
+    stack.enter_context(output_lock(cfg.patch_dir, "patch folder", shared=True))
+    stack.enter_context(output_lock(Path(cfg.data_path) / "train_original" / FOLD_CSV, "fold table", shared=True))

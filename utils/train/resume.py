@@ -1,0 +1,152 @@
+"""Resuming a run: what last.pth must hold, each field checked, and which settings a resumed run may change."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+
+from models.hinet import HINetConfig
+from utils.core.checkpoint import (
+    check_architecture,
+    check_finite,
+    read_checkpoint,
+)
+from utils.core.errors import fail
+from utils.train.config import TrainConfig
+
+RESUME_KEYS = ("config", "rng", "state_dict", "optimizer", "epoch", "best_psnr", "best_epoch", "early_stop")
+
+
+@dataclass
+class TrainState:
+    """What the loop carries from epoch to epoch, saved in and restored from ``last.pth``."""
+
+    epoch: int = 0
+    best_psnr: float = -math.inf
+    best_epoch: int = 0
+    early_stop: int = 0
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> TrainState:
+        return cls(**{f.name: ckpt[f.name] for f in fields(cls)})
+
+
+def read_resume_state(cfg: TrainConfig) -> dict:
+    """``last.pth`` of the run, checked to hold everything a resumed run needs."""
+    path = cfg.exp_dir / "last.pth"
+    if not path.is_file():
+        fail(f"--resume: {path} does not exist; start the run without --resume.")
+    state = read_checkpoint(path)
+    missing = [k for k in RESUME_KEYS if k not in state]
+    if missing:
+        fail(
+            f"--resume: {path} is not a resumable checkpoint of this project (it lacks {', '.join(missing)}); "
+            f"to start from its weights, begin a new run with --pretrained_path {path} and another --exp_num."
+        )
+    check_resume_fields(state, cfg, path)
+    return state
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
+    """Every field a resumed run uses, in range and of its type, each refused in one sentence."""
+
+    def bad(field: str, value, wanted: str) -> None:
+        shown = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else type(value).__name__
+        fail(
+            f"--resume: {path} holds {field} {shown}, where {wanted}; the file is damaged or was edited, so "
+            f"restore it from a copy or start a new run with another --exp_num."
+        )
+
+    config = state["config"]
+    if not isinstance(config, dict):
+        bad("config", config, "the run's settings (a mapping) belong")
+    epochs = config.get("epochs", cfg.epochs)
+    if not (_whole(epochs) and epochs >= 1):
+        bad("config epochs", epochs, "a whole number of at least 1 belongs")
+    epoch = state["epoch"]
+    if not (_whole(epoch) and 0 <= epoch <= epochs):
+        bad("epoch", epoch, f"the epochs done, a whole number from 0 to the run's {epochs} epochs, belongs")
+    best = state["best_psnr"]
+    if not (
+        isinstance(best, (int, float))
+        and not isinstance(best, bool)
+        and (math.isfinite(best) or (epoch == 0 and best == -math.inf))
+    ):
+        bad("best_psnr", best, "a finite PSNR belongs (-inf only before the first epoch)")
+    best_epoch = state["best_epoch"]
+    if not (_whole(best_epoch) and 0 <= best_epoch <= epoch):
+        bad("best_epoch", best_epoch, f"an epoch from 0 to {epoch} belongs")
+    early_stop = state["early_stop"]
+    if not (_whole(early_stop) and 0 <= early_stop <= epoch):
+        bad("early_stop", early_stop, f"a count of epochs from 0 to {epoch} belongs")
+    rng = state["rng"]
+    if not (isinstance(rng, dict) and {"torch", "numpy", "python"} <= set(rng)):
+        bad("rng", rng, "the random-number states (torch, numpy, python) belong")
+    optimizer = state["optimizer"]
+    if not (isinstance(optimizer, dict) and {"state", "param_groups"} <= set(optimizer)):
+        bad("optimizer", optimizer, "the optimizer's state belongs")
+    weights = state["state_dict"]
+    if not (isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values())):
+        bad("state_dict", weights, "the model's weights (named tensors) belong")
+    check_finite(weights, path)
+    arch = HINetConfig(wf=config.get("wf", cfg.wf), depth=config.get("depth", cfg.depth))
+    check_architecture(weights, arch, path)  # the model the run builds from its settings
+
+
+# A resumed run keeps these from its checkpoint; a flag that asks for another value is refused,
+# since it would change the model, the data or the recipe half-way through.
+FIXED_ON_RESUME = (
+    "img_size", "wf", "depth", "data_path", "dataset", "fold", "seed", "batch_size", "steps_per_epoch", "initial_lr", "min_lr",
+    "optimizer", "weight_decay", "clipping", "aug_schedule", "restart_epoch", "restart_lr", "restart_min_lr", "arch",
+    "channels_last",
+)  # fmt: skip
+
+
+# These are kept from the checkpoint unless given again; the log says what a new value does.
+CHANGEABLE_ON_RESUME = {
+    "epochs": "the cosine schedule now ends at the new last epoch, so the learning rate moves to that curve",
+    "patience": "early stopping counts against the new patience",
+    "amp": "the precision of the remaining epochs changes",
+    "val_blend": "validation PSNRs before and after are not strictly comparable",
+}
+
+
+# How this invocation runs, never taken from the checkpoint.
+INVOCATION = ("run_epochs", "num_workers", "device", "pred_batch", "progress", "resume", "overwrite", "exp_num",
+              "model_path", "tag", "pretrained_path")  # fmt: skip
+
+
+def merge_resumed(cfg: TrainConfig, stored: dict, given: set[str]) -> list[str]:
+    """Take a resumed run's settings from its checkpoint, except the changeable ones the user gave.
+
+    Refuses, in one sentence, every given flag that would change a fixed setting. Returns a
+    log line per setting that changed.
+    """
+    clashes = [
+        f"--{name} {getattr(cfg, name)} (the run has {stored.get(name)})"
+        for name in FIXED_ON_RESUME
+        if name in given and name in stored and getattr(cfg, name) != stored[name]
+    ]
+    if clashes:
+        fail(
+            f"--resume continues {cfg.exp_dir} as it was made, but {', '.join(clashes)} would change it; drop those "
+            f"flags, or start a new run (another --exp_num, --pretrained_path {cfg.exp_dir / 'last.pth'} for its weights)."
+        )
+    notes = []
+    for f in fields(cfg):
+        if f.name not in stored or f.name in INVOCATION:
+            continue
+        if f.name in CHANGEABLE_ON_RESUME and f.name in given:
+            if getattr(cfg, f.name) != stored[f.name]:
+                why = CHANGEABLE_ON_RESUME[f.name]
+                notes.append(f"changed on resume: --{f.name} {stored[f.name]} -> {getattr(cfg, f.name)} ({why})")
+            continue
+        setattr(cfg, f.name, stored[f.name])
+    return notes

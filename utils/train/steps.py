@@ -1,0 +1,139 @@
+"""One epoch's pieces: the seeded loader, the optimiser, a training pass and the validation score."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from utils.core.errors import fail, one_line
+from utils.core.log import progress_bar
+from utils.core.runtime import autocast
+from utils.data.augment import build_augmentation
+from utils.data.datasets import FixedLengthSampler, PatchDataset, SeededSampler
+from utils.data.images import from_uint8, read_rgb, to_uint8
+from utils.infer.submission import Restorer
+from utils.infer.tiling import restore_image
+from utils.metrics import AverageMeter, psnr_tensor, psnr_uint8
+from utils.train.config import OPTIMIZERS, TrainConfig
+from utils.train.distributed import Dist
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, device: torch.device) -> DataLoader:
+    """The epoch's loader; shuffling and augmentation are seeded by (seed, epoch, rank) alone.
+
+    Each sample's augmentation is seeded by its position in this process's share of the epoch
+    (``SeededSampler``), so any ``--num_workers`` gives the same batches.
+    """
+    epoch_seed = cfg.seed * 100_003 + epoch
+    dataset = PatchDataset(pairs, build_augmentation(cfg.img_size, aug_version))
+    generator = torch.Generator().manual_seed(epoch_seed * 1009 + d.rank)
+    if cfg.steps_per_epoch:
+        sampler = FixedLengthSampler(len(dataset), cfg.steps_per_epoch * cfg.batch_size, epoch_seed, d.rank, d.world)
+    elif d.backend:
+        sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+    else:
+        sampler = RandomSampler(dataset, generator=generator)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size // d.world,
+        sampler=SeededSampler(sampler, epoch_seed * 1009 + d.rank),
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=generator,
+    )
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    return OPTIMIZERS[cfg.optimizer](
+        model.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=cfg.weight_decay
+    )
+
+
+def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.device) -> float:
+    """Mean PSNR over full-size validation images, restored with tiles of ``img_size``, stride ``img_size // 2``."""
+    restorer = Restorer(model, device, cfg.amp, cfg.channels_last)
+    scores = []
+    for pair in pairs:
+        rgb = read_rgb(pair.input)
+        image = from_uint8(rgb, device)
+        restored = restore_image(
+            restorer, image, cfg.img_size, cfg.img_size // 2, cfg.pred_batch, "all", blend=cfg.val_blend
+        )
+        scores.append(psnr_uint8(to_uint8(restored), read_rgb(pair.target)))
+    model.train()
+    return float(np.mean(scores))
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    criterion: torch.nn.Module,
+    cfg: TrainConfig,
+    device: torch.device,
+    scaler: torch.amp.GradScaler,
+    bar_desc: str,
+    show: bool,
+) -> tuple[AverageMeter, AverageMeter]:
+    """One pass over the loader; returns this process's loss and PSNR meters. Raises NonFiniteLoss."""
+    model.train()
+    loss_meter, psnr_meter = AverageMeter(), AverageMeter()
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    bar = progress_bar(loader, desc=bar_desc, unit="batch", leave=False, show=show)
+    for step, (images, targets) in enumerate(bar):
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        targets = targets.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, cfg.amp):
+            outputs = model(images)
+        outputs = [o.float() for o in outputs]
+        loss = criterion(outputs, targets)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clipping)
+        if not (math.isfinite(loss.item()) and torch.isfinite(grad_norm)):
+            raise NonFiniteLoss(f"step {step + 1}: loss {loss.item()}, gradient norm {grad_norm.item()}")
+        scaler.step(optimizer)
+        scaler.update()
+        n = images.shape[0]
+        loss_meter.update(loss.item(), n)
+        psnr_meter.update(psnr_tensor(outputs[1], targets).item(), n)
+        bar.set_postfix(loss=f"{loss_meter.avg:.4f}", psnr=f"{psnr_meter.avg:.2f}")
+    return loss_meter, psnr_meter
+
+
+def train_pass(model, loader, optimizer, criterion, cfg: TrainConfig, device, scaler, bar_desc: str, show: bool,
+               epoch: int) -> tuple[AverageMeter, AverageMeter]:  # fmt: skip
+    """``train_one_epoch``, with its failures (divergence, a dead worker or process) told in one sentence."""
+    exp = cfg.exp_dir
+    try:
+        return train_one_epoch(model, loader, optimizer, criterion, cfg, device, scaler, bar_desc, show)
+    except NonFiniteLoss as err:
+        fail(
+            f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}. "
+            f"A resumed run would repeat the same steps, so start a new run from those weights with a lower "
+            f"learning rate: --pretrained_path {exp / 'last.pth'} --initial_lr {cfg.initial_lr / 10:g} "
+            f"and another --exp_num."
+        )
+    except RuntimeError as err:
+        if isinstance(err, torch.distributed.DistError):
+            fail(
+                f"the torchrun process group failed in epoch {epoch} ({one_line(err)}); another process has "
+                f"probably stopped (see its output): end them all, then continue with --resume."
+            )
+        if "DataLoader worker" not in str(err):
+            raise
+        fail(
+            f"a data-loading worker process died in epoch {epoch} (killed by the system, perhaps for lack of "
+            f"memory); {exp / 'last.pth'} keeps epoch {epoch - 1}: continue with --resume, with fewer "
+            f"--num_workers if memory is short."
+        )
