@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from utils.core.checkpoint import stored_patch_size
 from utils.core.cli import run_cli
-from utils.core.errors import fail
 from utils.core.runtime import choose_device
 from utils.core.settings import add_settings, from_args
-from utils.infer.submission import InferenceOptions, ModelSpec, run_inference, tile_defaults
+from utils.infer.options import InferenceOptions, ModelSpec, model_specs
+from utils.infer.submission import run_inference
 
 DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
 
@@ -53,48 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
 
-def _per_model(values: list | None, n: int, flag: str, default: list) -> list:
-    if values is None:
-        return default
-    if len(values) != n:
-        fail(f"{flag} has {len(values)} values for {n} checkpoint(s); give one per checkpoint in --weights.")
-    if any(v <= 0 for v in values) and flag != "--ensemble_weights":
-        fail(f"{flag} values must be positive.")
-    return values
-
-
-def default_tiles(paths: list[str]) -> list[int] | None:
-    """Tile sizes from the patch size each checkpoint was trained on; the original's files store none,
-    so a pair of them gets the original's 256 and 352."""
-    stored = [stored_patch_size(p) for p in paths]
-    if all(stored):
-        return stored
-    if len(paths) == 2 and not any(stored):
-        return [256, 352]
-    return None
-
-
-def model_specs(args: argparse.Namespace) -> list[ModelSpec]:
-    n = len(args.weights)
-    for path in args.weights:
-        if not Path(path).is_file():
-            fail(
-                f"checkpoint {path} does not exist; train one with main.py (its best checkpoint is "
-                f"results/<exp>/<size>_best.pth) and copy it there, or pass the original's released file with --weights."
-            )
-    tiles = _per_model(args.tile_sizes, n, "--tile_sizes", default_tiles(args.weights))
-    if tiles is None:
-        fail(f"--tile_sizes is needed: {', '.join(args.weights)} do not all store the patch size they were trained on.")
-    strides = _per_model(args.strides, n, "--strides", [tile_defaults(t).stride for t in tiles])
-    batches = _per_model(args.batch_sizes, n, "--batch_sizes", [tile_defaults(t).batch for t in tiles])
-    default_weights = [0.4, 0.6] if n == 2 else [1.0 / n] * n
-    weights = _per_model(args.ensemble_weights, n, "--ensemble_weights", default_weights)
-    return [ModelSpec(Path(p), *rest) for p, *rest in zip(args.weights, tiles, strides, batches, weights, strict=True)]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    specs = model_specs(args)
+    specs = model_specs(args.weights, args.tile_sizes, args.strides, args.batch_sizes, args.ensemble_weights)
     device = choose_device(args.device)
     fit = None
     if args.fit_weights and args.ensemble_weights:

@@ -46,7 +46,7 @@ from utils.data.augment import build_augmentation
 from utils.data.datasets import PatchDataset
 from utils.data.folds import Pair
 from utils.data.images import to_uint8
-from utils.infer.submission import Restorer
+from utils.infer.restorer import Restorer
 from utils.infer.tiling import _gather_tiles, count_tiles, restore_image, tile_starts
 from utils.metrics import psnr_uint8
 from utils.train.losses import RestorationLoss
@@ -308,7 +308,8 @@ def end_to_end(
     device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, images: int
 ) -> tuple[dict, list[tuple]]:
     """test.py's own path (checks, decoding, tiles, ensemble, PNGs, zip) with its defaults, fp32 and --amp."""
-    from utils.infer.submission import InferenceOptions, ModelSpec, run_inference
+    from utils.infer.options import InferenceOptions, ModelSpec
+    from utils.infer.submission import run_inference
 
     work = Path(tempfile.mkdtemp(prefix="bench_gpu_e2e_"))
     try:

@@ -33,7 +33,7 @@ from bench.common import ROOT, best_of, table
 from models.hinet import HINet
 from utils.core.cli import run_cli
 from utils.data.images import to_uint8
-from utils.infer.submission import Restorer
+from utils.infer.restorer import Restorer
 from utils.infer.tiling import _gather_tiles, restore_tiled, tile_starts
 
 torch.set_num_threads(2)

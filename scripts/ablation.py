@@ -49,6 +49,7 @@ from utils.data.folds import read_pairs_csv
 from utils.data.layout import INFO_FILE, patch_folder
 from utils.data.patches import bright_counts
 from utils.infer.tiling import tile_starts
+from utils.recipe import recipe_for
 
 SETTINGS_FILE = "study.json"
 LOG_FILE = "commands.log"
@@ -147,7 +148,7 @@ def make_patches(study: Study, variant: TrainVariant) -> int:
     """Cut the variant's patch set unless a matching one is there; returns its patch count."""
     s, size = study.settings, variant.img_size
     folder = patch_folder(study.data, s.valid_fold, size, variant.dataset)
-    wanted = {"img_size": size, "stride": size // 2, "resize": size, "v_threshold": variant.v_threshold,
+    wanted = {"img_size": size, "stride": recipe_for(size).patch_stride, "resize": size, "v_threshold": variant.v_threshold,
               "folds": s.folds, "valid_fold": s.valid_fold, "patch_growth_count": variant.growth}  # fmt: skip
     info_file = folder / INFO_FILE
     if not (info_file.is_file() and json.loads(info_file.read_text())["settings"] == wanted):
@@ -265,12 +266,11 @@ INFERENCE_PASSES = 3 + 8
 def test_tiles(data: Path) -> tuple[int, int]:
     """Tiles of 256 and 352 (in 256x256 equivalents) over the held-out test images: (256 model, both models)."""
     from utils.data.images import image_size, list_images
-    from utils.infer.submission import tile_defaults
     from utils.infer.tiling import count_tiles
 
     sizes = [image_size(p) for p in list_images(data / "test_input_img")] if (data / "test_label_img").is_dir() else []
     per_model = [
-        sum(count_tiles(h, w, t, tile_defaults(t).stride, "stride_aware") for h, w in sizes) * (t / 256) ** 2
+        sum(count_tiles(h, w, t, recipe_for(t).tile_stride, "stride_aware") for h, w in sizes) * (t / 256) ** 2
         for t in (256, 352)
     ]
     return round(per_model[0]), round(sum(per_model))
@@ -341,7 +341,7 @@ def fitting_variants(variants: list[TrainVariant], data: Path) -> tuple[list[Tra
     side = min(min(image_size(original / "train_input_img" / n) or (0, 0)) for n in names)
     kept, notes = [], []
     for v in variants:
-        crop = max(c for c, _ in PatchSettings(img_size=v.img_size, stride=v.img_size // 2, resize=v.img_size,
+        crop = max(c for c, _ in PatchSettings(img_size=v.img_size, stride=recipe_for(v.img_size).patch_stride, resize=v.img_size,
                                                 patch_growth_count=v.growth).growth_steps())  # fmt: skip
         if crop <= side:
             kept.append(v)

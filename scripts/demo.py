@@ -27,12 +27,13 @@ import torch
 from scripts.demo_data import check_demo_folders
 from utils.core.cli import run_cli
 from utils.core.errors import fail
+from utils.recipe import RECIPE
 
 DEMO_TAG = "demo"
 # Small-model settings that train on two CPU cores in minutes; the recipe is otherwise the original's.
 TRAIN_FLAGS = ["--wf", "8", "--depth", "3", "--batch_size", "4", "--initial_lr", "1e-3", "--min_lr", "1e-5",
                "--restart_epoch", "0", "--patience", "1000", "--num_workers", "2", "--tag", DEMO_TAG]  # fmt: skip
-SIZES = {256: {"stride": 128, "exp": 1}, 352: {"stride": 176, "exp": 2}}
+SIZES = {256: {"stride": RECIPE[256].patch_stride, "exp": 1}, 352: {"stride": RECIPE[352].patch_stride, "exp": 2}}
 
 
 def run(cmd: list[str], quiet: bool = False, log: Path | None = None) -> None:

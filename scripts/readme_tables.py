@@ -30,7 +30,7 @@ def tables() -> dict[str, str]:
     import main as train_script
     import make_patch
     from utils.data.patches import PatchSettings
-    from utils.infer.submission import InferenceOptions
+    from utils.infer.options import InferenceOptions
     from utils.train.config import TrainConfig
 
     test_script = __import__("test")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 import albumentations as A
@@ -29,6 +28,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from utils.core.cli import run_cli  # noqa: E402
 from utils.core.errors import fail  # noqa: E402
+from utils.data.augment import transforms as augment_transforms  # noqa: E402
 from utils.data.images import read_rgb  # noqa: E402
 from utils.data.patches import bright_counts  # noqa: E402
 from utils.infer.tiling import tile_starts  # noqa: E402
@@ -42,16 +42,7 @@ def _save(fig, path: Path) -> None:
 
 def augmentations(image: np.ndarray, target: np.ndarray, out: Path) -> None:
     """One picture per transform: input and target after it, as the trainer applies it (p=1 here)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        transforms = {
-            "Original": None,
-            "HorizontalFlip": A.HorizontalFlip(p=1),
-            "VerticalFlip": A.VerticalFlip(p=1),
-            "RandomRotate90": A.RandomRotate90(p=1),
-            "ShiftScaleRotate": A.ShiftScaleRotate(border_mode=cv2.BORDER_REFLECT_101, p=1),
-            "ColorJitter": A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2, p=1),
-        }
+    transforms = {"Original": None, **augment_transforms(p=1)}
     for name, transform in transforms.items():
         img, tar = image, target
         if transform is not None:

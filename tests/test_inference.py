@@ -10,7 +10,8 @@ import torch
 
 from conftest import FIXTURES, load_script, run_cli, tiny_model
 from utils.data.images import read_rgb, to_uint8
-from utils.infer.submission import Restorer, submission_name
+from utils.infer.restorer import Restorer
+from utils.infer.submission import submission_name
 from utils.infer.tiling import restore_image
 from utils.metrics import psnr_uint8
 

@@ -6,7 +6,8 @@ import pytest
 from conftest import FIXTURES
 from utils.core.errors import UserError
 from utils.data.augment import aug_version_at, build_augmentation, parse_aug_schedule
-from utils.train.config import SIZE_DEFAULTS, TrainConfig
+from utils.recipe import RECIPE, default_ensemble_weights, recipe_for
+from utils.train.config import TrainConfig
 from utils.train.schedule import LRSchedule
 
 
@@ -28,9 +29,20 @@ def test_restart_epochs():
 
 
 def test_size_table_and_overrides():
-    assert TrainConfig(img_size=256).aug_schedule == SIZE_DEFAULTS[256]["aug_schedule"] == "1:1,3:3"
+    assert TrainConfig(img_size=256).aug_schedule == RECIPE[256].aug_schedule == "1:1,3:3"
     assert TrainConfig(img_size=352).restart_epoch == 25
     assert TrainConfig(img_size=352, aug_schedule="1:2", restart_epoch=0).schedule().restart_epoch is None
+
+
+def test_one_recipe_row_per_size_feeds_every_script():
+    assert [(r.patch_stride, r.val_stride, r.tile_stride, r.tile_batch) for r in RECIPE.values()] == [
+        (128, 128, 64, 16),
+        (176, 176, 96, 32),
+    ]
+    assert default_ensemble_weights(2) == [0.4, 0.6] and default_ensemble_weights(3) == [1 / 3] * 3
+    other = recipe_for(128)  # a size the original did not train: half and quarter strides, the 256 schedule
+    assert (other.patch_stride, other.val_stride, other.tile_stride, other.aug_schedule) == (64, 64, 32, "1:1,3:3")
+    assert TrainConfig(img_size=128).restart_epoch == RECIPE[256].restart_epoch
 
 
 def test_augmentation_schedule():

@@ -273,7 +273,7 @@ def test_resume_refuses_recipe_changes_and_extends_epochs(patch_data, tmp_path, 
 
 
 def test_validation_leaves_the_training_layout_alone():
-    from utils.infer.submission import Restorer
+    from utils.infer.restorer import Restorer
 
     model = torch.nn.Conv2d(3, 3, 3)
     Restorer(model, torch.device("cpu"), channels_last=False)

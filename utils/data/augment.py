@@ -26,24 +26,31 @@ from utils.core.errors import fail
 AUG_VERSIONS = (1, 2, 3)
 
 
+def transforms(p: float = 0.5) -> dict[str, A.BasicTransform]:
+    """The original's single transforms with their parameters, each applied with probability ``p``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "ShiftScaleRotate is a special case of Affine"
+        return {
+            "HorizontalFlip": A.HorizontalFlip(p=p),
+            "VerticalFlip": A.VerticalFlip(p=p),
+            "RandomRotate90": A.RandomRotate90(p=p),
+            "ShiftScaleRotate": A.ShiftScaleRotate(border_mode=cv2.BORDER_REFLECT_101, p=p),
+            "ColorJitter": A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2, p=p),
+        }
+
+
 def build_augmentation(img_size: int, version: int) -> A.Compose:
     """The albumentations pipeline of augmentation version 1, 2 or 3."""
     resize = A.Resize(img_size, img_size)
     if version == 1:
         return A.Compose([resize])
+    t = transforms()
     if version == 2:
-        return A.Compose([A.OneOf([A.HorizontalFlip(), A.RandomRotate90()], p=0.5), resize])
+        return A.Compose([A.OneOf([t["HorizontalFlip"], t["RandomRotate90"]], p=0.5), resize])
     if version == 3:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "ShiftScaleRotate is a special case of Affine"
-            shift_scale_rotate = A.ShiftScaleRotate(border_mode=cv2.BORDER_REFLECT_101)
-        return A.Compose(
-            [
-                A.OneOf([A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90(), shift_scale_rotate], p=0.5),
-                A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2, p=0.3),
-                resize,
-            ]
-        )
+        flips = [t["HorizontalFlip"], t["VerticalFlip"], t["RandomRotate90"], t["ShiftScaleRotate"]]
+        colour = transforms(p=0.3)["ColorJitter"]
+        return A.Compose([A.OneOf(flips, p=0.5), colour, resize])
     raise ValueError(f"augmentation version must be one of {AUG_VERSIONS}, got {version}")
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from models.hinet import HINetConfig
 from utils.core.errors import fail
 from utils.core.files import add_to_manifest, check_output_folder, staged_dir
 from utils.core.locks import atomic_path, output_lock
@@ -42,8 +43,8 @@ from utils.infer.tiling import tile_starts
 
 BRIGHT_VALUE = 200
 PNG_COMPRESSION = 3
-# HINet halves the patch depth - 1 times; 16 serves the default depth 5 (and every smaller one).
-SIZE_MULTIPLE = 16
+# HINet halves the patch depth - 1 times; the default depth's multiple serves every smaller depth too.
+SIZE_MULTIPLE = HINetConfig().size_multiple
 
 
 @dataclass(frozen=True)

@@ -6,86 +6,27 @@ import json
 import re
 import time
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from models.hinet import HINetConfig
 from utils.core.checkpoint import load_model
 from utils.core.errors import fail, one_line, reported_write
 from utils.core.files import check_output_folder, staged_dir
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
-from utils.core.runtime import autocast, configure_cuda
-from utils.core.settings import check_ranges, setting
+from utils.core.runtime import configure_cuda
+from utils.core.settings import check_ranges
 from utils.core.tables import write_csv
 from utils.data.images import from_uint8, inspect_image, list_images, read_rgb, to_uint8
 from utils.infer.ensemble import fit_weights, validation_pairs
-from utils.infer.tiling import BLENDS, TILE_MODES, count_tiles, restore_image, tile_starts
+from utils.infer.options import InferenceOptions, ModelSpec, check_specs, label_models
+from utils.infer.restorer import Restorer
+from utils.infer.tiling import count_tiles, restore_image, tile_starts
 from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
-
-
-@dataclass(frozen=True)
-class TileDefaults:
-    stride: int
-    batch: int
-
-
-TILE_DEFAULTS = {256: TileDefaults(stride=64, batch=16), 352: TileDefaults(stride=96, batch=32)}
-
-
-def tile_defaults(tile: int) -> TileDefaults:
-    """The original's stride and batch for its two tile sizes; other sizes: stride tile // 4, batch 16."""
-    return TILE_DEFAULTS.get(tile, TileDefaults(stride=max(1, tile // 4), batch=16))
-
-
-@dataclass
-class ModelSpec:
-    checkpoint: Path
-    tile: int
-    stride: int
-    batch_size: int
-    weight: float
-    label: str = ""  # names the model's metric columns: its tile size, unless two models share one
-
-    def __post_init__(self) -> None:
-        self.label = self.label or str(self.tile)
-
-
-def label_models(specs: list[ModelSpec]) -> list[ModelSpec]:
-    """Give each model a unique column label: ``256`` and ``352``, or ``1_256`` and ``2_256``."""
-    tiles = [s.tile for s in specs]
-    if len(set(tiles)) == len(tiles):
-        return specs
-    return [replace(s, label=f"{i + 1}_{s.tile}") for i, s in enumerate(specs)]
-
-
-class Restorer:
-    """A loaded HINet that restores batches of tiles: eval mode, channels-last, optional autocast."""
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        device: torch.device,
-        amp: bool = False,
-        channels_last: bool = True,
-        compile: bool = False,
-    ) -> None:
-        self.device = device
-        self.amp = amp
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = model.to(device).eval().to(memory_format=self.memory_format)
-        if compile:  # pays on long runs: tens of seconds of compilation against faster tiles (README)
-            self.model = torch.compile(self.model)
-
-    @torch.inference_mode()
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with autocast(self.device, self.amp):
-            return self.model(batch)[1].float()
 
 
 def submission_name(input_name: str) -> str:
@@ -143,51 +84,6 @@ def check_targets(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[s
             fail(f"clean image {target.name} is {size[1]}x{size[0]} but the input {p.name} is {w}x{h}.")
         targets[p.name] = target
     return targets
-
-
-def check_specs(specs: list[ModelSpec], configs: list[HINetConfig]) -> None:
-    """Tiles the models can take, strides that leave no pixel uncovered, usable weights."""
-    for spec, config in zip(specs, configs, strict=True):
-        multiple = config.size_multiple
-        if spec.tile % multiple:
-            fail(
-                f"tile size {spec.tile} for {spec.checkpoint} is not a multiple of {multiple}, which its HINet of "
-                f"depth {config.depth} needs; pass --tile_sizes with multiples of {multiple}."
-            )
-        if spec.stride > spec.tile:
-            fail(
-                f"stride {spec.stride} is larger than the tile {spec.tile} for {spec.checkpoint}, which would leave "
-                f"pixels unrestored; pass --strides no larger than the tiles."
-            )
-    if any(not (np.isfinite(s.weight) and s.weight > 0) for s in specs):
-        fail("--ensemble_weights must be finite and positive; leave a checkpoint out of --weights instead of weight 0.")
-    if not np.isfinite(sum(s.weight for s in specs)):
-        fail("--ensemble_weights are too large to add up; give relative weights such as 0.4 0.6.")
-
-
-@dataclass
-class InferenceOptions:
-    """How test.py restores: tile placement and blending, precision, outputs, evaluation, weight fitting."""
-
-    tile_mode: str = setting(
-        "stride_aware", "stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
-        "image; shift: move the last tile to the border, no padding", choices=TILE_MODES, shown="`stride_aware`",
-    )  # fmt: skip
-    blend: str = setting(
-        "mean", "mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",
-        choices=BLENDS, shown="`mean`", new=True,
-    )  # fmt: skip
-    tta: bool = setting(False, "average the eight flip/rotation variants (8x slower)")
-    amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
-    compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
-    make_zip: bool = setting(True, "do not write submission.zip", flag="no_zip", new=True)
-    eval_dir: str | None = setting(
-        None, "folder of clean targets: PSNR and SSIM per image for the input, each model and the ensemble, "
-        "in metrics.csv", shown="none", new=True,
-    )  # fmt: skip
-    overwrite: bool = setting(False, "replace an existing output folder", new=True)
-    progress: bool = setting(True, "hide progress bars", new=True)
-    fit: dict | None = None  # {"data", "fold", "input_dir", "label_dir"}: fit the ensemble weights first
 
 
 def run_inference(

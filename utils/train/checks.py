@@ -6,36 +6,40 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from utils.core.errors import fail
+from utils.core.errors import UserError, fail
 from utils.core.files import check_output_folder
 from utils.core.locks import output_lock
 from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
 from utils.data.images import image_size
-from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE
+from utils.data.layout import FOLD_CSV, INFO_FILE
 from utils.train.config import TrainConfig
+
+
+class PatchProblem(UserError):
+    """The patch folder is missing or does not fit this run. The message ends where the make_patch.py
+    command that mends it belongs; the command-line script adds it (``folds``: a --folds to add;
+    ``overwrite``: the command replaces a patch folder that is there)."""
+
+    def __init__(self, message: str, folds: int | None = None, overwrite: bool = True) -> None:
+        super().__init__(message)
+        self.folds, self.overwrite = folds, overwrite
 
 
 def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
     """Patch pairs for training and full-size pairs for validation, with one-sentence errors."""
-    make_cmd = (
-        f"python make_patch.py --img_size {cfg.img_size} --stride {cfg.img_size // 2} --resize {cfg.img_size} "
-        f"--valid_fold {cfg.fold} --save_path {cfg.data_path}"
-        + (f" --dataset {cfg.dataset}" if cfg.dataset != DATASET else "")
-    )
     if not (cfg.patch_dir / "input").is_dir() or not (cfg.patch_dir / "target").is_dir():
-        fail(
-            f"no patch folder {cfg.patch_dir}/input and /target for size {cfg.img_size}, fold {cfg.fold}; create it with: {make_cmd}"
+        raise PatchProblem(
+            f"no patch folder {cfg.patch_dir}/input and /target for size {cfg.img_size}, fold {cfg.fold}; create it with:",
+            overwrite=False,
         )
     original = Path(cfg.data_path) / "train_original"
     folds = read_fold_csv(original / FOLD_CSV)
-    check_patch_info(cfg, folds, make_cmd)
+    check_patch_info(cfg, folds)
     train = patch_pairs(cfg.patch_dir / "input", cfg.patch_dir / "target", folds, cfg.fold)
     odd = next((p.input for p in train if image_size(p.input) != (cfg.img_size, cfg.img_size)), None)
     if odd is not None:
         h, w = image_size(odd) or (0, 0)
-        fail(
-            f"patch {odd} is {w}x{h}, not {cfg.img_size}x{cfg.img_size}; re-make the patches with: {make_cmd} --overwrite"
-        )
+        raise PatchProblem(f"patch {odd} is {w}x{h}, not {cfg.img_size}x{cfg.img_size}; re-make the patches with:")
     val = held_out_pairs(folds, original, cfg.fold)
     missing = [str(p.input) for p in val if not p.input.is_file()] + [
         str(p.target) for p in val if not p.target.is_file()
@@ -49,7 +53,7 @@ def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
     return train, val
 
 
-def check_patch_info(cfg: TrainConfig, folds, make_cmd: str) -> None:
+def check_patch_info(cfg: TrainConfig, folds) -> None:
     """The patch folder must come from the fold split now on disk, for this fold and size."""
     info_file = cfg.patch_dir / INFO_FILE
     if not info_file.is_file():
@@ -57,13 +61,14 @@ def check_patch_info(cfg: TrainConfig, folds, make_cmd: str) -> None:
     try:
         made = json.loads(info_file.read_text())["settings"]
     except (ValueError, KeyError, TypeError):
-        fail(f"{info_file} is damaged; re-make the patches with: {make_cmd} --overwrite")
+        raise PatchProblem(f"{info_file} is damaged; re-make the patches with:") from None
     now = {"folds": int(folds["fold"].max()) + 1, "valid_fold": cfg.fold, "resize": cfg.img_size}
     differ = [f"{k} {made.get(k)} (now {v})" for k, v in now.items() if made.get(k) != v]
     if differ:
-        fail(
+        raise PatchProblem(
             f"the patches in {cfg.patch_dir} were made with {', '.join(differ)}; validation images could be in "
-            f"training, so re-make them with: {make_cmd} --folds {now['folds']} --overwrite"
+            f"training, so re-make them with:",
+            folds=now["folds"],
         )
 
 

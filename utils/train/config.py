@@ -1,6 +1,6 @@
 """Training settings: the defaults, the per-size table, the checks, and what a resumed run may change.
 
-What differed between the original's 256 and 352 trainers is data (``SIZE_DEFAULTS``):
+What differed between the original's 256 and 352 trainers is data (``utils.recipe``):
 the adaptive augmentation schedule and the epoch at which a fresh optimiser restarts the
 learning-rate schedule.
 """
@@ -18,13 +18,9 @@ from utils.core.settings import check_ranges, setting
 from utils.data.augment import parse_aug_schedule
 from utils.data.layout import DATASET, patch_folder
 from utils.infer.tiling import BLENDS
+from utils.recipe import RECIPE, recipe_for
 from utils.train.schedule import LRSchedule
 
-# The per-size differences of the original trainers; sizes not listed use the 256 row.
-SIZE_DEFAULTS = {
-    256: {"aug_schedule": "1:1,3:3", "restart_epoch": 58},
-    352: {"aug_schedule": "1:1,6:2,25:3", "restart_epoch": 25},
-}
 DEFAULT_PRETRAINED = "./pretrained_weight/HINet-GoPro.pth"
 OPTIMIZERS = {"Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW}
 ARCHS = ("HINet",)
@@ -68,14 +64,14 @@ class TrainConfig:
     aug_schedule: str | None = setting(
         None,
         "EPOCH:VERSION list of augmentation versions ("
-        + "; ".join(f"{k}: {v['aug_schedule']}" for k, v in SIZE_DEFAULTS.items())
+        + "; ".join(f"{k}: {row.aug_schedule}" for k, row in RECIPE.items())
         + ")",
         shown="per size",
         new=True,
     )
     restart_epoch: int | None = setting(
         None, "epoch of the fresh-optimiser restart at 1e-5 ("
-        + ", ".join(f"{k}: {v['restart_epoch']}" for k, v in SIZE_DEFAULTS.items()) + "); 0 = none", minimum=0,
+        + ", ".join(f"{k}: {row.restart_epoch}" for k, row in RECIPE.items()) + "); 0 = none", minimum=0,
         shown="per size", new=True,
     )  # fmt: skip
     restart_lr: float = field(default=1e-5, metadata={"positive": True})
@@ -94,11 +90,11 @@ class TrainConfig:
     progress: bool = setting(True, "hide progress bars", new=True)
 
     def __post_init__(self) -> None:
-        row = SIZE_DEFAULTS.get(self.img_size, SIZE_DEFAULTS[256])
+        row = recipe_for(self.img_size)
         if self.aug_schedule is None:
-            self.aug_schedule = row["aug_schedule"]
+            self.aug_schedule = row.aug_schedule
         if self.restart_epoch is None:
-            self.restart_epoch = row["restart_epoch"]
+            self.restart_epoch = row.restart_epoch
 
     @property
     def exp_dir(self) -> Path:

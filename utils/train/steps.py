@@ -15,9 +15,10 @@ from utils.core.runtime import autocast
 from utils.data.augment import build_augmentation
 from utils.data.datasets import FixedLengthSampler, PatchDataset, SeededSampler
 from utils.data.images import from_uint8, read_rgb, to_uint8
-from utils.infer.submission import Restorer
+from utils.infer.restorer import Restorer
 from utils.infer.tiling import restore_image
 from utils.metrics import AverageMeter, psnr_tensor, psnr_uint8
+from utils.recipe import recipe_for
 from utils.train.config import OPTIMIZERS, TrainConfig
 from utils.train.distributed import Dist
 
@@ -59,14 +60,20 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torc
 
 
 def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.device) -> float:
-    """Mean PSNR over full-size validation images, restored with tiles of ``img_size``, stride ``img_size // 2``."""
+    """Mean PSNR over full-size validation images, restored with tiles of ``img_size`` at the recipe's stride."""
     restorer = Restorer(model, device, cfg.amp, cfg.channels_last)
     scores = []
     for pair in pairs:
         rgb = read_rgb(pair.input)
         image = from_uint8(rgb, device)
         restored = restore_image(
-            restorer, image, cfg.img_size, cfg.img_size // 2, cfg.pred_batch, "all", blend=cfg.val_blend
+            restorer,
+            image,
+            cfg.img_size,
+            recipe_for(cfg.img_size).val_stride,
+            cfg.pred_batch,
+            "all",
+            blend=cfg.val_blend,
         )
         scores.append(psnr_uint8(to_uint8(restored), read_rgb(pair.target)))
     model.train()

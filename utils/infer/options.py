@@ -1,0 +1,126 @@
+"""What test.py runs: one spec per checkpoint (tile, stride, batch, weight) and the inference options, checked up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from models.hinet import HINetConfig
+from utils.core.checkpoint import stored_patch_size
+from utils.core.errors import fail
+from utils.core.settings import setting
+from utils.infer.tiling import BLENDS, TILE_MODES
+from utils.recipe import default_ensemble_weights, recipe_for
+
+
+@dataclass
+class ModelSpec:
+    checkpoint: Path
+    tile: int
+    stride: int
+    batch_size: int
+    weight: float
+    label: str = ""  # names the model's metric columns: its tile size, unless two models share one
+
+    def __post_init__(self) -> None:
+        self.label = self.label or str(self.tile)
+
+
+def label_models(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """Give each model a unique column label: ``256`` and ``352``, or ``1_256`` and ``2_256``."""
+    tiles = [s.tile for s in specs]
+    if len(set(tiles)) == len(tiles):
+        return specs
+    return [replace(s, label=f"{i + 1}_{s.tile}") for i, s in enumerate(specs)]
+
+
+def check_specs(specs: list[ModelSpec], configs: list[HINetConfig]) -> None:
+    """Tiles the models can take, strides that leave no pixel uncovered, usable weights."""
+    for spec, config in zip(specs, configs, strict=True):
+        multiple = config.size_multiple
+        if spec.tile % multiple:
+            fail(
+                f"tile size {spec.tile} for {spec.checkpoint} is not a multiple of {multiple}, which its HINet of "
+                f"depth {config.depth} needs; pass --tile_sizes with multiples of {multiple}."
+            )
+        if spec.stride > spec.tile:
+            fail(
+                f"stride {spec.stride} is larger than the tile {spec.tile} for {spec.checkpoint}, which would leave "
+                f"pixels unrestored; pass --strides no larger than the tiles."
+            )
+    if any(not (np.isfinite(s.weight) and s.weight > 0) for s in specs):
+        fail("--ensemble_weights must be finite and positive; leave a checkpoint out of --weights instead of weight 0.")
+    if not np.isfinite(sum(s.weight for s in specs)):
+        fail("--ensemble_weights are too large to add up; give relative weights such as 0.4 0.6.")
+
+
+@dataclass
+class InferenceOptions:
+    """How test.py restores: tile placement and blending, precision, outputs, evaluation, weight fitting."""
+
+    tile_mode: str = setting(
+        "stride_aware", "stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
+        "image; shift: move the last tile to the border, no padding", choices=TILE_MODES, shown="`stride_aware`",
+    )  # fmt: skip
+    blend: str = setting(
+        "mean", "mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",
+        choices=BLENDS, shown="`mean`", new=True,
+    )  # fmt: skip
+    tta: bool = setting(False, "average the eight flip/rotation variants (8x slower)")
+    amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
+    compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
+    make_zip: bool = setting(True, "do not write submission.zip", flag="no_zip", new=True)
+    eval_dir: str | None = setting(
+        None, "folder of clean targets: PSNR and SSIM per image for the input, each model and the ensemble, "
+        "in metrics.csv", shown="none", new=True,
+    )  # fmt: skip
+    overwrite: bool = setting(False, "replace an existing output folder", new=True)
+    progress: bool = setting(True, "hide progress bars", new=True)
+    fit: dict | None = None  # {"data", "fold", "input_dir", "label_dir"}: fit the ensemble weights first
+
+
+def _per_model(values: list | None, n: int, flag: str, default: list) -> list:
+    if values is None:
+        return default
+    if len(values) != n:
+        fail(f"{flag} has {len(values)} values for {n} checkpoint(s); give one per checkpoint in --weights.")
+    if any(v <= 0 for v in values) and flag != "--ensemble_weights":
+        fail(f"{flag} values must be positive.")
+    return values
+
+
+def default_tiles(paths: list[str]) -> list[int] | None:
+    """Tile sizes from the patch size each checkpoint was trained on; the original's files store none,
+    so a pair of them gets the original's 256 and 352."""
+    stored = [stored_patch_size(p) for p in paths]
+    if all(stored):
+        return stored
+    if len(paths) == 2 and not any(stored):
+        return [256, 352]
+    return None
+
+
+def model_specs(
+    weights: list[str],
+    tile_sizes: list[int] | None = None,
+    strides: list[int] | None = None,
+    batch_sizes: list[int] | None = None,
+    ensemble_weights: list[float] | None = None,
+) -> list[ModelSpec]:
+    """One spec per checkpoint; what is not given comes from the checkpoint and the recipe."""
+    n = len(weights)
+    for path in weights:
+        if not Path(path).is_file():
+            fail(
+                f"checkpoint {path} does not exist; train one with main.py (its best checkpoint is "
+                f"results/<exp>/<size>_best.pth) and copy it there, or pass the original's released file with --weights."
+            )
+    tiles = _per_model(tile_sizes, n, "--tile_sizes", default_tiles(weights))
+    if tiles is None:
+        fail(f"--tile_sizes is needed: {', '.join(weights)} do not all store the patch size they were trained on.")
+    strides = _per_model(strides, n, "--strides", [recipe_for(t).tile_stride for t in tiles])
+    batches = _per_model(batch_sizes, n, "--batch_sizes", [recipe_for(t).tile_batch for t in tiles])
+    mix = _per_model(ensemble_weights, n, "--ensemble_weights", default_ensemble_weights(n))
+    return [ModelSpec(Path(p), *rest) for p, *rest in zip(weights, tiles, strides, batches, mix, strict=True)]

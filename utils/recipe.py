@@ -1,0 +1,47 @@
+"""The solution's recipe, one row per patch size: what the original's 256 and 352 pipelines did differently.
+
+Every script reads its per-size defaults here (make_patch's stride, main.py's augmentation
+schedule, restart epoch and validation stride, test.py's tiles and ensemble weight), and so
+do the demo, the ablation study and the documentation. A size the original did not use gets
+the rule of ``recipe_for``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SizeRecipe:
+    size: int  # training patch size = inference tile size
+    patch_stride: int  # make_patch.py --stride of the first growth step
+    aug_schedule: str  # adaptive augmentation: "epoch:version" steps
+    restart_epoch: int  # epoch of the fresh-optimiser restart (0 = none)
+    val_stride: int  # tile stride of validation during training
+    tile_stride: int  # test.py tile stride
+    tile_batch: int  # test.py tiles per forward pass
+    ensemble_weight: float  # test.py weight in the 256 + 352 ensemble
+
+
+RECIPE = {
+    256: SizeRecipe(256, 128, "1:1,3:3", 58, 128, 64, 16, 0.4),
+    352: SizeRecipe(352, 176, "1:1,6:2,25:3", 25, 176, 96, 32, 0.6),
+}
+
+
+def recipe_for(size: int) -> SizeRecipe:
+    """The original's row for 256 and 352; another size: half-size strides, a quarter-size tile stride,
+    batch 16 and the 256 row's schedule (its weight is only used when no other model has one)."""
+    if size in RECIPE:
+        return RECIPE[size]
+    base = RECIPE[256]
+    half, quarter = max(1, size // 2), max(1, size // 4)
+    return SizeRecipe(size, half, base.aug_schedule, base.restart_epoch, half, quarter, 16, 1.0)
+
+
+def default_ensemble_weights(count: int) -> list[float]:
+    """The original's 0.4/0.6 for two models, in ``--weights`` order (its 256 model first, as its
+    defaults list them); equal weights for any other count."""
+    if count == len(RECIPE):
+        return [row.ensemble_weight for row in RECIPE.values()]
+    return [1.0 / count] * count
