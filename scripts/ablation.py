@@ -42,8 +42,9 @@ from scripts.demo import run
 from utils.core.checkpoint import read_checkpoint
 from utils.core.cli import run_cli
 from utils.core.errors import fail
-from utils.core.files import atomic_path, check_output_folder, read_manifest, staged_dir, write_manifest
-from utils.core.locks import output_lock
+from utils.core.locks import atomic_path, output_lock
+from utils.core.manifest import read_manifest, write_manifest
+from utils.core.outputs import check_output_folder, staged_dir
 from utils.core.settings import add_settings, from_args, given_settings
 from utils.data.folds import read_pairs_csv
 from utils.data.layout import INFO_FILE, patch_folder

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from scripts.ablation_plan import InferenceVariant, StudySettings, TrainVariant
-from utils.core.files import atomic_path
+from utils.core.locks import atomic_path
 
 Variant = TrainVariant | InferenceVariant
 

@@ -40,9 +40,10 @@ import pandas as pd
 
 from utils.core.cli import run_cli
 from utils.core.errors import fail
-from utils.core.files import check_output_folder, outputs_below, read_manifest, remove_output, staged_dir
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
+from utils.core.manifest import outputs_below, read_manifest, remove_output
+from utils.core.outputs import check_output_folder, staged_dir
 from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER
 
 # Photographs bundled with scikit-image, with the licence its documentation states.

@@ -39,9 +39,10 @@ import pandas as pd
 from scripts.demo_data import DEMO_FOLDERS, check_demo_folders
 from utils.core.cli import run_cli
 from utils.core.errors import fail
-from utils.core.files import check_output_folder, ownership_problem, remove_output, staged_dir
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
+from utils.core.manifest import ownership_problem, remove_output
+from utils.core.outputs import check_output_folder, staged_dir
 from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
 from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER
 from utils.flare.pairs import make_pair

@@ -8,17 +8,9 @@ import pytest
 
 from conftest import hold_lock
 from utils.core.errors import UserError
-from utils.core.files import (
-    MANIFEST,
-    check_output_folder,
-    has_files,
-    ownership_problem,
-    read_manifest,
-    remove_output,
-    staged_dir,
-    write_manifest,
-)
 from utils.core.locks import atomic_path, lock_path, output_lock, remove_stale
+from utils.core.manifest import MANIFEST, has_files, ownership_problem, read_manifest, remove_output, write_manifest
+from utils.core.outputs import check_output_folder, staged_dir
 
 
 def _stage(target, *names, kind="submission"):

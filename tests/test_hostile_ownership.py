@@ -12,7 +12,8 @@ import main as train_script
 import make_patch
 from conftest import FIXTURES, hold_lock, load_script, run_cli
 from scripts import demo_data
-from utils.core.files import MANIFEST, staged_dir
+from utils.core.manifest import MANIFEST
+from utils.core.outputs import staged_dir
 
 test_script = load_script("test")
 REF = FIXTURES / "inference_reference"

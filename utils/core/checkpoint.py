@@ -19,7 +19,7 @@ import torch
 
 from models.hinet import HINet, HINetConfig
 from utils.core.errors import fail, one_line, reported_write
-from utils.core.files import atomic_path
+from utils.core.locks import atomic_path
 
 STATE_KEYS = ("state_dict", "params", "params_ema", "model")
 # What a stored architecture may ask for. A crafted or damaged file could otherwise make the

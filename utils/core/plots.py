@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils.core.files import atomic_path  # noqa: E402
+from utils.core.locks import atomic_path  # noqa: E402
 
 
 def plot_curves(rows: list[dict], path: str | Path) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from utils.core.errors import reported_write
-from utils.core.files import atomic_path
+from utils.core.locks import atomic_path
 
 
 def write_csv(

@@ -31,9 +31,10 @@ from tqdm import tqdm
 
 from models.hinet import HINetConfig
 from utils.core.errors import fail
-from utils.core.files import add_to_manifest, check_output_folder, staged_dir
 from utils.core.locks import atomic_path, output_lock
 from utils.core.log import progress_bar
+from utils.core.manifest import add_to_manifest
+from utils.core.outputs import check_output_folder, staged_dir
 from utils.core.settings import check_ranges, setting
 from utils.data.folds import kfold_split, read_pairs_csv
 from utils.data.images import inspect_image, read_bgr

@@ -15,9 +15,9 @@ import torch
 
 from utils.core.checkpoint import load_model
 from utils.core.errors import fail, one_line, reported_write
-from utils.core.files import check_output_folder, staged_dir
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
+from utils.core.outputs import check_output_folder, staged_dir
 from utils.core.runtime import configure_cuda
 from utils.core.settings import check_ranges
 from utils.core.tables import write_csv

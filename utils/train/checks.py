@@ -7,8 +7,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from utils.core.errors import UserError, fail
-from utils.core.files import check_output_folder
 from utils.core.locks import output_lock
+from utils.core.outputs import check_output_folder
 from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
 from utils.data.images import image_size
 from utils.data.layout import FOLD_CSV, INFO_FILE

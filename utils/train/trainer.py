@@ -31,8 +31,9 @@ from utils.core.checkpoint import (
     save_checkpoint,
 )
 from utils.core.errors import fail, reported_write
-from utils.core.files import staged_dir, write_manifest
 from utils.core.log import get_logger
+from utils.core.manifest import write_manifest
+from utils.core.outputs import staged_dir
 from utils.core.runtime import amp_dtype, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.core.tables import write_csv
 from utils.data.augment import aug_version_at, parse_aug_schedule

@@ -1,0 +1,139 @@
+"""Writing an output safely: checked before any work, built in a private folder, swapped into place atomically."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from utils.core.errors import fail
+from utils.core.locks import STAGE_RECORD, private_folder
+from utils.core.manifest import has_files, ownership_problem, remove_output, write_manifest
+
+
+def check_output_folder(
+    folder: str | Path,
+    flag: str,
+    overwrite: bool,
+    kind: str,
+    protected: dict[str, str | Path | None] | None = None,
+) -> Path:
+    """Check, before any work, that ``folder`` may be created or replaced; returns its resolved path.
+
+    Refused with one sentence: a path that is a file, a symbolic link, or lies under a file; a
+    folder that is, contains or lies inside a ``protected`` one (inputs, labels, checkpoints) or
+    the working folder; a folder holding results without ``overwrite``; a folder holding
+    anything but an unchanged output of ``kind``, whatever ``overwrite`` says; a parent that
+    cannot be written.
+    """
+    given = Path(folder)
+    if given.is_symlink():
+        fail(f"{flag} {given} is a symbolic link; pass the folder it points to, or another folder.")
+    real = given.resolve()
+    if real.exists() and not real.is_dir():
+        fail(f"{flag} {given} is a file, not a folder; choose another {flag}.")
+    blocker = next((p for p in real.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        fail(f"{flag} {given} lies under {blocker}, which is a file, not a folder; choose another {flag}.")
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        fail(f"{flag} {given} is or contains the current working folder; choose a dedicated folder.")
+    for what, other in (protected or {}).items():
+        if other is None:
+            continue
+        other_real = Path(other).resolve()
+        if real == other_real or real in other_real.parents or other_real in real.parents:
+            fail(f"{flag} {given} overlaps the {what} {other}; choose a folder outside it.")
+    if has_files(real):
+        problem = ownership_problem(real, kind)
+        if problem:
+            fail(
+                f"{flag} {given} {problem}; move your files away or choose another {flag} "
+                f"(nothing is deleted that the project did not make)."
+            )
+        if not overwrite:
+            fail(f"{flag} {given} already holds results; pass --overwrite to replace them or choose another {flag}.")
+    parent = next((p for p in (real, *real.parents) if p.exists()), None)
+    if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+        fail(f"{flag} {given} cannot be written (no write permission in {parent}); choose another {flag}.")
+    return real
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+_NOREPLACE, _EXCHANGE = 1, 2
+
+
+def _rename(src: Path, dst: Path, flags: int) -> bool:
+    """renameat2 with ``flags``; False where the system does not offer it (the caller falls back)."""
+    renameat2 = getattr(_LIBC, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(-100, os.fsencode(src), -100, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: this file system cannot; fall back
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def put_in_place(stage: Path, path: Path, kind: str) -> None:
+    """Move the finished ``stage`` onto ``path``: atomically swapped with an earlier output of ``kind``,
+    which is then removed entry by entry; never over anything else. Signals wait until it is done."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()  # an empty folder holds nothing to keep
+        if not path.exists():
+            if not _rename(stage, path, _NOREPLACE):
+                if path.exists():
+                    raise FileExistsError(path)
+                os.rename(stage, path)
+            return
+        problem = ownership_problem(path, kind)
+        if problem:  # something appeared while we worked: keep it, and say so
+            fail(f"{path} {problem}; nothing was replaced.")
+        if _rename(stage, path, _EXCHANGE):
+            old = stage  # the earlier output now lies under the staging name
+        else:
+            old = stage.with_name(stage.name + ".old")
+            os.rename(path, old)
+            os.rename(stage, path)
+        kept = remove_output(old, kind)
+        if kept:  # something appeared in the earlier output as it was swapped out: keep it in sight
+            aside = path.with_name(f"{path.name}.kept-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.rename(old, aside)
+            print(f"warning: {aside} keeps {kept[0]!r}, which appeared while {path} was replaced", file=sys.stderr)
+    except FileExistsError:
+        fail(f"{path} appeared while this run worked; nothing was replaced, choose another folder or run again.")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+@contextmanager
+def staged_dir(path: str | Path, kind: str, written_by: str) -> Iterator[Path]:
+    """Yield an empty private folder; it replaces ``path`` only if the block succeeds.
+
+    Everything the block writes is recorded in the manifest of ``kind``. ``path`` must have
+    passed ``check_output_folder`` and its lock be held. A failed run leaves the earlier
+    ``path`` untouched and nothing half-written behind, not even parent folders this call made.
+    """
+    path = Path(path).resolve()
+    new_parents = [p for p in path.parents if not p.exists()]  # innermost first
+    try:
+        with private_folder(path) as stage:
+            yield stage
+            (stage / STAGE_RECORD).unlink()
+            write_manifest(stage, kind, written_by)
+            put_in_place(stage, path, kind)
+    finally:
+        if not path.exists():
+            for parent in new_parents:
+                if parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
