@@ -25,8 +25,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
+from scripts.ablation_cost import expected_minutes, step_seconds
 from scripts.ablation_plan import (
     CSV_COLUMNS,
     QUICK,
@@ -34,23 +33,23 @@ from scripts.ablation_plan import (
     StudySettings,
     TrainVariant,
     auto_thresholds,
+    brightness_counts,
+    fitting_variants,
     inference_variants,
     training_variants,
 )
 from scripts.ablation_report import write_report
-from scripts.demo import run
-from utils.core.checkpoint import read_checkpoint
+from scripts.ablation_runs import (
+    inference_rows,
+    train_variant,
+)
+from scripts.commands import run
 from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.core.locks import atomic_path, output_lock
 from utils.core.manifest import read_manifest, write_manifest
 from utils.core.outputs import check_output_folder, staged_dir
 from utils.core.settings import add_settings, from_args, given_settings
-from utils.data.folds import read_pairs_csv
-from utils.data.layout import INFO_FILE, patch_folder
-from utils.data.patches import bright_counts
-from utils.infer.tiling import tile_starts
-from utils.recipe import recipe_for
 
 SETTINGS_FILE = "study.json"
 LOG_FILE = "commands.log"
@@ -109,18 +108,6 @@ def ensure_data(data: Path, python: str) -> None:
         run([python, "-m", "scripts.demo_data", "--root", str(data), "--no_progress"])
 
 
-def brightness_counts(data: Path, size: int = 256) -> np.ndarray:
-    """Bright-pixel counts of every training-size crop of the training inputs (the base rule's grid)."""
-    from utils.data.images import read_bgr
-
-    counts = []
-    for name in read_pairs_csv(data / "train_original" / "train.csv")["input_img"]:
-        img = read_bgr(data / "train_original" / "train_input_img" / name)
-        h, w = img.shape[:2]
-        counts.append(bright_counts(img, tile_starts(h, size, size // 2, "all"), tile_starts(w, size, size // 2, "all"), size).ravel())  # fmt: skip
-    return np.concatenate(counts)
-
-
 def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) -> Study:
     """A new study in ``out``, or the one there with the same settings (continued); others are refused."""
     stored_file = out / SETTINGS_FILE
@@ -143,150 +130,6 @@ def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) 
     with staged_dir(out, "study", "scripts.ablation") as stage:  # an earlier study stays until this succeeds
         (stage / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
     return Study(settings, data, out, [])
-
-
-def make_patches(study: Study, variant: TrainVariant) -> int:
-    """Cut the variant's patch set unless a matching one is there; returns its patch count."""
-    s, size = study.settings, variant.img_size
-    folder = patch_folder(study.data, s.valid_fold, size, variant.dataset)
-    wanted = {"img_size": size, "stride": recipe_for(size).patch_stride, "resize": size, "v_threshold": variant.v_threshold,
-              "folds": s.folds, "valid_fold": s.valid_fold, "patch_growth_count": variant.growth}  # fmt: skip
-    info_file = folder / INFO_FILE
-    if not (info_file.is_file() and json.loads(info_file.read_text())["settings"] == wanted):
-        original = study.data / "train_original"
-        flags = [word for k, v in wanted.items() for word in (f"--{k}", str(v))]
-        study.command("make_patch.py", *flags, "--input_path", str(original / "train_input_img"),
-                      "--target_path", str(original / "train_label_img"), "--csv_path", str(original),
-                      "--save_path", str(study.data), "--dataset", variant.dataset, "--process_num", "2",
-                      *(["--overwrite"] if folder.exists() else []))  # fmt: skip
-    return int(json.loads(info_file.read_text())["total"])
-
-
-def run_dir(study: Study, variant: str, seed: int) -> Path:
-    return study.out / "runs" / f"{variant}_s{seed}"
-
-
-def best_checkpoint(study: Study, variant: TrainVariant, seed: int) -> Path:
-    return run_dir(study, variant.name, seed) / "001" / f"{variant.img_size}_best.pth"
-
-
-def train_variant(study: Study, variant: TrainVariant, seed: int) -> dict:
-    """Patches, training and the held-out evaluation of one variant and seed; the ablation.csv row."""
-    s, start = study.settings, time.time()
-    patches = make_patches(study, variant)
-    folder = run_dir(study, variant.name, seed)
-    last = folder / "001" / "last.pth"
-    if not last.is_file() or read_checkpoint(last)["epoch"] < s.epochs:  # else: trained, stopped before its row
-        train_run(study, variant, seed, folder, resume=last.is_file())
-    with open(folder / "001" / "metrics.csv") as fh:
-        val_psnr = max(float(r["val_psnr"]) for r in csv.DictReader(fh))
-    scores = evaluate(study, [best_checkpoint(study, variant, seed)], folder / "test", "stride_aware", False)
-    return {"kind": "training", "variant": variant.name, "seed": seed, "patches": patches, "steps": s.steps,
-            "minutes": f"{(time.time() - start) / 60:.2f}", "val_psnr": f"{val_psnr:.4f}",
-            "test_psnr": rounded(scores.get("psnr_ensemble")), "test_ssim": rounded(scores.get("ssim_ensemble"))}  # fmt: skip
-
-
-def train_run(study: Study, variant: TrainVariant, seed: int, folder: Path, resume: bool) -> None:
-    """main.py with the study's recipe; an interrupted run continues from its last.pth."""
-    s = study.settings
-    study.command(
-        "main.py", "--img_size", str(variant.img_size), "--data_path", str(study.data), "--dataset", variant.dataset,
-        "--fold", str(s.valid_fold), "--model_path", str(folder), "--exp_num", "1", "--seed", str(seed),
-        "--epochs", str(s.epochs), "--steps_per_epoch", str(s.steps_per_epoch), "--batch_size", str(s.batch_size),
-        "--wf", str(s.wf), "--depth", str(s.depth), "--initial_lr", str(s.initial_lr), "--min_lr", str(s.min_lr),
-        "--restart_epoch", "0", "--patience", str(s.epochs), "--pretrained_path", "none", "--num_workers", "0",
-        "--tag", "ablation", *(["--aug_schedule", variant.aug_schedule] if variant.aug_schedule else []),
-        "--resume" if resume else "--overwrite", output=(folder / "001", "run"),
-    )  # fmt: skip
-
-
-def rounded(value: str | None) -> str:
-    return "" if value in (None, "") else f"{float(value):.4f}"
-
-
-def evaluate(study: Study, weights: list[Path], out: Path, tile_mode: str, tta: bool) -> dict[str, str]:
-    """test.py on the held-out test images; the mean row of its metrics.csv ({} without test labels)."""
-    labels = study.data / "test_label_img"
-    if not labels.is_dir():
-        return {}
-    study.command(
-        "test.py", "--weights", *map(str, weights), "--input_dir", str(study.data / "test_input_img"),
-        "--eval_dir", str(labels), "--output_dir", str(out), "--tile_mode", tile_mode, *(["--tta"] if tta else []),
-        "--no_zip", "--overwrite", output=(out, "submission"),
-    )  # fmt: skip
-    with open(out / "metrics.csv") as fh:
-        return next(r for r in csv.DictReader(fh) if r["image"] == "mean")
-
-
-def inference_rows(study: Study, full: dict[int, TrainVariant], seed: int) -> list[dict]:
-    """Each inference variant on the seed's full-recipe 256 and 352 checkpoints (one test.py run per tiling)."""
-    weights = [best_checkpoint(study, full[256], seed), best_checkpoint(study, full[352], seed)]
-    rows, scores = [], {}
-    for variant in inference_variants():
-        if study.finished("inference", variant.name, seed):
-            continue
-        start = time.time()
-        if variant.test_run not in scores:
-            out = study.out / "inference" / f"s{seed}_{variant.test_run}"
-            scores[variant.test_run] = evaluate(study, weights, out, variant.tile_mode, variant.tta)
-        mean = scores[variant.test_run]
-        rows.append({"kind": "inference", "variant": variant.name, "seed": seed, "patches": "", "steps": "",
-                     "minutes": f"{(time.time() - start) / 60:.2f}", "val_psnr": "",
-                     "test_psnr": rounded(mean.get(f"psnr_{variant.column}")),
-                     "test_ssim": rounded(mean.get(f"ssim_{variant.column}"))})  # fmt: skip
-    return rows
-
-
-def step_seconds(settings: StudySettings) -> float:
-    """Seconds per training step at size 256 on this machine, timed on a few steps of the study's model."""
-    import torch
-
-    from models.hinet import HINet
-    from utils.train.losses import RestorationLoss
-
-    model = HINet(wf=settings.wf, depth=settings.depth)
-    optimizer, criterion = torch.optim.Adam(model.parameters()), RestorationLoss()
-    x = torch.rand(settings.batch_size, 3, 256, 256)
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        optimizer.zero_grad()
-        criterion(model(x), x).backward()
-        optimizer.step()
-        times.append(time.perf_counter() - t0)
-    return min(times[1:])
-
-
-# Seconds a run spends outside its training steps (start-up, patches, validation), per epoch and once;
-# a forward pass over one 256x256 tile costs about this share of a training step per sample.
-OVERHEAD_PER_RUN, OVERHEAD_PER_EPOCH, FORWARD_SHARE = 20.0, 1.5, 0.4
-# The test.py runs per seed, in forward passes over the test images: three tilings, and TTA's eight.
-INFERENCE_PASSES = 3 + 8
-
-
-def test_tiles(data: Path) -> tuple[int, int]:
-    """Tiles of 256 and 352 (in 256x256 equivalents) over the held-out test images: (256 model, both models)."""
-    from utils.data.images import image_size, list_images
-    from utils.infer.tiling import count_tiles
-
-    sizes = [image_size(p) for p in list_images(data / "test_input_img")] if (data / "test_label_img").is_dir() else []
-    per_model = [
-        sum(count_tiles(h, w, t, recipe_for(t).tile_stride, "stride_aware") for h, w in sizes) * (t / 256) ** 2
-        for t in (256, 352)
-    ]
-    return round(per_model[0]), round(sum(per_model))
-
-
-def expected_minutes(study: Study, runs: list[tuple[TrainVariant, int]], per_step: float) -> tuple[float, float]:
-    """(training runs, inference variants) in minutes, from the time of one training step here."""
-    s = study.settings
-    tile = per_step / s.batch_size * FORWARD_SHARE
-    single, pair = test_tiles(study.data)
-    train = sum(s.steps * per_step * (v.img_size / 256) ** 2 + single * tile for v, _ in runs)
-    overhead = len(runs) * (OVERHEAD_PER_RUN + s.epochs * OVERHEAD_PER_EPOCH)
-    todo = sum(1 for seed in s.seeds for v in inference_variants() if not study.finished("inference", v.name, seed))
-    inference = pair * tile * INFERENCE_PASSES * len(s.seeds) * todo / max(1, len(inference_variants()) * len(s.seeds))
-    return (train + overhead) / 60, inference / 60
 
 
 def run_study(study: Study, variants: list[TrainVariant]) -> None:
@@ -330,25 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier study made with other settings")
     p.add_argument("--verbose", action="store_true", help="show the output of every command")
     return p
-
-
-def fitting_variants(variants: list[TrainVariant], data: Path) -> tuple[list[TrainVariant], list[str]]:
-    """The variants whose crops fit the training images, and a note for each that does not."""
-    from utils.data.images import image_size
-    from utils.data.patches import PatchSettings
-
-    original = data / "train_original"
-    names = read_pairs_csv(original / "train.csv")["input_img"]
-    side = min(min(image_size(original / "train_input_img" / n) or (0, 0)) for n in names)
-    kept, notes = [], []
-    for v in variants:
-        crop = max(c for c, _ in PatchSettings(img_size=v.img_size, stride=recipe_for(v.img_size).patch_stride, resize=v.img_size,
-                                                patch_growth_count=v.growth).growth_steps())  # fmt: skip
-        if crop <= side:
-            kept.append(v)
-        else:
-            notes.append(f"{v.label}: skipped, its {crop}x{crop} crops do not fit images {side} pixels high or wide")
-    return kept, notes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from utils.core.settings import check_ranges, setting
+from utils.data.folds import read_pairs_csv
+from utils.data.patches import PatchSettings, bright_counts
+from utils.infer.tiling import tile_starts
+from utils.recipe import recipe_for
 
 # The original's numbers (contest data, size 256 unless noted): validation and public-test PSNR.
 # None where the write-up gives none.
@@ -162,3 +167,33 @@ def auto_thresholds(counts: np.ndarray) -> tuple[int, ...]:
     low, middle, high = (_two_figures(float(np.percentile(lit, q))) for q in (25, 50, 90))
     middle = ORIGINAL_THRESHOLD if low < ORIGINAL_THRESHOLD < high else middle
     return tuple(sorted({low, middle, high}))
+
+
+def brightness_counts(data: Path, size: int = 256) -> np.ndarray:
+    """Bright-pixel counts of every training-size crop of the training inputs (the base rule's grid)."""
+    from utils.data.images import read_bgr
+
+    counts = []
+    for name in read_pairs_csv(data / "train_original" / "train.csv")["input_img"]:
+        img = read_bgr(data / "train_original" / "train_input_img" / name)
+        h, w = img.shape[:2]
+        counts.append(bright_counts(img, tile_starts(h, size, size // 2, "all"), tile_starts(w, size, size // 2, "all"), size).ravel())  # fmt: skip
+    return np.concatenate(counts)
+
+
+def fitting_variants(variants: list[TrainVariant], data: Path) -> tuple[list[TrainVariant], list[str]]:
+    """The variants whose crops fit the training images, and a note for each that does not."""
+    from utils.data.images import image_size
+
+    original = data / "train_original"
+    names = read_pairs_csv(original / "train.csv")["input_img"]
+    side = min(min(image_size(original / "train_input_img" / n) or (0, 0)) for n in names)
+    kept, notes = [], []
+    for v in variants:
+        crop = max(c for c, _ in PatchSettings(img_size=v.img_size, stride=recipe_for(v.img_size).patch_stride, resize=v.img_size,
+                                                patch_growth_count=v.growth).growth_steps())  # fmt: skip
+        if crop <= side:
+            kept.append(v)
+        else:
+            notes.append(f"{v.label}: skipped, its {crop}x{crop} crops do not fit images {side} pixels high or wide")
+    return kept, notes

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ from pathlib import Path
 import cv2
 import torch
 
+from scripts.commands import run
 from scripts.demo_data import check_demo_folders
 from utils.core.cli import run_cli
 from utils.core.errors import fail
@@ -34,33 +33,6 @@ DEMO_TAG = "demo"
 TRAIN_FLAGS = ["--wf", "8", "--depth", "3", "--batch_size", "4", "--initial_lr", "1e-3", "--min_lr", "1e-5",
                "--restart_epoch", "0", "--patience", "1000", "--num_workers", "2", "--tag", DEMO_TAG]  # fmt: skip
 SIZES = {256: {"stride": RECIPE[256].patch_stride, "exp": 1}, 352: {"stride": RECIPE[352].patch_stride, "exp": 2}}
-
-
-def run(cmd: list[str], quiet: bool = False, log: Path | None = None) -> None:
-    """Print a command as a user would type it, then run it; stop if it fails.
-
-    ``quiet`` hides its standard output; ``log`` appends all its output to that file instead
-    of the screen, and shows the end of it if the command fails.
-    """
-    shown = ["python" if c == sys.executable else c for c in cmd]
-    print(f"\n$ {shlex.join(shown)}", flush=True)
-    if log is None:
-        result = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)
-    else:
-        with open(log, "a") as fh:
-            fh.write(f"\n$ {shlex.join(shown)}\n")
-            fh.flush()
-            start = time.time()
-            result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
-            fh.write(f"# exit status {result.returncode} after {time.time() - start:.1f} s\n")
-    if result.returncode != 0:
-        if log is not None:
-            print("\n".join(log.read_text().splitlines()[-15:]), file=sys.stderr)
-        fail(
-            f"stopped: `{shlex.join(shown)}` exited with status {result.returncode}"
-            + (f" (its output: {log})" if log else "")
-            + "."
-        )
 
 
 def check_ownership(data: Path, weights: Path) -> None:

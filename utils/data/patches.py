@@ -140,6 +140,29 @@ def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[dict[int, int
     return result, [str(w.message) for w in caught]
 
 
+def _pair_problems(row, in_path: Path, tar_path: Path, seen: dict[Path, str], problems: list[str]) -> list:
+    """Append what is wrong with one train.csv row's files to ``problems``; returns the readable images' sizes."""
+    for path, name in ((in_path, row.input_img), (tar_path, row.label_img)):
+        first = seen.setdefault(path.resolve(), name)
+        if first != name:
+            problems.append(f"train.csv lists {first!r} and {name!r}, which are one file ({path.resolve()})")
+    sizes = []
+    for path in (in_path, tar_path):
+        if not path.is_file():
+            problems.append(f"{path} is listed in train.csv but does not exist")
+            continue
+        size, problem = inspect_image(path)
+        if problem:
+            problems.append(problem)
+        else:
+            sizes.append(size)
+    if len(sizes) == 2 and sizes[0] != sizes[1]:
+        problems.append(
+            f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}"
+        )
+    return sizes
+
+
 def check_inputs(
     settings: PatchSettings, input_dir: Path, target_dir: Path, csv_dir: Path
 ) -> tuple[pd.DataFrame, list[tuple[Path, Path]]]:
@@ -167,32 +190,14 @@ def check_inputs(
     seen: dict[Path, str] = {}  # resolved file -> the CSV name that listed it first
     for row in df.itertuples():
         in_path, tar_path = input_dir / row.input_img, target_dir / row.label_img
-        for path, name in ((in_path, row.input_img), (tar_path, row.label_img)):
-            first = seen.setdefault(path.resolve(), name)
-            if first != name:
-                problems.append(f"train.csv lists {first!r} and {name!r}, which are one file ({path.resolve()})")
-        sizes = []
-        for path in (in_path, tar_path):
-            if not path.is_file():
-                problems.append(f"{path} is listed in train.csv but does not exist")
-            else:
-                size, problem = inspect_image(path)
-                if problem:
-                    problems.append(problem)
-                else:
-                    sizes.append(size)
-        if len(sizes) == 2 and sizes[0] != sizes[1]:
-            problems.append(
-                f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}"
-            )
+        sizes = _pair_problems(row, in_path, tar_path, seen, problems)
         if row.fold != s.valid_fold:
-            if sizes:
-                for crop, _ in steps:
-                    if min(sizes[0]) < crop:
-                        problems.append(
-                            f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]}, smaller than the {crop}x{crop} crop "
-                            f"of the larger-patch step; lower --patch_growth_count or remove the image"
-                        )
+            for crop, _ in steps if sizes else []:
+                if min(sizes[0]) < crop:
+                    problems.append(
+                        f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]}, smaller than the {crop}x{crop} crop "
+                        f"of the larger-patch step; lower --patch_growth_count or remove the image"
+                    )
             pairs.append((in_path, tar_path))
     if problems:
         more = f" (and {len(problems) - 10} more problems)" if len(problems) > 10 else ""
