@@ -11,7 +11,7 @@ import sys
 
 from utils.core.cli import run_cli
 from utils.core.settings import add_settings, from_args
-from utils.data.layout import DATASET, patch_folder
+from utils.data.layout import DATASET
 from utils.data.patches import PatchSettings, make_patches
 
 
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = from_args(PatchSettings, args)
-    info = make_patches(
+    made = make_patches(
         settings,
         args.input_path,
         args.target_path,
@@ -50,11 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         dataset=args.dataset,
     )
-    counts = ", ".join(f"{n} of {crop}" for crop, n in info["patches_per_crop"].items())
-    print(
-        f"{info['total']} patches from {info['images']} images ({counts}) in "
-        f"{patch_folder(args.save_path, args.valid_fold, args.resize, args.dataset)}"
-    )
+    counts = ", ".join(f"{n} of {crop}" for crop, n in made.patches_per_crop.items())
+    print(f"{made.total} patches from {made.images} images ({counts}) in {made.folder}")
     return 0
 
 

@@ -12,8 +12,8 @@ import sys
 from utils.core.cli import run_cli
 from utils.core.runtime import choose_device
 from utils.core.settings import add_settings, from_args
-from utils.infer.options import InferenceOptions, ModelSpec, model_specs
-from utils.infer.submission import run_inference
+from utils.infer.options import InferenceOptions, model_specs
+from utils.infer.submission import InferenceResult, run_inference
 
 DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
 
@@ -64,22 +64,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     opts = from_args(InferenceOptions, args, fit=fit)
     summary = run_inference(specs, args.input_dir, args.output_dir, device, opts)
-    print_summary(summary, summary["specs"], device)
+    print_summary(summary, device)
     return 0
 
 
-def print_summary(summary: dict, specs: list[ModelSpec], device) -> None:
-    n, m = summary["images"], summary["mean"]
-    if "fit" in summary:
-        fit = summary["fit"]
+def print_summary(result: InferenceResult, device) -> None:
+    n, m, fit = result.images, result.mean, result.fit
+    if fit is not None:
         grid = "; ".join(f"{'/'.join(f'{w:g}' for w in ws)} {p:.3f}" for ws, p in fit["grid"])
         print(f"validation PSNR (dB) per weight on {fit['images']} held-out images: {grid}")
-    weights = "/".join(f"{w:.2f}" for w in summary["weights"])
+    weights = "/".join(f"{w:.2f}" for w in result.weights)
     print(
-        f"{n} images restored into {summary['output_dir']} in {summary['seconds']:.1f} s "
-        f"({summary['seconds'] / n:.2f} s per image) on {device}; ensemble weights {weights}"
-        + (f" (fitted: validation PSNR {summary['fit']['psnr']:.3f} dB)" if "fit" in summary else "")
+        f"{n} images restored into {result.output_dir} in {result.seconds:.1f} s "
+        f"({result.seconds / n:.2f} s per image) on {device}; ensemble weights {weights}"
+        + (f" (fitted: validation PSNR {fit['psnr']:.3f} dB)" if fit is not None else "")
     )
+    specs = result.specs
     print("mean seam measure (1.0 = no seam): " + ", ".join(f"{s.label} {m[f'seam_{s.label}']:.3f}" for s in specs))
     if "psnr_input" in m:
         parts = [f"input {m['psnr_input']:.2f}"] + [f"{s.label} {m[f'psnr_{s.label}']:.2f}" for s in specs]

@@ -24,8 +24,8 @@ import numpy as np
 from bench.common import table
 from utils.core.cli import run_cli
 from utils.core.errors import fail
+from utils.flare.bank import BankSettings, compute_bank
 from utils.flare.pairs import make_pair
-from utils.flare.psf import BankSettings, compute_bank
 from utils.flare.scenes import PHOTOS, load_photo
 
 

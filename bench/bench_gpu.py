@@ -47,7 +47,7 @@ from utils.data.datasets import PatchDataset
 from utils.data.folds import Pair
 from utils.data.images import to_uint8
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import _gather_tiles, count_tiles, restore_image, tile_starts
+from utils.infer.tiling import count_tiles, gather_tiles, restore_image, tile_starts
 from utils.metrics import psnr_uint8
 from utils.train.losses import RestorationLoss
 
@@ -276,7 +276,7 @@ def forward_share(models, image, specs, device) -> float:
                 image, (0, lefts[-1] + tile - image.shape[2], 0, tops[-1] + tile - image.shape[1])
             )
             grid = torch.tensor([(y, x) for y in tops for x in lefts], device=device)
-            batches.append([_gather_tiles(pad, g[:, 0], g[:, 1], tile) for g in grid.split(batch)])
+            batches.append([gather_tiles(pad, g[:, 0], g[:, 1], tile) for g in grid.split(batch)])
         forward = timed(lambda: [r(b) for r, bs in zip(restorers, batches, strict=True) for b in bs], device)
         total = timed(lambda: ensemble(restorers, image, specs), device)
     return round(forward / total, 3)
@@ -328,7 +328,7 @@ def end_to_end(
             reset_peak(device)
             opts = InferenceOptions(amp=amp, progress=False)
             summary = run_inference(model_specs, work / "in", work / f"out_{amp}", device, opts)
-            per_image = summary["seconds"] / images
+            per_image = summary.seconds / images
             name = "test.py --amp (bf16)" if amp else "test.py (fp32; convolutions in TF32, PyTorch's default)"
             rows.append((name, images, f"{per_image:.2f}", f"{peak_mib(device):.0f}"))
             values[f"{'amp' if amp else 'default'}_seconds_per_image"] = per_image

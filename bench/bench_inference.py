@@ -34,7 +34,7 @@ from models.hinet import HINet
 from utils.core.cli import run_cli
 from utils.data.images import to_uint8
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import _gather_tiles, restore_tiled, tile_starts
+from utils.infer.tiling import gather_tiles, restore_tiled, tile_starts
 
 torch.set_num_threads(2)
 
@@ -135,7 +135,7 @@ def overhead(wf: int, size: tuple[int, int]) -> tuple[float, float]:
     tops, lefts = tile_starts(size[0], 256, 64), tile_starts(size[1], 256, 64)
     grid = torch.tensor([(y, x) for y in tops for x in lefts])
     pad = torch.nn.functional.pad(image, (0, lefts[-1] + 256 - size[1], 0, tops[-1] + 256 - size[0]))
-    batches = [_gather_tiles(pad, g[:, 0], g[:, 1], 256) for g in grid.split(16)]
+    batches = [gather_tiles(pad, g[:, 0], g[:, 1], 256) for g in grid.split(16)]
     t_forward, t_total = [], []
     for _ in range(3):  # interleaved, best of each
         t_forward.append(best_of(lambda: [restorer(b) for b in batches], 1))

@@ -12,6 +12,6 @@ export PYTHONUNBUFFERED=1
     timeout 150 python3 -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
 } 2>&1 | tee "$out/pytest_cuda.log"
 timeout 250 python3 -m bench.bench_gpu --out "$out" --skip demo,compile 2>&1 | tee "$out/bench_gpu.log"
-timeout 110 python3 -m utils.demo --device cuda --epochs_256 12 --epochs_352 8 > "$out/demo.log" 2>&1
+timeout 110 python3 -m scripts.demo --device cuda --epochs_256 12 --epochs_352 8 > "$out/demo.log" 2>&1
 echo "demo exit status $?" | tee -a "$out/demo.log"
 timeout 120 python3 -m bench.bench_gpu --out "$out/more" --skip correctness,inference,end_to_end,training --demo .

@@ -105,7 +105,7 @@ class Study:
 def ensure_data(data: Path, python: str) -> None:
     """Use the data in ``data``; generate the demo set there when it holds none (as ``make demo`` does)."""
     if not (data / "train_original" / "train.csv").is_file():
-        run([python, "-m", "scripts.demo_data", "--root", str(data), "--no_progress"])
+        run([python, "-m", "scripts.flare_data", "--root", str(data), "--no_progress"])
 
 
 def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) -> Study:

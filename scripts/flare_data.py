@@ -1,5 +1,7 @@
 """A paired lens-flare data set in the contest's layout, with flare computed from optics (``utils.flare``).
 
+The demo's data (``make demo``, the ablation study) and a generator of training data at any size:
+
     python -m scripts.flare_data                                  # data/train_original, data/test_*_img
     python -m scripts.flare_data --height 1224 --width 1632 --train_count 400 --test_count 40 --workers 2
     python -m scripts.flare_data --scenes ~/my_clean_photos --masks --root data_flare
@@ -21,8 +23,12 @@ Written, each folder built in a private staging folder and moved into place only
     with --masks (8-bit, 255 where the flare raises the input by 6 levels or more; streaks a subset):
     <root>/train_original/train_mask_img/train_glare_<id>.png, train_streak_<id>.png
     <root>/test_mask_img/test_glare_<id>.png, test_streak_<id>.png
+    (test.py --eval_dir <root>/test_label_img then adds the PSNR over each mask to its metrics.csv)
 
 The PSF bank is computed once per settings and seed and cached in <root>/.flare_cache/.
+Ownership: these folders are replaced (with --overwrite) only when they hold a data set this
+project generated, unchanged, and the patch sets cut from it (``<root>/train``) go with it; a
+user's own data there, the contest's for one, is never touched, whatever the flags.
 """
 
 from __future__ import annotations
@@ -32,32 +38,27 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from scripts.demo_data import DEMO_FOLDERS, check_demo_folders
+from scripts.flare_files import write_pairs
 from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
-from utils.core.manifest import ownership_problem, remove_output
+from utils.core.manifest import outputs_below, ownership_problem, read_manifest, remove_output
 from utils.core.outputs import check_output_folder, staged_dir
 from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
-from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER
-from utils.flare.pairs import make_pair
-from utils.flare.psf import BankSettings, load_or_compute
+from utils.data.layout import TEST_INPUT, TEST_LABEL, TEST_MASKS, TRAIN_ORIGINAL
+from utils.flare.bank import BankSettings, load_or_compute
 from utils.flare.scenes import PHOTOS, load_photo, split_user_images
 
 KIND = "demo data"
 WRITTEN_BY = "scripts.flare_data"
-TRAIN_MASKS = "train_mask_img"  # inside train_original
-TEST_MASKS = "test_mask_img"
+DEMO_FOLDERS = (TRAIN_ORIGINAL, TEST_INPUT, TEST_LABEL)  # and TEST_MASKS, written with --masks
 CACHE = ".flare_cache"
 MAX_COUNT = 10000  # names run from 10000 (train) and 20000 (test), five digits each
 MAX_SIDE = 8192
-
-_JOB: dict = {}  # what the forked workers share with the parent: the bank, photos, staging folders, settings
 
 
 def user_scenes(folder: str | Path) -> list[Path]:
@@ -102,6 +103,21 @@ def check_cache(cache: Path, scenes: str | Path | None) -> Path:
     return cache
 
 
+def check_demo_folders(root: Path, overwrite: bool, protected: dict | None = None) -> list[Path]:
+    """The data set replaces only one this project made (its test masks included) and the patch sets cut from it,
+    never a user's data; returns those patch sets (removed with the data set they came from)."""
+    for folder in (*DEMO_FOLDERS, TEST_MASKS):
+        check_output_folder(root / folder, "output folder", overwrite, KIND, protected)
+    patch_sets, problem = outputs_below(root / "train", "patches") if (root / "train").is_dir() else ([], None)
+    if problem:
+        fail(f"{problem}; move it away or choose another --root (only what this project made is replaced).")
+    if patch_sets and read_manifest(root / TRAIN_ORIGINAL) is None:
+        fail(
+            f"{root / 'train'} holds patches of data this project did not make; move it away or choose another --root."
+        )
+    return patch_sets
+
+
 def output_folders(root: Path, masks: bool) -> list[Path]:
     return [root / f for f in DEMO_FOLDERS] + ([root / TEST_MASKS] if masks else [])
 
@@ -123,43 +139,38 @@ def generate(
     """Write the flare data set under ``root``; returns counts, the scene sources used and the mean input PSNR.
 
     Every check runs before anything is written; the folders are built in staging folders and moved
-    into place together; the patch sets cut from an earlier demo set, and its test masks if this run
+    into place together; the patch sets cut from an earlier set, and its test masks if this run
     writes none, go with it.
     """
     psf = psf or BankSettings()
     check_settings(train_count, test_count, height, width, workers, psf)
-    user = None
-    if scenes is not None:
-        user = split_user_images(user_scenes(scenes), train_count, test_count, seed)
+    user = split_user_images(user_scenes(scenes), train_count, test_count, seed) if scenes is not None else None
     root = Path(root)
-    protected = {"scenes folder": scenes}
-    for folder in output_folders(root, masks):
-        check_output_folder(folder, "output folder", overwrite, KIND, protected)
-    stale_masks = None
-    if not masks and (root / TEST_MASKS).exists():  # an earlier set's masks would no longer match
-        check_output_folder(root / TEST_MASKS, "output folder", overwrite, KIND, protected)
-        stale_masks = root / TEST_MASKS
-    patch_sets = check_demo_folders(root, overwrite)
+    patch_sets = check_demo_folders(root, overwrite, {"scenes folder": scenes})
+    stale = [root / TEST_MASKS] if not masks and (root / TEST_MASKS).exists() else []  # would no longer match
     cache = check_cache(root / CACHE, scenes)
     with ExitStack() as stack:
-        folders = output_folders(root, masks) + ([stale_masks] if stale_masks else [])
-        for path in [*folders, *patch_sets]:
+        for path in [*output_folders(root, masks), *stale, *patch_sets]:
             stack.enter_context(output_lock(path, "output folder" if path.parent == root else "patch folder"))
-        if stale_masks is not None and ownership_problem(stale_masks, KIND):
-            fail(f"{stale_masks} changed while this run started; move it away or run again.")
+        if stale and ownership_problem(stale[0], KIND):
+            fail(f"{stale[0]} changed while this run started; move it away or run again.")
         stages = {p.name: stack.enter_context(staged_dir(p, KIND, WRITTEN_BY)) for p in output_folders(root, masks)}
-        bar = progress_bar(total=psf.count, desc="PSF bank", unit="psf", show=progress)
-        with bar:
+        with progress_bar(total=psf.count, desc="PSF bank", unit="psf", show=progress) as bar:
             bank = load_or_compute(cache, psf, seed, workers, progress=lambda it: _counting(it, bar))
         photos = {} if user is not None else {name: load_photo(name) for name in PHOTOS}
-        results = _write_pairs(stages, bank, photos, user, train_count, test_count, height, width, seed, masks,
-                               workers, progress)  # fmt: skip
+        job = {"bank": bank, "photos": photos, "user": user, "seed": seed, "height": height, "width": width,
+               "masks": masks}  # fmt: skip
+        results = write_pairs(stages, job, train_count, test_count, workers, progress)
         for path in patch_sets:  # the earlier set's patches: gone before the new set moves in
             remove_output(path, "patches")
-    if stale_masks is not None and stale_masks.is_dir():
-        remove_output(stale_masks, KIND)
+    for path in stale:
+        if path.is_dir():
+            remove_output(path, KIND)
     _remove_empty_dirs(root / "train")
-    kinds = pd.Series([r["kind"] for r in results]).value_counts().to_dict()
+    return summary(results, train_count, test_count, height, width)
+
+
+def summary(results: list[dict], train_count: int, test_count: int, height: int, width: int) -> dict:
     return {
         "train": train_count,
         "test": test_count,
@@ -168,7 +179,7 @@ def generate(
         "sources": {
             split: sorted({r["source"] for r in results if r["split"] == split}) for split in ("train", "test")
         },
-        "kinds": kinds,
+        "kinds": pd.Series([r["kind"] for r in results]).value_counts().to_dict(),
     }
 
 
@@ -179,89 +190,13 @@ def _counting(iterable, bar):
 
 
 def _remove_empty_dirs(folder: Path) -> None:
+    """Remove ``folder`` and its sub-folders where they hold nothing (left behind by removed patch sets)."""
     if not folder.is_dir() or folder.is_symlink():
         return
     for sub in folder.iterdir():
         _remove_empty_dirs(sub)
     if not any(folder.iterdir()):
         folder.rmdir()
-
-
-def pair_paths(stages: dict[str, Path], split: str, index: int, masks: bool) -> dict[str, Path]:
-    """Where the files of pair ``index`` of ``split`` go, in the staging folders."""
-    if split == "train":
-        idx, base = 10000 + index, stages["train_original"]
-        paths = {"input": base / INPUT_FOLDER / f"train_input_{idx}.png",
-                 "target": base / LABEL_FOLDER / f"train_label_{idx}.png"}  # fmt: skip
-        mask_dir = base / TRAIN_MASKS
-    else:
-        idx = 20000 + index
-        paths = {"input": stages["test_input_img"] / f"test_input_{idx}.png",
-                 "target": stages["test_label_img"] / f"test_label_{idx}.png"}  # fmt: skip
-        mask_dir = stages.get(TEST_MASKS)
-    if masks:
-        paths["glare"] = mask_dir / f"{split}_glare_{idx}.png"
-        paths["streak"] = mask_dir / f"{split}_streak_{idx}.png"
-    return paths
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    img = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    if not cv2.imwrite(str(path), img):
-        raise OSError(f"could not write {path}")
-
-
-def _one_pair(task: tuple[str, int]) -> dict:
-    """Make and write one pair (in a worker or in the parent); returns what the summary needs."""
-    split, index = task
-    job = _JOB
-    pair, source = make_pair(split, index, job["seed"], job["height"], job["width"], job["bank"], job["user"],
-                             job["photos"], job["masks"])  # fmt: skip
-    paths = pair_paths(job["stages"], split, index, job["masks"])
-    write_png(paths["input"], pair.input)
-    write_png(paths["target"], pair.target)
-    if job["masks"]:
-        write_png(paths["glare"], pair.glare)
-        write_png(paths["streak"], pair.streak)
-    name = Path(source.name).name if source.kind == "user" else source.name
-    return {"split": split, "index": index, "psnr": pair.psnr, "kind": source.kind, "source": f"{source.kind}:{name}"}
-
-
-def _write_pairs(stages, bank, photos, user, train_count, test_count, height, width, seed, masks, workers, progress):
-    original = stages["train_original"]
-    for sub in (INPUT_FOLDER, LABEL_FOLDER, *([TRAIN_MASKS] if masks else [])):
-        (original / sub).mkdir()
-    _JOB.clear()
-    _JOB.update(bank=bank, photos=photos, user=user, stages=stages, seed=seed, height=height, width=width, masks=masks)
-    tasks = [("train", i) for i in range(train_count)] + [("test", i) for i in range(test_count)]
-    results: list[dict] = []
-    try:
-        with progress_bar(total=len(tasks), desc="flare pairs", unit="pair", show=progress) as bar:
-            if workers == 1:
-                for task in tasks:
-                    results.append(_one_pair(task))
-                    bar.update(1)
-            else:
-                from utils.data.workers import TaskFailed, WorkerDied, run_tasks
-
-                names = [f"{s} pair {i}" for s, i in tasks]
-                try:
-                    for index, out in run_tasks(_one_pair, tasks, workers, names):
-                        if isinstance(out, TaskFailed):
-                            fail(f"{names[index]} failed ({out}); check the disk and --scenes, then run again.")
-                        results.append(out)
-                        bar.update(1)
-                except WorkerDied as err:
-                    fail(f"{err}; perhaps out of memory: use fewer --workers or a smaller --height/--width.")
-    except OSError as err:
-        fail(f"{err}; check the disk and the folder's permissions, then run again.")
-    finally:
-        _JOB.clear()
-    rows = [{"img_id": 10000 + r["index"], "input_img": f"train_input_{10000 + r['index']}.png",
-             "label_img": f"train_label_{10000 + r['index']}.png"}
-            for r in sorted(results, key=lambda r: r["index"]) if r["split"] == "train"]  # fmt: skip
-    pd.DataFrame(rows, columns=["img_id", "input_img", "label_img"]).to_csv(original / "train.csv", index=False)
-    return results
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

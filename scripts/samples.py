@@ -1,6 +1,6 @@
 """Regenerate the pictures in ``sample/`` from the demo data.
 
-    python -m scripts.samples          (needs the demo data: python -m scripts.demo_data)
+    python -m scripts.samples          (needs the demo data: python -m scripts.flare_data)
 
 * the augmentations, with the original's file names (``Original.png``, ``HorizontalFlip.png``, ...);
 * ``HSV_Threshold.png``: which 256 patches of one image the brightness rule keeps at 1000/3000/5000;
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     data, out = Path(args.data), Path(args.out)
     src = data / "train_original" / "train_input_img" / "train_input_10001.png"
     if not src.is_file():
-        fail(f"{src} does not exist; generate the demo data first: python -m scripts.demo_data")
+        fail(f"{src} does not exist; generate the demo data first: python -m scripts.flare_data")
     out.mkdir(parents=True, exist_ok=True)
     inp = read_rgb(src)
     lab = read_rgb(data / "train_original" / "train_label_img" / "train_label_10001.png")

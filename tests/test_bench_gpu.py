@@ -54,3 +54,18 @@ def test_quick_report_on_the_cpu(tmp_path):
     demo = data["demo accuracy"]
     assert demo["tf32_psnr"] == demo["fp32_psnr"]  # no TF32 on a CPU
     assert abs(demo["bf16_psnr"] - demo["fp32_psnr"]) < 1
+
+
+def test_whole_image_bench_compares_every_variant_on_the_same_images(tmp_path, monkeypatch):
+    from bench import bench_whole_image
+
+    _demo_root(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    rows = bench_whole_image.measure(
+        ["weights/256_best.pth", "weights/352_best.pth"], tmp_path / "data/test_input_img",
+        tmp_path / "data/test_label_img", "cpu",
+    )  # fmt: skip
+    assert [r[0] for r in rows] == ["unrestored input", *bench_whole_image.VARIANTS]
+    assert all(np.isfinite(r[1]) and 0 < r[2] <= 1 and r[3] > 0 for r in rows[1:])  # (the input is its label here)
+    assert rows[3][1] == rows[4][1]  # these tiny models have no HIN level: local statistics change nothing
+    assert not list(tmp_path.glob("results*"))  # the variants' outputs went to a temporary folder

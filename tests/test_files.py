@@ -56,7 +56,7 @@ NOT_OURS = {
     "an output changed by the user": (lambda t: (t / "a.txt").write_text("edited!"), "'a.txt', which was changed"),
     "a forged blank-cheque marker": (
         lambda t: (t / MANIFEST).write_text(json.dumps({"entries": ["*"]})),
-        "holds '.hinet-output.json'",
+        "holds 'a.txt', which this project did not",
     ),
     "a manifest of another kind": (
         lambda t: (t / MANIFEST).write_text((t / MANIFEST).read_text().replace("submission", "patches")),

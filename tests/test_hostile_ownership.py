@@ -4,6 +4,8 @@ Each case hashes the whole tree before and after, and expects exit status 2 with
 """
 
 import hashlib
+import json
+import os
 import shutil
 
 import pytest
@@ -11,8 +13,9 @@ import pytest
 import main as train_script
 import make_patch
 from conftest import FIXTURES, hold_lock, load_script, run_cli
-from scripts import demo_data
-from utils.core.manifest import MANIFEST
+from scripts import flare_data
+from utils.core.errors import UserError
+from utils.core.manifest import MANIFEST, file_record, ownership_problem, remove_output
 from utils.core.outputs import staged_dir
 
 test_script = load_script("test")
@@ -54,7 +57,7 @@ def world(tmp_path, monkeypatch):
 
 
 FOREIGN_OUTPUT = {
-    "the training set": ("data/train_original", "holds 'my_notes.txt', which this project did not write"),
+    "the training set": ("data/train_original", "holds 'train_input_img', which this project did not write"),
     "a training run": ("results/001", "holds a run written by test, not a submission"),
     "a patch set": ("data/train/10Folds/0/resize64", "holds a patches written by test, not a submission"),
 }
@@ -133,11 +136,12 @@ USER_FILES_IN_DEMO = {
 @pytest.mark.parametrize("case", list(USER_FILES_IN_DEMO))
 def test_the_demo_replaces_only_its_own_data(tmp_path, capsys, case):
     root = tmp_path / "data"
-    demo_data.generate(root, 2, 1, 96, 128, progress=False)
+    flare_data.generate(root, 2, 1, 96, 128, progress=False, workers=1, psf=flare_data.BankSettings(3, 128, 64))
     (root / USER_FILES_IN_DEMO[case]).parent.mkdir(parents=True, exist_ok=True)
     (root / USER_FILES_IN_DEMO[case]).write_bytes(b"a user's picture")
-    argv = ["--root", root, "--train_count", 2, "--test_count", 1, "--height", 96, "--width", 128, "--overwrite"]
-    _refused(demo_data, argv, capsys, tmp_path, "mine.png")
+    argv = ["--root", root, "--train_count", 2, "--test_count", 1, "--height", 96, "--width", 128, "--overwrite",
+            "--psf_count", 3, "--psf_grid", 128, "--psf_size", 64]  # fmt: skip
+    _refused(flare_data, argv, capsys, tmp_path, "mine.png")
 
 
 def test_an_interrupted_overwrite_keeps_the_earlier_run(patch_data, tmp_path, capsys, monkeypatch):
@@ -153,3 +157,61 @@ def test_an_interrupted_overwrite_keeps_the_earlier_run(patch_data, tmp_path, ca
     monkeypatch.setattr("utils.train.trainer.check_data", interrupted)
     code, _, err = run_cli(train_script, [*argv, "--overwrite"], capsys)
     assert code == 130 and _tree(tmp_path) == before
+
+
+def test_a_forged_manifest_cannot_reach_outside_its_folder(world, capsys):
+    victim = world / "victim.txt"
+    victim.write_text("precious")
+    out = world / "results" / "forged"
+    with staged_dir(out, "submission", "test.py") as stage:
+        (stage / "test_20000.png").write_bytes(b"x")
+    manifest = json.loads((out / MANIFEST).read_text())
+    record = file_record(victim)
+    for name in ("../../victim.txt", str(victim)):  # relative escape and absolute path, with true hashes
+        manifest["files"][name] = record
+        (out / MANIFEST).write_text(json.dumps(manifest))
+        _refused(test_script, ["--output_dir", out, "--overwrite"], capsys, world, "did not write there")
+        assert remove_output(out, "submission") and victim.read_text() == "precious"
+        del manifest["files"][name]
+
+
+def test_an_edit_that_restores_the_modification_time_is_still_found(world, capsys, monkeypatch):
+    out = world / "results" / "submission"
+    with staged_dir(out, "submission", "test.py") as stage:
+        (stage / "metrics.csv").write_text("image,psnr\na,1\n")
+    stat = (out / "metrics.csv").stat()
+    (out / "metrics.csv").write_text("image,psnr\na,2\n")  # same size, other bytes
+    os.utime(out / "metrics.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert remove_output(out, "submission") == ["metrics.csv"]  # never deleted without its hash compared
+    assert (out / "metrics.csv").read_text() == "image,psnr\na,2\n"
+    with pytest.raises(UserError, match="'metrics.csv', which was changed"), staged_dir(out, "submission", "t"):
+        pass  # the last check before the swap compares hashes: nothing replaced
+
+
+def test_leftovers_of_killed_runs_never_block_a_replacement(world):
+    run = world / "results" / "001"
+    for target in (run / "64_best.pth", world / "data" / "train_original" / "train_10fold.csv"):
+        holder = hold_lock(target)  # a lock file and a staging folder, then SIGKILL
+        holder.kill()
+        holder.wait()
+    assert ownership_problem(run, "run") is None
+    assert not [p for p in run.iterdir() if ".partial-" in p.name]  # the killed run's staging folder is gone
+    busy = hold_lock(world / "results" / "001" / "last.pth")
+    try:
+        assert "is being written by a run in progress" in ownership_problem(run, "run")
+    finally:
+        busy.kill()
+        busy.wait()
+    assert ownership_problem(run, "run") is None
+    demo = world / "demo"
+    tiny = {"progress": False, "workers": 1, "psf": flare_data.BankSettings(3, 128, 64)}
+    flare_data.generate(demo, 2, 1, 96, 128, **tiny)
+    (demo / "train_original" / ".train_10fold.csv.hinet-lock").write_text("")  # a killed training's
+    flare_data.generate(demo, 2, 1, 96, 128, overwrite=True, **tiny)
+    assert not (demo / "train_original" / ".train_10fold.csv.hinet-lock").exists()
+
+
+def test_names_and_sizes_that_would_write_elsewhere_are_refused(world, capsys):
+    _refused(make_patch, _patch_args(world, "--dataset", ".."), capsys, world, "must be a plain folder name")
+    argv = ["--weights", "weights/256_best.pth", "--tile_sizes", 100000, "--output_dir", "results/big"]
+    _refused(test_script, argv, capsys, world, "is larger than 8192")

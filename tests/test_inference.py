@@ -136,6 +136,44 @@ def test_eval_dir_reports_psnr(tmp_path, capsys):
     assert "mean PSNR (dB): input" in out
 
 
+def test_eval_dir_scores_the_glare_and_streak_regions_where_masks_lie_beside_the_labels(tmp_path, capsys):
+    """The layout scripts.flare_data --masks writes: G-PSNR is the PSNR over the glare mask's pixels only."""
+    _save_tiny(tmp_path / "m.pth", 0)
+    inp, clean, masks = tmp_path / "in", tmp_path / "test_label_img", tmp_path / "test_mask_img"
+    for folder in (inp, clean, masks):
+        folder.mkdir()
+    noisy = {i: cv2.cvtColor(_image(inp / f"test_input_{i}.png", 40, 48, i), cv2.COLOR_BGR2RGB) for i in (1, 2)}
+    target = {}
+    for i, img in noisy.items():
+        target[i] = img.copy()
+        target[i][5:15, 10:30] = np.clip(img[5:15, 10:30].astype(int) - 20 * i, 0, 255)  # the flare: only there
+        cv2.imwrite(str(clean / f"test_label_{i}.png"), cv2.cvtColor(target[i], cv2.COLOR_RGB2BGR))
+    glare = np.zeros((40, 48), np.uint8)
+    glare[3:17, 8:32] = 255
+    cv2.imwrite(str(masks / "test_glare_1.png"), glare)  # image 1 has a glare mask and no streak mask; 2 has none
+    args = ["--weights", tmp_path / "m.pth", "--tile_sizes", 32, "--input_dir", inp, "--eval_dir", clean,
+            "--output_dir", tmp_path / "o", "--no_progress"]  # fmt: skip
+    code, _, err = run_cli(test_script, args, capsys)
+    assert code == 0, err
+    rows = {r["image"]: r for r in csv.DictReader((tmp_path / "o" / "metrics.csv").read_text().splitlines())}
+    one, two, mean = rows["test_input_1.png"], rows["test_input_2.png"], rows["mean"]
+    inside = glare > 0
+    diff = noisy[1][inside].astype(float) - target[1][inside]
+    assert float(one["gpsnr_input"]) == pytest.approx(10 * np.log10(255**2 / np.mean(diff**2)))
+    restored = read_rgb(tmp_path / "o" / "test_1.png")
+    direct = 10 * np.log10(255**2 / np.mean((restored[inside].astype(float) - target[1][inside]) ** 2))
+    assert float(one["gpsnr_ensemble"]) == pytest.approx(direct)
+    assert float(one["gpsnr_32"]) == pytest.approx(direct)  # one model: its own score is the ensemble's
+    assert float(one["gpsnr_input"]) < float(one["psnr_input"])  # the whole image counts the unflared pixels too
+    assert one["spsnr_input"] == one["spsnr_ensemble"] == ""
+    assert two["gpsnr_input"] == two["spsnr_input"] == ""
+    assert float(mean["gpsnr_input"]) == pytest.approx(float(one["gpsnr_input"]))  # the mean skips image 2
+    assert mean["spsnr_input"] == "nan"
+    cv2.imwrite(str(masks / "test_streak_2.png"), np.zeros((20, 20), np.uint8))
+    code, _, err = run_cli(test_script, [*args, "--overwrite"], capsys)
+    assert code == 2 and "test_streak_2.png is 20x20 but the input test_input_2.png is 48x40" in err
+
+
 def test_odd_formats_are_converted(tmp_path, capsys):
     _save_tiny(tmp_path / "m.pth", 0)
     inp = tmp_path / "in"

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import main as train_script
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, tiny_model
 from utils.core.checkpoint import load_model
 from utils.train.losses import RestorationLoss
 
@@ -333,3 +334,35 @@ def test_the_model_config_travels_in_checkpoints(tmp_path):
     torch.save({"state_dict": model.state_dict(), "model_config": bad}, tmp_path / "bad.pth")
     with pytest.raises(UserError, match="stores an invalid model configuration"):
         load_model(tmp_path / "bad.pth")
+
+
+def test_a_training_step_waits_for_the_device_once(monkeypatch):
+    """Every value the host reads from a tensor (item, tolist) is a synchronisation on a GPU: one a step."""
+    from utils.train.config import TrainConfig
+    from utils.train.steps import NonFiniteLoss, train_one_epoch
+
+    reads = []
+
+    def counted(name, original):
+        def read(self):
+            caller = sys._getframe(1).f_code.co_filename  # the project's reads, not the optimiser's CPU step counts
+            if "utils" in Path(caller).parts:
+                reads.append(name)
+            return original(self)
+
+        return read
+
+    for name in ("item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+    model = tiny_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    batches = [(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)) for _ in range(3)]
+    cfg, scaler = TrainConfig(wf=4, depth=3), torch.amp.GradScaler("cpu", enabled=False)
+    loss, psnr = train_one_epoch(
+        model, batches, optimizer, RestorationLoss(), cfg, torch.device("cpu"), scaler, "", False
+    )
+    assert reads == ["tolist"] * 3 and np.isfinite(loss.avg) and psnr.count == 6
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLoss, match="step 1: loss nan"):
+        train_one_epoch(model, batches, optimizer, RestorationLoss(), cfg, torch.device("cpu"), scaler, "", False)

@@ -20,6 +20,18 @@ def psnr_uint8(pred: np.ndarray, target: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def psnr_masked(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR in dB of two 8-bit images over the pixels where the (H, W) ``mask`` is non-zero, all channels of them
+    (the glare-region G-PSNR and streak-region S-PSNR of flare removal); NaN for an empty mask, inf where equal."""
+    if pred.shape != target.shape or mask.shape != pred.shape[:2]:
+        raise ValueError(f"shape mismatch {pred.shape} vs {target.shape} with mask {mask.shape}")
+    inside = mask > 0
+    if not inside.any():
+        return float("nan")
+    mse = np.mean((pred[inside].astype(np.float64) - target[inside].astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
 SSIM_WINDOW = 11  # the Gaussian window of sigma 1.5 (Wang et al.), as scikit-image sizes it
 
 

@@ -95,6 +95,7 @@ def output_lock(target: str | Path, what: str, shared: bool = False) -> Iterator
     path = lock_path(target)
     fd = _take(path, shared)
     if fd is None:
+        _remove_empty(new_parents)
         fail(
             f"{what} {shown} is in use by {_holder(path)}; wait until it finishes, or stop it "
             f"(a lock is freed as soon as its process ends)."
@@ -108,39 +109,66 @@ def output_lock(target: str | Path, what: str, shared: bool = False) -> Iterator
         yield
     finally:
         _release(path, fd)
-        for parent in new_parents:  # a run that wrote nothing leaves no empty folders behind
-            if parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
+        _remove_empty(new_parents)
+
+
+def _remove_empty(new_parents: list[Path]) -> None:
+    """The folders a lock had to create, innermost first, where they hold nothing: a run that wrote
+    nothing (or was refused) leaves no empty folders behind."""
+    for parent in new_parents:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def lock_in_use(path: Path) -> str | None:
+    """Who holds the lock file ``path`` (a name ``is_lock_file`` accepts), or None if no live process does.
+
+    A lock file nobody holds is the harmless leftover of a killed run: the next run takes it over.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _holder(path)
+    finally:
+        os.close(fd)
+
+
+def stage_state(entry: Path) -> str | None:
+    """ "live" or "stale" for a staging folder of this project (named ``.<name>.partial-<token>``,
+    holding a record of that token), by whether a live process holds its lock; None for anything else."""
+    match = _STAGE_NAME.match(entry.name)
+    if match is None or entry.is_symlink() or not entry.is_dir():
+        return None
+    record = entry / STAGE_RECORD
+    try:
+        if record.is_symlink() or record.read_text().strip() != match["token"]:
+            return None
+        fd = os.open(record, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return "stale"
+    except BlockingIOError:
+        return "live"  # its process is alive (perhaps in another container)
+    finally:
+        os.close(fd)
 
 
 def remove_stale(folder: Path) -> list[Path]:
-    """Remove the staging folders in ``folder`` whose process is gone; returns what was removed.
-
-    Only folders named ``.<name>.partial-<token>`` that hold a record of that token and whose
-    lock no live process holds are ours to remove.
-    """
+    """Remove the staging folders in ``folder`` whose process is gone; returns what was removed."""
     removed = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
-        match = _STAGE_NAME.match(entry.name)
-        if match is None or entry.is_symlink() or not entry.is_dir():
-            continue
-        record = entry / STAGE_RECORD
-        try:
-            if record.is_symlink() or record.read_text().strip() != match["token"]:
-                continue
-            fd = os.open(record, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue  # its process is alive (perhaps in another container)
-        finally:
-            os.close(fd)
-        shutil.rmtree(entry, ignore_errors=True)
-        removed.append(entry)
+        if stage_state(entry) == "stale":
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
     return removed
 
 

@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from utils.core.locks import atomic_path, is_lock_file, remove_stale
+from utils.core.locks import atomic_path, is_lock_file, lock_in_use, remove_stale, stage_state
 
 MANIFEST = ".hinet-output.json"
 KINDS = ("submission", "patches", "run", "demo data", "study")
@@ -47,9 +47,23 @@ def read_manifest(folder: Path) -> dict | None:
         ok = manifest.get("format") == _FORMAT and manifest.get("kind") in KINDS
         ok = ok and isinstance(manifest.get("files"), dict) and isinstance(manifest.get("dirs"), list)
         ok = ok and isinstance(manifest.setdefault("outputs", {}), dict)
-        return manifest if ok else None
+        names = [*manifest["files"], *manifest["dirs"], *manifest["outputs"]] if ok else []
+        return manifest if ok and all(_inside(name) for name in names) else None
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _inside(name: object) -> bool:
+    """A manifest entry must be a plain relative path below its folder: a forged ``../x`` or ``/x`` is no proof."""
+    if not isinstance(name, str) or not name or "\\" in name:
+        return False
+    parts = PurePosixPath(name).parts
+    return not PurePosixPath(name).is_absolute() and all(part not in ("", ".", "..") for part in parts)
+
+
+def _leftover(path: Path) -> bool:
+    """A lock file that no live process holds: the project's, harmless, and taken over by the next run."""
+    return is_lock_file(path.name) and path.is_file() and not path.is_symlink() and lock_in_use(path) is None
 
 
 def _entries(folder: Path, nested: dict | None = None) -> Iterator[tuple[str, Path]]:
@@ -57,47 +71,57 @@ def _entries(folder: Path, nested: dict | None = None) -> Iterator[tuple[str, Pa
     outputs (each is yielded itself); symbolic links are yielded, never followed."""
     nested = nested or {}
     for root, dirs, files in os.walk(folder):
+        if remove_stale(Path(root)):  # the staging folders of killed runs are ours: gone
+            dirs[:] = [d for d in dirs if (Path(root) / d).exists()]
         for name in sorted(dirs) + sorted(files):
             path = Path(root) / name
             rel = path.relative_to(folder).as_posix()
-            if rel != MANIFEST:
+            if rel != MANIFEST and not _leftover(path):
                 yield rel, path
         dirs[:] = [d for d in dirs if (Path(root) / d).relative_to(folder).as_posix() not in nested]
 
 
-def _unchanged(path: Path, record: dict) -> bool:
+def _unchanged(path: Path, record: dict, trust_mtime: bool = True) -> bool:
+    """Same size and hash as recorded. A check may trust an unchanged size and modification time, as
+    git does; nothing is deleted without its hash compared (``trust_mtime=False``)."""
     try:
         stat = path.lstat()
     except OSError:
         return False
     if not path.is_file() or path.is_symlink() or stat.st_size != record.get("size"):
         return False
-    return stat.st_mtime_ns == record.get("mtime_ns") or file_record(path)["sha256"] == record.get("sha256")
+    same_time = trust_mtime and stat.st_mtime_ns == record.get("mtime_ns")
+    return same_time or file_record(path)["sha256"] == record.get("sha256")
 
 
-def ownership_problem(folder: Path, kind: str, prefix: str = "") -> str | None:
+def ownership_problem(folder: Path, kind: str, prefix: str = "", trust_mtime: bool = True) -> str | None:
     """Why ``folder`` is not an unchanged output of ``kind`` that the project may replace, or None if it is.
 
     Outputs nested in it (a study's runs) must be listed in its manifest and pass the same test;
-    ``prefix`` is the nested output's place, for the message.
+    ``prefix`` is the nested output's place, for the message. The last check before a swap
+    compares every hash (``trust_mtime=False``).
     """
     manifest = read_manifest(folder)
     if manifest is None:
-        first = next(iter(sorted(p.name for p in folder.iterdir())), "")
-        return f"holds {prefix + first!r}, which this project did not write there"
+        first = next((rel for rel, _ in _entries(folder)), None)
+        return None if first is None else f"holds {prefix + first!r}, which this project did not write there"
     if manifest["kind"] != kind:
         return f"holds a {manifest['kind']} written by {manifest.get('written_by', '?')}, not a {kind}"
     files, dirs, nested = manifest["files"], set(manifest["dirs"]), manifest["outputs"]
     for rel, path in _entries(folder, nested):
         if rel in nested and path.is_dir() and not path.is_symlink():
-            problem = ownership_problem(path, nested[rel], f"{prefix}{rel}/")
+            problem = ownership_problem(path, nested[rel], f"{prefix}{rel}/", trust_mtime)
             if problem:
                 return problem
         elif path.is_dir() and not path.is_symlink() and rel in dirs:
             continue
+        elif stage_state(path) == "live":
+            return f"is being written by a run in progress (its staging folder {prefix + rel!r})"
+        elif is_lock_file(path.name) and (holder := lock_in_use(path)):
+            return f"is in use by {holder}, which holds {prefix + rel!r}"
         elif rel not in files or path.is_dir():
             return f"holds {prefix + rel!r}, which this project did not write there"
-        elif not _unchanged(path, files[rel]):
+        elif not _unchanged(path, files[rel], trust_mtime):
             return f"holds {prefix + rel!r}, which was changed after this project wrote it"
     return None
 
@@ -145,14 +169,20 @@ def remove_output(folder: Path, kind: str) -> list[str]:
     folder if that empties it. Returns what was kept: anything not listed or changed since, which the
     caller has normally ruled out with ``ownership_problem``."""
     manifest = read_manifest(folder)
+    if manifest is None and ownership_problem(folder, kind) is None:  # nothing but a killed run's lock files
+        manifest = {"files": {}, "dirs": [], "outputs": {}, "kind": kind}
     if manifest is None or manifest["kind"] != kind:
         return [MANIFEST]
     for rel, nested_kind in manifest["outputs"].items():
         if (folder / rel).is_dir() and not (folder / rel).is_symlink():
             remove_output(folder / rel, nested_kind)
     for rel, record in manifest["files"].items():
-        if _unchanged(folder / rel, record):
+        if _unchanged(folder / rel, record, trust_mtime=False):
             (folder / rel).unlink()
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if _leftover(Path(root) / name):
+                (Path(root) / name).unlink(missing_ok=True)
     for rel in sorted(manifest["dirs"], key=lambda d: d.count("/"), reverse=True):
         path = folder / rel
         if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):

@@ -96,8 +96,8 @@ def put_in_place(stage: Path, path: Path, kind: str) -> None:
                     raise FileExistsError(path)
                 os.rename(stage, path)
             return
-        problem = ownership_problem(path, kind)
-        if problem:  # something appeared while we worked: keep it, and say so
+        problem = ownership_problem(path, kind, trust_mtime=False)
+        if problem:  # something appeared or changed while we worked: keep it, and say so
             fail(f"{path} {problem}; nothing was replaced.")
         if _rename(stage, path, _EXCHANGE):
             old = stage  # the earlier output now lies under the staging name

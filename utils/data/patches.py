@@ -241,8 +241,8 @@ def make_patches(
     overwrite: bool = False,
     progress: bool = True,
     dataset: str = DATASET,
-) -> dict:
-    """Write the fold CSV and the patch folder; returns the summary also saved as ``patch_info.json``."""
+) -> PatchResult:
+    """Write the fold CSV and the patch folder; returns what was made (also saved as ``patch_info.json``)."""
     input_dir, target_dir, csv_dir = Path(input_dir), Path(target_dir), Path(csv_dir)
     df, pairs = check_inputs(settings, input_dir, target_dir, csv_dir)
     if process_num < 1:
@@ -257,7 +257,7 @@ def make_patches(
         )
     if csv_changes and (fold_csv.is_dir() or not os.access(csv_dir, os.W_OK | os.X_OK)):
         fail(f"{fold_csv} cannot be written; make {csv_dir} writable or pass another --csv_path.")
-    if not dataset or Path(dataset).name != dataset:
+    if not dataset or Path(dataset).name != dataset or dataset in (".", ".."):
         fail(f"--dataset {dataset!r} must be a plain folder name, such as {DATASET}.")
     out_dir = patch_folder(save_path, settings.valid_fold, settings.resize, dataset)
     protected = {"input folder": input_dir, "target folder": target_dir, "csv folder": csv_dir}
@@ -272,7 +272,17 @@ def make_patches(
                 with atomic_path(fold_csv) as tmp:
                     tmp.write_text(new_csv)
                 add_to_manifest(csv_dir, [FOLD_CSV])
-    return info
+    return PatchResult(out_dir, info["images"], info["patches_per_crop"], info["total"])
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """What make_patch.py made (also in the folder's ``patch_info.json``, with the settings)."""
+
+    folder: Path
+    images: int
+    patches_per_crop: dict[str, int]  # crop size -> patches kept
+    total: int
 
 
 def _fill_patch_folder(tmp_dir: Path, pairs, settings: PatchSettings, process_num: int, progress: bool) -> dict:

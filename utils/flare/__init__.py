@@ -4,9 +4,11 @@ One module per step:
 
 - ``spectrum``: wavelengths, the camera's colour responses, light colours from colour temperatures.
 - ``psf``: random apertures (disc or polygon, dust, scratches, defocus) and their RGB point-spread
-  functions summed over the spectrum; a bank of them cached on disk.
+  functions summed over the spectrum.
+- ``bank``: a bank of PSFs, computed in worker processes and cached on disk.
 - ``lights``: lamps, windows, signs and a scene's own highlights, as emission in linear light.
-- ``scenes``: clean night scenes, from photographs or drawn procedurally.
+- ``scenes``: clean night scenes and where they come from: photographs, or ``procedural`` drawings.
+- ``procedural``: night streets, facades and trees drawn from a seed.
 - ``composite``: the flare (emission convolved with a PSF, ghosts) and the input/target pair.
 - ``masks``: the glare and streak regions of an input.
 - ``pairs``: one pair from its split, index and seed.

@@ -35,8 +35,8 @@ import numpy as np
 import scipy.fft
 
 from utils.flare import masks as mask_ops
+from utils.flare.bank import PSFBank
 from utils.flare.lights import Lights
-from utils.flare.psf import PSFBank
 
 GAMMA_RANGE = (1.8, 2.2)
 EXTENT_RANGE = (0.5, 1.3)  # kernel width over the image's longer side
@@ -135,6 +135,37 @@ def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, None, out=out)
 
 
+def ghost_recipe(rng: np.random.Generator) -> list[tuple]:
+    """One image's ghosts, 2-6 of them: (place on the line, radius over the shorter side, strength, tint, ring, blur)."""
+    recipe = []
+    for _ in range(int(rng.integers(2, 7))):
+        t = rng.uniform(-1.4, 0.7)  # 1 is the light itself, 0 the centre, below 0 beyond it
+        radius = float(np.exp(rng.uniform(np.log(0.015), np.log(0.12))))
+        strength = float(np.exp(rng.uniform(np.log(3e-4), np.log(6e-3))))
+        tint = GHOST_TINTS[rng.integers(len(GHOST_TINTS))] * rng.uniform(0.7, 1.0)
+        ring = rng.random() < 0.3
+        blur = rng.uniform(0.02, 0.25)
+        recipe.append((t, radius, strength, tint, ring, blur))
+    return recipe
+
+
+def ghost_image(thumb: np.ndarray, radius: float, ring: bool, blur: float) -> np.ndarray | None:
+    """(S, S) float32 summing to 1, S odd: the aperture ``thumb`` at ``radius`` pixels, hollowed to a ring if told,
+    blurred by ``blur`` of its radius; None if nothing is left of it."""
+    side = max(3, odd(2 * radius))
+    interp = cv2.INTER_AREA if side < thumb.shape[0] else cv2.INTER_LINEAR
+    image = cv2.resize(thumb, (side, side), interpolation=interp)
+    if ring and side >= 9:
+        inner = cv2.erode(image, np.ones((3, 3), np.uint8), iterations=max(1, side // 12))
+        image = image - 0.65 * inner
+    pad = int(np.ceil(3 * blur * radius)) + 1
+    image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    if blur * radius > 0.5:
+        image = cv2.GaussianBlur(image, (0, 0), blur * radius)
+    total = float(image.sum())
+    return (image / total).astype(np.float32) if total > 0 else None
+
+
 def render_ghosts(shape: tuple[int, int], lights: Lights, scale: float, aperture: np.ndarray, rotation: float,
                   rng: np.random.Generator, most: int = 4) -> np.ndarray:  # fmt: skip
     """(H, W, 3) float32 ghosts at the working size ``shape`` (``scale`` = working / full pixels) of the
@@ -146,48 +177,24 @@ def render_ghosts(shape: tuple[int, int], lights: Lights, scale: float, aperture
         return out
     luma = np.array([float(e @ mask_ops.LUMA) for e in lights.energies])
     order = [k for k in np.argsort(-luma)[:most] if luma[k] > 0]
-    unit = min(height, width)
     centre = np.array([(height - 1) / 2, (width - 1) / 2])
     thumb = aperture
     if rng.random() < 0.7:  # the iris turned as the PSF was
         m = cv2.getRotationMatrix2D(((thumb.shape[1] - 1) / 2, (thumb.shape[0] - 1) / 2), np.degrees(rotation), 1.0)
         thumb = cv2.warpAffine(thumb, m, thumb.shape[::-1], flags=cv2.INTER_LINEAR)
-    recipe = []
-    for _ in range(int(rng.integers(2, 7))):
-        t = rng.uniform(-1.4, 0.7)  # 1 is the light itself, 0 the centre, below 0 beyond it
-        radius = unit * float(np.exp(rng.uniform(np.log(0.015), np.log(0.12))))
-        strength = float(np.exp(rng.uniform(np.log(3e-4), np.log(6e-3))))
-        tint = GHOST_TINTS[rng.integers(len(GHOST_TINTS))] * rng.uniform(0.7, 1.0)
-        ring = rng.random() < 0.3
-        blur = rng.uniform(0.02, 0.25)
-        recipe.append((t, radius, strength, tint, ring, blur))
-    for t, radius, strength, tint, ring, blur in recipe:
-        side = max(3, odd(2 * radius))
-        shape_img = cv2.resize(
-            thumb, (side, side), interpolation=cv2.INTER_AREA if side < thumb.shape[0] else cv2.INTER_LINEAR
-        )
-        if ring and side >= 9:
-            inner = cv2.erode(shape_img, np.ones((3, 3), np.uint8), iterations=max(1, side // 12))
-            shape_img = shape_img - 0.65 * inner
-        pad = int(np.ceil(3 * blur * radius)) + 1
-        shape_img = cv2.copyMakeBorder(shape_img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        if blur * radius > 0.5:
-            shape_img = cv2.GaussianBlur(shape_img, (0, 0), blur * radius)
-        total = float(shape_img.sum())
-        if total <= 0:
+    for t, radius, strength, tint, ring, blur in ghost_recipe(rng):
+        ghost = ghost_image(thumb, radius * min(height, width), ring, blur)
+        if ghost is None:
             continue
-        shape_img = (shape_img / total).astype(np.float32)
-        half = shape_img.shape[0] // 2
+        half = ghost.shape[0] // 2
         for k in order:
-            light = np.array(lights.centres[k]) * scale
-            py, px = centre + t * (light - centre)
+            py, px = centre + t * (np.array(lights.centres[k]) * scale - centre)
             top, left = int(round(py)) - half, int(round(px)) - half
             y0, x0 = max(top, 0), max(left, 0)
-            y1, x1 = min(top + shape_img.shape[0], height), min(left + shape_img.shape[1], width)
-            if y1 <= y0 or x1 <= x0:
-                continue
-            energy = lights.energies[k] * (scale * scale) * strength * tint
-            out[y0:y1, x0:x1] += shape_img[y0 - top : y1 - top, x0 - left : x1 - left, None] * energy
+            y1, x1 = min(top + ghost.shape[0], height), min(left + ghost.shape[1], width)
+            if y1 > y0 and x1 > x0:
+                energy = lights.energies[k] * (scale * scale) * strength * tint
+                out[y0:y1, x0:x1] += ghost[y0 - top : y1 - top, x0 - left : x1 - left, None] * energy
     return out
 
 

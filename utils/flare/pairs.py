@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from utils.flare.bank import PSFBank
 from utils.flare.composite import GAMMA_RANGE, Pair, synthesize
-from utils.flare.psf import PSFBank
+from utils.flare.lights import Lights
 from utils.flare.scenes import Source, load_photo, make_scene, pick_source, read_user_image
 
 SPLITS = {"train": 0, "test": 1}
@@ -20,6 +21,31 @@ SPLITS = {"train": 0, "test": 1}
 
 def pair_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], index])
+
+
+def pair_scene(
+    split: str,
+    index: int,
+    seed: int,
+    height: int,
+    width: int,
+    user: dict[str, list[Path]] | None = None,
+    photos: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, Lights, float, Source, np.random.Generator]:
+    """The clean scene of pair ``index`` of ``split`` in linear light, its lights, gamma and source, and the pair's
+    random stream as the flare goes on to draw from it. ``photos`` caches the built-in photographs."""
+    rng = pair_rng(seed, split, index)
+    source = pick_source(split, rng, user)
+    image = None
+    if source.kind == "photo":
+        image = photos[source.name] if photos and source.name in photos else load_photo(source.name)
+    elif source.kind == "user":
+        image = read_user_image(source.name)
+        if image is None:
+            raise OSError(f"{source.name} could no longer be decoded")
+    gamma = float(rng.uniform(*GAMMA_RANGE))
+    scene, lights = make_scene(source, image, height, width, gamma, rng)
+    return scene, lights, gamma, source, rng
 
 
 def make_pair(
@@ -34,15 +60,5 @@ def make_pair(
     masks: bool = False,
 ) -> tuple[Pair, Source]:
     """The pair ``index`` of ``split`` and where its scene came from. ``photos`` caches the built-in photographs."""
-    rng = pair_rng(seed, split, index)
-    source = pick_source(split, rng, user)
-    image = None
-    if source.kind == "photo":
-        image = photos[source.name] if photos and source.name in photos else load_photo(source.name)
-    elif source.kind == "user":
-        image = read_user_image(source.name)
-        if image is None:
-            raise OSError(f"{source.name} could no longer be decoded")
-    gamma = float(rng.uniform(*GAMMA_RANGE))
-    scene, lights = make_scene(source, image, height, width, gamma, rng)
+    scene, lights, gamma, source, rng = pair_scene(split, index, seed, height, width, user, photos)
     return synthesize(scene, lights, bank, gamma, rng, masks=masks), source

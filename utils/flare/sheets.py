@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 
 from utils.core.cli import run_cli  # noqa: E402
 from utils.core.locks import atomic_path  # noqa: E402
+from utils.flare.bank import BankSettings, PSFBank, load_or_compute  # noqa: E402
 from utils.flare.pairs import make_pair  # noqa: E402
-from utils.flare.psf import BankSettings, PSFBank, load_or_compute  # noqa: E402
 
 DECADES = 6.5
 

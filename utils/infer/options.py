@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from models.hinet import HINetConfig
-from utils.core.checkpoint import stored_patch_size
+from utils.core.checkpoint import MAX_IMG_SIZE, stored_patch_size
 from utils.core.errors import fail
 from utils.core.settings import setting
 from utils.infer.tiling import BLENDS, TILE_MODES
@@ -40,6 +40,11 @@ def check_specs(specs: list[ModelSpec], configs: list[HINetConfig]) -> None:
     """Tiles the models can take, strides that leave no pixel uncovered, usable weights."""
     for spec, config in zip(specs, configs, strict=True):
         multiple = config.size_multiple
+        if spec.tile > MAX_IMG_SIZE:
+            fail(
+                f"tile size {spec.tile} for {spec.checkpoint} is larger than {MAX_IMG_SIZE}, more than any image needs "
+                f"and more memory than a forward pass can have; pass --tile_sizes of the patch sizes it was trained on."
+            )
         if spec.tile % multiple:
             fail(
                 f"tile size {spec.tile} for {spec.checkpoint} is not a multiple of {multiple}, which its HINet of "
@@ -62,7 +67,12 @@ class InferenceOptions:
 
     tile_mode: str = setting(
         "stride_aware", "stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
-        "image; shift: move the last tile to the border, no padding", choices=TILE_MODES, shown="`stride_aware`",
+        "image; shift: move the last tile to the border, no padding; full: the whole image in one pass",
+        choices=TILE_MODES, shown="`stride_aware`",
+    )  # fmt: skip
+    local_stats: float = setting(
+        0.0, "HIN statistics over a window of this many training patch sizes instead of the whole input "
+        "(TLC; 1.5 is the published choice, for --tile_mode full); 0 = off", minimum=0, new=True,
     )  # fmt: skip
     blend: str = setting(
         "mean", "mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",

@@ -6,13 +6,14 @@ import json
 import re
 import time
 import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
+from models.local_norm import use_local_stats
 from utils.core.checkpoint import load_model
 from utils.core.errors import fail, one_line, reported_write
 from utils.core.locks import output_lock
@@ -25,8 +26,9 @@ from utils.data.images import from_uint8, inspect_image, list_images, read_rgb, 
 from utils.infer.ensemble import fit_weights, validation_pairs
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs, label_models
 from utils.infer.restorer import Restorer
+from utils.infer.scores import check_masks, quality_row, region_row
 from utils.infer.tiling import count_tiles, restore_image, tile_starts
-from utils.metrics import psnr_uint8, seam_ratio, ssim_uint8, tile_borders
+from utils.metrics import seam_ratio, tile_borders
 
 
 def submission_name(input_name: str) -> str:
@@ -88,7 +90,7 @@ def check_targets(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[s
 
 def run_inference(
     specs: list[ModelSpec], input_dir: str | Path, output_dir: str | Path, device: torch.device, opts: InferenceOptions
-) -> dict:
+) -> InferenceResult:
     """Restore every image of ``input_dir`` with the weighted ensemble of ``specs``; returns a summary.
 
     Everything that can be checked is checked before the first image. Outputs are built in
@@ -104,6 +106,7 @@ def run_inference(
     sizes = check_input_folder(input_dir)
     images = list(sizes)
     targets = check_targets(Path(opts.eval_dir), sizes) if opts.eval_dir is not None else None
+    masks = check_masks(Path(opts.eval_dir), sizes) if opts.eval_dir is not None else None
     fit_pairs = None
     if opts.fit is not None:
         if len(specs) < 2:
@@ -113,47 +116,63 @@ def run_inference(
     protected |= {f"checkpoint {s.checkpoint}": s.checkpoint for s in specs}
     check_output_folder(output_dir, "--output_dir", opts.overwrite, "submission", protected)
     with output_lock(output_dir, "--output_dir"):
-        return _run_locked(specs, images, targets, fit_pairs, output_dir, device, opts)
+        return _run_locked(specs, images, (targets, masks), fit_pairs, output_dir, device, opts)
 
 
-def _run_locked(specs, images, targets, fit_pairs, output_dir: Path, device: torch.device, opts) -> dict:
-    """run_inference after its checks, with the output folder's lock held."""
+@dataclass
+class InferenceResult:
+    """What a test.py run reports: per-image rows (seams, and scores with labels), their means, the
+    models with the weights used, and the fit of the weights where they were fitted."""
+
+    images: int
+    output_dir: Path
+    seconds: float
+    weights: list[float]
+    specs: list[ModelSpec]
+    rows: list[dict]
+    mean: dict[str, float]
+    fit: dict | None = None
+
+
+def _run_locked(specs, images, labels, fit_pairs, output_dir: Path, device: torch.device, opts) -> InferenceResult:
+    """run_inference after its checks, with the output folder's lock held; ``labels``: (targets, masks)."""
     loaded = [load_model(s.checkpoint) for s in specs]
     check_specs(specs, [config for _, config, _ in loaded])
+    if opts.local_stats:  # the window is in image pixels: a multiple of the size each model was trained on
+        for spec, (model, _, _) in zip(specs, loaded, strict=True):
+            use_local_stats(model, round(opts.local_stats * spec.tile))
     configure_cuda(device)
     restorers = [Restorer(model, device, opts.amp, compile=opts.compile) for model, _, _ in loaded]
-
-    start = time.perf_counter()
-    summary: dict = {"images": len(images), "output_dir": str(output_dir)}
+    start, fit = time.perf_counter(), None
     if fit_pairs is not None:
-        summary["fit"] = fit_weights(
+        fit = fit_weights(
             lambda rgb: [restore(s, r, from_uint8(rgb, device), opts) for s, r in zip(specs, restorers, strict=True)],
             fit_pairs,
             len(specs),
             opts.progress,
         )
-        summary["fit"]["images"] = len(fit_pairs)
-        specs = [replace(s, weight=w) for s, w in zip(specs, summary["fit"]["weights"], strict=True)]
-    summary["weights"] = [s.weight / sum(x.weight for x in specs) for s in specs]
+        fit["images"] = len(fit_pairs)
+        specs = [replace(s, weight=w) for s, w in zip(specs, fit["weights"], strict=True)]
     with staged_dir(output_dir, "submission", "test.py") as stage:
-        rows = _restore_all(specs, restorers, images, targets, stage, device, opts)
-        summary["seconds"] = time.perf_counter() - start
+        rows = _restore_all(specs, restorers, images, labels, stage, device, opts)
+        seconds = time.perf_counter() - start
         if opts.make_zip:
             _write_zip(stage, [submission_name(p.name) for p in images])
-        summary["mean"] = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
-        rows_and_mean = [*rows, {"image": "mean", **summary["mean"]}]
-        write_csv(stage / "metrics.csv", rows_and_mean, list(rows[0]), shown=Path(output_dir) / "metrics.csv")
-        if "fit" in summary:
-            with reported_write(Path(output_dir) / "ensemble.json"):
-                (stage / "ensemble.json").write_text(json.dumps(summary["fit"], indent=1) + "\n")
-        summary["rows"] = rows
-    summary["specs"] = specs
-    return summary
+        mean = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
+        write_csv(
+            stage / "metrics.csv", [*rows, {"image": "mean", **mean}], list(rows[0]), shown=output_dir / "metrics.csv"
+        )
+        if fit is not None:
+            with reported_write(output_dir / "ensemble.json"):
+                (stage / "ensemble.json").write_text(json.dumps(fit, indent=1) + "\n")
+    weights = [s.weight / sum(x.weight for x in specs) for s in specs]
+    return InferenceResult(len(images), output_dir, seconds, weights, specs, rows, mean, fit)
 
 
-def _mean(values: list[float]) -> float:
-    """Mean of the defined values (a seam measure is NaN for an image smaller than a tile)."""
-    defined = [v for v in values if not np.isnan(v)]
+def _mean(values: list[float | None]) -> float:
+    """Mean of the defined values (a seam measure is NaN for an image smaller than a tile; a region score is
+    None for an image without that mask, NaN for an empty one)."""
+    defined = [v for v in values if v is not None and not np.isnan(v)]
     return float(np.mean(defined)) if defined else float("nan")
 
 
@@ -183,8 +202,10 @@ def _write_zip(stage: Path, names: list[str]) -> None:
         fail(f"could not write submission.zip ({err.strerror or one_line(err)}); free some space and run again.")
 
 
-def _restore_all(specs, restorers, images, targets, stage, device, opts: InferenceOptions) -> list[dict]:
-    """Restore, ensemble and write each image; returns per-image seams (and PSNR/SSIM with ``targets``)."""
+def _restore_all(specs, restorers, images, labels, stage, device, opts: InferenceOptions) -> list[dict]:
+    """Restore, ensemble and write each image; returns per-image seams (and PSNR/SSIM with targets, and
+    G-PSNR/S-PSNR with masks: ``labels`` is (targets, masks), either None)."""
+    targets, masks = labels
     total_weight = sum(s.weight for s in specs)
     rows: list[dict] = []
     bar = progress_bar(images, unit="image", desc="restoring", show=opts.progress)
@@ -211,12 +232,16 @@ def _restore_all(specs, restorers, images, targets, stage, device, opts: Inferen
         for spec, pred in zip(specs, per_model, strict=True):
             row[f"seam_{spec.label}"] = model_seam(pred, spec, opts.tile_mode)
         if targets is not None:
-            row |= quality_row(rgb, per_model, out, read_rgb(targets[path.name]), specs)
+            clean = read_rgb(targets[path.name])
+            row |= quality_row(rgb, per_model, out, clean, specs)
+            if masks is not None:
+                row |= region_row(rgb, per_model, out, clean, specs, masks[path.name])
             bar.set_postfix(psnr=f"{row['psnr_input']:.2f}->{row['psnr_ensemble']:.2f}")
         rows.append(row)
         if not bar.disable or not opts.progress:
             continue
-        print(f"{path.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "image"), flush=True)
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "image" and v is not None)
+        print(f"{path.name}: {shown}", flush=True)
     return rows
 
 
@@ -226,14 +251,3 @@ def model_seam(pred: np.ndarray, spec: ModelSpec, tile_mode: str) -> float:
     rows = tile_borders(h, spec.tile, tile_starts(h, spec.tile, spec.stride, tile_mode))
     cols = tile_borders(w, spec.tile, tile_starts(w, spec.tile, spec.stride, tile_mode))
     return seam_ratio(pred, rows, cols)
-
-
-def quality_row(rgb: np.ndarray, per_model: list[np.ndarray], out: np.ndarray, clean: np.ndarray, specs) -> dict:
-    """PSNR and SSIM of the input, each model and the ensemble against the clean image."""
-    row = {"psnr_input": psnr_uint8(rgb, clean), "ssim_input": ssim_uint8(rgb, clean)}
-    for spec, pred in zip(specs, per_model, strict=True):
-        row[f"psnr_{spec.label}"] = psnr_uint8(pred, clean)
-        row[f"ssim_{spec.label}"] = ssim_uint8(pred, clean)
-    row["psnr_ensemble"] = psnr_uint8(out, clean)
-    row["ssim_ensemble"] = ssim_uint8(out, clean)
-    return row

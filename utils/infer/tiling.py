@@ -31,7 +31,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-TILE_MODES = ("stride_aware", "all", "shift")
+TILE_MODES = ("stride_aware", "all", "shift", "full")
 BLENDS = ("mean", "window")
 
 
@@ -44,6 +44,8 @@ def tile_starts(length: int, tile: int, stride: int, mode: str = "stride_aware")
     if mode == "stride_aware":
         last = max(0, math.ceil((length - tile) / stride) * stride)
         return list(range(0, last + 1, stride))
+    if mode == "full":  # the whole image in one pass: one "tile" from 0
+        return [0]
     if mode == "shift":
         if length <= tile:
             return [0]
@@ -92,7 +94,7 @@ def axis_windows(
     return windows, total
 
 
-def _gather_tiles(padded: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, tile: int) -> torch.Tensor:
+def gather_tiles(padded: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, tile: int) -> torch.Tensor:
     """Cut a batch of tiles from a (C, H, W) tensor in one indexing operation: (B, C, tile, tile)."""
     offsets = torch.arange(tile, device=padded.device)
     rows = (tops[:, None] + offsets)[:, :, None]  # (B, t, 1)
@@ -134,7 +136,7 @@ def restore_tiled(
     grid = torch.tensor([(y, x) for y in tops for x in lefts], device=image.device)
     for first in range(0, len(grid), batch_size):
         batch_pos = grid[first : first + batch_size]
-        out = predict(_gather_tiles(padded, batch_pos[:, 0], batch_pos[:, 1], tile)).float()
+        out = predict(gather_tiles(padded, batch_pos[:, 0], batch_pos[:, 1], tile)).float()
         for (y, x), piece in zip(batch_pos.tolist(), out, strict=True):
             if blend != "mean":  # the mean needs no multiply: keeps the original's arithmetic exactly
                 key = (id(row_of[y]), id(col_of[x]))  # at most four distinct windows per axis
@@ -177,10 +179,33 @@ def restore_image(
     total = None
     for k, flip in variants:
         variant = _forward_variant(image, k, flip)
-        restored = restore_tiled(predict, variant, tile, stride, batch_size, mode, on_batch, blend)
+        if mode == "full":
+            restored = restore_whole(predict, variant, getattr(predict, "size_multiple", 16), on_batch)
+        else:
+            restored = restore_tiled(predict, variant, tile, stride, batch_size, mode, on_batch, blend)
         restored = _inverse_variant(restored, k, flip)
         total = restored if total is None else total + restored
     return total / len(variants)
+
+
+def restore_whole(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    multiple: int,
+    on_batch: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """The whole (C, H, W) image in one forward pass, reflect-padded at the bottom and right to the
+    network's size multiple (zero padding would put a dark frame into the statistics)."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    padded = image[None]
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        padded = torch.nn.functional.pad(padded, (0, pad_w, 0, pad_h), mode=mode)
+    out = predict(padded).float()[0, :, :height, :width]
+    if on_batch is not None:
+        on_batch(1)
+    return out
 
 
 def count_tiles(height: int, width: int, tile: int, stride: int, mode: str, tta: bool = False) -> int:

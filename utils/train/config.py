@@ -120,6 +120,8 @@ def check_config(cfg: TrainConfig) -> None:
     multiple = cfg.model_config().size_multiple if cfg.depth >= 1 else 1
     if cfg.img_size >= 1 and cfg.img_size % multiple:
         problems.append(f"--img_size {cfg.img_size} must be a multiple of {multiple} for a HINet of depth {cfg.depth}")
+    if not cfg.dataset or Path(cfg.dataset).name != cfg.dataset or cfg.dataset in (".", ".."):
+        problems.append(f"--dataset {cfg.dataset!r} must be a plain folder name, such as {DATASET}")
     if problems:
         fail("; ".join(problems) + ".")
     parse_aug_schedule(cfg.aug_schedule)

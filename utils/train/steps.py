@@ -107,13 +107,16 @@ def train_one_epoch(
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clipping)
-        if not (math.isfinite(loss.item()) and torch.isfinite(grad_norm)):
-            raise NonFiniteLoss(f"step {step + 1}: loss {loss.item()}, gradient norm {grad_norm.item()}")
+        psnr = psnr_tensor(outputs[1].detach(), targets)
+        # The step's one host synchronisation: the finiteness check needs its values before the update.
+        loss_value, norm_value, psnr_value = torch.stack([loss.detach(), grad_norm, psnr]).float().tolist()
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            raise NonFiniteLoss(f"step {step + 1}: loss {loss_value}, gradient norm {norm_value}")
         scaler.step(optimizer)
         scaler.update()
         n = images.shape[0]
-        loss_meter.update(loss.item(), n)
-        psnr_meter.update(psnr_tensor(outputs[1], targets).item(), n)
+        loss_meter.update(loss_value, n)
+        psnr_meter.update(psnr_value, n)
         bar.set_postfix(loss=f"{loss_meter.avg:.4f}", psnr=f"{psnr_meter.avg:.2f}")
     return loss_meter, psnr_meter
 

@@ -1,0 +1,118 @@
+"""Three goals of flare removal, checked on a test set of ``scripts.flare_data`` with trained checkpoints.
+
+    python -m scripts.flare_eval          (after make demo: data/, weights/, results/submission/)
+
+(a) Gain: the mean PSNR and SSIM of the restored test images against the input's, read from the
+    ``metrics.csv`` that ``test.py --eval_dir`` wrote in ``--submission``.
+(b) No harm to clean images: ``test.py`` restores the clean targets themselves (into ``--out``/clean,
+    with the submission's blend and ensemble weights); each output's PSNR against its own input.
+    Goal: at least 35 dB.
+(c) No harm far from the lights: over the pixels more than ``--margin`` pixels from every light of
+    a pair, the PSNR of the input and of the restored image against the target. Goal: the restored
+    image no worse than the input. The lights are drawn again from the generator's ``--seed``
+    (a pair's random stream gives the same scene and lights); the target drawn with them must equal
+    the stored one, byte for byte, or the check stops. Ghosts lie far from the lights on purpose,
+    so part of the flare falls in this region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from scripts.commands import run
+from scripts.demo import mean_row
+from utils.core.cli import run_cli
+from utils.core.errors import fail
+from utils.data.images import list_images, read_rgb
+from utils.flare.composite import encode
+from utils.flare.pairs import pair_scene
+from utils.flare.scenes import PHOTOS, load_photo
+from utils.infer.submission import submission_name
+from utils.metrics import psnr_masked, psnr_uint8
+
+CLEAN_GOAL = 35.0
+
+
+def restore_clean(labels: Path, out: Path, submission: Path, weights: list[str]) -> list[float]:
+    """(b): test.py on the clean targets, with the submission's blend and weights; each output's PSNR to its input."""
+    flags = ["--blend", "window"]
+    fit = submission / "ensemble.json"
+    if fit.is_file():
+        flags += ["--ensemble_weights", *(f"{w:g}" for w in json.loads(fit.read_text())["weights"])]
+    run([sys.executable, "test.py", "--weights", *weights, "--input_dir", str(labels), "--output_dir", str(out),
+         *flags, "--no_zip", "--overwrite", "--no_progress"], quiet=True)  # fmt: skip
+    return [psnr_uint8(read_rgb(out / submission_name(p.name)), read_rgb(p)) for p in list_images(labels)]
+
+
+def far_from_lights(label: Path, seed: int, margin: float) -> np.ndarray:
+    """(H, W) bool: the pixels more than ``margin`` pixels from every light of the test pair whose target is ``label``."""
+    index = int(re.fullmatch(r"test_label_(\d+)", label.stem).group(1)) - 20000
+    target = read_rgb(label)
+    photos = {name: load_photo(name) for name, (split, _) in PHOTOS.items() if split == "test"}
+    scene, lights, gamma, _, _ = pair_scene("test", index, seed, *target.shape[:2], photos=photos)
+    if not np.array_equal(encode(scene + lights.emission, gamma), target):
+        fail(f"{label} is not the target the generator draws with --seed {seed}; pass the seed the data was made with.")
+    lit = lights.emission.max(axis=2) > 0
+    if not lit.any():
+        return np.ones(lit.shape, bool)
+    distance = cv2.distanceTransform(np.where(lit, 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return distance > margin
+
+
+def far_scores(data: Path, submission: Path, seed: int, margin: float) -> list[tuple[str, float, float, float]]:
+    """(c): per test image, (name, share of far pixels, input PSNR there, restored PSNR there)."""
+    rows = []
+    for inp in list_images(data / "test_input_img"):
+        label = data / "test_label_img" / inp.name.replace("input", "label")
+        far = far_from_lights(label, seed, margin)
+        target, restored = read_rgb(label), read_rgb(submission / submission_name(inp.name))
+        rows.append((inp.name, float(far.mean()), psnr_masked(read_rgb(inp), target, far),
+                     psnr_masked(restored, target, far)))  # fmt: skip
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="data", help="the data root of scripts.flare_data")
+    p.add_argument("--submission", default="results/submission", help="test.py --eval_dir's output on the test set")
+    p.add_argument("--weights", nargs="+", default=["weights/256_best.pth", "weights/352_best.pth"])
+    p.add_argument("--out", default="results/flare_eval", help="where test.py restores the clean targets (b)")
+    p.add_argument("--seed", type=int, default=0, help="the seed the data was generated with")
+    p.add_argument("--margin", type=float, default=96.0, help="pixels from the nearest light for (c)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    data, submission = Path(args.data), Path(args.submission)
+    if not (submission / "metrics.csv").is_file():
+        fail(f"{submission / 'metrics.csv'} does not exist; run test.py --eval_dir {data / 'test_label_img'} first.")
+    m = mean_row(submission)
+    print(f"(a) gain: PSNR {m['psnr_input']:.2f} -> {m['psnr_ensemble']:.2f} dB ({m['psnr_ensemble'] - m['psnr_input']:+.2f}); "
+          f"SSIM {m['ssim_input']:.4f} -> {m['ssim_ensemble']:.4f}")  # fmt: skip
+    if "gpsnr_input" in m:
+        print(f"    glare region {m['gpsnr_input']:.2f} -> {m['gpsnr_ensemble']:.2f} dB; "
+              f"streak region {m['spsnr_input']:.2f} -> {m['spsnr_ensemble']:.2f} dB")  # fmt: skip
+    clean = restore_clean(data / "test_label_img", Path(args.out) / "clean", submission, args.weights)
+    print(f"(b) clean targets as input: output against input PSNR mean {np.mean(clean):.2f} dB, min {min(clean):.2f} "
+          f"(goal >= {CLEAN_GOAL:.0f}: {'met' if min(clean) >= CLEAN_GOAL else 'NOT met'})")  # fmt: skip
+    rows = far_scores(data, submission, args.seed, args.margin)
+    for name, share, before, after in rows:
+        print(
+            f"    {name}: {share:.0%} of the pixels beyond {args.margin:g} px; input {before:.2f}, restored {after:.2f} dB"
+        )
+    met = all(after >= before for _, _, before, after in rows)
+    print(f"(c) beyond {args.margin:g} px of every light: input {np.nanmean([r[2] for r in rows]):.2f} dB, restored "
+          f"{np.nanmean([r[3] for r in rows]):.2f} dB (goal: restored no worse on every image: {'met' if met else 'NOT met'})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

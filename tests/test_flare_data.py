@@ -1,0 +1,191 @@
+"""The flare data set command (scripts.flare_data): layout, make_patch, determinism, masks, ownership, bad settings.
+
+Every case uses a tiny PSF bank (3 PSFs on a 128 grid) and tiny images, so each takes a second or two.
+"""
+
+import hashlib
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import make_patch
+from conftest import run_cli
+from scripts import demo, flare_data, flare_eval
+from utils.core.errors import UserError
+from utils.flare.bank import BankSettings
+
+TINY = ["--psf_count", 3, "--psf_grid", 128, "--psf_size", 64]
+TINY_BANK = BankSettings(count=3, grid=128, size=64)
+
+
+def _digest(root):
+    return {
+        p.relative_to(root).as_posix(): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.png"))
+    }
+
+
+def _generate(root, *args, **kwargs):
+    return flare_data.generate(root, *args, progress=False, workers=1, psf=TINY_BANK, **kwargs)
+
+
+def _run(root, capsys, *extra):
+    args = ["--root", root, "--train_count", 4, "--test_count", 2, "--height", 96, "--width", 128, "--no_progress"]
+    return run_cli(flare_data, [*args, *TINY, *extra], capsys)
+
+
+def test_command_end_to_end(tmp_path, capsys):
+    root = tmp_path / "data"
+    code, out, err = _run(root, capsys, "--masks", "--seed", 3)
+    assert code == 0, err
+    assert "mean input PSNR" in out
+    df = pd.read_csv(root / "train_original/train.csv")
+    assert list(df.columns) == ["img_id", "input_img", "label_img"]
+    assert df.img_id.tolist() == [10000, 10001, 10002, 10003]
+    assert df.input_img.tolist() == [f"train_input_{10000 + i}.png" for i in range(4)]
+    assert all((root / "train_original/train_label_img" / n).is_file() for n in df.label_img)
+    assert sorted(p.name for p in (root / "test_input_img").glob("*.png")) == [
+        "test_input_20000.png",
+        "test_input_20001.png",
+    ]
+    assert sorted(p.name for p in (root / "test_label_img").glob("*.png")) == [
+        "test_label_20000.png",
+        "test_label_20001.png",
+    ]
+    assert len(list((root / "train_original/train_mask_img").glob("train_glare_1000*.png"))) == 4
+    assert sorted(p.name for p in (root / "test_mask_img").glob("*.png")) == [
+        "test_glare_20000.png", "test_glare_20001.png", "test_streak_20000.png", "test_streak_20001.png"]  # fmt: skip
+    img = cv2.imread(str(root / "test_input_img/test_input_20000.png"))
+    assert img.shape == (96, 128, 3)
+    assert len(list((root / ".flare_cache").glob("psf_*.npz"))) == 1
+
+    # deterministic for a seed, whatever the number of workers; another seed gives other images
+    code, _, err = _run(tmp_path / "again", capsys, "--masks", "--seed", 3, "--workers", 1)
+    assert code == 0, err
+    assert _digest(root) == _digest(tmp_path / "again")
+    assert _run(tmp_path / "other", capsys, "--seed", 4)[0] == 0
+    other = _digest(tmp_path / "other")
+    assert all(other[k] != v for k, v in _digest(root).items() if k in other)
+
+    # make_patch accepts it
+    src = root / "train_original"
+    code, out, err = run_cli(make_patch, [
+        "--folds", 2, "--img_size", 64, "--stride", 32, "--resize", 64, "--patch_growth_count", 1, "--v_threshold", 5,
+        "--process_num", 1, "--no_progress", "--input_path", src / "train_input_img",
+        "--target_path", src / "train_label_img", "--csv_path", src, "--save_path", root,
+    ], capsys)  # fmt: skip
+    assert code == 0, err
+    assert int(out.split()[0]) > 0
+
+    # a second run needs --overwrite; it replaces the set, its patches, and masks it no longer writes
+    code, _, err = _run(root, capsys, "--seed", 3)
+    assert code == 2 and "--overwrite" in err
+    code, _, err = _run(root, capsys, "--seed", 3, "--overwrite")
+    assert code == 0, err
+    assert not (root / "test_mask_img").exists() and not (root / "train").exists()
+    assert not (root / "train_original/train_mask_img").exists()
+
+
+def test_user_scenes_are_split_between_train_and_test(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        cv2.imwrite(str(photos / f"p{i}.png"), rng.integers(0, 255, (80, 100, 3), dtype=np.uint8))
+    (photos / "notes.png").write_bytes(b"not an image")
+    info = flare_data.generate(
+        tmp_path / "data", 4, 2, 96, 128, progress=False, workers=1, scenes=photos, psf=TINY_BANK
+    )
+    assert info["kinds"] == {"user": 6}
+    assert info["sources"]["train"] and info["sources"]["test"]
+    assert not set(info["sources"]["train"]) & set(info["sources"]["test"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--train_count", 1], "--train_count must be 2"),
+        (["--test_count", 0], "--test_count 1"),
+        (["--height", 32], "--height and --width must be 64"),
+        (["--width", 100000], "--height and --width must be 64"),
+        (["--workers", 0], "--workers must be at least 1"),
+        (["--psf_grid", 100], "--psf_grid must be a power of two"),
+        (["--psf_size", 512], "--psf_size must be 16"),
+    ],
+)
+def test_bad_settings_are_one_sentence_and_write_nothing(tmp_path, capsys, extra, message):
+    code, _, err = _run(tmp_path / "data", capsys, *extra)
+    assert code == 2 and message in err and err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "data").exists()
+
+
+def test_bad_scenes_and_overlaps_write_nothing(tmp_path, capsys):
+    root = tmp_path / "data"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "broken.jpg").write_bytes(b"not a jpeg")
+    code, _, err = _run(root, capsys, "--scenes", empty)
+    assert code == 2 and "holds no readable image" in err and not root.exists()
+    code, _, err = _run(root, capsys, "--scenes", tmp_path / "missing")
+    assert code == 2 and "is not a folder" in err and not root.exists()
+    inside = root / "train_original" / "train_label_img"  # the user's photos where the output would go
+    inside.mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(inside / f"{i}.png"), np.full((70, 90, 3), 60, np.uint8))
+    code, _, err = _run(root, capsys, "--scenes", inside)
+    assert code == 2 and "overlaps the scenes folder" in err
+    assert sorted(p.name for p in root.rglob("*")) == ["0.png", "1.png", "train_label_img", "train_original"]
+
+
+def test_foreign_output_is_refused_with_nothing_written(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "test_input_img").mkdir(parents=True)
+    (root / "test_input_img" / "contest_image.png").write_bytes(b"the user's own file")
+    for extra in ([], ["--overwrite"]):
+        code, _, err = _run(root, capsys, *extra)
+        assert code == 2 and "did not write" in err
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
+        "test_input_img",
+        "test_input_img/contest_image.png",
+    ]
+    assert (root / "test_input_img" / "contest_image.png").read_bytes() == b"the user's own file"
+
+
+def test_refuses_existing_data_without_overwrite(tmp_path):
+    _generate(tmp_path, 2, 1, 96, 128)
+    with pytest.raises(UserError, match="already holds results; pass --overwrite"):
+        _generate(tmp_path, 2, 1, 96, 128)
+    _generate(tmp_path, 3, 1, 96, 128, overwrite=True)
+    assert len(list((tmp_path / "train_original/train_input_img").iterdir())) == 3
+
+
+def test_overwrite_never_replaces_a_users_data(tmp_path):
+    """The contest data dropped into data/ has no manifest of this project: --overwrite must not delete it."""
+    real = tmp_path / "train_original"
+    (real / "train_input_img").mkdir(parents=True)
+    (real / "train_input_img" / "train_input_10000.png").write_bytes(b"contest image")
+    (real / "train.csv").write_text("img_id,input_img,label_img\n")
+    with pytest.raises(UserError, match="which this project did not write"):
+        _generate(tmp_path, 2, 1, 96, 128, overwrite=True)
+    assert (real / "train_input_img" / "train_input_10000.png").read_bytes() == b"contest image"
+    assert not (tmp_path / "test_input_img").exists() and not (tmp_path / ".flare_cache").exists()
+
+
+def test_the_demo_checks_the_test_masks_too(tmp_path):
+    """A user's file in the masks folder stops the demo before its first step, as one in the other folders does."""
+    _generate(tmp_path / "data", 2, 1, 96, 128, masks=True)
+    demo.check_ownership(tmp_path / "data", tmp_path / "weights")
+    (tmp_path / "data" / "test_mask_img" / "mine.png").write_bytes(b"a user's mask")
+    with pytest.raises(UserError, match="'mine.png', which this project did not write"):
+        demo.check_ownership(tmp_path / "data", tmp_path / "weights")
+
+
+def test_flare_eval_draws_the_lights_of_a_pair_again(tmp_path):
+    """scripts.flare_eval's region far from the lights: the lights come back from the seed, or it stops."""
+    _generate(tmp_path, 2, 1, 96, 128)
+    label = tmp_path / "test_label_img" / "test_label_20000.png"
+    far = flare_eval.far_from_lights(label, 0, 10)
+    assert far.shape == (96, 128) and far.mean() < 1
+    with pytest.raises(UserError, match="with --seed 1"):
+        flare_eval.far_from_lights(label, 1, 10)

@@ -1,0 +1,64 @@
+"""Scores of restored images against their clean targets, for ``test.py --eval_dir``'s metrics.csv.
+
+PSNR and SSIM of the input, each model and the ensemble over the whole image; where glare and
+streak masks lie beside the clean images (the layout ``scripts.flare_data --masks`` writes), the
+PSNR over each mask too: ``gpsnr_*`` over the glare region, ``spsnr_*`` over the streaks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from utils.core.errors import fail
+from utils.data.images import inspect_image
+from utils.data.layout import MASK_KINDS, mask_folder, mask_name
+from utils.metrics import psnr_masked, psnr_uint8, ssim_uint8
+
+
+def check_masks(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[str, dict[str, Path]] | None:
+    """The glare and streak masks of the inputs where they lie beside the clean images (the layout
+    ``scripts.flare_data --masks`` writes: test_label_img/ beside test_mask_img/test_glare_<id>.png), each
+    readable and of the input's size; None where there are none. An input may have no mask: its region
+    scores stay empty."""
+    folder = mask_folder(eval_dir)
+    if folder is None or not folder.is_dir():
+        return None
+    masks: dict[str, dict[str, Path]] = {}
+    for p, (h, w) in images.items():
+        found = {kind: folder / mask_name(p.name, kind) for kind in MASK_KINDS}
+        masks[p.name] = {kind: path for kind, path in found.items() if path.is_file()}
+        for path in masks[p.name].values():
+            size, problem = inspect_image(path)
+            if problem is not None:
+                fail(f"--eval_dir masks: {problem}; mend or remove it, or move the folder {folder} away.")
+            if size != (h, w):
+                fail(f"mask {path} is {size[1]}x{size[0]} but the input {p.name} is {w}x{h}.")
+    return masks if any(masks.values()) else None
+
+
+def quality_row(rgb: np.ndarray, per_model: list[np.ndarray], out: np.ndarray, clean: np.ndarray, specs) -> dict:
+    """PSNR and SSIM of the input, each model and the ensemble against the clean image."""
+    row = {"psnr_input": psnr_uint8(rgb, clean), "ssim_input": ssim_uint8(rgb, clean)}
+    for spec, pred in zip(specs, per_model, strict=True):
+        row[f"psnr_{spec.label}"] = psnr_uint8(pred, clean)
+        row[f"ssim_{spec.label}"] = ssim_uint8(pred, clean)
+    row["psnr_ensemble"] = psnr_uint8(out, clean)
+    row["ssim_ensemble"] = ssim_uint8(out, clean)
+    return row
+
+
+def region_row(rgb: np.ndarray, per_model: list[np.ndarray], out: np.ndarray, clean: np.ndarray, specs,
+               masks: dict[str, Path]) -> dict:  # fmt: skip
+    """PSNR over the glare mask (``gpsnr_*``) and over the streak mask (``spsnr_*``) of the input, each model and
+    the ensemble; None where the image has no such mask, NaN where its mask is empty."""
+    scored = {"input": rgb, **{s.label: pred for s, pred in zip(specs, per_model, strict=True)}, "ensemble": out}
+    row = {}
+    for kind, prefix in (("glare", "gpsnr"), ("streak", "spsnr")):
+        mask = cv2.imread(str(masks[kind]), cv2.IMREAD_GRAYSCALE) if kind in masks else None
+        row |= {
+            f"{prefix}_{name}": None if mask is None else psnr_masked(img, clean, mask) for name, img in scored.items()
+        }
+    return row
