@@ -26,50 +26,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
-from models.hinet import HINetConfig
 from utils.core.errors import fail
 from utils.core.locks import atomic_path, output_lock
 from utils.core.log import progress_bar
 from utils.core.manifest import add_to_manifest
 from utils.core.outputs import check_output_folder, staged_dir
-from utils.core.settings import check_ranges, setting
-from utils.data.folds import kfold_split, read_pairs_csv
-from utils.data.images import inspect_image, read_bgr
+from utils.data.images import read_bgr
 from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE, patch_folder
+from utils.data.patch_settings import BRIGHT_VALUE, PatchSettings, check_inputs
 from utils.data.workers import TaskFailed, WorkerDied, run_tasks
 from utils.infer.tiling import tile_starts
 
-BRIGHT_VALUE = 200
 PNG_COMPRESSION = 3
-# HINet halves the patch depth - 1 times; the default depth's multiple serves every smaller depth too.
-SIZE_MULTIPLE = HINetConfig().size_multiple
-
-
-@dataclass(frozen=True)
-class PatchSettings:
-    """What the patches depend on (stored in ``patch_info.json``); make_patch.py's flags follow from it."""
-
-    img_size: int = setting(256, "crop size of the first growth step", minimum=1)
-    stride: int = setting(128, "crop stride of the first growth step", minimum=1)
-    resize: int = setting(256, "training patch size; larger crops are resized to it", minimum=1)
-    v_threshold: int = setting(
-        1000, f"pixels with HSV value > {BRIGHT_VALUE} a crop of the training size needs to be kept", minimum=0
-    )
-    folds: int = setting(10, "number of K-fold splits", minimum=2)
-    valid_fold: int = setting(0, "fold held out for validation", minimum=0)
-    patch_growth_count: int = setting(
-        2, "growth steps: 1 = img_size, 2 adds 512/256 crops, i >= 3 adds img_size*i crops", minimum=1
-    )
-
-    def growth_steps(self) -> list[tuple[int, int]]:
-        """(crop, stride) of each growth step."""
-        steps = []
-        for i in range(1, self.patch_growth_count + 1):
-            steps.append((512, 256) if i == 2 else (self.img_size * i, self.stride * i))
-        return steps
 
 
 def bright_counts(img_bgr: np.ndarray, tops: list[int], lefts: list[int], crop: int) -> np.ndarray:
@@ -138,71 +108,6 @@ def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[dict[int, int
         warnings.simplefilter("always")
         result = extract_pair(input_path, target_path, settings, out_dir)
     return result, [str(w.message) for w in caught]
-
-
-def _pair_problems(row, in_path: Path, tar_path: Path, seen: dict[Path, str], problems: list[str]) -> list:
-    """Append what is wrong with one train.csv row's files to ``problems``; returns the readable images' sizes."""
-    for path, name in ((in_path, row.input_img), (tar_path, row.label_img)):
-        first = seen.setdefault(path.resolve(), name)
-        if first != name:
-            problems.append(f"train.csv lists {first!r} and {name!r}, which are one file ({path.resolve()})")
-    sizes = []
-    for path in (in_path, tar_path):
-        if not path.is_file():
-            problems.append(f"{path} is listed in train.csv but does not exist")
-            continue
-        size, problem = inspect_image(path)
-        if problem:
-            problems.append(problem)
-        else:
-            sizes.append(size)
-    if len(sizes) == 2 and sizes[0] != sizes[1]:
-        problems.append(
-            f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]} but {tar_path.name} is {sizes[1][0]}x{sizes[1][1]}"
-        )
-    return sizes
-
-
-def check_inputs(
-    settings: PatchSettings, input_dir: Path, target_dir: Path, csv_dir: Path
-) -> tuple[pd.DataFrame, list[tuple[Path, Path]]]:
-    """Find every problem before any work starts; returns (fold table, training pairs). Fails listing all problems."""
-    s = settings
-    problems = check_ranges(s)
-    if 0 < s.img_size < s.stride:
-        problems.append(f"--stride {s.stride} is larger than --img_size {s.img_size}, which would leave gaps")
-    if s.resize > 0 and s.resize % SIZE_MULTIPLE:
-        problems.append(f"--resize {s.resize} must be a multiple of {SIZE_MULTIPLE}, the patch sizes HINet takes")
-    if s.folds >= 2 and not 0 <= s.valid_fold < s.folds:
-        problems.append(f"--valid_fold must be between 0 and {s.folds - 1} (got {s.valid_fold})")
-    for flag, folder in (("--input_path", input_dir), ("--target_path", target_dir)):
-        if not folder.is_dir():
-            problems.append(f"{flag} folder {folder} does not exist")
-    if problems:
-        fail("; ".join(problems) + ".")
-
-    df = read_pairs_csv(csv_dir / "train.csv")
-    if len(df) < s.folds:
-        fail(f"{csv_dir / 'train.csv'} lists {len(df)} pairs, fewer than --folds {s.folds}.")
-    df = kfold_split(df, s.folds)
-    steps = [(crop, stride) for crop, stride in s.growth_steps() if crop != s.resize]
-    pairs = []
-    seen: dict[Path, str] = {}  # resolved file -> the CSV name that listed it first
-    for row in df.itertuples():
-        in_path, tar_path = input_dir / row.input_img, target_dir / row.label_img
-        sizes = _pair_problems(row, in_path, tar_path, seen, problems)
-        if row.fold != s.valid_fold:
-            for crop, _ in steps if sizes else []:
-                if min(sizes[0]) < crop:
-                    problems.append(
-                        f"{in_path.name} is {sizes[0][0]}x{sizes[0][1]}, smaller than the {crop}x{crop} crop "
-                        f"of the larger-patch step; lower --patch_growth_count or remove the image"
-                    )
-            pairs.append((in_path, tar_path))
-    if problems:
-        more = f" (and {len(problems) - 10} more problems)" if len(problems) > 10 else ""
-        fail("; ".join(problems[:10]) + more + ".")
-    return df, pairs
 
 
 def _extract_all(
