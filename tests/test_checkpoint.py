@@ -49,7 +49,7 @@ def test_missing_file(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     path = tmp_path / "notes.pth"
     path.write_text("hello")
-    with pytest.raises(UserError, match=r"notes\.pth is not a readable PyTorch checkpoint"):
+    with pytest.raises(UserError, match=r"notes\.pth is not a PyTorch checkpoint \(a file written by torch.save\)"):
         load_model(path)
 
 

@@ -350,3 +350,27 @@ def test_a_study_that_would_run_nothing(tmp_path, capsys, case):
     code, _, err = run_cli(ablation, argv, capsys)
     _refused(code, err, pattern)
     assert _tree(tmp_path) == before
+
+
+def test_files_that_are_no_checkpoint_are_named_so(tmp_path, capsys):
+    """A CSV or an image passed as a checkpoint, or a truncated one, is said to be what it is."""
+    model = tiny_model()
+    good = tmp_path / "good.pth"
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict(), "img_size": 32}, good)
+    (tmp_path / "metrics.pth").write_text("image,psnr\na,1\n")
+    (tmp_path / "cut.pth").write_bytes(good.read_bytes()[:300])
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    for name, message in (("metrics.pth", "is not a PyTorch checkpoint"), ("cut.pth", "is not a readable PyTorch")):
+        argv = [
+            "--weights",
+            tmp_path / name,
+            "--input_dir",
+            tmp_path / "in",
+            "--output_dir",
+            tmp_path / "out",
+            "--no_progress",
+        ]
+        code, _, err = run_cli(load_script("test"), argv, capsys)
+        assert code == 2 and message in err and "--tile_sizes" not in err, err
+    assert not (tmp_path / "out").exists()

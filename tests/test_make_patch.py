@@ -201,6 +201,7 @@ def test_worker_failure_stops_the_run_naming_the_image(train_original, capsys):
     target.write_bytes(target.read_bytes()[:200])
     code, _, err = run_cli(make_patch, _args(train_original, train_original.parent), capsys)
     assert code == 2 and "train_input_10002.png" in err and "nothing was written" in err
+    assert "UserError" not in err and ".;" not in err, err  # the worker's sentence, quoted once
     assert _nothing_written(train_original, train_original.parent)
     assert not list((train_original.parent).glob("train/**/.resize*"))
 

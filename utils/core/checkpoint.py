@@ -30,11 +30,20 @@ MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights; the original's HINet 
 MAX_IMG_SIZE = 8192
 
 
+def _check_format(path: Path) -> None:
+    """A file that torch.save did not write (a CSV, an image, a log) is named as such, before any parsing."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
+        fail(f"{path} is not a PyTorch checkpoint (a file written by torch.save); pass a .pth file in --weights.")
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint file safely, or fail with one sentence naming the file."""
     path = Path(path)
     if not path.is_file():
         fail(f"checkpoint {path} does not exist.")
+    _check_format(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -223,7 +232,8 @@ def stored_patch_size(path: str | Path) -> int | None:
     """The patch size a project checkpoint was trained on, read without loading its tensors; None if absent."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # unreadable files are reported when the model is loaded
+    except Exception:  # the same file, read fully, gets the one-sentence reason
+        read_checkpoint(path)
         return None
     if not isinstance(ckpt, dict) or "img_size" not in ckpt:
         return None

@@ -17,6 +17,8 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from utils.core.errors import UserError
+
 POLL_SECONDS = 0.5
 
 
@@ -51,7 +53,9 @@ def _work(fn: Callable, tasks: mp.Queue, results: mp.Queue, current, slot: int, 
         try:
             out = ("done", index, fn(args))
         except Exception as err:  # reported to the parent, which decides
-            out = ("error", index, f"{type(err).__name__}: {err}")
+            # a user's problem is already a sentence; anything else keeps its type for the report
+            text = str(err).rstrip(".") if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+            out = ("error", index, text)
         results.put(out)
         current[slot] = -1
 
