@@ -46,6 +46,7 @@ from utils.data.augment import build_augmentation
 from utils.data.datasets import PatchDataset
 from utils.data.folds import Pair
 from utils.data.images import to_uint8
+from utils.infer.ensemble import mix
 from utils.infer.restorer import Restorer
 from utils.infer.tiling import count_tiles, gather_tiles, restore_image, tile_starts
 from utils.metrics import psnr_uint8
@@ -186,11 +187,9 @@ def random_models(wf: int, depth: int, device: torch.device, count: int = 2) -> 
 
 
 def ensemble(restorers, image, specs, mode="stride_aware") -> torch.Tensor:
-    """0.4/0.6 ensemble of the two tile sizes, as test.py computes it."""
-    out = torch.zeros_like(image)
-    for restorer, (tile, stride, batch, weight) in zip(restorers, specs, strict=True):
-        out += weight * restore_image(restorer, image, tile, stride, batch, mode)
-    return out
+    """0.4/0.6 ensemble of the two tile sizes, with test.py's own mixing."""
+    outputs = (restore_image(r, image, t, s, b, mode) for r, (t, s, b, _) in zip(restorers, specs, strict=True))
+    return mix(outputs, [weight for *_, weight in specs])
 
 
 def inference(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs) -> tuple[dict, list[tuple]]:

@@ -12,6 +12,7 @@ nothing per candidate whatever the image size.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +190,13 @@ def descend(products: np.ndarray, models: int, step: float = GRID_STEP) -> dict:
         "psnr": best,
         "grid": [([round(float(w), 10) for w in ws], p) for ws, p in path],
     }
+
+
+def mix(outputs: Iterable[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
+    """The ensemble as test.py makes it: each output times its weight over the weights' sum, added in
+    order to zeros. ``outputs`` may be a generator, so that one full-size restoration is held at a time."""
+    total, acc = sum(weights), None
+    for output, weight in zip(outputs, weights, strict=True):
+        acc = torch.zeros_like(output) if acc is None else acc
+        acc += (weight / total) * output
+    return acc

@@ -23,7 +23,7 @@ from utils.core.runtime import configure_cuda
 from utils.core.settings import check_ranges
 from utils.core.tables import write_csv
 from utils.data.images import from_uint8, inspect_image, list_images, read_rgb, to_uint8
-from utils.infer.ensemble import fit_weights, validation_pairs
+from utils.infer.ensemble import fit_weights, mix, validation_pairs
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs, label_models
 from utils.infer.restorer import Restorer
 from utils.infer.scores import check_masks, quality_row, region_row
@@ -202,29 +202,30 @@ def _write_zip(stage: Path, names: list[str]) -> None:
         fail(f"could not write submission.zip ({err.strerror or one_line(err)}); free some space and run again.")
 
 
+def _each_model(specs, restorers, image: torch.Tensor, name: str, opts: InferenceOptions, per_model: list):
+    """Each model's restoration of one image in turn, with a tile bar for large images; its 8-bit copy
+    goes to ``per_model`` for the per-model scores."""
+    h, w = image.shape[-2:]
+    for spec, restorer in zip(specs, restorers, strict=True):
+        n_tiles = count_tiles(h, w, spec.tile, spec.stride, opts.tile_mode, opts.tta)
+        show = opts.progress and n_tiles >= 64
+        with progress_bar(total=n_tiles, unit="tile", leave=False, show=show, desc=f"{name} @{spec.tile}") as tiles:
+            restored = restore(spec, restorer, image, opts, tiles.update, name)
+        per_model.append(to_uint8(restored))
+        yield restored
+
+
 def _restore_all(specs, restorers, images, labels, stage, device, opts: InferenceOptions) -> list[dict]:
     """Restore, ensemble and write each image; returns per-image seams (and PSNR/SSIM with targets, and
     G-PSNR/S-PSNR with masks: ``labels`` is (targets, masks), either None)."""
     targets, masks = labels
-    total_weight = sum(s.weight for s in specs)
     rows: list[dict] = []
     bar = progress_bar(images, unit="image", desc="restoring", show=opts.progress)
     for path in bar:
         rgb = read_rgb(path)
-        image = from_uint8(rgb, device)
-        h, w = rgb.shape[:2]
-        ensemble = torch.zeros_like(image)
-        per_model = []
-        for spec, restorer in zip(specs, restorers, strict=True):
-            n_tiles = count_tiles(h, w, spec.tile, spec.stride, opts.tile_mode, opts.tta)
-            show = opts.progress and n_tiles >= 64
-            with progress_bar(
-                total=n_tiles, unit="tile", leave=False, show=show, desc=f"{path.name} @{spec.tile}"
-            ) as tiles:
-                restored = restore(spec, restorer, image, opts, tiles.update, path.name)
-            ensemble += (spec.weight / total_weight) * restored
-            per_model.append(to_uint8(restored))
-        out = to_uint8(ensemble)
+        per_model: list[np.ndarray] = []
+        each = _each_model(specs, restorers, from_uint8(rgb, device), path.name, opts, per_model)
+        out = to_uint8(mix(each, [s.weight for s in specs]))
         name = submission_name(path.name)
         if not cv2.imwrite(str(stage / name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
             fail(f"could not write {name} into the output folder; is the disk full?")
