@@ -218,3 +218,17 @@ def test_a_killed_writer_leaves_the_earlier_file_and_a_removable_stage(tmp_path)
     proc.wait()
     time.sleep(0.1)
     assert target.read_text() == "old" and len(remove_stale(tmp_path)) == 1
+
+
+def test_a_file_named_like_a_lock_is_ours_only_if_it_holds_a_lock_record(tmp_path):
+    target = tmp_path / "out"
+    _stage(target, "a.txt")
+    (target / ".diary.hinet-lock").write_text("my own notes")  # the name, not the content, of a lock file
+    assert "holds '.diary.hinet-lock', which this project did not write" in ownership_problem(target, "submission")
+    assert remove_output(target, "submission") == [".diary.hinet-lock"]
+    assert (target / ".diary.hinet-lock").read_text() == "my own notes"
+    with output_lock(tmp_path / "x", "test"):  # a real record, left by a killed run, is ours
+        record = lock_path(tmp_path / "x").read_text()
+    (target / ".diary.hinet-lock").unlink()
+    (target / ".gone.hinet-lock").write_text(record)
+    assert ownership_problem(target, "submission") is None

@@ -120,22 +120,32 @@ def _remove_empty(new_parents: list[Path]) -> None:
             parent.rmdir()
 
 
-def lock_in_use(path: Path) -> str | None:
-    """Who holds the lock file ``path`` (a name ``is_lock_file`` accepts), or None if no live process does.
-
-    A lock file nobody holds is the harmless leftover of a killed run: the next run takes it over.
-    """
+def lock_state(path: Path) -> str | None:
+    """ "held" or "stale" for a lock file of this project, by whether a live process holds it; None for
+    anything else. Ours means: a regular file named as ``output_lock`` names them that is empty or holds
+    the record ``output_lock`` writes, so a user's file that only looks like one is never taken for ours.
+    A stale lock file is the harmless leftover of a killed run: the next run takes it over."""
+    if not is_lock_file(path.name) or path.is_symlink() or not path.is_file() or path.stat().st_size > 4096:
+        return None
     try:
+        text = path.read_text()
+        if text and set(json.loads(text)) != {"pid", "host", "since", "command"}:
+            return None
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError:
+    except (OSError, ValueError, TypeError):
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return None
+        return "stale"
     except BlockingIOError:
-        return _holder(path)
+        return "held"
     finally:
         os.close(fd)
+
+
+def lock_holder(path: Path) -> str:
+    """The process that holds the lock file ``path``, in words."""
+    return _holder(path)
 
 
 def stage_state(entry: Path) -> str | None:

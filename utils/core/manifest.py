@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
-from utils.core.locks import atomic_path, is_lock_file, lock_in_use, remove_stale, stage_state
+from utils.core.locks import atomic_path, lock_holder, lock_state, remove_stale, stage_state
 
 MANIFEST = ".hinet-output.json"
 KINDS = ("submission", "patches", "run", "demo data", "study")
@@ -62,8 +62,8 @@ def _inside(name: object) -> bool:
 
 
 def _leftover(path: Path) -> bool:
-    """A lock file that no live process holds: the project's, harmless, and taken over by the next run."""
-    return is_lock_file(path.name) and path.is_file() and not path.is_symlink() and lock_in_use(path) is None
+    """A lock file of the project that no live process holds: harmless, and taken over by the next run."""
+    return lock_state(path) == "stale"
 
 
 def _entries(folder: Path, nested: dict | None = None) -> Iterator[tuple[str, Path]]:
@@ -117,8 +117,8 @@ def ownership_problem(folder: Path, kind: str, prefix: str = "", trust_mtime: bo
             continue
         elif stage_state(path) == "live":
             return f"is being written by a run in progress (its staging folder {prefix + rel!r})"
-        elif is_lock_file(path.name) and (holder := lock_in_use(path)):
-            return f"is in use by {holder}, which holds {prefix + rel!r}"
+        elif lock_state(path) == "held":
+            return f"is in use by {lock_holder(path)}, which holds {prefix + rel!r}"
         elif rel not in files or path.is_dir():
             return f"holds {prefix + rel!r}, which this project did not write there"
         elif not _unchanged(path, files[rel], trust_mtime):
@@ -211,7 +211,7 @@ def outputs_below(folder: Path, kind: str) -> tuple[list[Path], str | None]:
                     return found, f"{path} {problem}"
                 found.append(path)
         dirs[:] = [d for d in sorted(dirs) if root / d not in found and (root / d).exists()]
-        foreign = [f for f in sorted(files) if not is_lock_file(f)]
+        foreign = [f for f in sorted(files) if lock_state(root / f) is None]
         if foreign:
             return found, f"{root / foreign[0]} was not written by this project"
     return found, None
