@@ -232,3 +232,21 @@ def test_a_file_named_like_a_lock_is_ours_only_if_it_holds_a_lock_record(tmp_pat
     (target / ".diary.hinet-lock").unlink()
     (target / ".gone.hinet-lock").write_text(record)
     assert ownership_problem(target, "submission") is None
+
+
+def test_a_removal_that_fails_half_way_never_loses_the_earlier_output(tmp_path, monkeypatch):
+    import utils.core.outputs as outputs
+
+    target = tmp_path / "out"
+    _stage(target, "a.txt", "b.txt")
+
+    def broken(folder, kind):
+        (folder / "a.txt").unlink()  # one file gone, then the disk fails
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(outputs, "remove_output", broken)
+    with pytest.raises(OSError):
+        _stage(target, "c.txt")
+    assert (target / "c.txt").is_file()  # the new output is in place
+    (old,) = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
+    assert (old / "b.txt").read_text() == "b.txt"  # what was not yet removed is still there, in sight

@@ -86,6 +86,8 @@ def _rename(src: Path, dst: Path, flags: int) -> bool:
 def put_in_place(stage: Path, path: Path, kind: str) -> None:
     """Move the finished ``stage`` onto ``path``: atomically swapped with an earlier output of ``kind``,
     which is then removed entry by entry; never over anything else. Signals wait until it is done."""
+    if path.exists() and (problem := ownership_problem(path, kind, trust_mtime=False)):
+        fail(f"{path} {problem}; nothing was replaced.")  # it appeared or changed while we worked: keep it
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
@@ -96,13 +98,12 @@ def put_in_place(stage: Path, path: Path, kind: str) -> None:
                     raise FileExistsError(path)
                 os.rename(stage, path)
             return
-        problem = ownership_problem(path, kind, trust_mtime=False)
-        if problem:  # something appeared or changed while we worked: keep it, and say so
-            fail(f"{path} {problem}; nothing was replaced.")
+        # The earlier output leaves the staging name at once: the staging folder's clean-up removes a
+        # tree, and must never find the earlier output there, even if the removal below fails half-way.
+        old = stage.with_name(stage.name + ".old")
         if _rename(stage, path, _EXCHANGE):
-            old = stage  # the earlier output now lies under the staging name
+            os.rename(stage, old)
         else:
-            old = stage.with_name(stage.name + ".old")
             os.rename(path, old)
             os.rename(stage, path)
         kept = remove_output(old, kind)
