@@ -8,7 +8,12 @@ instance norm (HIN); the other half passes untouched.
 
 Parameter names follow the official implementation exactly, so the public
 ``HINet-GoPro.pth`` and the contest checkpoints load with ``strict=True``.
-The contest solution applies a sigmoid to both stage outputs; so does this one.
+The contest solution applies a sigmoid to both stage outputs; so does this model by default
+(``output="sigmoid"``). ``output="linear"`` returns the stages as the official HINet does: the
+input plus a learnt residual, clamped only when an image is saved. At initialisation that is
+close to the identity, where a sigmoid head starts from ``sigmoid(input)``, a grey veil over
+the whole picture; on dark night scenes the sigmoid head can push its logits so far negative
+that its gradients vanish and it stays a constant black image (docs/differences.md).
 """
 
 from __future__ import annotations
@@ -88,6 +93,9 @@ class SAM(nn.Module):
         return features, img
 
 
+OUTPUTS = ("sigmoid", "linear")
+
+
 @dataclass(frozen=True)
 class HINetConfig:
     """The architecture: all that is needed, with the weights, to rebuild a HINet (stored in checkpoints)."""
@@ -98,6 +106,11 @@ class HINetConfig:
     relu_slope: float = 0.2
     hin_position_left: int = 3  # encoder levels with Half Instance Normalisation, first and last
     hin_position_right: int = 4
+    output: str = "sigmoid"  # "sigmoid" (the contest solution) or "linear" (input + residual, the official HINet)
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output {self.output!r} is not one of {', '.join(OUTPUTS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,7 +127,7 @@ class HINetConfig:
 
 
 class HINet(nn.Module):
-    """Two-stage HINet returning ``[sigmoid(stage1), sigmoid(stage2)]``; the restored image is the second.
+    """Two-stage HINet returning ``[stage1, stage2]`` (through a sigmoid by default); the restored image is the second.
 
     ``HINet(config)`` or ``HINet(wf=8, depth=3)``: keywords override fields of the (default) config.
     """
@@ -174,4 +187,6 @@ class HINet(nn.Module):
         for i, up in enumerate(self.up_path_2):
             x2 = up(x2, self.skip_conv_2[i](skips[-i - 1]))
         out_2 = self.last(x2) + image
+        if self.config.output == "linear":
+            return [out_1, out_2]
         return [torch.sigmoid(out_1), torch.sigmoid(out_2)]

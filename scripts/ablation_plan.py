@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.hinet import OUTPUTS
 from utils.core.settings import check_ranges, setting
 from utils.data.folds import read_pairs_csv
 from utils.data.patches import PatchSettings, bright_counts
@@ -33,6 +34,9 @@ class StudySettings:
     batch_size: int = setting(2, "training batch", minimum=1)
     wf: int = setting(4, "HINet width", minimum=1)
     depth: int = setting(3, "HINet depth (at most 6: 352 must be a multiple of 2^(depth-1))", minimum=1)
+    output: str = setting(
+        "linear", "model output (main.py --output): tiny sigmoid models on dark scenes can collapse to black", choices=OUTPUTS
+    )
     initial_lr: float = setting(1e-3, "learning rate after the warm-up", positive=True)
     min_lr: float = setting(1e-5, "floor of the cosine schedule", minimum=0)
     thresholds: tuple[int, ...] = setting(

@@ -68,7 +68,7 @@ def train_run(study: Study, variant: TrainVariant, seed: int, folder: Path, resu
         "main.py", "--img_size", str(variant.img_size), "--data_path", str(study.data), "--dataset", variant.dataset,
         "--fold", str(s.valid_fold), "--model_path", str(folder), "--exp_num", "1", "--seed", str(seed),
         "--epochs", str(s.epochs), "--steps_per_epoch", str(s.steps_per_epoch), "--batch_size", str(s.batch_size),
-        "--wf", str(s.wf), "--depth", str(s.depth), "--initial_lr", str(s.initial_lr), "--min_lr", str(s.min_lr),
+        "--wf", str(s.wf), "--depth", str(s.depth), "--output", s.output, "--initial_lr", str(s.initial_lr), "--min_lr", str(s.min_lr),
         "--restart_epoch", "0", "--patience", str(s.epochs), "--pretrained_path", "none", "--num_workers", "0",
         "--tag", "ablation", *(["--aug_schedule", variant.aug_schedule] if variant.aug_schedule else []),
         "--resume" if resume else "--overwrite", output=(folder / "001", "run"),

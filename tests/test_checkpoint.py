@@ -102,3 +102,44 @@ def test_save_is_atomic(tmp_path, monkeypatch):
         save_checkpoint({"epoch": 2}, path)
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_output_head_travels_with_the_checkpoint(tmp_path):
+    model = tiny_model(seed=2, output="linear")
+    path = tmp_path / "linear.pth"
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict()}, path)
+    loaded, config, _ = load_model(path)
+    assert config.output == "linear"
+    assert _same_outputs(model, loaded.eval())
+    # without a stored configuration (the public release), the contest's sigmoid head
+    torch.save({"params": model.state_dict()}, path)
+    assert load_model(path)[1].output == "sigmoid"
+
+
+def test_unknown_stored_output_is_one_sentence(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "odd.pth"
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict() | {"output": "tanh"}}, path)
+    with pytest.raises(UserError, match="invalid model configuration"):
+        load_model(path)
+
+
+def test_packed_checkpoint_is_half_precision_and_loads(tmp_path):
+    from utils.core.checkpoint import pack_checkpoint
+
+    model = tiny_model(seed=4, output="linear")
+    src = tmp_path / "256_best.pth"
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict(), "img_size": 256}, src)
+    pack_checkpoint(src, tmp_path / "packed.pth", {"profile": "cpu"})
+    packed = torch.load(tmp_path / "packed.pth", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in packed["state_dict"].values() if v.is_floating_point())
+    assert packed["card"] == {"profile": "cpu"} and packed["img_size"] == 256
+    loaded, config, _ = load_model(tmp_path / "packed.pth")
+    assert config == model.config and next(loaded.parameters()).dtype == torch.float32
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        diff = (loaded.eval()(x)[1] - model(x)[1]).abs().max().item()
+    assert 0 < diff < 2e-3  # rounded weights: close, not equal
+    torch.save({"state_dict": model.state_dict()}, src)
+    with pytest.raises(UserError, match="not a checkpoint of main.py"):
+        pack_checkpoint(src, tmp_path / "other.pth", {})

@@ -48,3 +48,29 @@ def test_second_output_is_residual_on_input():
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(model(x)[1], torch.sigmoid(x), atol=1e-6)
+
+
+def test_linear_output_is_the_sigmoid_heads_logits():
+    """The two heads share every weight; only the final squashing differs."""
+    x = torch.rand(2, 3, 32, 32)
+    sigmoid_model, linear_model = tiny_model(seed=5), tiny_model(seed=5, output="linear")
+    with torch.no_grad():
+        squashed, raw = sigmoid_model(x), linear_model(x)
+    for a, b in zip(squashed, raw, strict=True):
+        assert torch.allclose(a, torch.sigmoid(b), atol=1e-6)
+    assert raw[1].min() < 0 or raw[1].max() > 1 or not torch.allclose(raw[1], squashed[1])
+
+
+def test_linear_output_starts_from_the_identity():
+    """A zero last layer returns the input itself, where the sigmoid head returns a grey veil over it."""
+    model = tiny_model(output="linear")
+    torch.nn.init.zeros_(model.last.weight)
+    torch.nn.init.zeros_(model.last.bias)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model(x)[1], x)
+
+
+def test_unknown_output_is_refused():
+    with pytest.raises(ValueError, match="tanh"):
+        HINet(wf=4, depth=3, output="tanh")

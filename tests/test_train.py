@@ -273,6 +273,15 @@ def test_resume_refuses_recipe_changes_and_extends_epochs(patch_data, tmp_path, 
     assert "epoch 1 trains at learning rate 0" in log
 
 
+def test_the_output_head_is_trained_stored_and_kept_on_resume(patch_data, tmp_path, capsys):
+    args = _args(patch_data, tmp_path, "--epochs", 1, "--steps_per_epoch", 2, "--output", "linear")
+    assert run_cli(train_script, args, capsys)[0] == 0
+    assert load_model(tmp_path / "001" / "last.pth")[1].output == "linear"
+    assert load_model(tmp_path / "001" / "256_best.pth")[1].output == "linear"
+    code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--output", "sigmoid"), capsys)
+    assert code == 2 and "--output sigmoid (the run has linear)" in err
+
+
 def test_validation_leaves_the_training_layout_alone():
     from utils.infer.restorer import Restorer
 
@@ -310,8 +319,8 @@ def test_fixed_length_epochs_are_whole_shuffled_passes_dealt_out_by_rank():
 
 
 def test_steps_per_epoch_sets_the_batches_of_every_epoch(patch_data, tmp_path):
+    from utils.core.distributed import Dist
     from utils.train.config import TrainConfig
-    from utils.train.distributed import Dist
     from utils.train.steps import make_loader
 
     cfg = TrainConfig(data_path=str(patch_data), batch_size=2, num_workers=0, steps_per_epoch=3)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from models.hinet import HINet, HINetConfig
+from models.hinet import OUTPUTS, HINet, HINetConfig
 from utils.core.errors import fail, one_line, reported_write
 from utils.core.locks import atomic_path
 
@@ -102,6 +102,8 @@ def config_problems(config: HINetConfig) -> list[str]:
         value = getattr(c, name)
         if not (_is_int(value) and 0 <= value <= MAX_DEPTH):
             problems.append(f"{name} {value!r} (a level from 0 to {MAX_DEPTH})")
+    if c.output not in OUTPUTS:
+        problems.append(f"output {c.output!r} (one of {', '.join(OUTPUTS)})")
     return problems
 
 
@@ -249,3 +251,18 @@ def stored_patch_size(path: str | Path) -> int | None:
     if problem is not None:
         fail(f"{path} states a training {problem}; the file is damaged or was edited.")
     return size
+
+
+def pack_checkpoint(src: str | Path, dst: str | Path, card: dict) -> None:
+    """A trained checkpoint as a file to ship: its weights in half precision, its architecture, patch size
+    and run settings, and ``card`` (how it was made). Half the size of float32; ``load_model`` reads it back
+    into a float32 model, whose outputs then differ by about 1e-3 at most."""
+    ckpt = read_checkpoint(src)
+    state = extract_state_dict(ckpt, src)
+    if not isinstance(ckpt.get("model_config"), dict) or "img_size" not in ckpt:
+        fail(f"{src} is not a checkpoint of main.py (no model_config and img_size); pack a run's <size>_best.pth.")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    check_finite(half, f"{src} in half precision")
+    packed = {"state_dict": half, "model_config": ckpt["model_config"], "img_size": ckpt["img_size"],
+              "epoch": ckpt.get("epoch"), "config": ckpt.get("config", {}), "card": card}  # fmt: skip
+    save_checkpoint(packed, dst)

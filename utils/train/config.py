@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from models.hinet import HINetConfig
+from models.hinet import OUTPUTS, HINetConfig
 from utils.core.errors import fail
 from utils.core.settings import check_ranges, setting
 from utils.data.augment import parse_aug_schedule
@@ -61,6 +61,10 @@ class TrainConfig:
     num_workers: int = setting(2, "data-loading worker processes", minimum=0)
     wf: int = setting(64, "HINet width (channels of the first level)", minimum=1, new=True)
     depth: int = setting(5, "HINet depth (U-Net levels)", minimum=1, new=True)
+    output: str = setting(
+        "sigmoid", "model output: sigmoid (the original) or linear (input + residual, no dark collapse)",
+        choices=OUTPUTS, new=True,
+    )  # fmt: skip
     aug_schedule: str | None = setting(
         None,
         "EPOCH:VERSION list of augmentation versions ("
@@ -109,7 +113,7 @@ class TrainConfig:
         return LRSchedule(self.initial_lr, self.min_lr, self.epochs, 3, restart, self.restart_lr, self.restart_min_lr)
 
     def model_config(self) -> HINetConfig:
-        return HINetConfig(wf=self.wf, depth=self.depth)
+        return HINetConfig(wf=self.wf, depth=self.depth, output=self.output)
 
 
 def check_config(cfg: TrainConfig) -> None:

@@ -96,14 +96,14 @@ def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
     if not (isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values())):
         bad("state_dict", weights, "the model's weights (named tensors) belong")
     check_finite(weights, path)
-    arch = HINetConfig(wf=config.get("wf", cfg.wf), depth=config.get("depth", cfg.depth))
+    arch = HINetConfig(wf=config.get("wf", cfg.wf), depth=config.get("depth", cfg.depth))  # output: no weights of its own
     check_architecture(weights, arch, path)  # the model the run builds from its settings
 
 
 # A resumed run keeps these from its checkpoint; a flag that asks for another value is refused,
 # since it would change the model, the data or the recipe half-way through.
 FIXED_ON_RESUME = (
-    "img_size", "wf", "depth", "data_path", "dataset", "fold", "seed", "batch_size", "steps_per_epoch", "initial_lr", "min_lr",
+    "img_size", "wf", "depth", "output", "data_path", "dataset", "fold", "seed", "batch_size", "steps_per_epoch", "initial_lr", "min_lr",
     "optimizer", "weight_decay", "clipping", "aug_schedule", "restart_epoch", "restart_lr", "restart_min_lr", "arch",
     "channels_last",
 )  # fmt: skip
