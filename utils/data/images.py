@@ -53,8 +53,42 @@ def to_bgr8(img: np.ndarray, path: str | Path) -> np.ndarray:
     return img
 
 
+# EXIF orientation (tag 0x0112) 2..8: how to turn the stored pixels upright. Phones store portrait photos
+# as landscape pixels plus this tag; OpenCV's IMREAD_UNCHANGED ignores it.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation of a JPEG or TIFF (1, upright, for other files or without the tag)."""
+    if Path(path).suffix.lower() not in (".jpg", ".jpeg", ".tif", ".tiff"):
+        return 1
+    from PIL import Image  # reads the header only
+
+    try:
+        with Image.open(path) as im:
+            value = im.getexif().get(0x0112, 1)
+    except Exception:  # an unreadable header is reported by the decoder
+        return 1
+    return value if value in _UPRIGHT else 1
+
+
+def upright(img: np.ndarray, path: str | Path) -> np.ndarray:
+    """The decoded pixels turned as the file's EXIF orientation says."""
+    turn = _UPRIGHT.get(exif_orientation(path))
+    return img if turn is None else np.ascontiguousarray(turn(img))
+
+
 def read_bgr(path: str | Path) -> np.ndarray:
-    """Read an image as 8-bit BGR (H, W, 3), converting other formats; one clear error if unreadable or too large."""
+    """Read an image as 8-bit BGR (H, W, 3), upright as its EXIF orientation says, converting other formats;
+    one clear error if unreadable or too large."""
     problem = too_large(path, header_size(path))
     if problem is not None:
         fail(problem + ".")
@@ -63,7 +97,7 @@ def read_bgr(path: str | Path) -> np.ndarray:
         if not Path(path).exists():
             fail(f"image {path} does not exist.")
         fail(f"{path} could not be decoded as an image; replace or remove it.")
-    return to_bgr8(img, path)
+    return to_bgr8(upright(img, path), path)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -182,7 +216,8 @@ def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]
         return img.shape[:2], f"{path} has pixel type {img.dtype}; only 8-bit or 16-bit images are supported"
     if img.ndim == 3 and img.shape[2] not in (3, 4):
         return img.shape[:2], f"{path} has {img.shape[2]} channels; expected 1, 3 or 4"
-    return img.shape[:2], None
+    h, w = img.shape[:2]
+    return ((w, h) if exif_orientation(path) >= 5 else (h, w)), None
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
