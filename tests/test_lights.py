@@ -1,0 +1,46 @@
+"""--keep_lights: the input's clipped light cores blended back; the lamp-brightness measure."""
+
+import numpy as np
+import torch
+
+from utils.infer.lights import core_brightness_ratio, keep_lights, light_cores, light_mask
+
+
+def _night(size=(64, 96)) -> np.ndarray:
+    """A dark picture with one clipped 9-pixel lamp, a clipped speck and a bright but unclipped window."""
+    rgb = np.full((*size, 3), 20, np.uint8)
+    rgb[20:29, 30:39] = 255  # lamp core
+    rgb[50, 80] = 255  # a single clipped pixel: noise, not a light
+    rgb[5:15, 60:80] = 200  # a lit window, below the clipping level
+    return rgb
+
+
+def test_cores_are_the_clipped_lights_without_specks():
+    cores = light_cores(_night())
+    assert cores[21:28, 31:38].all() and cores[20:29, 30:39].sum() == 81 - 4
+    assert not cores[50, 80] and not cores[5:15, 60:80].any()
+    assert cores.sum() == 81 - 4  # the opening rounds off the square's four corners
+
+
+def test_mask_is_whole_on_cores_and_falls_off_with_the_lamp_size():
+    rgb = _night()
+    mask = light_mask(rgb)
+    assert (mask[light_cores(rgb)] == 1).all()
+    assert 0 < mask[24, 42] < 1 and mask[24, 60] < 1e-3  # soft edge, nothing far away
+    big = _night()
+    big[10:50, 10:50] = 255
+    assert light_mask(big)[30, 56] > light_mask(rgb)[24, 45]  # same gap from the edge, a wider fall-off
+    assert not light_mask(np.full((8, 8, 3), 20, np.uint8)).any()
+
+
+def test_keep_lights_restores_cores_and_leaves_the_rest():
+    rgb = _night()
+    dimmed = torch.full((3, *rgb.shape[:2]), 0.05)  # a model that greyed the lamp and darkened everything
+    kept = keep_lights(rgb, dimmed)
+    assert torch.allclose(kept[:, 21:28, 31:38], torch.ones(3, 7, 7))
+    assert torch.equal(kept[:, 60:, :20], dimmed[:, 60:, :20])
+    before = (dimmed.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    after = (kept.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert core_brightness_ratio(rgb, before) < 0.1
+    assert core_brightness_ratio(rgb, after) == 1.0
+    assert np.isnan(core_brightness_ratio(np.zeros((4, 4, 3), np.uint8), before[:4, :4]))
