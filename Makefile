@@ -6,12 +6,19 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test lint demo ablation bench
 
+ONNX_STAMP := $(VENV)/.installed-onnx
+
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-test: $(STAMP)
+# The optional ONNX path (export and onnxruntime backend), tested by the suite
+$(ONNX_STAMP): $(STAMP) requirements-onnx.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-onnx.txt
+	touch $(ONNX_STAMP)
+
+test: $(STAMP) $(ONNX_STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from utils.core.cli import run_cli
-from utils.core.runtime import choose_device
+from utils.core.distributed import close, init_distributed
 from utils.core.settings import add_settings, from_args
 from utils.infer.options import InferenceOptions, model_specs
 from utils.infer.submission import InferenceResult, run_inference
@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     specs = model_specs(args.weights, args.tile_sizes, args.strides, args.batch_sizes, args.ensemble_weights)
-    device = choose_device(args.device)
+    d, device = init_distributed(args.device)  # one process, or one of several under torchrun
     fit = None
     if args.fit_weights and args.ensemble_weights:
         print("--ensemble_weights given: they are used as they are, no weights are fitted")
@@ -63,8 +63,12 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.fit_data, fold=args.fit_fold, input_dir=args.fit_input_dir, label_dir=args.fit_label_dir
         )
     opts = from_args(InferenceOptions, args, fit=fit)
-    summary = run_inference(specs, args.input_dir, args.output_dir, device, opts)
-    print_summary(summary, device)
+    try:
+        summary = run_inference(specs, args.input_dir, args.output_dir, device, opts, d)
+    finally:
+        close(d)
+    if d.main:
+        print_summary(summary, device if d.world == 1 else f"{d.world} processes ({device.type})")
     return 0
 
 

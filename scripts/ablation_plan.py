@@ -35,7 +35,9 @@ class StudySettings:
     wf: int = setting(4, "HINet width", minimum=1)
     depth: int = setting(3, "HINet depth (at most 6: 352 must be a multiple of 2^(depth-1))", minimum=1)
     output: str = setting(
-        "linear", "model output (main.py --output): tiny sigmoid models on dark scenes can collapse to black", choices=OUTPUTS
+        "linear",
+        "model output (main.py --output): tiny sigmoid models on dark scenes can collapse to black",
+        choices=OUTPUTS,
     )
     initial_lr: float = setting(1e-3, "learning rate after the warm-up", positive=True)
     min_lr: float = setting(1e-5, "floor of the cosine schedule", minimum=0)

@@ -26,8 +26,8 @@ def _pairs(folder, n: int = 6, size: int = 32) -> list[Pair]:
 
 
 def test_batches_do_not_depend_on_the_number_of_workers(tmp_path):
+    from utils.core.distributed import Dist
     from utils.train.config import TrainConfig
-    from utils.train.distributed import Dist
     from utils.train.steps import make_loader
 
     pairs = _pairs(tmp_path)
@@ -147,7 +147,7 @@ def test_joining_peers_that_never_come_times_out(torchrun_env, capsys, store):
     import torch.distributed as dist
 
     from utils.core.cli import run_cli
-    from utils.train.distributed import init_distributed
+    from utils.core.distributed import init_distributed
 
     _waiting_rank_zero(torchrun_env)
     torchrun_env.setenv("HINET_RENDEZVOUS_TIMEOUT", "1")
@@ -190,7 +190,7 @@ def test_sigterm_ends_the_wait_for_peers_at_once(torchrun_env, capsys, sigterm_i
     import time
 
     from utils.core.cli import run_cli
-    from utils.train.distributed import init_distributed
+    from utils.core.distributed import init_distributed
 
     _waiting_rank_zero(torchrun_env)
     torchrun_env.setenv("HINET_RENDEZVOUS_TIMEOUT", "2")

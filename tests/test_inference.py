@@ -10,8 +10,8 @@ import torch
 
 from conftest import FIXTURES, load_script, run_cli, tiny_model
 from utils.data.images import read_rgb, to_uint8
+from utils.infer.inputs import submission_name
 from utils.infer.restorer import Restorer
-from utils.infer.submission import submission_name
 from utils.infer.tiling import restore_image
 from utils.metrics import psnr_uint8
 
@@ -344,7 +344,7 @@ def test_a_full_disk_while_zipping_keeps_the_earlier_submission(workdir, capsys,
     def full_disk(self, *args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(zipfile.ZipFile, "write", full_disk)
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", full_disk)
     code, _, err = run_cli(test_script, ["--no_progress", "--overwrite"], capsys)
     assert code == 2 and err.count("\n") == 1 and "could not write submission.zip (No space left on device)" in err
     assert {p.name: p.read_bytes() for p in sub.iterdir()} == before

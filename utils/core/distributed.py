@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable
@@ -169,9 +170,14 @@ def _in_thread(fn: Callable[[], object]) -> object:
     return result.get("value")
 
 
-def _wait(work, what: str) -> None:
+RESUME_ADVICE = (
+    "end them all, then continue with --resume (raise HINET_DIST_TIMEOUT if rank 0 needs longer to validate)"
+)
+
+
+def _wait(work, what: str, advice: str = RESUME_ADVICE) -> None:
     """Wait for asynchronous collective ``work``, polling so that signals are handled; a limit and a failure
-    of the other processes are one sentence."""
+    of the other processes are one sentence, ending with ``advice``."""
     global _abandoned
     limit = timeout_setting("HINET_DIST_TIMEOUT", DIST_TIMEOUT)
     deadline = time.monotonic() + limit + min(limit, 5.0)  # the backend's own limit normally ends it first
@@ -185,8 +191,7 @@ def _wait(work, what: str) -> None:
         _abandoned = True
         fail(
             f"the other torchrun processes did not answer while {what} ({one_line(err).rstrip('.')}); one of them "
-            f"has stopped or hangs (see its output): end them all, then continue with --resume (raise "
-            f"HINET_DIST_TIMEOUT if rank 0 needs longer to validate)."
+            f"has stopped or hangs (see its output): {advice}."
         )
 
 
@@ -219,3 +224,22 @@ def close(d: Dist) -> None:
     """Leave the process group (not after a wait that timed out: tearing down unfinished work could hang)."""
     if d.backend and dist.is_initialized() and not _abandoned:
         dist.destroy_process_group()
+
+
+def exchange(obj: object, d: Dist, device: torch.device, what: str, advice: str) -> list:
+    """Every process's ``obj`` (picklable), by rank, on every process; bounded and interruptible like every wait.
+
+    Two all-gathers of bytes (their lengths, then the padded payloads), so nothing but tensors
+    crosses the backend and no wait is unbounded; one process gets ``[obj]``.
+    """
+    if not d.backend:
+        return [obj]
+    payload = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).to(device)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(d.world)]
+    _wait(dist.all_gather(sizes, torch.tensor([payload.numel()], device=device), async_op=True), what, advice)
+    longest = int(max(s.item() for s in sizes))
+    padded = torch.zeros(longest, dtype=torch.uint8, device=device)
+    padded[: payload.numel()] = payload
+    chunks = [torch.empty(longest, dtype=torch.uint8, device=device) for _ in range(d.world)]
+    _wait(dist.all_gather(chunks, padded, async_op=True), what, advice)
+    return [pickle.loads(c[: int(n.item())].cpu().numpy().tobytes()) for c, n in zip(chunks, sizes, strict=True)]

@@ -100,20 +100,30 @@ def fit_weights(restore, pairs: list[Pair], models: int, progress: bool = True) 
     for two models the whole grid, scored exactly; for more, the points the descent visited,
     with their estimated PSNR (``descend``).
     """
+    bar = progress_bar(pairs, desc="fitting weights", unit="image", show=progress)
+    return choose_weights([image_evidence(restore, pair, models) for pair in bar], models)
+
+
+def image_evidence(restore, pair: Pair, models: int) -> np.ndarray:
+    """What one held-out image tells about the weights: for two models the PSNR of each grid point, for more
+    its ``image_products``. Images are independent, so several processes can each take a share."""
+    outputs = torch.stack(restore(read_rgb(pair.input)))
+    clean = read_rgb(pair.target)
     if models >= 3:
-        products = []
-        for pair in progress_bar(pairs, desc="fitting weights", unit="image", show=progress):
-            products.append(image_products(torch.stack(restore(read_rgb(pair.input))), read_rgb(pair.target)))
-        return descend(np.stack(products), models)
+        return image_products(outputs, clean)
+    scores = []
+    for weights in weight_grid(models):
+        mixed = torch.tensordot(torch.tensor(weights, dtype=outputs.dtype, device=outputs.device), outputs, 1)
+        scores.append(psnr_uint8(to_uint8(mixed), clean))
+    return np.array(scores)
+
+
+def choose_weights(evidence: list[np.ndarray], models: int) -> dict:
+    """The weights with the best mean PSNR, from every image's ``image_evidence`` (in a fixed order)."""
+    if models >= 3:
+        return descend(np.stack(evidence), models)
     grid = weight_grid(models)
-    scores = np.zeros((len(grid), len(pairs)))
-    for j, pair in enumerate(progress_bar(pairs, desc="fitting weights", unit="image", show=progress)):
-        outputs = torch.stack(restore(read_rgb(pair.input)))
-        clean = read_rgb(pair.target)
-        for i, weights in enumerate(grid):
-            mixed = torch.tensordot(torch.tensor(weights, dtype=outputs.dtype, device=outputs.device), outputs, 1)
-            scores[i, j] = psnr_uint8(to_uint8(mixed), clean)
-    means = scores.mean(axis=1)
+    means = np.stack(evidence, axis=1).mean(axis=1)
     best = int(np.argmax(means))
     return {
         "weights": list(grid[best]),

@@ -61,6 +61,9 @@ def check_specs(specs: list[ModelSpec], configs: list[HINetConfig]) -> None:
         fail("--ensemble_weights are too large to add up; give relative weights such as 0.4 0.6.")
 
 
+BACKENDS = ("torch", "onnxruntime")
+
+
 @dataclass
 class InferenceOptions:
     """How test.py restores: tile placement and blending, precision, outputs, evaluation, weight fitting."""
@@ -79,8 +82,16 @@ class InferenceOptions:
         choices=BLENDS, shown="`mean`", new=True,
     )  # fmt: skip
     tta: bool = setting(False, "average the eight flip/rotation variants (8x slower)")
+    keep_lights: bool = setting(
+        False, "blend the input's clipped light cores back into the output with a soft mask (lamps stay bright)",
+        new=True,
+    )  # fmt: skip
     amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
     compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
+    backend: str = setting(
+        "torch", "torch: the checkpoints in PyTorch; onnxruntime: .onnx files of scripts.export_onnx",
+        choices=BACKENDS, shown="`torch`", new=True,
+    )  # fmt: skip
     make_zip: bool = setting(True, "do not write submission.zip", flag="no_zip", new=True)
     eval_dir: str | None = setting(
         None, "folder of clean targets: PSNR and SSIM per image for the input, each model and the ensemble, "
@@ -101,10 +112,19 @@ def _per_model(values: list | None, n: int, flag: str, default: list) -> list:
     return values
 
 
+def stored_tile(path: str | Path) -> int | None:
+    """The tile a checkpoint was trained on, or an ONNX file exported for."""
+    if Path(path).suffix.lower() == ".onnx":
+        from utils.infer.onnx_model import export_metadata
+
+        return export_metadata(path)["tile"]
+    return stored_patch_size(path)
+
+
 def default_tiles(paths: list[str]) -> list[int] | None:
     """Tile sizes from the patch size each checkpoint was trained on; the original's files store none,
     so a pair of them gets the original's 256 and 352."""
-    stored = [stored_patch_size(p) for p in paths]
+    stored = [stored_tile(p) for p in paths]
     if all(stored):
         return stored
     if len(paths) == 2 and not any(stored):

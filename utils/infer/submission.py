@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 import zipfile
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,96 +15,55 @@ import torch
 
 from models.local_norm import use_local_stats
 from utils.core.checkpoint import load_model
-from utils.core.errors import fail, one_line, reported_write
+from utils.core.distributed import Dist, exchange
+from utils.core.errors import UserError, fail, one_line, reported_write
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
 from utils.core.outputs import check_output_folder, staged_dir
 from utils.core.runtime import configure_cuda
 from utils.core.settings import check_ranges
 from utils.core.tables import write_csv
-from utils.data.images import from_uint8, inspect_image, list_images, read_rgb, to_uint8
-from utils.infer.ensemble import fit_weights, mix, validation_pairs
+from utils.data.images import from_uint8, image_size, read_rgb, to_uint8
+from utils.infer.ensemble import choose_weights, image_evidence, mix, validation_pairs
+from utils.infer.inputs import check_input_folder, check_targets, submission_name
+from utils.infer.lights import keep_lights
+from utils.infer.onnx_model import onnx_restorers
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs, label_models
 from utils.infer.restorer import Restorer
 from utils.infer.scores import check_masks, quality_row, region_row
+from utils.infer.shards import ADVICE, agree, from_rank0, in_input_order, my_share, run_share, until_failed
 from utils.infer.tiling import count_tiles, restore_image, tile_starts
 from utils.metrics import seam_ratio, tile_borders
 
 
-def submission_name(input_name: str) -> str:
-    """``test_input_20000.png`` becomes ``test_20000.png``; other names are kept (as PNG)."""
-    stem = Path(input_name).stem
-    match = re.fullmatch(r"test_input_(.+)", stem)
-    return f"test_{match.group(1)}.png" if match else f"{stem}.png"
-
-
-def find_target(eval_dir: Path, input_name: str) -> Path | None:
-    """The clean image of an input: the same name, or with ``input`` replaced by ``label``."""
-    for name in (input_name, input_name.replace("input", "label")):
-        if (eval_dir / name).is_file():
-            return eval_dir / name
-    return None
-
-
-def check_input_folder(input_dir: Path) -> dict[Path, tuple[int, int]]:
-    """Every image of the input folder with its (height, width), each checked to be usable, before any work."""
-    if not input_dir.is_dir():
-        fail(f"input folder {input_dir} does not exist; put the test images there or pass --input_dir.")
-    images = list_images(input_dir)
-    if not images:
-        fail(f"input folder {input_dir} holds no images (png, jpg, bmp or tif).")
-    inspected = {p: inspect_image(p) for p in images}
-    problems = [problem for _, problem in inspected.values() if problem is not None]
-    if problems:
-        fail(f"{len(problems)} input image(s) cannot be used: {'; '.join(problems[:3])}.")
-    names: dict[str, str] = {}
-    for p in images:
-        other = names.setdefault(submission_name(p.name), p.name)
-        if other != p.name:
-            fail(f"{other} and {p.name} would both be written as {submission_name(p.name)}; rename one of them.")
-    return {p: size for p, (size, _) in inspected.items()}
-
-
-def check_targets(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[str, Path]:
-    """The clean image of every input (given with its size), each readable and of the input's size."""
-    if not eval_dir.is_dir():
-        fail(f"--eval_dir {eval_dir} does not exist.")
-    targets = {}
-    for p, (h, w) in images.items():
-        target = find_target(eval_dir, p.name)
-        if target is None:
-            fail(f"--eval_dir {eval_dir} has no clean image for {p.name}.")
-        if target.resolve() == p.resolve():
-            fail(
-                f"--eval_dir {eval_dir} is the input folder {p.parent}: each input would be scored against itself "
-                f"(a perfect, meaningless score); pass the folder of the clean images."
-            )
-        size, problem = inspect_image(target)
-        if problem is not None:
-            fail(f"--eval_dir: {problem}.")
-        if size != (h, w):
-            fail(f"clean image {target.name} is {size[1]}x{size[0]} but the input {p.name} is {w}x{h}.")
-        targets[p.name] = target
-    return targets
-
-
 def run_inference(
-    specs: list[ModelSpec], input_dir: str | Path, output_dir: str | Path, device: torch.device, opts: InferenceOptions
+    specs: list[ModelSpec],
+    input_dir: str | Path,
+    output_dir: str | Path,
+    device: torch.device,
+    opts: InferenceOptions,
+    d: Dist | None = None,
 ) -> InferenceResult:
     """Restore every image of ``input_dir`` with the weighted ensemble of ``specs``; returns a summary.
 
     Everything that can be checked is checked before the first image. Outputs are built in
     a staging folder that replaces ``output_dir`` only when the whole run succeeded, so a
     failed run leaves no half-written PNG or zip and never mixes runs; a folder holding
-    anything but this project's outputs is never replaced.
+    anything but this project's outputs is never replaced. Under torchrun (``d``) each process
+    restores a share of the images (``utils.infer.shards``); every process returns the summary.
     """
+    d = d or Dist()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     problems = check_ranges(opts)
     if problems:
         fail("; ".join(problems) + ".")
     specs = label_models(specs)
     sizes = check_input_folder(input_dir)
-    images = list(sizes)
+    if d.world > len(sizes):
+        fail(
+            f"{d.world} processes for {len(sizes)} image(s) in {input_dir}: start at most {len(sizes)} "
+            f"(torchrun --nproc_per_node), or restore them in one process."
+        )
     targets = check_targets(Path(opts.eval_dir), sizes) if opts.eval_dir is not None else None
     masks = check_masks(Path(opts.eval_dir), sizes) if opts.eval_dir is not None else None
     fit_pairs = None
@@ -115,8 +74,15 @@ def run_inference(
     protected = {"input folder": input_dir, "--eval_dir folder": opts.eval_dir}
     protected |= {f"checkpoint {s.checkpoint}": s.checkpoint for s in specs}
     check_output_folder(output_dir, "--output_dir", opts.overwrite, "submission", protected)
-    with output_lock(output_dir, "--output_dir"):
-        return _run_locked(specs, images, (targets, masks), fit_pairs, output_dir, device, opts)
+    with ExitStack() as stack:
+        problem = None
+        if d.main:
+            try:
+                stack.enter_context(output_lock(output_dir, "--output_dir"))
+            except UserError as err:
+                problem = str(err)
+        agree(problem, d, device, "rank 0 took the output folder")
+        return _run_locked(specs, sizes, (targets, masks), fit_pairs, output_dir, device, opts, d)
 
 
 @dataclass
@@ -134,39 +100,79 @@ class InferenceResult:
     fit: dict | None = None
 
 
-def _run_locked(specs, images, labels, fit_pairs, output_dir: Path, device: torch.device, opts) -> InferenceResult:
-    """run_inference after its checks, with the output folder's lock held; ``labels``: (targets, masks)."""
+def _restorers(specs: list[ModelSpec], device: torch.device, opts: InferenceOptions) -> list[Restorer]:
+    """One restorer per checkpoint, loaded and checked against its spec."""
+    if opts.backend == "onnxruntime":
+        return onnx_restorers(specs, device, opts)
+    for spec in specs:
+        if spec.checkpoint.suffix.lower() == ".onnx":
+            fail(f"{spec.checkpoint} is an ONNX file; pass --backend onnxruntime to restore with it.")
     loaded = [load_model(s.checkpoint) for s in specs]
     check_specs(specs, [config for _, config, _ in loaded])
     if opts.local_stats:  # the window is in image pixels: a multiple of the size each model was trained on
         for spec, (model, _, _) in zip(specs, loaded, strict=True):
             use_local_stats(model, round(opts.local_stats * spec.tile))
     configure_cuda(device)
-    restorers = [Restorer(model, device, opts.amp, compile=opts.compile) for model, _, _ in loaded]
+    return [Restorer(model, device, opts.amp, compile=opts.compile) for model, _, _ in loaded]
+
+
+def _run_locked(specs, sizes, labels, fit_pairs, output_dir: Path, device, opts, d: Dist) -> InferenceResult:
+    """run_inference after its checks, with the output folder's lock held by rank 0; ``labels``: (targets, masks)."""
+    restorers = _restorers(specs, device, opts)
     start, fit = time.perf_counter(), None
     if fit_pairs is not None:
-        fit = fit_weights(
-            lambda rgb: [restore(s, r, from_uint8(rgb, device), opts) for s, r in zip(specs, restorers, strict=True)],
-            fit_pairs,
-            len(specs),
-            opts.progress,
-        )
-        fit["images"] = len(fit_pairs)
+        fit = _fit(specs, restorers, fit_pairs, device, opts, d)
         specs = [replace(s, weight=w) for s, w in zip(specs, fit["weights"], strict=True)]
-    with staged_dir(output_dir, "submission", "test.py") as stage:
-        rows = _restore_all(specs, restorers, images, labels, stage, device, opts)
+    images, pixels = list(sizes), [h * w for h, w in sizes.values()]
+    with staged_dir(output_dir, "submission", "test.py") if d.main else nullcontext() as own_stage:
+        stage = Path(from_rank0(str(own_stage), d, device, "rank 0 shared its staging folder"))
+        seen = stage.is_dir() or d.main
+        agree(None if seen else f"process {d.rank} cannot see the staging folder {stage}; on several machines, "
+              f"--output_dir must be on a folder they all share", d, device, "checking the staging folder")  # fmt: skip
+        mine = my_share(images, pixels, d)
+        work = lambda: _restore_all(specs, restorers, mine, labels, stage, device, opts, d.main)  # noqa: E731
+        gathered = exchange(run_share(work, stage, d), d, device, "gathering the restored images", ADVICE)
+        agree(next((p for _, p in gathered if p), None), d, device, "gathering the restored images")
+        rows = in_input_order([r for r, _ in gathered], images, pixels, d.world)
         seconds = time.perf_counter() - start
-        if opts.make_zip:
-            _write_zip(stage, [submission_name(p.name) for p in images])
         mean = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
-        write_csv(
-            stage / "metrics.csv", [*rows, {"image": "mean", **mean}], list(rows[0]), shown=output_dir / "metrics.csv"
-        )
-        if fit is not None:
-            with reported_write(output_dir / "ensemble.json"):
-                (stage / "ensemble.json").write_text(json.dumps(fit, indent=1) + "\n")
+        problem = None
+        if d.main:
+            problem = run_share(lambda: _write_tables(stage, output_dir, images, rows, mean, fit, opts), stage, d)[1]
+        agree(problem, d, device, "rank 0 wrote the tables")
     weights = [s.weight / sum(x.weight for x in specs) for s in specs]
     return InferenceResult(len(images), output_dir, seconds, weights, specs, rows, mean, fit)
+
+
+def _fit(specs, restorers, pairs, device, opts: InferenceOptions, d: Dist) -> dict:
+    """Ensemble weights from the held-out pairs, each process restoring a share; the same choice everywhere."""
+    pixels = [int(np.prod(image_size(p.input))) for p in pairs]
+    mine = my_share(pairs, pixels, d)
+
+    def restore_all(rgb):
+        return [restore(s, r, from_uint8(rgb, device), opts) for s, r in zip(specs, restorers, strict=True)]
+
+    bar = progress_bar(mine, desc="fitting weights", unit="image", show=opts.progress and d.main)
+    try:
+        mine_evidence, problem = [image_evidence(restore_all, pair, len(specs)) for pair in bar], None
+    except UserError as err:
+        mine_evidence, problem = None, str(err)
+    gathered = exchange((mine_evidence, problem), d, device, "fitting the ensemble weights", ADVICE)
+    agree(next((p for _, p in gathered if p), None), d, device, "fitting the ensemble weights")
+    fit = choose_weights(in_input_order([e for e, _ in gathered], pairs, pixels, d.world), len(specs))
+    return fit | {"images": len(pairs)}
+
+
+def _write_tables(stage: Path, output_dir: Path, images, rows, mean, fit, opts: InferenceOptions) -> None:
+    """Rank 0's part after every image is written: the zip, metrics.csv and ensemble.json, in input order."""
+    if opts.make_zip:
+        _write_zip(stage, [submission_name(p.name) for p in images])
+    write_csv(
+        stage / "metrics.csv", [*rows, {"image": "mean", **mean}], list(rows[0]), shown=output_dir / "metrics.csv"
+    )
+    if fit is not None:
+        with reported_write(output_dir / "ensemble.json"):
+            (stage / "ensemble.json").write_text(json.dumps(fit, indent=1) + "\n")
 
 
 def _mean(values: list[float | None]) -> float:
@@ -193,11 +199,16 @@ def restore(
     return out
 
 
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # every entry's date: the same images give the same zip, byte for byte
+
+
 def _write_zip(stage: Path, names: list[str]) -> None:
     try:
         with zipfile.ZipFile(stage / "submission.zip", "w", zipfile.ZIP_DEFLATED) as zf:
             for name in sorted(names):
-                zf.write(stage / name, arcname=name)
+                entry = zipfile.ZipInfo(name, ZIP_TIME)
+                entry.compress_type, entry.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+                zf.writestr(entry, (stage / name).read_bytes())
     except OSError as err:
         fail(f"could not write submission.zip ({err.strerror or one_line(err)}); free some space and run again.")
 
@@ -215,17 +226,18 @@ def _each_model(specs, restorers, image: torch.Tensor, name: str, opts: Inferenc
         yield restored
 
 
-def _restore_all(specs, restorers, images, labels, stage, device, opts: InferenceOptions) -> list[dict]:
+def _restore_all(specs, restorers, images, labels, stage, device, opts: InferenceOptions, loud: bool) -> list[dict]:
     """Restore, ensemble and write each image; returns per-image seams (and PSNR/SSIM with targets, and
     G-PSNR/S-PSNR with masks: ``labels`` is (targets, masks), either None)."""
     targets, masks = labels
     rows: list[dict] = []
-    bar = progress_bar(images, unit="image", desc="restoring", show=opts.progress)
-    for path in bar:
+    bar = progress_bar(images, unit="image", desc="restoring", show=opts.progress and loud)
+    for path in until_failed(bar, stage):
         rgb = read_rgb(path)
         per_model: list[np.ndarray] = []
         each = _each_model(specs, restorers, from_uint8(rgb, device), path.name, opts, per_model)
-        out = to_uint8(mix(each, [s.weight for s in specs]))
+        mixed = mix(each, [s.weight for s in specs])
+        out = to_uint8(keep_lights(rgb, mixed) if opts.keep_lights else mixed)
         name = submission_name(path.name)
         if not cv2.imwrite(str(stage / name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
             fail(f"could not write {name} into the output folder; is the disk full?")
@@ -239,7 +251,7 @@ def _restore_all(specs, restorers, images, labels, stage, device, opts: Inferenc
                 row |= region_row(rgb, per_model, out, clean, specs, masks[path.name])
             bar.set_postfix(psnr=f"{row['psnr_input']:.2f}->{row['psnr_ensemble']:.2f}")
         rows.append(row)
-        if not bar.disable or not opts.progress:
+        if not bar.disable or not opts.progress or not loud:
             continue
         shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "image" and v is not None)
         print(f"{path.name}: {shown}", flush=True)

@@ -96,8 +96,9 @@ def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
     if not (isinstance(weights, dict) and weights and all(isinstance(v, torch.Tensor) for v in weights.values())):
         bad("state_dict", weights, "the model's weights (named tensors) belong")
     check_finite(weights, path)
-    arch = HINetConfig(wf=config.get("wf", cfg.wf), depth=config.get("depth", cfg.depth))  # output: no weights of its own
-    check_architecture(weights, arch, path)  # the model the run builds from its settings
+    # the model the run builds from its settings (its output head has no weights of its own)
+    arch = HINetConfig(wf=config.get("wf", cfg.wf), depth=config.get("depth", cfg.depth))
+    check_architecture(weights, arch, path)
 
 
 # A resumed run keeps these from its checkpoint; a flag that asks for another value is refused,

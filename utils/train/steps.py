@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from utils.core.distributed import Dist
 from utils.core.errors import fail, one_line
 from utils.core.log import progress_bar
 from utils.core.runtime import autocast
@@ -20,7 +21,6 @@ from utils.infer.tiling import restore_image
 from utils.metrics import AverageMeter, psnr_tensor, psnr_uint8
 from utils.recipe import recipe_for
 from utils.train.config import OPTIMIZERS, TrainConfig
-from utils.train.distributed import Dist
 
 
 class NonFiniteLoss(RuntimeError):

@@ -30,6 +30,7 @@ from utils.core.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
+from utils.core.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.core.errors import fail, reported_write
 from utils.core.log import get_logger
 from utils.core.manifest import write_manifest
@@ -42,7 +43,6 @@ from utils.data.layout import INFO_FILE
 from utils.metrics import psnr_uint8
 from utils.train.checks import check_data, check_run_folder, hold_run_locks, resolve_pretrained
 from utils.train.config import TrainConfig, check_config
-from utils.train.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.train.losses import RestorationLoss
 from utils.train.resume import TrainState, merge_resumed, read_resume_state
 from utils.train.steps import build_optimizer, make_loader, train_pass, validate
