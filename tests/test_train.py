@@ -282,6 +282,45 @@ def test_the_output_head_is_trained_stored_and_kept_on_resume(patch_data, tmp_pa
     assert code == 2 and "--output sigmoid (the run has linear)" in err
 
 
+def test_fine_tuning_takes_the_architecture_from_the_checkpoint(patch_data, tmp_path, capsys):
+    first = _args(patch_data, tmp_path / "a", "--epochs", 1, "--steps_per_epoch", 1, "--output", "linear")
+    assert run_cli(train_script, first, capsys)[0] == 0
+    start = tmp_path / "a" / "001" / "256_best.pth"
+    tuned = [
+        "--data_path",
+        patch_data,
+        "--model_path",
+        tmp_path / "b",
+        "--img_size",
+        256,
+        "--batch_size",
+        8,
+        "--pred_batch",
+        8,
+        "--num_workers",
+        0,
+        "--no_progress",
+        "--epochs",
+        1,
+        "--steps_per_epoch",
+        1,
+        "--initial_lr",
+        1e-9,
+        "--min_lr",
+        0,
+        "--pretrained_path",
+        start,
+    ]  # fmt: skip  (no --wf, --depth or --output)
+    code, _, err = run_cli(train_script, tuned, capsys)
+    assert code == 0, err
+    model, config, _ = load_model(tmp_path / "b" / "001" / "last.pth")
+    assert (config.wf, config.depth, config.output) == (4, 3, "linear")
+    before = load_model(start)[0].state_dict()
+    assert all(torch.allclose(before[k], v, atol=1e-6) for k, v in model.state_dict().items())  # lr 0, 1e-9
+    code, _, err = run_cli(train_script, [*tuned, "--wf", 8, "--exp_num", 2], capsys)
+    assert code == 2 and "is another architecture: --wf 8 (it has 4)" in err
+
+
 def test_validation_leaves_the_training_layout_alone():
     from utils.infer.restorer import Restorer
 

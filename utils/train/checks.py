@@ -6,13 +6,16 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
+import torch
+
+from utils.core.checkpoint import extract_state_dict, infer_config, read_checkpoint
 from utils.core.errors import UserError, fail
 from utils.core.locks import output_lock
 from utils.core.outputs import check_output_folder
 from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
 from utils.data.images import image_size
 from utils.data.layout import FOLD_CSV, INFO_FILE
-from utils.train.config import TrainConfig
+from utils.train.config import TrainConfig, check_config
 
 
 class PatchProblem(UserError):
@@ -82,6 +85,30 @@ def resolve_pretrained(cfg: TrainConfig, explicit: bool) -> tuple[str | None, st
             fail(f"--pretrained_path {path} does not exist; pass the path of HINet-GoPro.pth, or 'none'.")
         return None, f"{path} not found: starting from random weights (put HINet-GoPro.pth there to fine-tune it)"
     return path, f"initialised from {path}"
+
+
+ARCHITECTURE = ("wf", "depth", "output")  # what fine-tuning takes from the checkpoint
+
+
+def adopt_architecture(cfg: TrainConfig, pretrained: str, given: set[str]) -> dict[str, torch.Tensor]:
+    """Fine-tuning: the run's width, depth and output become the checkpoint's (stated, or seen in its tensors);
+    a flag that asks for another value is refused. Returns the weights to start from."""
+    ckpt = read_checkpoint(pretrained)
+    state = extract_state_dict(ckpt, pretrained)
+    stored = ckpt.get("model_config")
+    if not isinstance(stored, dict):  # the public release: width and depth from the tensors, the default output
+        inferred = infer_config(state, pretrained)
+        stored = {"wf": inferred.wf, "depth": inferred.depth}
+    clashes = [f"--{k} {getattr(cfg, k)} (it has {stored[k]})" for k in ARCHITECTURE
+               if k in given and k in stored and getattr(cfg, k) != stored[k]]  # fmt: skip
+    if clashes:
+        fail(f"--pretrained_path {pretrained} is another architecture: {', '.join(clashes)}; drop those flags to "
+             f"fine-tune it as it is, or pass --pretrained_path none to train that architecture from scratch.")  # fmt: skip
+    for k in ARCHITECTURE:
+        if k in stored:
+            setattr(cfg, k, stored[k])
+    check_config(cfg)  # the patch size must suit the adopted depth
+    return state
 
 
 def check_run_folder(cfg: TrainConfig) -> None:

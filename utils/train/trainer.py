@@ -25,9 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models.hinet import HINet
 from utils.core.checkpoint import (
-    extract_state_dict,
     load_weights,
-    read_checkpoint,
     save_checkpoint,
 )
 from utils.core.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
@@ -41,7 +39,7 @@ from utils.data.augment import aug_version_at, parse_aug_schedule
 from utils.data.images import read_rgb
 from utils.data.layout import INFO_FILE
 from utils.metrics import psnr_uint8
-from utils.train.checks import check_data, check_run_folder, hold_run_locks, resolve_pretrained
+from utils.train.checks import adopt_architecture, check_data, check_run_folder, hold_run_locks, resolve_pretrained
 from utils.train.config import TrainConfig, check_config
 from utils.train.losses import RestorationLoss
 from utils.train.resume import TrainState, merge_resumed, read_resume_state
@@ -89,8 +87,7 @@ class Run:
         resume, resume_notes = self._resumed_state(given)
         self.train_pairs, self.val_pairs = check_data(cfg, d.world)
         seed_everything(cfg.seed)
-        self.model = HINet(cfg.model_config())
-        model_note = self._initial_weights(resume, given)
+        self.model, model_note = self._build_model(resume, given)
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -153,14 +150,18 @@ class Run:
             )
         return resume, notes
 
-    def _initial_weights(self, resume: dict | None, given: set[str]) -> str:
+    def _build_model(self, resume: dict | None, given: set[str]) -> tuple[HINet, str]:
+        """The model with its starting weights: resumed, fine-tuned (the checkpoint's architecture), or random."""
         if resume is not None:
-            self.model.load_state_dict(resume["state_dict"])
-            return f"resumed from {self.cfg.exp_dir / 'last.pth'}"
+            model = HINet(self.cfg.model_config())
+            model.load_state_dict(resume["state_dict"])
+            return model, f"resumed from {self.cfg.exp_dir / 'last.pth'}"
         pretrained, note = resolve_pretrained(self.cfg, "pretrained_path" in given)
-        if pretrained is not None:
-            load_weights(self.model, extract_state_dict(read_checkpoint(pretrained), pretrained), pretrained)
-        return note
+        state = adopt_architecture(self.cfg, pretrained, given) if pretrained is not None else None
+        model = HINet(self.cfg.model_config())
+        if state is not None:
+            load_weights(model, state, pretrained)
+        return model, note
 
     def _log_start(self, resume: dict | None, resume_notes: list[str], model_note: str) -> None:
         cfg, d, log = self.cfg, self.d, self.logger
