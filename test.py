@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     specs = model_specs(args.weights, args.tile_sizes, args.strides, args.batch_sizes, args.ensemble_weights)
     d, device = init_distributed(args.device)  # one process, or one of several under torchrun
     fit = None
-    if args.fit_weights and args.ensemble_weights:
+    if args.fit_weights and args.ensemble_weights and d.main:
         print("--ensemble_weights given: they are used as they are, no weights are fitted")
     elif args.fit_weights:
         fit = dict(

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(
             f"{output} is not an ONNX export of this project, so --overwrite leaves it alone; choose another --output."
         )
-    tile = args.tile or stored_patch_size(weights)
+    tile = args.tile if args.tile is not None else stored_patch_size(weights)
     if tile is None:
         fail(f"{weights} does not store the patch size it was trained on; pass --tile (256 or 352 for the original's).")
     gap = export_onnx(weights, tile, output)

@@ -92,3 +92,7 @@ def test_export_refuses_to_replace_a_file_it_did_not_write(exported, tmp_path, c
     assert mine.read_text() == "my own file"
     code, _, err = run_cli(export_onnx, ["--weights", exported / "m0.pth", "--output", exported / "m0.onnx"], capsys)
     assert code == 2 and "already exists" in err
+    code, _, err = run_cli(
+        export_onnx, ["--weights", exported / "m0.pth", "--tile", 0, "--output", tmp_path / "z.onnx"], capsys
+    )
+    assert code == 2 and "--tile 0 must be a multiple of 4" in err and not (tmp_path / "z.onnx").exists()

@@ -319,6 +319,8 @@ def test_fine_tuning_takes_the_architecture_from_the_checkpoint(patch_data, tmp_
     assert all(torch.allclose(before[k], v, atol=1e-6) for k, v in model.state_dict().items())  # lr 0, 1e-9
     code, _, err = run_cli(train_script, [*tuned, "--wf", 8, "--exp_num", 2], capsys)
     assert code == 2 and "is another architecture: --wf 8 (it has 4)" in err
+    code, _, err = run_cli(train_script, [*tuned, "--img_size", 36, "--exp_num", 3], capsys)  # depth 3: multiples of 4
+    assert code == 2 and "multiple of" not in err and "no patch folder" in err
 
 
 def test_validation_leaves_the_training_layout_alone():

@@ -54,7 +54,7 @@ def to_bgr8(img: np.ndarray, path: str | Path) -> np.ndarray:
 
 
 # EXIF orientation (tag 0x0112) 2..8: how to turn the stored pixels upright. Phones store portrait photos
-# as landscape pixels plus this tag; OpenCV's IMREAD_UNCHANGED ignores it.
+# as landscape pixels plus this tag; OpenCV's IMREAD_UNCHANGED ignores it in JPEG files.
 _UPRIGHT = {
     2: lambda a: a[:, ::-1],
     3: lambda a: a[::-1, ::-1],
@@ -67,17 +67,40 @@ _UPRIGHT = {
 
 
 def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation of a JPEG or TIFF (1, upright, for other files or without the tag)."""
-    if Path(path).suffix.lower() not in (".jpg", ".jpeg", ".tif", ".tiff"):
+    """The EXIF orientation of a JPEG (1, upright, for other files or without the tag). OpenCV turns TIFF
+    files upright itself, even with IMREAD_UNCHANGED, so they are left to it."""
+    if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
         return 1
     from PIL import Image  # reads the header only
 
+    Image.MAX_IMAGE_PIXELS = None  # the project's own limit (max_pixels) was checked before any decoding
     try:
         with Image.open(path) as im:
             value = im.getexif().get(0x0112, 1)
     except Exception:  # an unreadable header is reported by the decoder
         return 1
     return value if value in _UPRIGHT else 1
+
+
+def decode(path: str | Path) -> np.ndarray | None:
+    """The file's pixels as OpenCV gives them (BGR order), upright; None if it cannot be decoded.
+
+    OpenCV 4.14 cannot decode a TIFF whose EXIF orientation transposes it (5 to 8); Pillow reads
+    those (8-bit grey, RGB or RGBA) and turns them upright.
+    """
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is not None or Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None if img is None else upright(img, path)
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            pixels = np.asarray(ImageOps.exif_transpose(im)) if im.mode in ("L", "RGB", "RGBA") else None
+    except Exception:
+        return None
+    if pixels is None or pixels.ndim == 2:
+        return pixels
+    return np.ascontiguousarray(pixels[..., [2, 1, 0, 3][: pixels.shape[2]]])  # RGB(A) to OpenCV's BGR(A)
 
 
 def upright(img: np.ndarray, path: str | Path) -> np.ndarray:
@@ -92,12 +115,12 @@ def read_bgr(path: str | Path) -> np.ndarray:
     problem = too_large(path, header_size(path))
     if problem is not None:
         fail(problem + ".")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = decode(path)
     if img is None:
         if not Path(path).exists():
             fail(f"image {path} does not exist.")
         fail(f"{path} could not be decoded as an image; replace or remove it.")
-    return to_bgr8(upright(img, path), path)
+    return to_bgr8(img, path)
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -209,15 +232,14 @@ def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]
         if width == 0 or height == 0:
             return (height, width), f"{path} is an empty image"
         return (height, width), None if bits in (1, 2, 4, 8, 16) else f"{path} has an unsupported PNG bit depth {bits}"
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = decode(path)
     if img is None:
         return None, f"{path} cannot be decoded as an image"
     if img.dtype not in (np.uint8, np.uint16):
         return img.shape[:2], f"{path} has pixel type {img.dtype}; only 8-bit or 16-bit images are supported"
     if img.ndim == 3 and img.shape[2] not in (3, 4):
         return img.shape[:2], f"{path} has {img.shape[2]} channels; expected 1, 3 or 4"
-    h, w = img.shape[:2]
-    return ((w, h) if exif_orientation(path) >= 5 else (h, w)), None
+    return img.shape[:2], None
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:

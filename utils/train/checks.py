@@ -15,7 +15,7 @@ from utils.core.outputs import check_output_folder
 from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
 from utils.data.images import image_size
 from utils.data.layout import FOLD_CSV, INFO_FILE
-from utils.train.config import TrainConfig, check_config
+from utils.train.config import TrainConfig
 
 
 class PatchProblem(UserError):
@@ -107,8 +107,15 @@ def adopt_architecture(cfg: TrainConfig, pretrained: str, given: set[str]) -> di
     for k in ARCHITECTURE:
         if k in stored:
             setattr(cfg, k, stored[k])
-    check_config(cfg)  # the patch size must suit the adopted depth
     return state
+
+
+def starting_weights(cfg: TrainConfig, given: set[str]) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """(weights to fine-tune from or None, note for the log); a new run takes the checkpoint's architecture."""
+    if cfg.resume:
+        return None, ""
+    pretrained, note = resolve_pretrained(cfg, "pretrained_path" in given)
+    return (adopt_architecture(cfg, pretrained, given) if pretrained is not None else None), note
 
 
 def check_run_folder(cfg: TrainConfig) -> None:

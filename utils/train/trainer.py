@@ -39,7 +39,7 @@ from utils.data.augment import aug_version_at, parse_aug_schedule
 from utils.data.images import read_rgb
 from utils.data.layout import INFO_FILE
 from utils.metrics import psnr_uint8
-from utils.train.checks import adopt_architecture, check_data, check_run_folder, hold_run_locks, resolve_pretrained
+from utils.train.checks import check_data, check_run_folder, hold_run_locks, starting_weights
 from utils.train.config import TrainConfig, check_config
 from utils.train.losses import RestorationLoss
 from utils.train.resume import TrainState, merge_resumed, read_resume_state
@@ -65,6 +65,8 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
     ``given``: the settings the user named on the command line (a resumed run keeps the
     others from its checkpoint).
     """
+    given = set(given or ())
+    start = starting_weights(cfg, given)  # before the checks: fine-tuning takes the checkpoint's architecture
     check_config(cfg)
     d, device = init_distributed(cfg.device)
     configure_cuda(device)
@@ -73,7 +75,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
             if d.main:
                 check_run_folder(cfg)
                 hold_run_locks(locks, cfg)
-            run = Run(cfg, d, device, set(given or ()))
+            run = Run(cfg, d, device, given, start)
             return run.loop()
     finally:
         close(d)
@@ -82,12 +84,13 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
 class Run:
     """One training run: set up (every check before anything is written), then epoch after epoch."""
 
-    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, given: set[str]) -> None:
+    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, given: set[str], start: tuple) -> None:
+        """``start``: (weights to fine-tune or None, note for the log), from ``starting_weights``."""
         self.cfg, self.d, self.device = cfg, d, device
         resume, resume_notes = self._resumed_state(given)
         self.train_pairs, self.val_pairs = check_data(cfg, d.world)
         seed_everything(cfg.seed)
-        self.model, model_note = self._build_model(resume, given)
+        self.model, model_note = self._build_model(resume, start)
         self.model.to(device)
         if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -150,17 +153,15 @@ class Run:
             )
         return resume, notes
 
-    def _build_model(self, resume: dict | None, given: set[str]) -> tuple[HINet, str]:
+    def _build_model(self, resume: dict | None, start: tuple) -> tuple[HINet, str]:
         """The model with its starting weights: resumed, fine-tuned (the checkpoint's architecture), or random."""
+        model = HINet(self.cfg.model_config())
         if resume is not None:
-            model = HINet(self.cfg.model_config())
             model.load_state_dict(resume["state_dict"])
             return model, f"resumed from {self.cfg.exp_dir / 'last.pth'}"
-        pretrained, note = resolve_pretrained(self.cfg, "pretrained_path" in given)
-        state = adopt_architecture(self.cfg, pretrained, given) if pretrained is not None else None
-        model = HINet(self.cfg.model_config())
+        state, note = start
         if state is not None:
-            load_weights(model, state, pretrained)
+            load_weights(model, state, self.cfg.pretrained_path)
         return model, note
 
     def _log_start(self, resume: dict | None, resume_notes: list[str], model_note: str) -> None:
@@ -252,6 +253,8 @@ class Run:
         """Rank 0: validate, keep the best, write metrics, curves and ``last.pth``; True to stop early."""
         cfg, state, exp = self.cfg, self.state, self.cfg.exp_dir
         then = f"continue with --resume ({exp / 'last.pth'} keeps epoch {epoch - 1})"  # after a failed write
+        samples = cfg.steps_per_epoch * cfg.batch_size if cfg.steps_per_epoch else len(self.train_pairs)
+        rate = samples / max(time.time() - t0, 1e-9)  # training samples a second, all processes, before validation
         val_psnr = validate(self.model, self.val_pairs, cfg, self.device)
         state.epoch = epoch
         if val_psnr > state.best_psnr:
@@ -275,7 +278,7 @@ class Run:
         mark = " *best*" if state.best_epoch == epoch else ""
         self.logger.info(
             f"epoch {epoch}/{cfg.epochs} lr {lr:.3e} aug v{aug_version} | train loss {train_loss:.4f} "
-            f"PSNR {train_psnr:.2f} | val PSNR {val_psnr:.4f}{mark} | {seconds:.0f} s"
+            f"PSNR {train_psnr:.2f} | val PSNR {val_psnr:.4f}{mark} | {seconds:.0f} s, {rate:.1f} samples/s in training"
         )
         stop = state.early_stop >= cfg.patience
         if stop:

@@ -1,0 +1,43 @@
+"""The starter model shipped in pretrained/: it loads, restores a user's photo, and is what its card says."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, load_script, run_cli
+from utils.core.checkpoint import load_model
+from utils.data.images import read_rgb
+
+STARTER = ROOT / "pretrained" / "hinet_flare_starter.pth"
+test_script = load_script("test")
+
+
+def test_the_starter_is_a_small_half_precision_linear_model():
+    assert STARTER.stat().st_size <= 16 * 2**20
+    ckpt = torch.load(STARTER, map_location="cpu", weights_only=True)
+    assert {v.dtype for v in ckpt["state_dict"].values()} == {torch.float16}
+    assert ckpt["img_size"] == 256 and ckpt["card"]["profile"] in ("cpu", "gpu")
+    _, config, _ = load_model(STARTER)
+    assert config.output == "linear" and config.wf == ckpt["card"]["wf"]
+
+
+@pytest.mark.parametrize("keep_lights", [False, True])
+def test_it_restores_a_portrait_phone_photo(tmp_path, capsys, keep_lights):
+    """A 96x64 landscape JPEG tagged to be shown upright as a 64x96 portrait: the output is the portrait."""
+    (tmp_path / "photos").mkdir()
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 60, (64, 96, 3), dtype=np.uint8)
+    pixels[20:30, 40:50] = 255  # a lamp
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    image.save(tmp_path / "photos" / "night.jpg", quality=95, exif=exif.tobytes())
+    args = ["--weights", STARTER, "--input_dir", tmp_path / "photos", "--output_dir", tmp_path / "restored",
+            "--no_zip", "--no_progress", *(["--keep_lights"] if keep_lights else [])]  # fmt: skip
+    code, out, err = run_cli(test_script, args, capsys)
+    assert code == 0, err
+    restored = read_rgb(tmp_path / "restored" / "night.png")
+    assert restored.shape == (96, 64, 3)
+    assert 0 < restored.mean() < 250  # neither black nor white: the model ran on an actual picture
+    assert not (tmp_path / "restored" / "submission.zip").exists()
