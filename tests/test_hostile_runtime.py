@@ -100,7 +100,7 @@ BAD_ENV = {
 @pytest.fixture
 def torchrun_env(monkeypatch):
     """A clean torchrun environment to set up; the module's timed-out flag is restored afterwards."""
-    from utils.train import distributed
+    from utils.core import distributed
 
     for name in (*TORCHRUN_VARS, "HINET_RENDEZVOUS_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
@@ -229,8 +229,8 @@ def test_a_barrier_times_out_obeys_sigterm_and_reports_a_lost_peer(torchrun_env,
 
     import torch.distributed as dist
 
+    from utils.core import distributed
     from utils.core.cli import run_cli
-    from utils.train import distributed
 
     d = distributed.Dist(rank=1, world=2, backend="gloo")
     torchrun_env.setattr(dist, "barrier", lambda **kwargs: _PendingWork())

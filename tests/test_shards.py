@@ -78,9 +78,17 @@ def test_a_failing_process_stops_both_with_its_sentence(folder):
     assert not (folder / "out").exists() and not list(folder.glob(".out*"))
 
 
-def test_more_processes_than_images_is_refused(folder):
+def test_more_processes_than_images_is_refused(folder, monkeypatch):
+    """Checked before any process waits for another, so one process with a world of two shows it."""
+    from utils.core.distributed import Dist
+    from utils.core.errors import UserError
+    from utils.infer.options import InferenceOptions, model_specs
+    from utils.infer.submission import run_inference
+
     for p in list((folder / "in").iterdir())[1:]:
         p.unlink()
-    result = _test_py(["--weights", "m0.pth", "--input_dir", "in", "--output_dir", "out", "--device", "cpu"], folder, 2)
-    assert result.returncode != 0 and "2 processes for 1 image(s)" in result.stderr
+    monkeypatch.chdir(folder)
+    specs = model_specs(["m0.pth"])
+    with pytest.raises(UserError, match=r"2 processes for 1 image\(s\) in in: start at most 1"):
+        run_inference(specs, "in", "out", torch.device("cpu"), InferenceOptions(), Dist(0, 2, 0, "gloo"))
     assert not (folder / "out").exists()
