@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from scripts.commands import run
-from utils.core.checkpoint import pack_checkpoint
+from utils.core.checkpoint import pack_checkpoint, read_checkpoint
 from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.core.plots import comparison_sheet
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     profile, root, output = PROFILES[args.profile], Path(args.root), Path(args.output)
     if output.exists() and not args.overwrite:
         fail(f"{output} already exists; pass --overwrite to replace it, or another --output.")
+    if output.exists() and "card" not in read_checkpoint(output):
+        fail(f"{output} is not a model this command packed, so --overwrite leaves it alone; choose another --output.")
     start = time.time()
     for cmd in commands(profile, root, args.device):
         run(cmd)

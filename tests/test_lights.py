@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from utils.data.images import from_uint8
 from utils.infer.lights import core_brightness_ratio, keep_lights, light_cores, light_mask
 
 
@@ -36,7 +37,7 @@ def test_mask_is_whole_on_cores_and_falls_off_with_the_lamp_size():
 def test_keep_lights_restores_cores_and_leaves_the_rest():
     rgb = _night()
     dimmed = torch.full((3, *rgb.shape[:2]), 0.05)  # a model that greyed the lamp and darkened everything
-    kept = keep_lights(rgb, dimmed)
+    kept = keep_lights(rgb, from_uint8(rgb, torch.device("cpu")), dimmed)
     assert torch.allclose(kept[:, 21:28, 31:38], torch.ones(3, 7, 7))
     assert torch.equal(kept[:, 60:, :20], dimmed[:, 60:, :20])
     before = (dimmed.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -37,11 +37,11 @@ def light_mask(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
     return np.maximum(soft, cores)  # the cores themselves stay whole
 
 
-def keep_lights(rgb: np.ndarray, restored: torch.Tensor) -> torch.Tensor:
-    """The restored (3, H, W) image with the input's light cores blended back in."""
+def keep_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+    """The restored (3, H, W) image with the light cores of the input (``rgb``, and ``image``: the same as a
+    tensor in [0, 1], as restored) blended back in."""
     mask = torch.from_numpy(light_mask(rgb)).to(restored.device)
-    source = torch.from_numpy(rgb).to(restored.device).permute(2, 0, 1).float().div(255)
-    return restored + mask * (source - restored)
+    return restored + mask * (image - restored)
 
 
 def core_brightness_ratio(inp: np.ndarray, out: np.ndarray) -> float:

@@ -109,9 +109,10 @@ def open_session(path: str | Path, device: torch.device | None = None):
         fail(f"{path} cannot be opened as an ONNX model ({one_line(err)}); export it again with scripts.export_onnx.")
 
 
-def export_metadata(path: str | Path) -> dict:
-    """What an exported file records of itself; a file this project did not export is one sentence."""
-    session = open_session(path)
+def export_metadata(path: str | Path, session=None) -> dict:
+    """What an exported file records of itself (read from ``session`` when it is open already); a file this
+    project did not export is one sentence."""
+    session = session or open_session(path)
     text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     try:
         meta = json.loads(text) if text else None
@@ -137,7 +138,7 @@ class OnnxRestorer:
     def __init__(self, path: str | Path, device: torch.device) -> None:
         self.path, self.device = Path(path), device
         self.session = open_session(path, device)
-        meta = export_metadata(path)
+        meta = export_metadata(path, self.session)
         self.tile = meta["tile"]
         self.config = HINetConfig.from_dict(meta["model_config"])
         self.size_multiple = self.tile  # only whole tiles: a whole image cannot be one pass

@@ -73,21 +73,24 @@ def until_failed(paths: Iterable[Path], stage: Path) -> Iterator[Path]:
         yield path
 
 
-def run_share(work, stage: Path, d: Dist) -> tuple[object, str | None]:
-    """``work()`` for this process's share: (its result, None), or (None, the sentence) after flagging the failure
-    so the others stop early. A bug (not a user's mistake) is flagged, then raised."""
+def share_results(work, d: Dist, device: torch.device, what: str, stage: Path | None = None) -> list:
+    """Every process's result of ``work()`` on its share, by rank, on every process. A user's mistake in any
+    process (a ``UserError``) ends all of them with its sentence; with ``stage``, the failing process first
+    flags it there so that the others stop early. A bug is flagged, then raised."""
     try:
-        return work(), None
+        result, problem = work(), None
     except UserError as err:
-        problem = str(err)
+        result, problem = None, str(err)
+        _flag(stage, d, problem)
     except BaseException as err:
         _flag(stage, d, one_line(err))
         raise
-    _flag(stage, d, problem)
-    return None, problem
+    gathered = exchange((result, problem), d, device, what, ADVICE)
+    agree(next((p for _, p in gathered if p), None), d, device, what)
+    return [r for r, _ in gathered]
 
 
-def _flag(stage: Path, d: Dist, problem: str) -> None:
-    if d.backend:
+def _flag(stage: Path | None, d: Dist, problem: str) -> None:
+    if d.backend and stage is not None:
         with suppress(OSError):  # the others then stop at the exchange that follows their share
             (stage / FAILED_FLAG).write_text(f"process {d.rank}: {problem}\n")

@@ -15,7 +15,7 @@ import torch
 
 from models.local_norm import use_local_stats
 from utils.core.checkpoint import load_model
-from utils.core.distributed import Dist, exchange
+from utils.core.distributed import Dist
 from utils.core.errors import UserError, fail, one_line, reported_write
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
@@ -31,7 +31,7 @@ from utils.infer.onnx_model import onnx_restorers
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs, label_models
 from utils.infer.restorer import Restorer
 from utils.infer.scores import check_masks, quality_row, region_row
-from utils.infer.shards import ADVICE, agree, from_rank0, in_input_order, my_share, run_share, until_failed
+from utils.infer.shards import agree, from_rank0, in_input_order, my_share, share_results, until_failed
 from utils.infer.tiling import count_tiles, restore_image, tile_starts
 from utils.metrics import seam_ratio, tile_borders
 
@@ -131,15 +131,12 @@ def _run_locked(specs, sizes, labels, fit_pairs, output_dir: Path, device, opts,
               f"--output_dir must be on a folder they all share", d, device, "checking the staging folder")  # fmt: skip
         mine = my_share(images, pixels, d)
         work = lambda: _restore_all(specs, restorers, mine, labels, stage, device, opts, d.main)  # noqa: E731
-        gathered = exchange(run_share(work, stage, d), d, device, "gathering the restored images", ADVICE)
-        agree(next((p for _, p in gathered if p), None), d, device, "gathering the restored images")
-        rows = in_input_order([r for r, _ in gathered], images, pixels, d.world)
+        shares = share_results(work, d, device, "gathering the restored images", stage)
+        rows = in_input_order(shares, images, pixels, d.world)
         seconds = time.perf_counter() - start
         mean = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
-        problem = None
-        if d.main:
-            problem = run_share(lambda: _write_tables(stage, output_dir, images, rows, mean, fit, opts), stage, d)[1]
-        agree(problem, d, device, "rank 0 wrote the tables")
+        write = lambda: _write_tables(stage, output_dir, images, rows, mean, fit, opts) if d.main else None  # noqa: E731
+        share_results(write, d, device, "rank 0 wrote the tables", stage)
     weights = [s.weight / sum(x.weight for x in specs) for s in specs]
     return InferenceResult(len(images), output_dir, seconds, weights, specs, rows, mean, fit)
 
@@ -153,13 +150,9 @@ def _fit(specs, restorers, pairs, device, opts: InferenceOptions, d: Dist) -> di
         return [restore(s, r, from_uint8(rgb, device), opts) for s, r in zip(specs, restorers, strict=True)]
 
     bar = progress_bar(mine, desc="fitting weights", unit="image", show=opts.progress and d.main)
-    try:
-        mine_evidence, problem = [image_evidence(restore_all, pair, len(specs)) for pair in bar], None
-    except UserError as err:
-        mine_evidence, problem = None, str(err)
-    gathered = exchange((mine_evidence, problem), d, device, "fitting the ensemble weights", ADVICE)
-    agree(next((p for _, p in gathered if p), None), d, device, "fitting the ensemble weights")
-    fit = choose_weights(in_input_order([e for e, _ in gathered], pairs, pixels, d.world), len(specs))
+    work = lambda: [image_evidence(restore_all, pair, len(specs)) for pair in bar]  # noqa: E731
+    shares = share_results(work, d, device, "fitting the ensemble weights")
+    fit = choose_weights(in_input_order(shares, pairs, pixels, d.world), len(specs))
     return fit | {"images": len(pairs)}
 
 
@@ -235,9 +228,9 @@ def _restore_all(specs, restorers, images, labels, stage, device, opts: Inferenc
     for path in until_failed(bar, stage):
         rgb = read_rgb(path)
         per_model: list[np.ndarray] = []
-        each = _each_model(specs, restorers, from_uint8(rgb, device), path.name, opts, per_model)
-        mixed = mix(each, [s.weight for s in specs])
-        out = to_uint8(keep_lights(rgb, mixed) if opts.keep_lights else mixed)
+        image = from_uint8(rgb, device)
+        mixed = mix(_each_model(specs, restorers, image, path.name, opts, per_model), [s.weight for s in specs])
+        out = to_uint8(keep_lights(rgb, image, mixed) if opts.keep_lights else mixed)
         name = submission_name(path.name)
         if not cv2.imwrite(str(stage / name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
             fail(f"could not write {name} into the output folder; is the disk full?")
