@@ -76,7 +76,9 @@ def user_scenes(folder: str | Path) -> list[Path]:
     return readable
 
 
-def check_settings(train_count, test_count, height, width, workers, psf: BankSettings) -> None:
+def check_settings(
+    train_count, test_count, height, width, workers, psf: BankSettings, clean_share: float = 0.0
+) -> None:
     if not 2 <= train_count <= MAX_COUNT or not 1 <= test_count <= MAX_COUNT:
         fail(f"--train_count must be 2 to {MAX_COUNT} and --test_count 1 to {MAX_COUNT} "
              f"(got {train_count} and {test_count}).")  # fmt: skip
@@ -84,6 +86,9 @@ def check_settings(train_count, test_count, height, width, workers, psf: BankSet
         fail(f"--height and --width must be 64 to {MAX_SIDE} pixels (got {height}x{width}).")
     if workers < 1:
         fail(f"--workers must be at least 1 (got {workers}).")
+    if not 0 <= clean_share < 1 or train_count - int(train_count * clean_share) < 2:
+        fail(f"--clean_share must be from 0 to below 1 and leave at least two training pairs with flare "
+             f"(got {clean_share:g} of {train_count} pairs).")  # fmt: skip
     if psf.count < 1:
         fail(f"--psf_count must be at least 1 (got {psf.count}).")
     if psf.grid < 64 or psf.grid & (psf.grid - 1):
@@ -135,6 +140,7 @@ def generate(
     masks: bool = False,
     scenes: str | Path | None = None,
     psf: BankSettings | None = None,
+    clean_share: float = 0.0,
 ) -> dict:
     """Write the flare data set under ``root``; returns counts, the scene sources used and the mean input PSNR.
 
@@ -143,7 +149,7 @@ def generate(
     writes none, go with it.
     """
     psf = psf or BankSettings()
-    check_settings(train_count, test_count, height, width, workers, psf)
+    check_settings(train_count, test_count, height, width, workers, psf, clean_share)
     user = split_user_images(user_scenes(scenes), train_count, test_count, seed) if scenes is not None else None
     root = Path(root)
     patch_sets = check_demo_folders(root, overwrite, {"scenes folder": scenes})
@@ -159,7 +165,7 @@ def generate(
             bank = load_or_compute(cache, psf, seed, workers, progress=lambda it: _counting(it, bar))
         photos = {} if user is not None else {name: load_photo(name) for name in PHOTOS}
         job = {"bank": bank, "photos": photos, "user": user, "seed": seed, "height": height, "width": width,
-               "masks": masks}  # fmt: skip
+               "masks": masks, "clean_share": clean_share}  # fmt: skip
         results = write_pairs(stages, job, train_count, test_count, workers, progress)
         for path in patch_sets:  # the earlier set's patches: gone before the new set moves in
             remove_output(path, "patches")
@@ -167,7 +173,7 @@ def generate(
         if path.is_dir():
             remove_output(path, KIND)
     _remove_empty_dirs(root / "train")
-    return summary(results, train_count, test_count, height, width)
+    return summary(results, train_count, test_count, height, width) | {"flare_free": int(train_count * clean_share)}
 
 
 def summary(results: list[dict], train_count: int, test_count: int, height: int, width: int) -> dict:
@@ -211,6 +217,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     p.add_argument("--masks", action="store_true", help="also write glare and streak masks of each input")
     p.add_argument("--scenes", default=None, help="folder of your own clean photographs to use as scenes")
+    p.add_argument("--clean_share", type=float, default=0.0,
+                   help="share of the training pairs made without flare (input = target + sensor noise), spread "
+                        "evenly, so that a model also sees lamps with nothing to remove")  # fmt: skip
     p.add_argument("--psf_count", type=int, default=d.count, help="PSFs in the bank")
     p.add_argument("--psf_grid", type=int, default=d.grid, help="FFT grid of the PSFs (a power of two)")
     p.add_argument("--psf_size", type=int, default=d.size, help="side of a stored PSF, in pixels")
@@ -225,9 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     psf = BankSettings(count=args.psf_count, grid=args.psf_grid, size=args.psf_size)
     info = generate(args.root, args.train_count, args.test_count, args.height, args.width, args.seed, args.overwrite,
-                    not args.no_progress, args.workers, args.masks, args.scenes, psf)  # fmt: skip
+                    not args.no_progress, args.workers, args.masks, args.scenes, psf, args.clean_share)  # fmt: skip
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(info["kinds"].items()))
-    print(f"flare data: {info['train']} training and {info['test']} test pairs of {args.height}x{args.width} in "
+    free = f", {info['flare_free']} of them without flare" if info["flare_free"] else ""
+    print(f"flare data: {info['train']} training{free} and {info['test']} test pairs of {args.height}x{args.width} in "
           f"{args.root} (scenes: {kinds}); mean input PSNR {info['mean_psnr']:.2f} dB")  # fmt: skip
     return 0
 

@@ -50,7 +50,7 @@ def _one_pair(task: tuple[str, int]) -> dict:
     split, index = task
     job = _JOB
     pair, source = make_pair(split, index, job["seed"], job["height"], job["width"], job["bank"], job["user"],
-                             job["photos"], job["masks"])  # fmt: skip
+                             job["photos"], job["masks"], job["clean_share"])  # fmt: skip
     paths = pair_paths(job["stages"], split, index, job["masks"])
     write_png(paths["input"], pair.input)
     write_png(paths["target"], pair.target)

@@ -6,7 +6,7 @@ import pytest
 from utils.flare import bank as psf_bank
 from utils.flare import composite, masks, procedural, psf, scenes
 from utils.flare.lights import Lights, lamp
-from utils.flare.pairs import make_pair
+from utils.flare.pairs import is_flare_free, make_pair
 from utils.flare.spectrum import channel_responses, temperature_rgb, wavelengths
 
 TINY_BANK = psf_bank.BankSettings(count=3, grid=128, size=64)
@@ -172,6 +172,23 @@ def test_pair_masks_and_ghosts(bank):
     ys, xs = np.nonzero(ghosts.sum(axis=2) > ghosts.max() * 0.05)
     offsets = np.stack([ys - 99.5, xs - 99.5], axis=1)  # on the line through the light and the centre
     assert np.abs(offsets[:, 0] - offsets[:, 1]).max() < 0.35 * 200
+
+
+def test_flare_free_pairs_keep_the_lamps_and_leave_the_other_pairs_alone(bank):
+    """A flare-free training pair is its target plus sensor noise, lamps included; a share never changes a flared
+    pair, and test pairs always have flare."""
+    assert [i for i in range(12) if is_flare_free(i, 0.25)] == [3, 7, 11]
+    assert sum(is_flare_free(i, 0.3) for i in range(10)) == 3 and not any(is_flare_free(i, 0.0) for i in range(50))
+    flared, _ = make_pair("train", 3, 7, 96, 128, bank, masks=True)
+    free, _ = make_pair("train", 3, 7, 96, 128, bank, masks=True, clean_share=0.25)
+    assert np.array_equal(free.target, flared.target) and free.target.max() == 255  # the same scene and lamps
+    diff = free.input.astype(int) - free.target
+    assert abs(diff.mean()) < 0.5 and np.abs(diff).mean() < 4 and not free.glare.any()
+    assert flared.psnr < free.psnr - 5
+    kept, _ = make_pair("train", 2, 7, 96, 128, bank, clean_share=0.25)
+    assert np.array_equal(kept.input, make_pair("train", 2, 7, 96, 128, bank)[0].input)
+    test, _ = make_pair("test", 3, 7, 96, 128, bank, clean_share=0.25)
+    assert np.array_equal(test.input, make_pair("test", 3, 7, 96, 128, bank)[0].input)
 
 
 # ---------------------------------------------------------------- scenes

@@ -236,9 +236,16 @@ def add_noise(linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthesize(scene: np.ndarray, lights: Lights, bank: PSFBank, gamma: float, rng: np.random.Generator,
-               masks: bool = False, noise: bool = True, keep_layers: bool = False) -> Pair:  # fmt: skip
-    """The input and target of one pair (and with ``masks`` the glare and streak masks) from a linear scene and its lights."""
+               masks: bool = False, noise: bool = True, keep_layers: bool = False, with_flare: bool = True) -> Pair:  # fmt: skip
+    """The input and target of one pair (and with ``masks`` the glare and streak masks) from a linear scene and its lights.
+
+    ``with_flare=False`` makes a flare-free pair (input = target + sensor noise): lamps that need nothing removed.
+    Its flare is still drawn, and dropped, so that the random stream goes on exactly as in a flared pair.
+    """
     flare, streak = render_flare(lights, bank, rng, streaks=masks)
+    if not with_flare:
+        flare = np.zeros_like(flare)
+        streak = None if streak is None else np.zeros_like(streak)
     target_linear = scene + lights.emission
     flared = target_linear + flare
     noisy = add_noise(flared, rng) if noise else flared

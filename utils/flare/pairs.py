@@ -48,6 +48,13 @@ def pair_scene(
     return scene, lights, gamma, source, rng
 
 
+def is_flare_free(index: int, share: float) -> bool:
+    """Whether training pair ``index`` is made without flare, for a ``share`` of flare-free pairs spread evenly over
+    the indices (pair i where floor((i + 1) * share) steps up): exactly round-down(count * share) of any first count
+    pairs, without a random draw, so the flared pairs stay the same whatever the share."""
+    return int((index + 1) * share) > int(index * share)
+
+
 def make_pair(
     split: str,
     index: int,
@@ -58,7 +65,10 @@ def make_pair(
     user: dict[str, list[Path]] | None = None,
     photos: dict[str, np.ndarray] | None = None,
     masks: bool = False,
+    clean_share: float = 0.0,
 ) -> tuple[Pair, Source]:
-    """The pair ``index`` of ``split`` and where its scene came from. ``photos`` caches the built-in photographs."""
+    """The pair ``index`` of ``split`` and where its scene came from. ``photos`` caches the built-in photographs;
+    ``clean_share`` of the training pairs (never test pairs) are flare-free (``is_flare_free``)."""
     scene, lights, gamma, source, rng = pair_scene(split, index, seed, height, width, user, photos)
-    return synthesize(scene, lights, bank, gamma, rng, masks=masks), source
+    with_flare = split != "train" or not is_flare_free(index, clean_share)
+    return synthesize(scene, lights, bank, gamma, rng, masks=masks, with_flare=with_flare), source
