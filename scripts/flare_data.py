@@ -51,6 +51,7 @@ from utils.core.outputs import check_output_folder, staged_dir
 from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
 from utils.data.layout import TEST_INPUT, TEST_LABEL, TEST_MASKS, TRAIN_ORIGINAL
 from utils.flare.bank import BankSettings, load_or_compute
+from utils.flare.pairs import flare_free_count, is_flare_free
 from utils.flare.scenes import PHOTOS, load_photo, split_user_images
 
 KIND = "demo data"
@@ -86,9 +87,15 @@ def check_settings(
         fail(f"--height and --width must be 64 to {MAX_SIDE} pixels (got {height}x{width}).")
     if workers < 1:
         fail(f"--workers must be at least 1 (got {workers}).")
-    if not 0 <= clean_share < 1 or train_count - int(train_count * clean_share) < 2:
-        fail(f"--clean_share must be from 0 to below 1 and leave at least two training pairs with flare "
-             f"(got {clean_share:g} of {train_count} pairs).")  # fmt: skip
+    free = flare_free_count(train_count, clean_share) if 0 <= clean_share < 1 else 0
+    if not 0 <= clean_share < 1:
+        fail(f"--clean_share must be from 0 to below 1 (got {clean_share!r}).")
+    if train_count - free < 2:
+        fail(f"--clean_share {clean_share!r} leaves {train_count - free} of {train_count} training pairs with flare; "
+             f"at least two are needed: lower it or raise --train_count.")  # fmt: skip
+    if clean_share > 0 and free == 0:
+        fail(f"--clean_share {clean_share!r} of {train_count} training pairs makes none without flare; "
+             f"raise it to at least 1/{train_count}, or leave it out.")  # fmt: skip
     if psf.count < 1:
         fail(f"--psf_count must be at least 1 (got {psf.count}).")
     if psf.grid < 64 or psf.grid & (psf.grid - 1):
@@ -173,15 +180,20 @@ def generate(
         if path.is_dir():
             remove_output(path, KIND)
     _remove_empty_dirs(root / "train")
-    return summary(results, train_count, test_count, height, width) | {"flare_free": int(train_count * clean_share)}
+    return summary(results, train_count, test_count, height, width, clean_share)
 
 
-def summary(results: list[dict], train_count: int, test_count: int, height: int, width: int) -> dict:
+def summary(
+    results: list[dict], train_count: int, test_count: int, height: int, width: int, clean_share: float = 0.0
+) -> dict:
+    """Counts, sources and the mean input PSNR of the pairs with flare (the flare-free ones would hide its strength)."""
+    flared = [r for r in results if not (r["split"] == "train" and is_flare_free(r["index"], clean_share))]
     return {
         "train": train_count,
         "test": test_count,
+        "flare_free": flare_free_count(train_count, clean_share),
         "size": (height, width),
-        "mean_psnr": float(np.mean([r["psnr"] for r in results])),
+        "mean_psnr": float(np.mean([r["psnr"] for r in flared])),
         "sources": {
             split: sorted({r["source"] for r in results if r["split"] == split}) for split in ("train", "test")
         },
@@ -238,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(info["kinds"].items()))
     free = f", {info['flare_free']} of them without flare" if info["flare_free"] else ""
     print(f"flare data: {info['train']} training{free} and {info['test']} test pairs of {args.height}x{args.width} in "
-          f"{args.root} (scenes: {kinds}); mean input PSNR {info['mean_psnr']:.2f} dB")  # fmt: skip
+          f"{args.root} (scenes: {kinds}); mean input PSNR of the pairs with flare {info['mean_psnr']:.2f} dB")  # fmt: skip
     return 0
 
 

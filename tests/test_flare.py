@@ -6,7 +6,7 @@ import pytest
 from utils.flare import bank as psf_bank
 from utils.flare import composite, masks, procedural, psf, scenes
 from utils.flare.lights import Lights, lamp
-from utils.flare.pairs import is_flare_free, make_pair
+from utils.flare.pairs import flare_free_count, is_flare_free, make_pair
 from utils.flare.spectrum import channel_responses, temperature_rgb, wavelengths
 
 TINY_BANK = psf_bank.BankSettings(count=3, grid=128, size=64)
@@ -179,6 +179,7 @@ def test_flare_free_pairs_keep_the_lamps_and_leave_the_other_pairs_alone(bank):
     pair, and test pairs always have flare."""
     assert [i for i in range(12) if is_flare_free(i, 0.25)] == [3, 7, 11]
     assert sum(is_flare_free(i, 0.3) for i in range(10)) == 3 and not any(is_flare_free(i, 0.0) for i in range(50))
+    assert sum(is_flare_free(i, 0.29) for i in range(100)) == flare_free_count(100, 0.29) == 29  # 100 * 0.29 < 29
     flared, _ = make_pair("train", 3, 7, 96, 128, bank, masks=True)
     free, _ = make_pair("train", 3, 7, 96, 128, bank, masks=True, clean_share=0.25)
     assert np.array_equal(free.target, flared.target) and free.target.max() == 255  # the same scene and lamps

@@ -113,7 +113,8 @@ def test_user_scenes_are_split_between_train_and_test(tmp_path, capsys):
         (["--psf_grid", 100], "--psf_grid must be a power of two"),
         (["--psf_size", 512], "--psf_size must be 16"),
         (["--clean_share", 1], "--clean_share must be from 0 to below 1"),
-        (["--clean_share", 0.9, "--train_count", 10], "leave at least two training pairs with flare"),
+        (["--clean_share", 0.9, "--train_count", 10], "leaves 1 of 10 training pairs with flare"),
+        (["--clean_share", 0.2], "makes none without flare"),
     ],
 )
 def test_bad_settings_are_one_sentence_and_write_nothing(tmp_path, capsys, extra, message):

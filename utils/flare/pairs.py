@@ -48,11 +48,17 @@ def pair_scene(
     return scene, lights, gamma, source, rng
 
 
+def flare_free_count(count: int, share: float) -> int:
+    """How many of the first ``count`` training pairs are flare-free: ``count * share`` rounded down, where a product
+    that falls a rounding error short of a whole number (100 * 0.29) counts as that number."""
+    return int(count * share + 1e-9)
+
+
 def is_flare_free(index: int, share: float) -> bool:
     """Whether training pair ``index`` is made without flare, for a ``share`` of flare-free pairs spread evenly over
-    the indices (pair i where floor((i + 1) * share) steps up): exactly round-down(count * share) of any first count
-    pairs, without a random draw, so the flared pairs stay the same whatever the share."""
-    return int((index + 1) * share) > int(index * share)
+    the indices (pair i where ``flare_free_count`` steps up from i to i + 1): exactly ``flare_free_count`` of any
+    first pairs, without a random draw, so the flared pairs stay the same whatever the share."""
+    return flare_free_count(index + 1, share) > flare_free_count(index, share)
 
 
 def make_pair(
