@@ -53,6 +53,7 @@ class Profile:
     initial_lr: float
     workers: int
     amp: bool
+    clean_share: float = 0.0  # flare-free training pairs (scripts.flare_data --clean_share); the shipped model had none
 
 
 PROFILES = {
@@ -61,7 +62,7 @@ PROFILES = {
                    initial_lr=1e-3, workers=2, amp=False),
     # one H100/H200 with 16 cores: a wider, deeper model on ten times the pairs, in bf16
     "gpu": Profile(1600, 32, 1224, 1632, 256, 80, wf=32, depth=5, batch_size=32, steps_per_epoch=150, epochs=20,
-                   initial_lr=5e-4, workers=16, amp=True),
+                   initial_lr=5e-4, workers=16, amp=True, clean_share=0.25),
 }  # fmt: skip
 
 
@@ -71,7 +72,8 @@ def commands(p: Profile, root: Path, device: str) -> list[list[str]]:
     return [
         [py, "-m", "scripts.flare_data", "--root", str(root), "--train_count", str(p.train_count),
          "--test_count", str(p.test_count), "--height", str(p.height), "--width", str(p.width),
-         "--psf_count", str(p.psf_count), "--workers", str(p.workers), "--masks", "--overwrite", "--no_progress"],
+         "--psf_count", str(p.psf_count), "--workers", str(p.workers), "--clean_share", f"{p.clean_share:g}",
+         "--masks", "--overwrite", "--no_progress"],
         [py, "make_patch.py", "--img_size", "256", "--stride", "128", "--resize", "256", "--folds", str(p.folds),
          "--process_num", str(p.workers), "--input_path", str(train / "train_input_img"),
          "--target_path", str(train / "train_label_img"), "--csv_path", str(train), "--save_path", str(root),
