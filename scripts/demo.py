@@ -20,13 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import torch
 
 from scripts.commands import run
 from scripts.flare_data import check_demo_folders
 from utils.core.cli import run_cli
 from utils.core.errors import fail
+from utils.data.images import list_images, read_rgb
+from utils.infer.inputs import submission_name
 from utils.recipe import RECIPE
 
 DEMO_TAG = "demo"
@@ -59,21 +60,27 @@ def check_ownership(data: Path, weights: Path) -> None:
                 fail(f"{ckpt} is not a demo checkpoint; move it away before running the demo.")
 
 
-def comparison(data: Path, submission: Path, out: Path, limit: int = 4) -> None:
+def comparison(root: Path, restored: Path, out: Path, model: str = "restored", target: str = "clean target",
+               lamp_crop=None, limit: int = 4, width: float = 4.0) -> None:  # fmt: skip
+    """Held-out inputs, their restorations (``restored``: a test.py --eval_dir output) and the clean targets side by
+    side, titled with their PSNR; with ``lamp_crop`` (input image -> window), each row goes on with the three cut to
+    the window it gives."""
     from utils.core.plots import comparison_sheet
 
-    rows = []
-    with open(submission / "metrics.csv") as fh:
+    with open(restored / "metrics.csv") as fh:
         metrics = {r["image"]: r for r in csv.DictReader(fh)}
-    for inp in sorted((data / "test_input_img").glob("*.png"))[:limit]:
+    rows = []
+    for inp in list_images(root / "test_input_img")[:limit]:
         m = metrics[inp.name]
-        restored = submission / inp.name.replace("test_input_", "test_")
-        clean = data / "test_label_img" / inp.name.replace("input", "label")
-        load = lambda p: cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)  # noqa: E731
-        rows.append((inp.stem, [(f"input {float(m['psnr_input']):.2f} dB", load(inp)),
-                                (f"restored {float(m['psnr_ensemble']):.2f} dB", load(restored)),
-                                ("clean target", load(clean))]))  # fmt: skip
-    comparison_sheet(rows, out)
+        images = [read_rgb(inp), read_rgb(restored / submission_name(inp.name)),
+                  read_rgb(root / "test_label_img" / inp.name.replace("input", "label"))]  # fmt: skip
+        titles = [f"input {float(m['psnr_input']):.2f} dB", f"{model} {float(m['psnr_ensemble']):.2f} dB", target]
+        panels = list(zip(titles, images))
+        if lamp_crop is not None:
+            window = lamp_crop(images[0])
+            panels += [(f"{t.split()[0]} at the lamp", im[window]) for t, im in zip(titles, images)]
+        rows.append((inp.stem, panels))
+    comparison_sheet(rows, out, width)
 
 
 def mean_row(folder: Path) -> dict[str, float]:

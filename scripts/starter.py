@@ -14,7 +14,6 @@ Everything but the packed checkpoint goes to ``--root``; the commands are printe
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -24,12 +23,10 @@ import cv2
 import numpy as np
 
 from scripts.commands import run
+from scripts.demo import comparison
 from utils.core.checkpoint import pack_checkpoint, read_checkpoint
 from utils.core.cli import run_cli
 from utils.core.errors import fail
-from utils.core.plots import comparison_sheet
-from utils.data.images import list_images, read_rgb
-from utils.infer.inputs import submission_name
 from utils.infer.lights import light_cores
 
 STARTER = Path("pretrained") / "hinet_flare_starter.pth"
@@ -109,22 +106,6 @@ def lamp_window(rgb: np.ndarray, size: int = 160) -> tuple[slice, slice]:
     return slice(top, top + size), slice(left, left + size)
 
 
-def comparison(root: Path, restored: Path, out: Path, limit: int = 4) -> None:
-    """Held-out inputs, the starter's outputs and the targets, whole and around the largest lamp."""
-    with open(restored / "metrics.csv") as fh:
-        metrics = {r["image"]: r for r in csv.DictReader(fh)}
-    rows = []
-    for inp in list_images(root / "test_input_img")[:limit]:
-        m = metrics[inp.name]
-        images = [read_rgb(inp), read_rgb(restored / submission_name(inp.name)),
-                  read_rgb(root / "test_label_img" / inp.name.replace("input", "label"))]  # fmt: skip
-        titles = [f"input {float(m['psnr_input']):.2f} dB", f"starter {float(m['psnr_ensemble']):.2f} dB", "target"]
-        window = lamp_window(images[0])
-        panels = [*zip(titles, images), *((f"{t.split()[0]} at the lamp", im[window]) for t, im in zip(titles, images))]
-        rows.append((inp.stem, panels))
-    comparison_sheet(rows, out, width=3.0)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=PROFILES, default="cpu", help="hardware profile (default cpu)")
@@ -150,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     pack_checkpoint(root / "runs" / "001" / "256_best.pth", output, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")
     evaluate(output, root, args.device)
-    comparison(root, root / "eval" / "restored", Path("sample") / "starter_comparison.png")
+    comparison(root, root / "eval" / "restored", Path("sample") / "starter_comparison.png", model="starter",
+               target="target", lamp_crop=lamp_window, width=3.0)  # fmt: skip
     return 0
 
 

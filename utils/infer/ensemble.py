@@ -100,8 +100,13 @@ def fit_weights(restore, pairs: list[Pair], models: int, progress: bool = True) 
     for two models the whole grid, scored exactly; for more, the points the descent visited,
     with their estimated PSNR (``descend``).
     """
+    return choose_weights(evidence(restore, pairs, models, progress), models)
+
+
+def evidence(restore, pairs: list[Pair], models: int, progress: bool = True) -> list[np.ndarray]:
+    """``image_evidence`` of each pair in turn, with a progress bar (a process's share, under torchrun)."""
     bar = progress_bar(pairs, desc="fitting weights", unit="image", show=progress)
-    return choose_weights([image_evidence(restore, pair, models) for pair in bar], models)
+    return [image_evidence(restore, pair, models) for pair in bar]
 
 
 def image_evidence(restore, pair: Pair, models: int) -> np.ndarray:

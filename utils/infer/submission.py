@@ -24,7 +24,7 @@ from utils.core.runtime import configure_cuda
 from utils.core.settings import check_ranges
 from utils.core.tables import write_csv
 from utils.data.images import from_uint8, image_size, read_rgb, to_uint8
-from utils.infer.ensemble import choose_weights, image_evidence, mix, validation_pairs
+from utils.infer.ensemble import choose_weights, evidence, mix, validation_pairs
 from utils.infer.inputs import check_input_folder, check_targets, submission_name
 from utils.infer.lights import keep_lights
 from utils.infer.onnx_model import onnx_restorers
@@ -149,8 +149,7 @@ def _fit(specs, restorers, pairs, device, opts: InferenceOptions, d: Dist) -> di
     def restore_all(rgb):
         return [restore(s, r, from_uint8(rgb, device), opts) for s, r in zip(specs, restorers, strict=True)]
 
-    bar = progress_bar(mine, desc="fitting weights", unit="image", show=opts.progress and d.main)
-    work = lambda: [image_evidence(restore_all, pair, len(specs)) for pair in bar]  # noqa: E731
+    work = lambda: evidence(restore_all, mine, len(specs), opts.progress and d.main)  # noqa: E731
     shares = share_results(work, d, device, "fitting the ensemble weights")
     fit = choose_weights(in_input_order(shares, pairs, pixels, d.world), len(specs))
     return fit | {"images": len(pairs)}
