@@ -44,8 +44,8 @@ DATA_FLAGS = ["--psf_count", "16", "--masks", "--clean_share", "0.25"]
 # The original starts both sizes from pretrained weights; none can be fetched here, so the 256 model starts from
 # random weights and the 352 model continues from it (progressive patch sizes), at a lower learning rate.
 SIZES = {
-    256: {"stride": RECIPE[256].patch_stride, "exp": 1, "start": "none", "lr": "1e-3"},
-    352: {"stride": RECIPE[352].patch_stride, "exp": 2, "start": "results/001/256_best.pth", "lr": "5e-4"},
+    256: {"stride": RECIPE[256].patch_stride, "exp": 1, "continues": None, "lr": "1e-3"},
+    352: {"stride": RECIPE[352].patch_stride, "exp": 2, "continues": 256, "lr": "5e-4"},
 }
 
 
@@ -125,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     for size, s in SIZES.items():
         run([py, "make_patch.py", "--img_size", str(size), "--stride", str(s["stride"]), "--resize", str(size),
              "--process_num", "2", "--overwrite"])  # fmt: skip
+    best = lambda size: results / f"{SIZES[size]['exp']:03d}" / f"{size}_best.pth"  # noqa: E731
     for size, s in SIZES.items():
         epochs = args.epochs_256 if size == 256 else args.epochs_352
+        init = "none" if s["continues"] is None else str(best(s["continues"]))
         run([py, "main.py", "--img_size", str(size), "--exp_num", str(s["exp"]), "--epochs", str(epochs), *TRAIN_FLAGS,
-             "--pretrained_path", s["start"], "--initial_lr", s["lr"], "--device", args.device, "--overwrite"])  # fmt: skip
+             "--pretrained_path", init, "--initial_lr", s["lr"], "--device", args.device, "--overwrite"])  # fmt: skip
     weights.mkdir(exist_ok=True)
-    for size, s in SIZES.items():
-        src = results / f"{s['exp']:03d}" / f"{size}_best.pth"
+    for size in SIZES:
+        src = best(size)
         print(f"\n$ cp {src} {weights / src.name}")
         shutil.copy(src, weights / src.name)
     evaluate = [py, "test.py", "--eval_dir", "data/test_label_img", "--device", args.device, "--overwrite"]

@@ -1,8 +1,10 @@
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
+import main as main_script
 from conftest import tiny_model
 from scripts import demo
 from scripts.flare_data import generate
@@ -46,3 +48,21 @@ def test_sample_pictures(tmp_path, capsys):
     }  # fmt: skip
     with pytest.raises(UserError, match="generate the demo data first"):
         samples_main(["--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "s2")])
+
+
+def test_the_demo_continues_its_352_model_from_its_256_model(monkeypatch):
+    """The demo's commands, recorded instead of run: each training command parses, the 256 run starts from
+    random weights and the 352 run from the checkpoint the 256 run leaves."""
+    commands = []
+    monkeypatch.setattr(demo, "run", lambda cmd, **_: commands.append([str(c) for c in cmd[1:]]))
+    for name in ("check_ownership", "comparison", "print_comparison"):
+        monkeypatch.setattr(demo, name, lambda *a, **k: None)
+    monkeypatch.setattr(demo.shutil, "copy", lambda *a: None)
+    demo.main([])
+    trainings = {c[c.index("--img_size") + 1]: c for c in commands if c[0] == "main.py"}
+    assert set(trainings) == {"256", "352"}
+    parsed = {size: main_script.parse_args(cmd[1:]) for size, cmd in trainings.items()}
+    assert parsed["256"].pretrained_path == "none"
+    first_run = Path(parsed["256"].model_path) / f"{parsed['256'].exp_num:03d}" / "256_best.pth"
+    assert Path(parsed["352"].pretrained_path) == first_run
+    assert commands[0][:2] == ["-m", "scripts.flare_data"] and "--clean_share" in commands[0]
