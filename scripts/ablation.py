@@ -131,7 +131,7 @@ def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) 
         print(f"continuing the study in {out}: {len(rows)} finished run(s) are kept")
         return Study(settings, data, out, rows)
     check_output_folder(out, "--out", overwrite, "study", {"data folder": data})
-    with staged_dir(out, "study", "scripts.ablation") as stage:  # an earlier study stays until this succeeds
+    with staged_dir(out, "study", "scripts.ablation", overwrite) as stage:  # an earlier study stays until this succeeds
         (stage / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
     return Study(settings, data, out, [])
 

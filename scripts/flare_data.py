@@ -167,7 +167,9 @@ def generate(
             stack.enter_context(output_lock(path, "output folder" if path.parent == root else "patch folder"))
         if stale and ownership_problem(stale[0], KIND):
             fail(f"{stale[0]} changed while this run started; move it away or run again.")
-        stages = {p.name: stack.enter_context(staged_dir(p, KIND, WRITTEN_BY)) for p in output_folders(root, masks)}
+        stages = {
+            p.name: stack.enter_context(staged_dir(p, KIND, WRITTEN_BY, overwrite)) for p in output_folders(root, masks)
+        }
         with progress_bar(total=psf.count, desc="PSF bank", unit="psf", show=progress) as bar:
             bank = load_or_compute(cache, psf, seed, workers, progress=lambda it: _counting(it, bar))
         photos = {} if user is not None else {name: load_photo(name) for name in PHOTOS}

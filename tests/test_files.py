@@ -14,7 +14,7 @@ from utils.core.outputs import check_output_folder, staged_dir
 
 
 def _stage(target, *names, kind="submission"):
-    with staged_dir(target, kind, "test") as stage:
+    with staged_dir(target, kind, "test", True) as stage:
         for name in names:
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             (stage / name).write_text(name)
@@ -26,7 +26,7 @@ def test_staged_dir_replaces_only_on_success_and_records_every_file(tmp_path):
     manifest = read_manifest(target)
     assert manifest["kind"] == "submission" and sorted(manifest["files"]) == ["a.txt", "sub/b.txt"]
     assert manifest["dirs"] == ["sub"] and len(manifest["files"]["a.txt"]["sha256"]) == 64
-    with pytest.raises(RuntimeError), staged_dir(target, "submission", "test") as stage:
+    with pytest.raises(RuntimeError), staged_dir(target, "submission", "test", True) as stage:
         (stage / "b.txt").write_text("half")
         raise RuntimeError("crash")
     assert sorted(p.name for p in target.iterdir()) == [MANIFEST, "a.txt", "sub"]  # the earlier result, unmixed
@@ -36,7 +36,7 @@ def test_staged_dir_replaces_only_on_success_and_records_every_file(tmp_path):
 
 
 def test_failed_run_removes_the_parents_it_created(tmp_path):
-    with pytest.raises(RuntimeError), staged_dir(tmp_path / "x" / "y" / "out", "submission", "test"):
+    with pytest.raises(RuntimeError), staged_dir(tmp_path / "x" / "y" / "out", "submission", "test", True):
         raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
     assert not has_files(tmp_path) and not has_files(tmp_path / "missing")
@@ -45,7 +45,7 @@ def test_failed_run_removes_the_parents_it_created(tmp_path):
 def test_a_foreign_file_appearing_during_the_run_is_kept(tmp_path):
     target = tmp_path / "out"
     _stage(target, "a.txt")
-    with pytest.raises(UserError, match="notes.md"), staged_dir(target, "submission", "test"):
+    with pytest.raises(UserError, match="notes.md"), staged_dir(target, "submission", "test", True):
         (target / "notes.md").write_text("mine")
     assert (target / "notes.md").read_text() == "mine" and (target / "a.txt").is_file()
 

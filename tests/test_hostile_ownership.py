@@ -50,7 +50,7 @@ def world(tmp_path, monkeypatch):
     (tmp_path / "data" / "train_original" / "my_notes.txt").write_text("mine")
     for folder, kind, name in (("data/train/10Folds/0/resize64", "patches", "input/a.png"),
                                ("results/001", "run", "last.pth")):  # fmt: skip
-        with staged_dir(tmp_path / folder, kind, "test") as stage:
+        with staged_dir(tmp_path / folder, kind, "test", True) as stage:
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             (stage / name).write_bytes(b"made by the project")
     return tmp_path
@@ -71,7 +71,7 @@ def test_a_submission_never_replaces_another_kind_of_output(world, capsys, case)
 
 def test_a_changed_or_copied_submission_is_not_ours(world, capsys):
     sub = world / "results" / "submission"
-    with staged_dir(sub, "submission", "test.py") as stage:  # what test.py leaves, made quickly
+    with staged_dir(sub, "submission", "test.py", True) as stage:  # what test.py leaves, made quickly
         for name in ("test_20000.png", "test_20001.png"):
             shutil.copy(REF / "expected_submission" / name, stage / name)
     (sub / "test_20000.png").write_bytes(b"my own edit")  # a user's PNG under a name the project uses
@@ -163,7 +163,7 @@ def test_a_forged_manifest_cannot_reach_outside_its_folder(world, capsys):
     victim = world / "victim.txt"
     victim.write_text("precious")
     out = world / "results" / "forged"
-    with staged_dir(out, "submission", "test.py") as stage:
+    with staged_dir(out, "submission", "test.py", True) as stage:
         (stage / "test_20000.png").write_bytes(b"x")
     manifest = json.loads((out / MANIFEST).read_text())
     record = file_record(victim)
@@ -177,14 +177,14 @@ def test_a_forged_manifest_cannot_reach_outside_its_folder(world, capsys):
 
 def test_an_edit_that_restores_the_modification_time_is_still_found(world, capsys, monkeypatch):
     out = world / "results" / "submission"
-    with staged_dir(out, "submission", "test.py") as stage:
+    with staged_dir(out, "submission", "test.py", True) as stage:
         (stage / "metrics.csv").write_text("image,psnr\na,1\n")
     stat = (out / "metrics.csv").stat()
     (out / "metrics.csv").write_text("image,psnr\na,2\n")  # same size, other bytes
     os.utime(out / "metrics.csv", ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert remove_output(out, "submission") == ["metrics.csv"]  # never deleted without its hash compared
     assert (out / "metrics.csv").read_text() == "image,psnr\na,2\n"
-    with pytest.raises(UserError, match="'metrics.csv', which was changed"), staged_dir(out, "submission", "t"):
+    with pytest.raises(UserError, match="'metrics.csv', which was changed"), staged_dir(out, "submission", "t", True):
         pass  # the last check before the swap compares hashes: nothing replaced
 
 

@@ -11,15 +11,16 @@ there takes effect when they return.
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import pickle
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -226,20 +227,61 @@ def close(d: Dist) -> None:
         dist.destroy_process_group()
 
 
-def exchange(obj: object, d: Dist, device: torch.device, what: str, advice: str) -> list:
-    """Every process's ``obj`` (picklable), by rank, on every process; bounded and interruptible like every wait.
+MAX_PAYLOAD = 1 << 30  # bytes one process may send in an exchange: far above any share's results
+_ARRAY_TYPES = ("float64", "float32", "int64", "int32", "bool")
 
-    Two all-gathers of bytes (their lengths, then the padded payloads), so nothing but tensors
-    crosses the backend and no wait is unbounded; one process gets ``[obj]``.
+
+def _plain(value: object) -> object:
+    """JSON for the NumPy values the exchanges carry (arrays of evidence, scalar scores); nothing else."""
+    if isinstance(value, np.ndarray) and value.dtype.name in _ARRAY_TYPES:
+        return {"__array__": value.dtype.name, "shape": list(value.shape), "data": value.ravel().tolist()}
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} cannot be sent to the other processes")
+
+
+def _from_plain(record: dict) -> object:
+    if set(record) == {"__array__", "shape", "data"} and record["__array__"] in _ARRAY_TYPES:
+        return np.asarray(record["data"], dtype=record["__array__"]).reshape(record["shape"])
+    return record
+
+
+def encode(obj: object) -> bytes:
+    """``obj`` as JSON (tuples become lists; floats, NaN included, round-trip exactly)."""
+    return json.dumps(obj, default=_plain).encode()
+
+
+def decode(raw: bytes, rank: int) -> object:
+    """What process ``rank`` sent, as plain data: data, never code, whatever a peer sends."""
+    try:
+        return json.loads(raw.decode(), object_hook=_from_plain)
+    except (ValueError, TypeError, RecursionError) as err:
+        fail(
+            f"process {rank} sent something that is not this project's data ({one_line(err)}); every process of a "
+            f"torchrun group must run this project, on a network only they share."
+        )
+
+
+def exchange(obj: object, d: Dist, device: torch.device, what: str, advice: str) -> list:
+    """Every process's ``obj`` (plain data: JSON types and NumPy arrays), by rank, on every process; bounded
+    and interruptible like every wait.
+
+    Two all-gathers of bytes (their lengths, then the padded payloads), so nothing but tensors crosses
+    the backend and no wait is unbounded; payloads are JSON, never pickles, so a process that joins the
+    group can send wrong data but never run code in another. One process gets ``[obj]``.
     """
     if not d.backend:
         return [obj]
-    payload = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).to(device)
+    payload = torch.frombuffer(bytearray(encode(obj)), dtype=torch.uint8).to(device)
     sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(d.world)]
     _wait(dist.all_gather(sizes, torch.tensor([payload.numel()], device=device), async_op=True), what, advice)
-    longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros(longest, dtype=torch.uint8, device=device)
+    lengths = [int(s.item()) for s in sizes]
+    odd = next((rank for rank, n in enumerate(lengths) if not 0 < n <= MAX_PAYLOAD), None)
+    if odd is not None:
+        fail(f"process {odd} announced {lengths[odd]} bytes while {what}, which no process of this project sends; "
+             f"every process of a torchrun group must run this project, on a network only they share.")  # fmt: skip
+    padded = torch.zeros(max(lengths), dtype=torch.uint8, device=device)
     padded[: payload.numel()] = payload
-    chunks = [torch.empty(longest, dtype=torch.uint8, device=device) for _ in range(d.world)]
+    chunks = [torch.empty(max(lengths), dtype=torch.uint8, device=device) for _ in range(d.world)]
     _wait(dist.all_gather(chunks, padded, async_op=True), what, advice)
-    return [pickle.loads(c[: int(n.item())].cpu().numpy().tobytes()) for c, n in zip(chunks, sizes, strict=True)]
+    return [decode(c[:n].cpu().numpy().tobytes(), rank) for rank, (c, n) in enumerate(zip(chunks, lengths))]

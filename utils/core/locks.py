@@ -16,6 +16,7 @@ container sharing the volume, is never touched.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -23,13 +24,14 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from utils.core.errors import fail
+from utils.core.errors import UserError, fail, one_line, reported_write
 
 STAGE_RECORD = ".hinet-stage"
 _STAGE_NAME = re.compile(r"^\.(?P<name>.+)\.partial-(?P<token>[0-9a-f]{32})$")
@@ -47,41 +49,113 @@ def is_lock_file(name: str) -> bool:
     return name.startswith(".") and name.endswith(_LOCK_SUFFIX)
 
 
-def _holder(path: Path) -> str:
+def _holder(text: str) -> str:
+    """The process a lock record names, in words."""
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(text)
         since = time.strftime("%H:%M:%S", time.localtime(info["since"]))
         return f"process {info['pid']} on {info['host']} (`{info['command']}`, since {since})"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError, OSError):
         return "another process"
 
 
-def _take(path: Path, shared: bool) -> int | None:
-    """An open, locked descriptor of ``path``, or None if another process holds it."""
+_RECORD_KEYS = {"pid", "host", "since", "command"}
+_MAX_RECORD = 4096
+
+
+def _is_record(text: str) -> bool:
+    """Empty, or the record ``output_lock`` writes: a lock file of this project, never a user's file."""
+    try:
+        return not text or set(json.loads(text)) == _RECORD_KEYS
+    except (ValueError, TypeError):
+        return False
+
+
+def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that never follows a symbolic link and only returns a plain file that has no other name.
+
+    Every file the project writes in place (lock files, a resumed run's log) is opened through it, so
+    that a link planted under that name (symbolic or hard) can never redirect a write to another file.
+    A path that is a link, a folder, a FIFO or a device raises ``NotRegularFile`` before anything is
+    written; the descriptor is closed then.
+    """
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        what = "a file with another name (a hard link)" if stat.S_ISREG(info.st_mode) else "not a plain file"
+        raise NotRegularFile(f"{path} is {what}")
+    return fd
+
+
+class NotRegularFile(OSError):
+    """A path the project writes in place is a link, a folder, a FIFO or a device: never written through."""
+
+
+def _open_lock(path: Path, shared: bool) -> int | None:
+    """A descriptor of the lock file ``path`` (None: a reader's lock beside read-only data, where no
+    lock can be made and no writer can write either); a link, a folder or a user's file is refused."""
+    try:
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+    except NotRegularFile as err:
+        fail(f"{err}, where the lock file of this project belongs; remove it (or choose another folder).")
+    except IsADirectoryError:
+        fail(f"{path} is a folder, where the lock file of this project belongs; remove it (or choose another folder).")
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            fail(f"{path} is a symbolic link, where the lock file of this project belongs; remove it.")
+        if shared and err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return _open_existing_lock(path)
+        reason = "a read-only file system" if err.errno == errno.EROFS else (err.strerror or one_line(err))
+        fail(f"cannot write beside {path.parent} ({reason}); choose a folder this user can write.")
+    if not _is_record(os.pread(fd, _MAX_RECORD + 1, 0).decode(errors="replace")):
+        os.close(fd)
+        fail(f"{path} is not a lock file of this project (it holds other data); move it away, then run again.")
+    return fd
+
+
+def _open_existing_lock(path: Path) -> int | None:
+    """A reader beside data it cannot write: share an existing lock file if there is one, else go without."""
+    try:
+        return open_regular(path, os.O_RDONLY)
+    except (NotRegularFile, OSError):
+        return None
+
+
+def _take(path: Path, shared: bool) -> tuple[int | None, str]:
+    """(an open, locked descriptor of ``path`` or None if none can exist, "") or (-1, the holder in words)."""
     for _ in range(20):  # the file may be unlinked by its last holder between our open and our lock
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _open_lock(path, shared)
+        if fd is None:
+            return None, ""
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _holder(os.pread(fd, _MAX_RECORD, 0).decode(errors="replace"))
             os.close(fd)
-            return None
+            return -1, holder
         try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
             same = False
         if same:
-            return fd
+            return fd, ""
         os.close(fd)
     fail(f"could not take the lock {path}: it keeps being replaced; is another run starting and stopping there?")
 
 
-def _release(path: Path, fd: int) -> None:
+def _release(path: Path, fd: int | None) -> None:
     """Unlock; the last holder removes the lock file (under an exclusive lock, so no one holds it then)."""
+    if fd is None:
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        path.unlink(missing_ok=True)
-    except BlockingIOError:
-        pass  # another reader still holds it
+        if os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+            path.unlink()
+    except (BlockingIOError, FileNotFoundError):
+        pass  # another reader still holds it, or it is gone already
+    except OSError:
+        pass  # a read-only folder: the lock file stays, harmless, and the next run takes it over
     finally:
         os.close(fd)
 
@@ -91,25 +165,41 @@ def output_lock(target: str | Path, what: str, shared: bool = False) -> Iterator
     """Hold the lock of ``target`` for the block, or refuse in one sentence naming the process that holds it."""
     shown, target = target, Path(target).absolute()
     new_parents = [p for p in target.parents if not p.exists()]  # innermost first
-    target.parent.mkdir(parents=True, exist_ok=True)
+    with reported_write(target.parent, then="run again"):
+        target.parent.mkdir(parents=True, exist_ok=True)
     path = lock_path(target)
-    fd = _take(path, shared)
-    if fd is None:
+    try:
+        fd, holder = _take(path, shared)
+    except UserError:
+        _remove_empty(new_parents)
+        raise
+    if fd == -1:
         _remove_empty(new_parents)
         fail(
-            f"{what} {shown} is in use by {_holder(path)}; wait until it finishes, or stop it "
+            f"{what} {shown} is in use by {holder}; wait until it finishes, or stop it "
             f"(a lock is freed as soon as its process ends)."
         )
-    # Every holder writes who it is (of several readers, the last): a refused run names it.
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": command}
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(record).encode(), 0)
     try:
+        _write_record(path, fd)
         yield
     finally:
         _release(path, fd)
         _remove_empty(new_parents)
+
+
+def _write_record(path: Path, fd: int | None) -> None:
+    """Every holder writes who it is (of several readers, the last), so that a refused run names it."""
+    if fd is None or not _writable(fd):  # a reader sharing a lock file it cannot write
+        return
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:1000]  # a record stays far below _MAX_RECORD
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": command}
+    with reported_write(path, then="run again"):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+
+
+def _writable(fd: int) -> bool:
+    return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR
 
 
 def _remove_empty(new_parents: list[Path]) -> None:
@@ -122,19 +212,18 @@ def _remove_empty(new_parents: list[Path]) -> None:
 
 def lock_state(path: Path) -> str | None:
     """ "held" or "stale" for a lock file of this project, by whether a live process holds it; None for
-    anything else. Ours means: a regular file named as ``output_lock`` names them that is empty or holds
+    anything else. Ours means: a plain file named as ``output_lock`` names them that is empty or holds
     the record ``output_lock`` writes, so a user's file that only looks like one is never taken for ours.
     A stale lock file is the harmless leftover of a killed run: the next run takes it over."""
-    if not is_lock_file(path.name) or path.is_symlink() or not path.is_file() or path.stat().st_size > 4096:
+    if not is_lock_file(path.name):
         return None
     try:
-        text = path.read_text()
-        if text and set(json.loads(text)) != {"pid", "host", "since", "command"}:
+        fd = open_regular(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        if not _is_record(os.pread(fd, _MAX_RECORD + 1, 0).decode(errors="replace")):
             return None
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except (OSError, ValueError, TypeError):
-        return None
-    try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return "stale"
     except BlockingIOError:
@@ -145,7 +234,14 @@ def lock_state(path: Path) -> str | None:
 
 def lock_holder(path: Path) -> str:
     """The process that holds the lock file ``path``, in words."""
-    return _holder(path)
+    try:
+        fd = open_regular(path, os.O_RDONLY)
+    except OSError:
+        return "another process"
+    try:
+        return _holder(os.pread(fd, _MAX_RECORD, 0).decode(errors="replace"))
+    finally:
+        os.close(fd)
 
 
 def stage_state(entry: Path) -> str | None:
@@ -154,20 +250,25 @@ def stage_state(entry: Path) -> str | None:
     match = _STAGE_NAME.match(entry.name)
     if match is None or entry.is_symlink() or not entry.is_dir():
         return None
-    record = entry / STAGE_RECORD
     try:
-        if record.is_symlink() or record.read_text().strip() != match["token"]:
-            return None
-        fd = os.open(record, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular(entry / STAGE_RECORD, os.O_RDONLY)
     except OSError:
         return None
     try:
+        if os.pread(fd, 64, 0).decode(errors="replace").strip() != match["token"]:
+            return None
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return "stale"
     except BlockingIOError:
         return "live"  # its process is alive (perhaps in another container)
     finally:
         os.close(fd)
+
+
+def stage_name_of(name: str) -> str | None:
+    """The output a staging folder's name belongs to (``.<name>.partial-<token>`` gives ``<name>``), else None."""
+    match = _STAGE_NAME.match(name)
+    return match["name"] if match else None
 
 
 def remove_stale(folder: Path) -> list[Path]:

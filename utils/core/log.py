@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
+
+from utils.core.errors import fail
+from utils.core.locks import NotRegularFile, open_regular
 
 
 def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:
@@ -18,6 +23,8 @@ def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:
 def get_logger(name: str = "hinet", log_file: str | Path | None = None, enabled: bool = True) -> logging.Logger:
     """A logger writing to stderr and, if given, to ``log_file`` (appending); silent when not ``enabled``."""
     logger = logging.getLogger(name)
+    for old in logger.handlers:
+        old.close()
     logger.handlers.clear()
     logger.propagate = False
     logger.setLevel(logging.INFO if enabled else logging.CRITICAL + 1)
@@ -27,7 +34,24 @@ def get_logger(name: str = "hinet", log_file: str | Path | None = None, enabled:
     logger.addHandler(console)
     if log_file is not None and enabled:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
+        handler = _LogFile(log_file)
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
+
+
+class _LogFile(logging.FileHandler):
+    """A log file appended to in place (a resumed run's): opened without following links, so that a link
+    planted under its name can never make the log grow a file elsewhere."""
+
+    def _open(self):
+        path = Path(self.baseFilename)
+        try:
+            fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except NotRegularFile as err:
+            fail(f"{err}, where this run's log belongs; move it away, then run again.")
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+            fail(f"{path} is a symbolic link, where this run's log belongs; move it away, then run again.")
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)

@@ -105,6 +105,9 @@ def ownership_problem(folder: Path, kind: str, prefix: str = "", trust_mtime: bo
     if manifest is None:
         first = next((rel for rel, _ in _entries(folder)), None)
         return None if first is None else f"holds {prefix + first!r}, which this project did not write there"
+    owner = (folder / MANIFEST).stat().st_uid
+    if owner != os.geteuid():  # a manifest proves nothing about files another user placed
+        return f"holds a manifest that another user (uid {owner}) wrote, which this project does not trust"
     if manifest["kind"] != kind:
         return f"holds a {manifest['kind']} written by {manifest.get('written_by', '?')}, not a {kind}"
     files, dirs, nested = manifest["files"], set(manifest["dirs"]), manifest["outputs"]

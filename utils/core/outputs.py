@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import sys
@@ -11,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from utils.core.errors import fail
-from utils.core.locks import STAGE_RECORD, private_folder
-from utils.core.manifest import has_files, ownership_problem, remove_output, write_manifest
+from utils.core.errors import fail, reported_write
+from utils.core.locks import STAGE_RECORD, atomic_path, open_regular, private_folder, stage_name_of
+from utils.core.manifest import MANIFEST, file_record, has_files, ownership_problem, remove_output, write_manifest
 
 
 def check_output_folder(
@@ -37,6 +38,11 @@ def check_output_folder(
     real = given.resolve()
     if real.exists() and not real.is_dir():
         fail(f"{flag} {given} is a file, not a folder; choose another {flag}.")
+    if real.is_dir() and os.path.ismount(real):
+        fail(
+            f"{flag} {given} is a mount point, which cannot be swapped for a finished result; pass a folder inside "
+            f"it, e.g. {given / 'results'}."
+        )
     blocker = next((p for p in real.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         fail(f"{flag} {given} lies under {blocker}, which is a file, not a folder; choose another {flag}.")
@@ -49,8 +55,8 @@ def check_output_folder(
         other_real = Path(other).resolve()
         if real == other_real or real in other_real.parents or other_real in real.parents:
             fail(f"{flag} {given} overlaps the {what} {other}; choose a folder outside it.")
-    if has_files(real):
-        problem = ownership_problem(real, kind)
+    if has_files(real) or swap_journal(real).exists():
+        problem = ownership_problem(real, kind) if real.exists() else None
         if problem:
             fail(
                 f"{flag} {given} {problem}; move your files away or choose another {flag} "
@@ -83,11 +89,22 @@ def _rename(src: Path, dst: Path, flags: int) -> bool:
     raise OSError(err, os.strerror(err), str(dst))
 
 
-def put_in_place(stage: Path, path: Path, kind: str) -> None:
-    """Move the finished ``stage`` onto ``path``: atomically swapped with an earlier output of ``kind``,
-    which is then removed entry by entry; never over anything else. Signals wait until it is done."""
+def swap_journal(path: Path) -> Path:
+    """Where a replacement in progress is recorded, beside ``path``, until the earlier output is gone."""
+    return path.parent / f".{path.name}{_SWAP_SUFFIX}"
+
+
+_SWAP_SUFFIX = ".hinet-swap"
+
+
+def put_in_place(stage: Path, path: Path, kind: str, overwrite: bool) -> None:
+    """Move the finished ``stage`` onto ``path``: atomically swapped with an earlier output of ``kind`` (only with
+    ``overwrite``), which is then removed entry by entry; never over anything else. Signals wait until it is
+    done, and a journal beside ``path`` lets the next run finish a swap that a SIGKILL interrupted."""
     if path.exists() and (problem := ownership_problem(path, kind, trust_mtime=False)):
         fail(f"{path} {problem}; nothing was replaced.")  # it appeared or changed while we worked: keep it
+    if has_files(path) and not overwrite:
+        fail(f"{path} appeared while this run worked; nothing was replaced, pass --overwrite or choose another folder.")
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
@@ -98,41 +115,106 @@ def put_in_place(stage: Path, path: Path, kind: str) -> None:
                     raise FileExistsError(path)
                 os.rename(stage, path)
             return
-        # The earlier output leaves the staging name at once: the staging folder's clean-up removes a
-        # tree, and must never find the earlier output there, even if the removal below fails half-way.
-        old = stage.with_name(stage.name + ".old")
-        if _rename(stage, path, _EXCHANGE):
-            os.rename(stage, old)
-        else:
-            os.rename(path, old)
-            os.rename(stage, path)
-        kept = remove_output(old, kind)
-        if kept:  # something appeared in the earlier output as it was swapped out: keep it in sight
-            aside = path.with_name(f"{path.name}.kept-{time.strftime('%Y%m%d-%H%M%S')}")
-            os.rename(old, aside)
-            print(f"warning: {aside} keeps {kept[0]!r}, which appeared while {path} was replaced", file=sys.stderr)
+        _swap(stage, path, kind)
     except FileExistsError:
         fail(f"{path} appeared while this run worked; nothing was replaced, choose another folder or run again.")
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
+def _swap(stage: Path, path: Path, kind: str) -> None:
+    """Exchange the finished ``stage`` with the earlier output at ``path`` and remove the earlier one, recorded
+    in the journal from before the first rename until the earlier output is gone."""
+    # The earlier output leaves the staging name at once: the staging folder's clean-up removes a tree, and
+    # must never find the earlier output there, even if the removal below fails half-way.
+    old = stage.with_name(stage.name + ".old")
+    journal = swap_journal(path)
+    record = {"stage": stage.name, "old": old.name, "kind": kind, "new": file_record(stage / MANIFEST)["sha256"]}
+    with atomic_path(journal) as tmp:
+        tmp.write_text(json.dumps(record) + "\n")
+    if _rename(stage, path, _EXCHANGE):
+        os.rename(stage, old)
+    else:
+        os.rename(path, old)
+        os.rename(stage, path)
+    _remove_earlier(old, path, kind)
+    journal.unlink()
+
+
+def _remove_earlier(old: Path, path: Path, kind: str) -> None:
+    kept = remove_output(old, kind)
+    if kept:  # something appeared in the earlier output as it was swapped out: keep it in sight
+        aside = path.with_name(f"{path.name}.kept-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.rename(old, aside)
+        print(f"warning: {aside} keeps {kept[0]!r}, which appeared while {path} was replaced", file=sys.stderr)
+
+
+def finish_interrupted_swap(path: Path, kind: str) -> None:
+    """Complete or undo a replacement of ``path`` that was killed (its journal is there); the lock is held.
+
+    The new output is told from the earlier one by its manifest's hash. Swapped already: the earlier output
+    is removed. Not yet: the earlier output stays (put back where the fallback had moved it aside) and the
+    interrupted run's result is removed, as an interrupted run leaves the earlier result as it was.
+    """
+    record = _read_journal(path, kind)
+    if record is None:
+        return
+    stage, old = path.parent / record["stage"], path.parent / record["old"]
+    if _manifest_hash(path) == record["new"]:
+        for earlier in (old, stage):
+            if earlier.is_dir() and not earlier.is_symlink():
+                _remove_earlier(earlier, path, kind)
+    else:
+        if not path.exists() and old.is_dir() and not old.is_symlink():
+            os.rename(old, path)
+        if _manifest_hash(stage) == record["new"]:
+            remove_output(stage, kind)
+    swap_journal(path).unlink()
+
+
+def _read_journal(path: Path, kind: str) -> dict | None:
+    """The journal beside ``path`` if it is one this project wrote for this output, else None."""
+    try:
+        fd = open_regular(swap_journal(path), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        record = json.loads(os.pread(fd, 4096, 0))
+        stage = record["stage"]
+        ok = isinstance(stage, str) and stage_name_of(stage) == path.name and record["old"] == stage + ".old"
+        return record if ok and record["kind"] == kind and isinstance(record["new"], str) else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    finally:
+        os.close(fd)
+
+
+def _manifest_hash(folder: Path) -> str | None:
+    manifest = folder / MANIFEST
+    if folder.is_symlink() or manifest.is_symlink() or not manifest.is_file():
+        return None
+    return file_record(manifest)["sha256"]
+
+
 @contextmanager
-def staged_dir(path: str | Path, kind: str, written_by: str) -> Iterator[Path]:
-    """Yield an empty private folder; it replaces ``path`` only if the block succeeds.
+def staged_dir(path: str | Path, kind: str, written_by: str, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty private folder; it replaces ``path`` only if the block succeeds (an earlier output of
+    ``kind`` only with ``overwrite``).
 
     Everything the block writes is recorded in the manifest of ``kind``. ``path`` must have
     passed ``check_output_folder`` and its lock be held. A failed run leaves the earlier
     ``path`` untouched and nothing half-written behind, not even parent folders this call made.
     """
     path = Path(path).resolve()
+    finish_interrupted_swap(path, kind)
     new_parents = [p for p in path.parents if not p.exists()]  # innermost first
     try:
         with private_folder(path) as stage:
             yield stage
             (stage / STAGE_RECORD).unlink()
-            write_manifest(stage, kind, written_by)
-            put_in_place(stage, path, kind)
+            with reported_write(path):
+                write_manifest(stage, kind, written_by)
+            put_in_place(stage, path, kind, overwrite)
     finally:
         if not path.exists():
             for parent in new_parents:

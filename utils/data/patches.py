@@ -171,7 +171,9 @@ def make_patches(
         locks.enter_context(output_lock(out_dir, "patch folder"))
         if csv_changes:
             locks.enter_context(output_lock(fold_csv, "fold table"))
-        with staged_dir(out_dir, "patches", "make_patch.py") as tmp_dir:  # replaces the real folder on success
+        with staged_dir(
+            out_dir, "patches", "make_patch.py", overwrite
+        ) as tmp_dir:  # replaces the real folder on success
             info = _fill_patch_folder(tmp_dir, pairs, settings, process_num, progress)
             if csv_changes:
                 with atomic_path(fold_csv) as tmp:

@@ -55,6 +55,10 @@ def in_input_order(shares: list[list], items: list, pixels: list[int], world: in
 def agree(problem: str | None, d: Dist, device: torch.device, what: str) -> None:
     """Every process fails with the first process's problem, if any has one (one process: its own)."""
     problems = exchange(problem, d, device, what, ADVICE)
+    odd = next((rank for rank, p in enumerate(problems) if p is not None and not isinstance(p, str)), None)
+    if odd is not None:
+        fail(f"process {odd} answered in a form no process of this project sends while {what}; every process of "
+             f"a torchrun group must run this project, on a network only they share.")  # fmt: skip
     first = next((p for p in problems if p), None)
     if first:
         fail(first if first.endswith(".") else first + ".")
@@ -85,7 +89,9 @@ def share_results(work, d: Dist, device: torch.device, what: str, stage: Path | 
     except BaseException as err:
         _flag(stage, d, one_line(err))
         raise
-    gathered = exchange((result, problem), d, device, what, ADVICE)
+    gathered = exchange([result, problem], d, device, what, ADVICE)
+    if not all(isinstance(g, list) and len(g) == 2 for g in gathered):
+        agree(f"a process answered in a form no process of this project sends while {what}", d, device, what)
     agree(next((p for _, p in gathered if p), None), d, device, what)
     return [r for r, _ in gathered]
 

@@ -124,7 +124,7 @@ def _run_locked(specs, sizes, labels, fit_pairs, output_dir: Path, device, opts,
         fit = _fit(specs, restorers, fit_pairs, device, opts, d)
         specs = [replace(s, weight=w) for s, w in zip(specs, fit["weights"], strict=True)]
     images, pixels = list(sizes), [h * w for h, w in sizes.values()]
-    with staged_dir(output_dir, "submission", "test.py") if d.main else nullcontext() as own_stage:
+    with staged_dir(output_dir, "submission", "test.py", opts.overwrite) if d.main else nullcontext() as own_stage:
         stage = Path(from_rank0(str(own_stage), d, device, "rank 0 shared its staging folder"))
         seen = stage.is_dir() or d.main
         agree(None if seen else f"process {d.rank} cannot see the staging folder {stage}; on several machines, "

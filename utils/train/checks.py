@@ -119,9 +119,12 @@ def starting_weights(cfg: TrainConfig, given: set[str]) -> tuple[dict[str, torch
 
 
 def check_run_folder(cfg: TrainConfig) -> None:
-    """Before any work: a new run may go to its folder (a resumed one is checked by ``read_resume_state``)."""
+    """Before any work: a new run may go to its folder (a resumed one must hold nothing but what it wrote)."""
     exp = cfg.exp_dir
-    if cfg.resume:
+    if cfg.resume:  # a resumed run writes in place: a link there would carry its writes elsewhere
+        linked = next((p for p in map(exp.joinpath, run_files(cfg.img_size)) if _is_link(p)), None)
+        if linked is not None:
+            fail(f"--resume: {linked} is a link to another file; the run writes there, so put a copy in its place.")
         return
     if (exp / "last.pth").is_file() and not cfg.overwrite:
         fail(
@@ -129,6 +132,15 @@ def check_run_folder(cfg: TrainConfig) -> None:
         )
     protected = {"patch folder": cfg.patch_dir, "data folder": Path(cfg.data_path) / "train_original"}
     check_output_folder(exp, "run folder", cfg.overwrite, "run", protected)
+
+
+def run_files(img_size: int) -> list[str]:
+    """What a run writes into its folder, each file replaced or appended in place while it runs."""
+    return ["log.log", "metrics.csv", "curves.png", "last.pth", f"{img_size}_best.pth"]
+
+
+def _is_link(path: Path) -> bool:
+    return path.is_symlink() or (path.is_file() and path.stat().st_nlink > 1)
 
 
 def hold_run_locks(stack: ExitStack, cfg: TrainConfig) -> None:

@@ -39,7 +39,7 @@ from utils.data.augment import aug_version_at, parse_aug_schedule
 from utils.data.images import read_rgb
 from utils.data.layout import INFO_FILE
 from utils.metrics import psnr_uint8
-from utils.train.checks import check_data, check_run_folder, hold_run_locks, starting_weights
+from utils.train.checks import check_data, check_run_folder, hold_run_locks, run_files, starting_weights
 from utils.train.config import TrainConfig, check_config
 from utils.train.losses import RestorationLoss
 from utils.train.resume import TrainState, merge_resumed, read_resume_state
@@ -128,15 +128,16 @@ class Run:
             )
             self.record()
         else:
-            with staged_dir(cfg.exp_dir, "run", "main.py") as stage:  # an earlier run stays until this succeeds
+            with staged_dir(
+                cfg.exp_dir, "run", "main.py", cfg.overwrite
+            ) as stage:  # an earlier run stays until this succeeds
                 self.logger = get_logger("hinet.train", stage / "log.log")
                 self._log_start(resume, resume_notes, model_note)
                 save_checkpoint(self.checkpoint(0, aug_version_at(self.aug_schedule, 1)), stage / "last.pth")
 
     def record(self) -> None:
         """Add what the run wrote so far to its folder's manifest (rank 0, after each write)."""
-        names = ["log.log", "metrics.csv", "curves.png", "last.pth", f"{self.cfg.img_size}_best.pth"]
-        write_manifest(self.cfg.exp_dir, "run", "main.py", names)
+        write_manifest(self.cfg.exp_dir, "run", "main.py", run_files(self.cfg.img_size))
 
     def _resumed_state(self, given: set[str]) -> tuple[dict | None, list[str]]:
         cfg = self.cfg
