@@ -5,7 +5,9 @@
 
 The graph is checked with ``onnx.checker`` and run with onnxruntime on random tiles against
 PyTorch before the file is kept (written atomically; an existing file is replaced only with
-``--overwrite``). Needs ``pip install -r requirements-onnx.txt``.
+``--overwrite``, and only if it is an export of this project). A run holds the lock of its
+``--output`` (``.<name>.hinet-lock`` beside it), so a second export to the same file refuses at
+once; folders made for the output are removed again if the export fails. Needs ``pip install -r requirements-onnx.txt``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from utils.core.checkpoint import stored_patch_size
 from utils.core.cli import run_cli
-from utils.core.errors import fail
+from utils.core.errors import fail, reported_write
+from utils.core.locks import output_lock
 from utils.infer.onnx_model import TOLERANCE, export_onnx, is_export
 
 
@@ -39,16 +42,22 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--output {output} must end in .onnx, so that test.py --backend onnxruntime knows it for one.")
     if output.resolve() == weights.resolve():
         fail(f"--output {output} is the checkpoint itself; choose another name.")
-    if output.exists() and not args.overwrite:
-        fail(f"{output} already exists; pass --overwrite to replace it, or another --output.")
-    if output.exists() and not is_export(output):
-        fail(
-            f"{output} is not an ONNX export of this project, so --overwrite leaves it alone; choose another --output."
-        )
-    tile = args.tile if args.tile is not None else stored_patch_size(weights)
-    if tile is None:
-        fail(f"{weights} does not store the patch size it was trained on; pass --tile (256 or 352 for the original's).")
-    gap = export_onnx(weights, tile, output)
+    blocker = next((p for p in output.absolute().parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        fail(f"--output {output} lies under {blocker}, which is a file, not a folder; choose another --output.")
+    with reported_write(output), output_lock(output, "--output"):  # made parent folders go with the lock
+        if output.exists() and not args.overwrite:
+            fail(f"{output} already exists; pass --overwrite to replace it, or another --output.")
+        if output.exists() and not is_export(output):
+            fail(
+                f"{output} is not an ONNX export of this project, so --overwrite leaves it alone; choose another --output."
+            )
+        tile = args.tile if args.tile is not None else stored_patch_size(weights)
+        if tile is None:
+            fail(
+                f"{weights} does not store the patch size it was trained on; pass --tile (256 or 352 for the original's)."
+            )
+        gap = export_onnx(weights, tile, output)
     print(
         f"{output}: tiles of {tile} pixels, any batch; onnxruntime within {gap:.1e} of PyTorch (allowed {TOLERANCE:g})"
     )

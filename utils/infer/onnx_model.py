@@ -13,8 +13,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import threading
+from collections.abc import Callable
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -22,12 +26,16 @@ import torch
 from models.hinet import HINetConfig
 from utils.core.checkpoint import MAX_IMG_SIZE, load_model
 from utils.core.errors import UserError, fail, one_line, reported_write
-from utils.core.locks import atomic_path
+from utils.core.locks import private_folder
+from utils.infer.onnx_checks import AGAIN, METADATA_KEY, check_graph, check_io, check_record, check_restored
 
-METADATA_KEY = "hinet_export"  # JSON: tile, model_config, source checkpoint and its SHA-256
 OPSET = 18
 TOLERANCE = 1e-4  # largest difference to PyTorch allowed at export, in [0, 1] units (1/40 of a grey level)
 MISSING = "the ONNX path needs onnx and onnxruntime: pip install -r requirements-onnx.txt"
+STOP_WAIT = 10.0  # seconds a stopped run has to finish the operator it is in
+OUT_OF_MEMORY = ("DefaultCPUAllocator", "out of memory", "Failed to allocate memory", "bad_alloc")
+QUIET = 4  # onnxruntime logs only fatal errors: the errors it raises are reported as one sentence
+T = TypeVar("T")
 
 
 def _onnx():
@@ -37,6 +45,65 @@ def _onnx():
     except ImportError:
         fail(f"{MISSING}.")
     return onnx, onnxruntime
+
+
+def _interruptible(work: Callable[[], T], stop: Callable[[], None] | None = None) -> T:
+    """``work()`` in a helper thread while this one waits in short steps.
+
+    onnxruntime holds on to the calling thread until a graph has run, and Python runs signal
+    handlers only between bytecodes, so Ctrl-C and SIGTERM (a KeyboardInterrupt from
+    ``run_cli``) would wait for the whole graph. Here the waiting thread takes the interrupt,
+    calls ``stop`` (which asks onnxruntime to give up) and re-raises once the helper is done, or
+    after ``STOP_WAIT``. It waits on an event, not on ``Thread.join``, which an interrupt leaves
+    believing a running thread has ended (Python 3.11).
+    """
+    result: dict = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as err:  # handed to the waiting thread
+            result["error"] = err
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="onnxruntime", daemon=True).start()
+    try:
+        while not done.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        if stop is not None:
+            stop()
+        done.wait(STOP_WAIT)
+        raise
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def run_session(session, feed: dict[str, np.ndarray]) -> list:
+    """``session.run`` that Ctrl-C and SIGTERM end between two operators (onnxruntime's ``RunOptions.terminate``)."""
+    _, ort = _onnx()
+    options = ort.RunOptions()
+    options.log_severity_level = QUIET
+    return _interruptible(lambda: session.run(None, feed, options), lambda: setattr(options, "terminate", True))
+
+
+def from_onnxruntime(err: BaseException) -> bool:
+    """True for the errors onnxruntime raises while it runs a graph (its own exception types)."""
+    return type(err).__module__.startswith("onnxruntime") or isinstance(err, MemoryError)
+
+
+def out_of_memory(err: BaseException | None) -> bool:
+    """True if ``err``, or an error it was raised from, says that memory ran out (PyTorch's or onnxruntime's)."""
+    for _ in range(8):
+        if err is None:
+            return False
+        if isinstance(err, (MemoryError, torch.OutOfMemoryError)) or any(s in str(err) for s in OUT_OF_MEMORY):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 class SecondStage(torch.nn.Module):
@@ -51,36 +118,69 @@ class SecondStage(torch.nn.Module):
 
 
 def export_onnx(checkpoint: str | Path, tile: int, output: str | Path) -> float:
-    """Export ``checkpoint`` for tiles of ``tile`` pixels into ``output`` (atomically); returns the largest
-    difference to PyTorch on random tiles, checked against ``TOLERANCE`` before the file is kept."""
+    """Export ``checkpoint`` for tiles of ``tile`` pixels into ``output`` (built in a private folder, put in
+    place only once checked, never over a file that is not an export); returns the largest difference to
+    PyTorch on random tiles, checked against ``TOLERANCE`` before the file is kept. Memory running out
+    (a large ``tile``) is one sentence."""
     onnx, _ = _onnx()
     model, config, _ = load_model(checkpoint)
     if not (1 <= tile <= MAX_IMG_SIZE and tile % config.size_multiple == 0):
         fail(f"--tile {tile} must be a multiple of {config.size_multiple} (its HINet has depth {config.depth}) "
              f"from {config.size_multiple} to {MAX_IMG_SIZE}.")  # fmt: skip
     wrapper = SecondStage(model).eval()
-    batch = torch.export.Dim("batch", min=1, max=4096)
     meta = {"tile": tile, "model_config": config.to_dict(), "source": Path(checkpoint).name,
             "sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()}  # fmt: skip
-    with reported_write(output), atomic_path(output) as tmp:
+    output = Path(output)
+    with reported_write(output), private_folder(output) as folder:
+        tmp = folder / output.name
         try:
-            with redirect_stdout(io.StringIO()):  # the exporter prints each of its steps
-                program = torch.onnx.export(wrapper, (torch.rand(2, 3, tile, tile),), dynamo=True, opset_version=OPSET,
-                                            input_names=["tiles"], output_names=["restored"], verbose=False,
-                                            dynamic_shapes={"tiles": {0: batch}})  # fmt: skip
-        except ImportError as err:
-            fail(f"{MISSING} ({one_line(err)}).")
-        proto = program.model_proto
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-        onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
-        gap = max_difference(tmp, wrapper, tile)
+            onnx.save(_exported(wrapper, tile, meta), tmp)
+            gap = max_difference(tmp, wrapper, tile)
+        except Exception as err:
+            if not out_of_memory(err):
+                raise
+            fail(f"exporting {checkpoint} for tiles of {tile} pixels ran out of memory ({one_line(err)}); "
+                 f"pass a smaller --tile (nothing was written).")  # fmt: skip
         if not gap <= TOLERANCE:
             fail(
                 f"the export of {checkpoint} differs from PyTorch by {gap:.2g} (allowed {TOLERANCE:g}); nothing was written."
             )
+        _put_in_place(tmp, output)
     return gap
+
+
+def _exported(wrapper: torch.nn.Module, tile: int, meta: dict):
+    """The checked ONNX model of ``wrapper`` for tiles of ``tile`` pixels and any batch, with its record ``meta``."""
+    onnx, _ = _onnx()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    try:
+        with redirect_stdout(io.StringIO()):  # the exporter prints each of its steps
+            program = torch.onnx.export(wrapper, (torch.rand(2, 3, tile, tile),), dynamo=True, opset_version=OPSET,
+                                        input_names=["tiles"], output_names=["restored"], verbose=False,
+                                        dynamic_shapes={"tiles": {0: batch}})  # fmt: skip
+    except ImportError as err:
+        fail(f"{MISSING} ({one_line(err)}).")
+    proto = program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def _put_in_place(tmp: Path, output: Path) -> None:
+    """Move the checked export onto ``output``: it replaces only an export of this project, and nothing
+    that appeared while the export ran (a hard link cannot be made over an existing name)."""
+    if output.exists() or output.is_symlink():
+        if not is_export(output):
+            fail(f"{output} changed while the export ran and is not an export of this project; nothing was replaced.")
+        os.replace(tmp, output)
+        return
+    try:
+        os.link(tmp, output)
+    except FileExistsError:
+        fail(f"{output} appeared while the export ran; nothing was replaced, choose another --output or run again.")
+    except OSError:  # a file system without hard links
+        os.replace(tmp, output)
 
 
 def max_difference(path: str | Path, wrapper: torch.nn.Module, tile: int) -> float:
@@ -92,35 +192,42 @@ def max_difference(path: str | Path, wrapper: torch.nn.Module, tile: int) -> flo
         tiles = torch.rand(n, 3, tile, tile, generator=generator)
         with torch.no_grad():
             expected = wrapper(tiles).numpy()
-        got = session.run(None, {session.get_inputs()[0].name: tiles.numpy()})[0]
+        got = run_session(session, {session.get_inputs()[0].name: tiles.numpy()})[0]
         gap = max(gap, float(np.abs(got - expected).max()))
     return gap
 
 
 def open_session(path: str | Path, device: torch.device | None = None):
-    """An onnxruntime session on the CPU (or CUDA where onnxruntime has it and ``device`` asks for it)."""
-    _, ort = _onnx()
+    """An onnxruntime session on the CPU (or CUDA where onnxruntime has it and ``device`` asks for it), made
+    only from a graph of the kind the project exports (``check_graph``), from the very bytes checked."""
+    onnx, ort = _onnx()
     providers = ["CPUExecutionProvider"]
     if device is not None and device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     try:
-        return ort.InferenceSession(str(path), providers=providers)
-    except Exception as err:  # onnxruntime raises its own exception types for unreadable files
+        data = Path(path).read_bytes()
+        proto = onnx.load_model_from_string(data)
+    except Exception as err:  # an unreadable file, or protobuf's own error types for one that is not a model
+        fail(f"{path} cannot be opened as an ONNX model ({one_line(err)}); export it again with scripts.export_onnx.")
+    check_graph(proto, path)
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = QUIET
+        return _interruptible(lambda: ort.InferenceSession(data, options, providers=providers))
+    except Exception as err:  # onnxruntime raises its own exception types for graphs it cannot load
         fail(f"{path} cannot be opened as an ONNX model ({one_line(err)}); export it again with scripts.export_onnx.")
 
 
 def export_metadata(path: str | Path, session=None) -> dict:
-    """What an exported file records of itself (read from ``session`` when it is open already); a file this
-    project did not export is one sentence."""
+    """What an exported file records of itself (read from ``session`` when it is open already), checked to
+    state a usable tile and architecture; a file this project did not export is one sentence."""
     session = session or open_session(path)
     text = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
     try:
         meta = json.loads(text) if text else None
     except json.JSONDecodeError:
         meta = None
-    if not isinstance(meta, dict) or not isinstance(meta.get("tile"), int):
-        fail(f"{path} is not an export of this project (no {METADATA_KEY} record); export it with scripts.export_onnx.")
-    return meta
+    return check_record(meta, path)
 
 
 def is_export(path: str | Path) -> bool:
@@ -141,6 +248,7 @@ class OnnxRestorer:
         meta = export_metadata(path, self.session)
         self.tile = meta["tile"]
         self.config = HINetConfig.from_dict(meta["model_config"])
+        check_io(self.session, self.path, self.tile)
         self.size_multiple = self.tile  # only whole tiles: a whole image cannot be one pass
         self.input_name = self.session.get_inputs()[0].name
 
@@ -148,7 +256,14 @@ class OnnxRestorer:
         if batch.shape[-2:] != (self.tile, self.tile):
             fail(f"{self.path} was exported for tiles of {self.tile} pixels, not {batch.shape[-1]}x{batch.shape[-2]}.")
         tiles = batch.detach().float().cpu().contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: tiles})[0]).to(self.device)
+        try:
+            restored = run_session(self.session, {self.input_name: tiles})[0]
+        except Exception as err:
+            if not from_onnxruntime(err):
+                raise
+            fail(f"{self.path} failed on a batch of {len(tiles)} tile(s) ({one_line(err)}); if memory ran out, "
+                 f"pass a smaller --batch_sizes, else {AGAIN}.")  # fmt: skip
+        return torch.from_numpy(check_restored(restored, len(tiles), self.tile, self.path)).to(self.device)
 
 
 def onnx_restorers(specs: list, device: torch.device, opts) -> list[OnnxRestorer]:
