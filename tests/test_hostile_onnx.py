@@ -1,5 +1,6 @@
 """Crafted ONNX files and exports under pressure: each is one sentence and exit 2, and signals end a run."""
 
+import _thread
 import json
 import signal
 import subprocess
@@ -20,6 +21,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from scripts import export_onnx  # noqa: E402
+from utils.infer import onnx_model  # noqa: E402
+
 test_script = load_script("test")
 TILE = 32
 CONFIG = tiny_model().config.to_dict()
@@ -38,7 +42,7 @@ def _model(nodes: list, inits: tuple = (), out_shape: list = TILES, opsets: tupl
 
 
 def _record(model: onnx.ModelProto, meta: dict) -> None:
-    del model.metadata_props[:]
+    del model.metadata_props[:]  # a crafted file states what it likes
     entry = model.metadata_props.add()
     entry.key, entry.value = "hinet_export", json.dumps(meta)
 
@@ -74,12 +78,6 @@ def _scan() -> onnx.ModelProto:
     return _model([helper.make_node("Scan", ["tiles"], ["restored"], body=body, num_scan_inputs=1)])
 
 
-def _custom() -> onnx.ModelProto:
-    return _model(
-        [helper.make_node("Gelu", ["tiles"], ["restored"], domain="com.microsoft")], opsets=("com.microsoft",)
-    )
-
-
 def _two_inputs() -> onnx.ModelProto:
     model = _model([helper.make_node("Add", ["tiles", "extra"], ["restored"])])
     model.graph.input.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, TILES))
@@ -93,21 +91,18 @@ def _hidden(node: onnx.NodeProto) -> list:
     return [node, *cast, helper.make_node("Reshape", ["y", "i"], ["restored"])]
 
 
-def _one_channel(shape: list | None = None) -> onnx.ModelProto:
-    """Grey tiles (the mean of the channels): declared as such, or only at run time."""
-    nodes = _hidden(helper.make_node("ReduceMean", ["tiles", "axis"], ["y"]))
-    return _model(nodes, (_const("axis", [1]),), shape or ["n", "c", "h", "w"])
+def _wrong(what: str, shape: list | None = None) -> onnx.ModelProto:
+    """Grey tiles (the mean of the channels) or tiles of half the size: declared as such, or only at run time."""
+    grey = helper.make_node("ReduceMean", ["tiles", "axis"], ["y"])
+    half = helper.make_node("AveragePool", ["tiles"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    return _model(_hidden(grey if what == "grey" else half), (_const("axis", [1]),), shape or ["n", "c", "h", "w"])
 
 
-def _half(shape: list | None = None) -> onnx.ModelProto:
-    """Tiles of half the size: declared as such, or only at run time."""
-    nodes = _hidden(helper.make_node("AveragePool", ["tiles"], ["y"], kernel_shape=[2, 2], strides=[2, 2]))
-    return _model(nodes, out_shape=shape or ["n", "c", "h", "w"])
-
-
-def _other_record(meta: dict, model: onnx.ModelProto | None = None) -> onnx.ModelProto:
-    model = model or _model([helper.make_node("Identity", ["tiles"], ["restored"])])
-    _record(model, meta)
+def _identity(meta: dict | None = None) -> onnx.ModelProto:
+    """A graph that returns its tiles, with the record ``meta`` (a valid one by default)."""
+    model = _model([helper.make_node("Identity", ["tiles"], ["restored"])])
+    if meta is not None:
+        _record(model, meta)
     return model
 
 
@@ -129,9 +124,9 @@ def _slow(steps: int = 1000, size: int = 1024) -> onnx.ModelProto:
     return _model(nodes, (_const("size", [size, size]),))
 
 
-def _fixed_input() -> onnx.ModelProto:
-    model = _other_record({"tile": 2 * TILE, "model_config": CONFIG})
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+def _fixed_batch(side: str) -> onnx.ModelProto:
+    model = _identity()
+    getattr(model.graph, side)[0].type.tensor_type.shape.dim[0].dim_value = 1
     return model
 
 
@@ -139,20 +134,22 @@ CRAFTED = {
     "loop": (_loop, "Loop node, whose subgraph"),
     "if": (_if, "If node, whose subgraph"),
     "scan": (_scan, "Scan node, whose subgraph"),
-    "custom_domain": (_custom, "domain 'com.microsoft'"),
+    "custom_domain": (
+        lambda: _model(
+            [helper.make_node("Gelu", ["tiles"], ["restored"], domain="com.microsoft")], (), TILES, ("com.microsoft",)
+        ),
+        "domain 'com.microsoft'",
+    ),
     "two_inputs": (_two_inputs, "takes 2 input(s)"),
-    "record_tile_64_graph_32": (lambda: _other_record({"tile": 2 * TILE, "model_config": CONFIG}), "'tiles' of shape"),
-    "fixed_input_batch": (_fixed_input, "input 'tiles' of a fixed batch of 1"),
-    "one_channel_declared": (lambda: _one_channel(["batch", 1, TILE, TILE]), "output 'restored' of shape"),
-    "one_channel_at_run_time": (_one_channel, "float32 of shape [1, 1, 32, 32]"),
-    "half_size_declared": (lambda: _half(["batch", 3, TILE // 2, TILE // 2]), "output 'restored' of shape"),
-    "half_size_at_run_time": (_half, "float32 of shape [1, 3, 16, 16]"),
-    "output_batch_fixed": (
-        lambda: _model([helper.make_node("Identity", ["tiles"], ["restored"])], (), [1, 3, 32, 32]),
-        "output 'restored' of a fixed batch of 1",
-    ),  # fmt: skip
-    "no_model_config": (lambda: _other_record({"tile": TILE}), "without a valid model_config"),
-    "bad_model_config": (lambda: _other_record({"tile": TILE, "model_config": {"wf": "x"}}), "valid model_config"),
+    "record_tile_64_graph_32": (lambda: _identity({"tile": 2 * TILE, "model_config": CONFIG}), "'tiles' of shape"),
+    "fixed_input_batch": (lambda: _fixed_batch("input"), "input 'tiles' of a fixed batch of 1"),
+    "one_channel_declared": (lambda: _wrong("grey", ["batch", 1, TILE, TILE]), "output 'restored' of shape"),
+    "one_channel_at_run_time": (lambda: _wrong("grey"), "float32 of shape [1, 1, 32, 32]"),
+    "half_size_declared": (lambda: _wrong("half", ["batch", 3, TILE // 2, TILE // 2]), "output 'restored' of shape"),
+    "half_size_at_run_time": (lambda: _wrong("half"), "float32 of shape [1, 3, 16, 16]"),
+    "output_batch_fixed": (lambda: _fixed_batch("output"), "output 'restored' of a fixed batch of 1"),
+    "no_model_config": (lambda: _identity({"tile": TILE}), "without a valid model_config"),
+    "bad_model_config": (lambda: _identity({"tile": TILE, "model_config": {"wf": "x"}}), "valid model_config"),
     "allocation_fails": (_huge, "Failed to allocate memory"),
 }
 
@@ -189,13 +186,11 @@ import sys, torch
 sys.path.insert(0, {root!r})
 from utils.core.cli import run_cli
 from utils.infer.onnx_model import OnnxRestorer
-
 def main(argv):
     restorer = OnnxRestorer({path!r}, torch.device("cpu"))
     print("running", flush=True)
     restorer(torch.zeros(1, 3, {tile}, {tile}))
     print("finished", flush=True)
-
 sys.exit(run_cli(main))
 """
 
@@ -216,15 +211,11 @@ def test_sigterm_ends_a_slow_onnx_run_within_seconds(slow_onnx):
 
 
 def test_an_interrupt_stops_onnxruntime_instead_of_waiting_for_it(slow_onnx):
-    import _thread
-
-    from utils.infer.onnx_model import open_session, run_session
-
-    session = open_session(slow_onnx)
+    session = onnx_model.open_session(slow_onnx)
     timer = threading.Timer(0.3, _thread.interrupt_main)  # what Ctrl-C does to the main thread
     timer.start()
     with pytest.raises(KeyboardInterrupt):
-        run_session(session, {"tiles": np.zeros((1, 3, TILE, TILE), np.float32)})
+        onnx_model.run_session(session, {"tiles": np.zeros((1, 3, TILE, TILE), np.float32)})
     timer.join()
     helpers = [t for t in threading.enumerate() if t.name == "onnxruntime"]
     for helper_thread in helpers:
@@ -242,8 +233,6 @@ def checkpoint(tmp_path):
 
 @pytest.mark.parametrize("earlier", [None, b"an earlier file"])
 def test_export_refuses_an_output_another_process_holds(checkpoint, tmp_path, capsys, earlier):
-    from scripts import export_onnx
-
     output = tmp_path / "race.onnx"
     if earlier is not None:
         output.write_bytes(earlier)
@@ -258,13 +247,7 @@ def test_export_refuses_an_output_another_process_holds(checkpoint, tmp_path, ca
     assert (output.read_bytes() if output.exists() else None) == earlier
 
 
-def _no_leftovers(folder, *keep: str) -> None:
-    assert sorted(p.name for p in folder.iterdir()) == sorted(keep)
-
-
 def test_an_interrupted_export_removes_the_folders_it_made(checkpoint, tmp_path, capsys, monkeypatch):
-    from scripts import export_onnx
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # what SIGTERM becomes
 
@@ -272,7 +255,7 @@ def test_an_interrupted_export_removes_the_folders_it_made(checkpoint, tmp_path,
     argv = ["--weights", checkpoint, "--output", tmp_path / "newdir1" / "newdir2" / "x.onnx"]
     code, _, err = run_cli(export_onnx, argv, capsys)
     assert code == 130 and "interrupted" in err
-    _no_leftovers(tmp_path, "m.pth")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]  # no output, lock, staging or parent folder
 
 
 OUT_OF_MEMORY = {
@@ -283,11 +266,7 @@ OUT_OF_MEMORY = {
 
 
 @pytest.mark.parametrize("case", list(OUT_OF_MEMORY))
-def test_export_out_of_memory_is_one_sentence_suggesting_a_smaller_tile(
-    checkpoint, tmp_path, capsys, monkeypatch, case
-):
-    from scripts import export_onnx
-
+def test_export_out_of_memory_suggests_a_smaller_tile(checkpoint, tmp_path, capsys, monkeypatch, case):
     def exporter(*args, **kwargs):
         if OUT_OF_MEMORY[case] is not None:
             raise OUT_OF_MEMORY[case]
@@ -299,18 +278,15 @@ def test_export_out_of_memory_is_one_sentence_suggesting_a_smaller_tile(
     argv = ["--weights", checkpoint, "--output", tmp_path / "new" / "x.onnx"]
     code, _, err = run_cli(export_onnx, argv, capsys)
     assert code == 2 and "ran out of memory" in err and "smaller --tile" in err and err.count("\n") == 1, err
-    _no_leftovers(tmp_path, "m.pth")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]  # no output, lock, staging or parent folder
 
 
 def test_export_never_replaces_a_file_that_appeared_while_it_ran(checkpoint, tmp_path, capsys, monkeypatch):
-    from scripts import export_onnx
-    from utils.infer import onnx_model
-
     output = tmp_path / "x.onnx"
 
     def exporter(*args, **kwargs):
         output.write_text("a file of the user's")
-        model = _model([helper.make_node("Identity", ["tiles"], ["restored"])])
+        model = _identity()
         del model.metadata_props[:]  # the export adds its own record
         return types.SimpleNamespace(model_proto=model)
 
@@ -319,4 +295,4 @@ def test_export_never_replaces_a_file_that_appeared_while_it_ran(checkpoint, tmp
     code, _, err = run_cli(export_onnx, ["--weights", checkpoint, "--output", output], capsys)
     assert code == 2 and f"{output} changed while the export ran" in err and err.count("\n") == 1, err
     assert output.read_text() == "a file of the user's"
-    _no_leftovers(tmp_path, "m.pth", "x.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth", "x.onnx"]

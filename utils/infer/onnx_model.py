@@ -6,6 +6,8 @@ split and instance norm, the strided convolutions and the transposed ones then e
 the shape arithmetic that breaks dynamic-size exports of restoration models in other runtimes,
 and test.py already cuts every image into tiles of one size. The file records what it was
 exported from (``METADATA_KEY``), so a tile size other than its own is refused before any work.
+A file is made a session only if it is a graph of the kind the export writes (``onnx_checks``),
+and a run stops on Ctrl-C or SIGTERM between two operators (``run_session``).
 """
 
 from __future__ import annotations
