@@ -43,13 +43,14 @@ import pandas as pd
 
 from scripts.flare_files import write_pairs
 from utils.core.cli import run_cli
-from utils.core.errors import fail
+from utils.core.errors import fail, one_line
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
 from utils.core.manifest import outputs_below, ownership_problem, read_manifest, remove_output
 from utils.core.outputs import check_output_folder, staged_dir
 from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
 from utils.data.layout import TEST_INPUT, TEST_LABEL, TEST_MASKS, TRAIN_ORIGINAL
+from utils.data.workers import WorkerDied
 from utils.flare.bank import BankSettings, load_or_compute
 from utils.flare.pairs import flare_free_count, is_flare_free
 from utils.flare.scenes import PHOTOS, load_photo, split_user_images
@@ -60,6 +61,13 @@ DEMO_FOLDERS = (TRAIN_ORIGINAL, TEST_INPUT, TEST_LABEL)  # and TEST_MASKS, writt
 CACHE = ".flare_cache"
 MAX_COUNT = 10000  # names run from 10000 (train) and 20000 (test), five digits each
 MAX_SIDE = 8192
+MAX_GRID = 4096  # the PSFs' FFT grid: at 4096, about 40 s and 1 GB per PSF on one core
+# The range of each number flag: checked before any work, shown in --help.
+LIMITS = {"train_count": (2, MAX_COUNT), "test_count": (1, MAX_COUNT), "height": (64, MAX_SIDE),
+          "width": (64, MAX_SIDE), "seed": (0, 2**32 - 1), "workers": (1, 256), "psf_count": (1, 1024),
+          "psf_grid": (64, MAX_GRID), "psf_size": (16, MAX_GRID)}  # fmt: skip
+OUT_OF_MEMORY = ("use a smaller --height/--width, --psf_grid/--psf_size or --psf_count, or fewer --workers; "
+                 "nothing was written or replaced")  # fmt: skip
 
 
 def user_scenes(folder: str | Path) -> list[Path]:
@@ -77,16 +85,18 @@ def user_scenes(folder: str | Path) -> list[Path]:
     return readable
 
 
-def check_settings(
-    train_count, test_count, height, width, workers, psf: BankSettings, clean_share: float = 0.0
-) -> None:
-    if not 2 <= train_count <= MAX_COUNT or not 1 <= test_count <= MAX_COUNT:
-        fail(f"--train_count must be 2 to {MAX_COUNT} and --test_count 1 to {MAX_COUNT} "
-             f"(got {train_count} and {test_count}).")  # fmt: skip
-    if not (64 <= height <= MAX_SIDE and 64 <= width <= MAX_SIDE):
-        fail(f"--height and --width must be 64 to {MAX_SIDE} pixels (got {height}x{width}).")
-    if workers < 1:
-        fail(f"--workers must be at least 1 (got {workers}).")
+def check_settings(values: dict[str, int], clean_share: float = 0.0) -> None:
+    """Each number flag (``values``: flag name without dashes, value) within its ``LIMITS``, the PSF grid a power of
+    two that holds the stored PSF, and a ``--clean_share`` that leaves pairs with flare and makes some without."""
+    for name, value in values.items():
+        low, high = LIMITS[name]
+        if not low <= value <= high:
+            fail(f"--{name} must be {low} to {high} (got {value}).")
+    grid, train_count = values["psf_grid"], values["train_count"]
+    if grid & (grid - 1):
+        fail(f"--psf_grid must be a power of two from {LIMITS['psf_grid'][0]} to {MAX_GRID} (got {grid}).")
+    if values["psf_size"] > grid:
+        fail(f"--psf_size must be 16 to --psf_grid ({grid}) pixels (got {values['psf_size']}).")
     free = flare_free_count(train_count, clean_share) if 0 <= clean_share < 1 else 0
     if not 0 <= clean_share < 1:
         fail(f"--clean_share must be from 0 to below 1 (got {clean_share!r}).")
@@ -96,12 +106,6 @@ def check_settings(
     if clean_share > 0 and free == 0:
         fail(f"--clean_share {clean_share!r} of {train_count} training pairs makes none without flare; "
              f"raise it to at least 1/{train_count}, or leave it out.")  # fmt: skip
-    if psf.count < 1:
-        fail(f"--psf_count must be at least 1 (got {psf.count}).")
-    if psf.grid < 64 or psf.grid & (psf.grid - 1):
-        fail(f"--psf_grid must be a power of two of at least 64 (got {psf.grid}).")
-    if not 16 <= psf.size <= psf.grid:
-        fail(f"--psf_size must be 16 to --psf_grid ({psf.grid}) pixels (got {psf.size}).")
 
 
 def check_cache(cache: Path, scenes: str | Path | None) -> Path:
@@ -153,15 +157,35 @@ def generate(
 
     Every check runs before anything is written; the folders are built in staging folders and moved
     into place together; the patch sets cut from an earlier set, and its test masks if this run
-    writes none, go with it.
+    writes none, go with it. Running out of memory is one sentence, with nothing written or replaced.
     """
     psf = psf or BankSettings()
-    check_settings(train_count, test_count, height, width, workers, psf, clean_share)
+    check_settings({"train_count": train_count, "test_count": test_count, "height": height, "width": width,
+                    "seed": seed, "workers": workers, "psf_count": psf.count, "psf_grid": psf.grid,
+                    "psf_size": psf.size}, clean_share)  # fmt: skip
     user = split_user_images(user_scenes(scenes), train_count, test_count, seed) if scenes is not None else None
     root = Path(root)
     patch_sets = check_demo_folders(root, overwrite, {"scenes folder": scenes})
     stale = [root / TEST_MASKS] if not masks and (root / TEST_MASKS).exists() else []  # would no longer match
-    cache = check_cache(root / CACHE, scenes)
+    job = {"psf": psf, "user": user, "seed": seed, "height": height, "width": width, "masks": masks,
+           "clean_share": clean_share, "cache": check_cache(root / CACHE, scenes), "workers": workers,
+           "progress": progress, "counts": (train_count, test_count)}  # fmt: skip
+    try:
+        results = _build(root, job, stale, patch_sets)
+    except MemoryError as err:
+        fail(f"out of memory ({one_line(err)}): {OUT_OF_MEMORY}.")
+    except WorkerDied as err:
+        fail(f"{err}; perhaps out of memory: {OUT_OF_MEMORY}.")
+    for path in stale:
+        if path.is_dir():
+            remove_output(path, KIND)
+    return summary(results, train_count, test_count, height, width, clean_share)
+
+
+def _build(root: Path, job: dict, stale: list[Path], patch_sets: list[Path]) -> list[dict]:
+    """Every folder of the data set built in its staging folder under its lock, then moved into place, and the
+    earlier set's patch sets removed (only the outputs themselves: the folders around them may be a user's)."""
+    masks, psf, progress = job["masks"], job["psf"], job["progress"]
     with ExitStack() as stack:
         for path in [*output_folders(root, masks), *stale, *patch_sets]:
             stack.enter_context(output_lock(path, "output folder" if path.parent == root else "patch folder"))
@@ -171,18 +195,12 @@ def generate(
             p.name: stack.enter_context(staged_dir(p, KIND, WRITTEN_BY, overwrite)) for p in output_folders(root, masks)
         }
         with progress_bar(total=psf.count, desc="PSF bank", unit="psf", show=progress) as bar:
-            bank = load_or_compute(cache, psf, seed, workers, progress=lambda it: _counting(it, bar))
-        photos = {} if user is not None else {name: load_photo(name) for name in PHOTOS}
-        job = {"bank": bank, "photos": photos, "user": user, "seed": seed, "height": height, "width": width,
-               "masks": masks, "clean_share": clean_share}  # fmt: skip
-        results = write_pairs(stages, job, train_count, test_count, workers, progress)
+            bank = load_or_compute(job["cache"], psf, job["seed"], job["workers"], lambda it: _counting(it, bar))
+        photos = {} if job["user"] is not None else {name: load_photo(name) for name in PHOTOS}
+        results = write_pairs(stages, job | {"bank": bank, "photos": photos}, *job["counts"], job["workers"], progress)
         for path in patch_sets:  # the earlier set's patches: gone before the new set moves in
             remove_output(path, "patches")
-    for path in stale:
-        if path.is_dir():
-            remove_output(path, KIND)
-    _remove_empty_dirs(root / "train")
-    return summary(results, train_count, test_count, height, width, clean_share)
+    return results
 
 
 def summary(
@@ -209,34 +227,30 @@ def _counting(iterable, bar):
         bar.update(1)
 
 
-def _remove_empty_dirs(folder: Path) -> None:
-    """Remove ``folder`` and its sub-folders where they hold nothing (left behind by removed patch sets)."""
-    if not folder.is_dir() or folder.is_symlink():
-        return
-    for sub in folder.iterdir():
-        _remove_empty_dirs(sub)
-    if not any(folder.iterdir()):
-        folder.rmdir()
+def _number(p: argparse.ArgumentParser, name: str, default: int, help: str) -> None:
+    """An integer flag whose help shows its range (``LIMITS``), which ``check_settings`` enforces."""
+    low, high = LIMITS[name]
+    p.add_argument(f"--{name}", type=int, default=default, help=f"{help} ({low} to {high}; default {default})")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d = BankSettings()
     p = argparse.ArgumentParser(description="Generate a lens-flare data set from optics, in the contest layout.")
     p.add_argument("--root", default="data", help="data folder to fill (the contest layout)")
-    p.add_argument("--train_count", type=int, default=12)
-    p.add_argument("--test_count", type=int, default=4)
-    p.add_argument("--height", type=int, default=576, help="image height (the contest: 1224 or 2448)")
-    p.add_argument("--width", type=int, default=768, help="image width (the contest: 1632 or 3264)")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same files")
-    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    _number(p, "train_count", 12, "training pairs")
+    _number(p, "test_count", 4, "test pairs")
+    _number(p, "height", 576, "image height (the contest: 1224 or 2448)")
+    _number(p, "width", 768, "image width (the contest: 1632 or 3264)")
+    _number(p, "seed", 0, "the same seed gives the same files")
+    _number(p, "workers", 2, "worker processes")
     p.add_argument("--masks", action="store_true", help="also write glare and streak masks of each input")
     p.add_argument("--scenes", default=None, help="folder of your own clean photographs to use as scenes")
     p.add_argument("--clean_share", type=float, default=0.0,
                    help="share of the training pairs made without flare (input = target + sensor noise), spread "
                         "evenly, so that a model also sees lamps with nothing to remove")  # fmt: skip
-    p.add_argument("--psf_count", type=int, default=d.count, help="PSFs in the bank")
-    p.add_argument("--psf_grid", type=int, default=d.grid, help="FFT grid of the PSFs (a power of two)")
-    p.add_argument("--psf_size", type=int, default=d.size, help="side of a stored PSF, in pixels")
+    _number(p, "psf_count", d.count, "PSFs in the bank")
+    _number(p, "psf_grid", d.grid, "FFT grid of the PSFs, a power of two")
+    _number(p, "psf_size", d.size, "side of a stored PSF in pixels, at most --psf_grid")
     p.add_argument(
         "--overwrite", action="store_true", help="replace an earlier data set of this project and its patches"
     )

@@ -3,7 +3,8 @@
 Names follow the contest's layout (``utils.data.layout``): training pairs are numbered from 10000,
 test pairs from 20000; the masks, with ``--masks``, lie beside the label folders. Every pair draws
 from its own random stream (``utils.flare.pairs``), so the files are the same whatever the number
-of workers and the order in which they finish.
+of workers and the order in which they finish. A pair that cannot be right (``pair_problem``) is
+not written, and stops the run before anything is replaced.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pandas as pd
 from utils.core.errors import fail
 from utils.core.log import progress_bar
 from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER, MASK_KINDS, TEST_MASKS, TRAIN_MASKS, mask_name
+from utils.flare.bank import raise_if_memory
+from utils.flare.composite import Pair
 from utils.flare.pairs import make_pair
 
 _JOB: dict = {}  # what the forked workers share with the parent: the bank, photos, staging folders, settings
@@ -45,12 +48,28 @@ def write_png(path: Path, image: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
+def pair_problem(pair: Pair) -> str | None:
+    """What makes ``pair`` impossible, or None. Never true of a valid pair: its images are finite in linear light,
+    and where the target is white (255, linear 0.9957 or more) the input, which adds flare (never negative) and
+    sensor noise (8.3 standard deviations of at most 0.0175 at the very most), cannot be black in every pixel."""
+    if not pair.finite:
+        return "with pixels that are not numbers (NaN or infinite)"
+    white = pair.target == 255
+    if white.any() and pair.input[white].max() == 0:
+        return "with an input that is black where its target is white"
+    return None
+
+
 def _one_pair(task: tuple[str, int]) -> dict:
-    """Make and write one pair (in a worker or in the parent); returns what the summary needs."""
+    """Make and write one pair (in a worker or in the parent); returns what the summary needs, or the pair's
+    problem (``pair_problem``) with nothing written."""
     split, index = task
     job = _JOB
     pair, source = make_pair(split, index, job["seed"], job["height"], job["width"], job["bank"], job["user"],
                              job["photos"], job["masks"], job["clean_share"])  # fmt: skip
+    problem = pair_problem(pair)
+    if problem:
+        return {"split": split, "index": index, "problem": problem}
     paths = pair_paths(job["stages"], split, index, job["masks"])
     write_png(paths["input"], pair.input)
     write_png(paths["target"], pair.target)
@@ -61,26 +80,33 @@ def _one_pair(task: tuple[str, int]) -> dict:
     return {"split": split, "index": index, "psnr": pair.psnr, "kind": source.kind, "source": f"{source.kind}:{name}"}
 
 
-def _run_tasks(tasks: list[tuple[str, int]], workers: int, progress: bool) -> list[dict]:
-    """``_one_pair`` of every task, in the parent (one worker) or in forked workers; a failure is one sentence."""
+def _checked(result: dict, cache: Path) -> dict:
+    """``result`` of ``_one_pair``, or one sentence if its pair came out impossible."""
+    if "problem" in result:
+        fail(f"{result['split']} pair {result['index']} came out {result['problem']}, so nothing was replaced; "
+             f"the PSF bank cached in {cache} may be damaged: delete that folder and run again.")  # fmt: skip
+    return result
+
+
+def _run_tasks(tasks: list[tuple[str, int]], workers: int, progress: bool, cache: Path) -> list[dict]:
+    """``_one_pair`` of every task, in the parent (one worker) or in forked workers; a failure is one sentence, a
+    worker out of memory a MemoryError (and a dead worker ``WorkerDied``) for the caller to report."""
     results: list[dict] = []
     with progress_bar(total=len(tasks), desc="flare pairs", unit="pair", show=progress) as bar:
         if workers == 1:
             for task in tasks:
-                results.append(_one_pair(task))
+                results.append(_checked(_one_pair(task), cache))
                 bar.update(1)
             return results
-        from utils.data.workers import TaskFailed, WorkerDied, run_tasks
+        from utils.data.workers import TaskFailed, run_tasks
 
         names = [f"{s} pair {i}" for s, i in tasks]
-        try:
-            for index, out in run_tasks(_one_pair, tasks, workers, names):
-                if isinstance(out, TaskFailed):
-                    fail(f"{names[index]} failed ({out}); check the disk and --scenes, then run again.")
-                results.append(out)
-                bar.update(1)
-        except WorkerDied as err:
-            fail(f"{err}; perhaps out of memory: use fewer --workers or a smaller --height/--width.")
+        for index, out in run_tasks(_one_pair, tasks, workers, names):
+            if isinstance(out, TaskFailed):
+                raise_if_memory(out)
+                fail(f"{names[index]} failed ({out}); check the disk and --scenes, then run again.")
+            results.append(_checked(out, cache))
+            bar.update(1)
     return results
 
 
@@ -88,7 +114,8 @@ def write_pairs(stages: dict[str, Path], job: dict, train_count: int, test_count
                 progress: bool) -> list[dict]:  # fmt: skip
     """Every pair into the staging folders, and train.csv; returns per pair its split, index, input PSNR and source.
 
-    ``job``: the bank, photos (name: image), user images (split: paths, or None), seed, height, width, masks.
+    ``job``: the bank, photos (name: image), user images (split: paths, or None), seed, height, width, masks,
+    clean_share, and cache (the PSF cache folder, named if a pair comes out impossible).
     """
     original = stages["train_original"]
     for sub in (INPUT_FOLDER, LABEL_FOLDER, *([TRAIN_MASKS] if job["masks"] else [])):
@@ -97,7 +124,7 @@ def write_pairs(stages: dict[str, Path], job: dict, train_count: int, test_count
     _JOB.update(job, stages=stages)
     tasks = [("train", i) for i in range(train_count)] + [("test", i) for i in range(test_count)]
     try:
-        results = _run_tasks(tasks, workers, progress)
+        results = _run_tasks(tasks, workers, progress, job["cache"])
     except OSError as err:
         fail(f"{err}; check the disk and the folder's permissions, then run again.")
     finally:

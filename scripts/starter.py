@@ -14,6 +14,7 @@ Everything but the packed checkpoint goes to ``--root``; the commands are printe
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -116,13 +117,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    profile, root, output = PROFILES[args.profile], Path(args.root), Path(args.output)
-    if output.exists() and not args.overwrite:
+def check_output(output: Path, overwrite: bool) -> None:
+    """Before the first command of a pipeline of hours: ``--output`` is a file that can be written, and one that
+    exists is replaced only with ``--overwrite`` and only if this command packed it."""
+    if output.is_dir():
+        fail(f"--output {output} is a folder; give the checkpoint file to write, such as {output / STARTER.name}.")
+    blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        fail(f"--output {output} lies under {blocker}, which is a file, not a folder; choose another --output.")
+    folder = next(p for p in (output.parent.absolute(), *output.parent.absolute().parents) if p.exists())
+    if not os.access(folder, os.W_OK | os.X_OK):
+        fail(f"--output {output} cannot be written (no write permission in {folder}); choose another --output.")
+    if output.exists() and not overwrite:
         fail(f"{output} already exists; pass --overwrite to replace it, or another --output.")
     if output.exists() and "card" not in read_checkpoint(output):
         fail(f"{output} is not a model this command packed, so --overwrite leaves it alone; choose another --output.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    profile, root, output = PROFILES[args.profile], Path(args.root), Path(args.output)
+    check_output(output, args.overwrite)
     start = time.time()
     for cmd in commands(profile, root, args.device):
         run(cmd)

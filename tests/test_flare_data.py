@@ -78,12 +78,13 @@ def test_command_end_to_end(tmp_path, capsys):
     assert code == 0, err
     assert int(out.split()[0]) > 0
 
-    # a second run needs --overwrite; it replaces the set, its patches, and masks it no longer writes
+    # a second run needs --overwrite; it replaces the set, its patches (not the folders around them, which
+    # may be a user's), and masks it no longer writes
     code, _, err = _run(root, capsys, "--seed", 3)
     assert code == 2 and "--overwrite" in err
     code, _, err = _run(root, capsys, "--seed", 3, "--overwrite")
     assert code == 0, err
-    assert not (root / "test_mask_img").exists() and not (root / "train").exists()
+    assert not (root / "test_mask_img").exists() and not any(p.is_file() for p in (root / "train").rglob("*"))
     assert not (root / "train_original/train_mask_img").exists()
 
 
@@ -106,10 +107,10 @@ def test_user_scenes_are_split_between_train_and_test(tmp_path, capsys):
     "extra, message",
     [
         (["--train_count", 1], "--train_count must be 2"),
-        (["--test_count", 0], "--test_count 1"),
-        (["--height", 32], "--height and --width must be 64"),
-        (["--width", 100000], "--height and --width must be 64"),
-        (["--workers", 0], "--workers must be at least 1"),
+        (["--test_count", 0], "--test_count must be 1 to 10000 (got 0)"),
+        (["--height", 32], "--height must be 64 to 8192"),
+        (["--width", 100000], "--width must be 64 to 8192"),
+        (["--workers", 0], "--workers must be 1 to"),
         (["--psf_grid", 100], "--psf_grid must be a power of two"),
         (["--psf_size", 512], "--psf_size must be 16"),
         (["--clean_share", 1], "--clean_share must be from 0 to below 1"),

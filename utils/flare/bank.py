@@ -5,18 +5,24 @@ stored side (384), the wavelengths (25) and the apertures' size and defocus. Wit
 names the bank's cache file, so a bank is computed once per settings and seed. Each PSF is kept
 as the fourth root of its peak-normalised values in float16, about 37 MB compressed for 64 PSFs:
 the fourth root keeps their faint tails (1e-9 of the peak) from float16 under-flow. The cache
-file is written atomically, and a damaged or foreign one is ignored and computed again.
+file is written atomically. A cache file is checked before use (shapes, types, finite values in
+[0, 1], each PSF's peak at 1 and every channel a PSF that sums to 1): one that fails, damaged or
+foreign, is computed again and replaced, with a warning, since it holds nothing that cannot be
+made again from the settings and the seed; something else at its name (a folder, a symbolic
+link) is not the project's to replace, and stops the run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from utils.core.errors import fail
 from utils.core.locks import atomic_path
 from utils.flare.psf import APERTURE_THUMB, aperture_thumbnail, random_aperture, shrink, spectral_psf
 from utils.flare.spectrum import wavelengths
@@ -81,6 +87,7 @@ def compute_bank(settings: BankSettings, seed: int, workers: int = 1, progress=N
         results = run_tasks(lambda i: make_entry(settings, seed, i), tasks, workers)
         for index, out in progress(results) if progress else results:
             if isinstance(out, TaskFailed):
+                raise_if_memory(out)
                 raise RuntimeError(f"PSF {index} failed: {out}")
             entries[index] = out
     else:
@@ -95,30 +102,61 @@ def cache_path(folder: str | Path, settings: BankSettings, seed: int) -> Path:
     return Path(folder) / f"psf_{settings.key(seed)}.npz"
 
 
+def raise_if_memory(failure: str) -> None:
+    """Raise MemoryError for a worker's failure that was one (``"MemoryError: ..."``, numpy's
+    ``_ArrayMemoryError`` too), so that the caller reports it as memory, not as a bug."""
+    if failure.split(":", 1)[0].strip().endswith("MemoryError"):
+        raise MemoryError(failure)
+
+
+def valid_bank(bank: PSFBank, settings: BankSettings) -> bool:
+    """Whether ``bank`` is one that ``compute_bank`` can have made for ``settings``: its shapes and types, finite
+    fourth roots in [0, 1] with each PSF's peak at exactly 1 (as stored), and every channel of every PSF a finite
+    PSF that sums to 1 (an all-zero channel would make NaN flare, and black inputs)."""
+    n, s, t = settings.count, settings.size, APERTURE_THUMB
+    roots = bank.roots
+    shapes = (roots.shape, bank.apertures.shape, bank.sides.shape, bank.defocus.shape)
+    if shapes != ((n, s, s, 3), (n, t, t), (n,), (n,)) or roots.dtype != np.float16:
+        return False
+    if bank.apertures.dtype != np.uint8 or bank.sides.dtype.kind not in "iu" or bank.defocus.dtype.kind != "f":
+        return False
+    if not (np.isfinite(roots).all() and np.isfinite(bank.defocus).all()):
+        return False
+    if roots.min() < 0 or (roots.reshape(n, -1).max(axis=1) != 1).any():
+        return False
+    return all(_sums_to_one(bank.psf(i)) for i in range(n))
+
+
+def _sums_to_one(psf: np.ndarray) -> bool:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return bool(np.isfinite(psf).all() and np.allclose(psf.sum(axis=(0, 1)), 1, atol=1e-3))
+
+
 def load_cached(path: Path, settings: BankSettings, seed: int) -> PSFBank | None:
-    """The bank stored at ``path`` if it is one of these settings and seed, else None (a damaged file is ignored)."""
+    """The bank stored at ``path`` if it is a valid one (``valid_bank``) of these settings and seed, else None."""
     try:
         with np.load(path, allow_pickle=False) as data:
             if str(data["key"]) != settings.key(seed):
                 return None
-            roots, thumbs = data["roots"], data["apertures"]
-            sides, defocus = data["sides"], data["defocus"]
+            bank = PSFBank(data["roots"], data["apertures"], data["sides"], data["defocus"])
     except (OSError, KeyError, ValueError, EOFError):
         return None
-    n, s = settings.count, settings.size
-    ok = roots.shape == (n, s, s, 3) and roots.dtype == np.float16 and np.isfinite(roots).all()
-    ok = ok and thumbs.shape == (n, APERTURE_THUMB, APERTURE_THUMB) and thumbs.dtype == np.uint8
-    ok = ok and sides.shape == (n,) and defocus.shape == (n,) and bool((roots >= 0).all())
-    return PSFBank(roots, thumbs, sides, defocus) if ok else None
+    return bank if valid_bank(bank, settings) else None
 
 
 def load_or_compute(folder: str | Path, settings: BankSettings, seed: int, workers: int = 1, progress=None) -> PSFBank:
-    """The bank for ``settings`` and ``seed``: from its cache file in ``folder`` if there, else computed and
+    """The bank for ``settings`` and ``seed``: from its cache file in ``folder`` if that is valid, else computed and
     cached there (written atomically, so that runs side by side never read a half-written file)."""
     path = cache_path(folder, settings, seed)
-    bank = load_cached(path, settings, seed) if path.is_file() and not path.is_symlink() else None
-    if bank is not None:
-        return bank
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        fail(f"{path} is not a file of this project's PSF cache; move it away, then run again.")
+    if path.exists():
+        bank = load_cached(path, settings, seed)
+        if bank is not None:
+            return bank
+        warnings.warn(
+            f"{path} is not a valid PSF bank of these settings; computing it again to replace it", stacklevel=2
+        )
     bank = compute_bank(settings, seed, workers, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:

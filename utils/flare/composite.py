@@ -62,6 +62,7 @@ class Pair:
     streak: np.ndarray | None = None
     flare: np.ndarray | None = None  # (H, W, 3) float32 linear flare layer, with keep_layers=True
     gamma: float = 2.2
+    finite: bool = True  # whether both images were finite in linear light (8 bits would turn NaN into black)
 
     @property
     def psnr(self) -> float:
@@ -249,7 +250,8 @@ def synthesize(scene: np.ndarray, lights: Lights, bank: PSFBank, gamma: float, r
     target_linear = scene + lights.emission
     flared = target_linear + flare
     noisy = add_noise(flared, rng) if noise else flared
-    pair = Pair(encode(noisy, gamma), encode(target_linear, gamma), gamma=gamma)
+    finite = bool(np.isfinite(noisy).all() and np.isfinite(target_linear).all())
+    pair = Pair(encode(noisy, gamma), encode(target_linear, gamma), gamma=gamma, finite=finite)
     if masks:
         target8 = pair.target
         pair.glare = mask_ops.visible(target8, encode(flared, gamma))
