@@ -78,8 +78,7 @@ def test_command_end_to_end(tmp_path, capsys):
     assert code == 0, err
     assert int(out.split()[0]) > 0
 
-    # a second run needs --overwrite; it replaces the set, its patches (not the folders around them, which
-    # may be a user's), and masks it no longer writes
+    # a second run needs --overwrite; it replaces the set, its patches (not a user's folders) and old masks
     code, _, err = _run(root, capsys, "--seed", 3)
     assert code == 2 and "--overwrite" in err
     code, _, err = _run(root, capsys, "--seed", 3, "--overwrite")

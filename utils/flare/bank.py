@@ -105,8 +105,9 @@ def cache_path(folder: str | Path, settings: BankSettings, seed: int) -> Path:
 def raise_if_memory(failure: str) -> None:
     """Raise MemoryError for a worker's failure that was one (``"MemoryError: ..."``, numpy's
     ``_ArrayMemoryError`` too), so that the caller reports it as memory, not as a bug."""
-    if failure.split(":", 1)[0].strip().endswith("MemoryError"):
-        raise MemoryError(failure)
+    kind, _, message = failure.partition(":")
+    if kind.strip().endswith("MemoryError"):
+        raise MemoryError(message.strip() or kind)
 
 
 def valid_bank(bank: PSFBank, settings: BankSettings) -> bool:
