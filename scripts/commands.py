@@ -10,6 +10,7 @@ outright would leave them.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from utils.core.errors import fail
+from utils.core.locks import open_for_append
 
 STOP_WAIT = 30.0  # seconds an interrupted command has to clean up before it is killed
 _PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -35,7 +37,7 @@ def run(cmd: list[str], quiet: bool = False, log: Path | None = None) -> None:
     if log is None:
         returncode = run_child(cmd, stdout=subprocess.DEVNULL if quiet else None)
     else:
-        with open(log, "a") as fh:
+        with os.fdopen(open_for_append(log, "the commands' log"), "a") as fh:
             fh.write(f"\n$ {shlex.join(shown)}\n")
             fh.flush()
             start = time.time()

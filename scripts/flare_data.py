@@ -169,7 +169,7 @@ def generate(
     stale = [root / TEST_MASKS] if not masks and (root / TEST_MASKS).exists() else []  # would no longer match
     job = {"psf": psf, "user": user, "seed": seed, "height": height, "width": width, "masks": masks,
            "clean_share": clean_share, "cache": check_cache(root / CACHE, scenes), "workers": workers,
-           "progress": progress, "counts": (train_count, test_count)}  # fmt: skip
+           "progress": progress, "counts": (train_count, test_count), "overwrite": overwrite}  # fmt: skip
     try:
         results = _build(root, job, stale, patch_sets)
     except MemoryError as err:
@@ -192,7 +192,8 @@ def _build(root: Path, job: dict, stale: list[Path], patch_sets: list[Path]) -> 
         if stale and ownership_problem(stale[0], KIND):
             fail(f"{stale[0]} changed while this run started; move it away or run again.")
         stages = {
-            p.name: stack.enter_context(staged_dir(p, KIND, WRITTEN_BY, overwrite)) for p in output_folders(root, masks)
+            p.name: stack.enter_context(staged_dir(p, KIND, WRITTEN_BY, job["overwrite"]))
+            for p in output_folders(root, masks)
         }
         with progress_bar(total=psf.count, desc="PSF bank", unit="psf", show=progress) as bar:
             bank = load_or_compute(job["cache"], psf, job["seed"], job["workers"], lambda it: _counting(it, bar))

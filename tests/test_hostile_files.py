@@ -84,7 +84,7 @@ def test_a_resumed_log_never_appends_through_a_link(tmp_path, victim):
     run = tmp_path / "runs" / "001"
     run.mkdir(parents=True)
     (run / "log.log").symlink_to(victim)
-    with pytest.raises(UserError, match="symbolic link, where this run's log belongs"):
+    with pytest.raises(UserError, match="is a symbolic link, where this run.s log belongs"):
         get_logger("hinet.test", run / "log.log")
     cfg = TrainConfig(model_path=str(tmp_path / "runs"), resume=True)
     with pytest.raises(UserError, match="log.log is a link to another file"):

@@ -74,12 +74,17 @@ def _is_record(text: str) -> bool:
 def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
     """``os.open`` that never follows a symbolic link and only returns a plain file that has no other name.
 
-    Every file the project writes in place (lock files, a resumed run's log) is opened through it, so
+    Every file the project writes in place (lock files, logs appended to) is opened through it, so
     that a link planted under that name (symbolic or hard) can never redirect a write to another file.
     A path that is a link, a folder, a FIFO or a device raises ``NotRegularFile`` before anything is
-    written; the descriptor is closed then.
+    written.
     """
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EISDIR):
+            raise NotRegularFile(f"{path} is {'a symbolic link' if err.errno == errno.ELOOP else 'a folder'}") from None
+        raise
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
@@ -92,6 +97,14 @@ class NotRegularFile(OSError):
     """A path the project writes in place is a link, a folder, a FIFO or a device: never written through."""
 
 
+def open_for_append(path: Path, what: str) -> int:
+    """A descriptor appending to ``path`` (made if missing), or one sentence if a link or folder stands there."""
+    try:
+        return open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    except NotRegularFile as err:
+        fail(f"{err}, where {what} belongs; move it away, then run again.")
+
+
 def _open_lock(path: Path, shared: bool) -> int | None:
     """A descriptor of the lock file ``path`` (None: a reader's lock beside read-only data, where no
     lock can be made and no writer can write either); a link, a folder or a user's file is refused."""
@@ -99,11 +112,7 @@ def _open_lock(path: Path, shared: bool) -> int | None:
         fd = open_regular(path, os.O_RDWR | os.O_CREAT)
     except NotRegularFile as err:
         fail(f"{err}, where the lock file of this project belongs; remove it (or choose another folder).")
-    except IsADirectoryError:
-        fail(f"{path} is a folder, where the lock file of this project belongs; remove it (or choose another folder).")
     except OSError as err:
-        if err.errno == errno.ELOOP:
-            fail(f"{path} is a symbolic link, where the lock file of this project belongs; remove it.")
         if shared and err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             return _open_existing_lock(path)
         reason = "a read-only file system" if err.errno == errno.EROFS else (err.strerror or one_line(err))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import sys
@@ -10,8 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.core.errors import fail
-from utils.core.locks import NotRegularFile, open_regular
+from utils.core.locks import open_for_append
 
 
 def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:
@@ -45,13 +43,5 @@ class _LogFile(logging.FileHandler):
     planted under its name can never make the log grow a file elsewhere."""
 
     def _open(self):
-        path = Path(self.baseFilename)
-        try:
-            fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        except NotRegularFile as err:
-            fail(f"{err}, where this run's log belongs; move it away, then run again.")
-        except OSError as err:
-            if err.errno != errno.ELOOP:
-                raise
-            fail(f"{path} is a symbolic link, where this run's log belongs; move it away, then run again.")
+        fd = open_for_append(Path(self.baseFilename), "this run's log")
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
