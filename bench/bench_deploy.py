@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import ROOT, best_of, table
+from bench.common import ROOT, add_counts, best_of, check_counts, table
 from utils.core.checkpoint import load_model, stored_patch_size
 from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.core.runtime import autocast
 from utils.data.images import list_images, read_rgb
+from utils.infer.inputs import check_input_folder
 from utils.infer.onnx_model import SecondStage, export_onnx, open_session
 
 
@@ -63,12 +65,31 @@ def tile_speed(path: str, out: Path, tiles: int) -> tuple:
 
 
 def test_py(args: list[str], nproc: int | None) -> float:
+    """Seconds test.py takes; its own error sentence (or last line) if it fails."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     start = time.perf_counter()
     cmd = [*(launch if nproc else [sys.executable]), str(ROOT / "test.py"), *args, "--no_progress"]
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        said = next((x for x in lines if x.startswith("error: ")), lines[-1] if lines else "no message")
+        fail(f"test.py {' '.join(args)} failed with exit status {done.returncode} ({said.removeprefix('error: ')}).")
     return time.perf_counter() - start
+
+
+COUNTS = {"tiles": (8, 1, 64, "tiles per timed batch")}
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every flag checked before any work: tile count, checkpoints with their patch size, the image folder."""
+    check_counts(args, COUNTS)
+    for path in args.weights:
+        if stored_patch_size(path) is None:
+            fail(f"--weights {path} states no training patch size; pass checkpoints that main.py saved.")
+    if not Path(args.images).is_dir():
+        fail(f"--images {args.images} is not a folder; pass the folder of images test.py restores, e.g. data/test_input_img.")
+    check_input_folder(Path(args.images))
 
 
 def max_png_difference(a: Path, b: Path) -> int:
@@ -78,9 +99,10 @@ def max_png_difference(a: Path, b: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", nargs="+", default=["weights/256_best.pth", "weights/352_best.pth"])
-    p.add_argument("--images", default="data/test_input_img")
-    p.add_argument("--tiles", type=int, default=8, help="tiles per timed batch")
+    p.add_argument("--images", default="data/test_input_img", help="folder of the images test.py restores")
+    add_counts(p, COUNTS)
     args = p.parse_args(argv)
+    check_args(args)
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

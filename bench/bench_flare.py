@@ -21,9 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import table
+from bench.common import add_counts, check_counts, parse_size, table
 from utils.core.cli import run_cli
-from utils.core.errors import fail
 from utils.flare.bank import BankSettings, compute_bank
 from utils.flare.pairs import make_pair
 from utils.flare.scenes import PHOTOS, load_photo
@@ -60,23 +59,24 @@ def bench_pairs(bank, pairs: int, height: int, width: int, folder: Path) -> list
     return rows
 
 
+COUNTS = {
+    "psf_count": (64, 1, 1024, "PSFs in the bank"),
+    "workers": (2, 1, 64, "processes for the PSF bank"),
+    "pairs": (6, 1, 100, "pairs to time (alternately training and test)"),
+}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--psf_count", type=int, default=64)
-    p.add_argument("--workers", type=int, default=2, help="processes for the PSF bank")
-    p.add_argument("--pairs", type=int, default=6, help="pairs to time (alternately training and test)")
-    p.add_argument("--size", default="1224x1632", help="HEIGHTxWIDTH of the pairs")
+    add_counts(p, COUNTS)
+    p.add_argument("--size", default="1224x1632", help="HEIGHTxWIDTH of the pairs, each side 64 to 4096")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        height, width = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        fail(f"--size {args.size!r} is not HEIGHTxWIDTH, e.g. 1224x1632.")
-    if args.psf_count < 1 or args.pairs < 1 or args.workers < 1 or min(height, width) < 64:
-        fail("--psf_count, --pairs and --workers must be at least 1, and --size at least 64x64.")
+    check_counts(args, COUNTS)
+    height, width = parse_size(args.size, 64, 4096)
     bank_seconds, bank = bench_bank(args.psf_count, args.workers)
     settings = BankSettings(count=args.psf_count)
     print(f"PSF bank: {args.psf_count} PSFs (grid {settings.grid}, {settings.wavelengths} wavelengths, stored at "

@@ -32,6 +32,7 @@ import torch
 from bench.common import ROOT, best_of, table
 from models.hinet import HINet
 from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.data.images import to_uint8
 from utils.infer.restorer import Restorer
 from utils.infer.tiling import gather_tiles, restore_tiled, tile_starts
@@ -176,12 +177,23 @@ def peak_memory(n_images: int, size: tuple[int, int], work: Path) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
+PARTS = ("1", "2", "4", "5", "6", "7")  # the sections (2 covers 2 and 3)
+
+
+def parse_parts(text: str) -> set[int]:
+    """``--parts`` as section numbers; one sentence if it names none or one that does not exist."""
+    parts = {x.strip() for x in text.split(",") if x.strip()}
+    if not parts or parts - set(PARTS):
+        fail(f"--parts {text!r} names no section or an unknown one; choose from {','.join(PARTS)}, e.g. 1,4.")
+    return {int(x) for x in parts}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="smaller images (for a smoke run)")
     p.add_argument("--parts", default="1,2,4,5,6,7", help="sections to run (2 covers 2 and 3)")
     args = p.parse_args(argv)
-    parts = {int(x) for x in args.parts.split(",")}
+    parts = parse_parts(args.parts)
     cmp_size = (612, 816) if args.quick else (1224, 1632)
     big = (1224, 1632) if args.quick else (2448, 3264)
     report = {}

@@ -20,13 +20,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from bench.common import demo_set, table
+from bench.common import add_counts, check_counts, demo_set, parse_size, table
 from utils.core.cli import run_cli
 from utils.data.folds import kfold_split, read_pairs_csv
 from utils.data.patches import PNG_COMPRESSION, PatchSettings, extract_pair
 from utils.infer.tiling import tile_starts
 
 SETTINGS = PatchSettings()
+LARGEST_CROP = max(crop for crop, _ in SETTINGS.growth_steps())  # make_patch.py refuses smaller training images
+COUNTS = {
+    "images": (8, 1, 64, "training images to cut"),
+    "workers": (2, 1, 64, "worker processes"),
+    "rounds": (3, 1, 20, "timed rounds (the best of each is kept)"),
+}
 
 
 def straightforward(task) -> int:
@@ -93,12 +99,11 @@ def run(fn, tasks, workers: int) -> tuple[float, int]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--images", type=int, default=8)
-    p.add_argument("--size", default="1224x1632")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3)
+    add_counts(p, COUNTS)
+    p.add_argument("--size", default="1224x1632", help=f"HEIGHTxWIDTH of the images, each side {LARGEST_CROP} to 4096")
     args = p.parse_args(argv)
-    h, w = map(int, args.size.split("x"))
+    check_counts(args, COUNTS)
+    h, w = parse_size(args.size, LARGEST_CROP, 4096)
     work = Path(tempfile.mkdtemp(prefix="bench_patch_"))
     try:
         data = demo_set(work / "data", args.images + 1, 1, h, w)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 
-from bench.common import demo_set, table
+from bench.common import add_counts, check_counts, demo_set, table
 from models.hinet import HINet
 from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.data.augment import build_augmentation
 from utils.data.datasets import PatchDataset
 from utils.data.folds import patch_pairs, read_fold_csv
@@ -30,6 +31,30 @@ from utils.data.patches import PatchSettings, make_patches
 from utils.train.losses import RestorationLoss
 
 torch.set_num_threads(2)
+
+
+PATCH = 256
+# HINet halves a patch depth - 1 times, so a 256 patch allows depth 9 at most.
+COUNTS = {
+    "wf": (8, 1, 64, "HINet width"),
+    "depth": (5, 1, PATCH.bit_length(), f"HINet depth (its patches are {PATCH}x{PATCH})"),
+    "batch": (8, 1, 64, "patches per batch"),
+    "steps": (12, 1, 1000, "timed steps"),
+    "workers": (2, 0, 16, "data-loading worker processes"),
+}
+MAX_PARAMETERS = 100_000_000  # the original's HINet (wf 64, depth 5) has about 88 million
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The flags' ranges, then the size of the model they ask for (counted on the meta device, no memory)."""
+    check_counts(args, COUNTS)
+    with torch.device("meta"):
+        count = sum(p.numel() for p in HINet(wf=args.wf, depth=args.depth).parameters())
+    if count > MAX_PARAMETERS:
+        fail(
+            f"--wf {args.wf} --depth {args.depth} make a HINet of {count:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} this benchmark allows (the original's has about 88 million); lower --wf or --depth."
+        )
 
 
 def step_fn(wf: int, depth: int, channels_last: bool):
@@ -62,21 +87,20 @@ def timed(step, batches) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--wf", type=int, default=8)
-    p.add_argument("--depth", type=int, default=5)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--workers", type=int, default=2)
+    add_counts(p, COUNTS)
     args = p.parse_args(argv)
+    check_args(args)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
         data = demo_set(work / "data", 12, 1, 576, 768)
         src = data / "train_original"
         make_patches(PatchSettings(folds=4), src / "train_input_img", src / "train_label_img", src, data,
                      process_num=2, progress=False)  # fmt: skip
-        patches = data / "train/10Folds/0/resize256"
+        patches = data / f"train/10Folds/0/resize{PATCH}"
         pairs = patch_pairs(patches / "input", patches / "target", read_fold_csv(src / FOLD_CSV), 0)
-        dataset = PatchDataset(pairs, build_augmentation(256, 3))
+        if args.batch > len(pairs):  # drop_last would leave the loader without a single batch
+            fail(f"--batch {args.batch} is more than the {len(pairs)} training patches of the bench set; lower it.")
+        dataset = PatchDataset(pairs, build_augmentation(PATCH, 3))
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers,
                                              drop_last=True)  # fmt: skip
         batches = []
@@ -106,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             real = real_loop()
             layout = "channels-last" if cl else "default"
             rows.append((layout, f"{real:.2f}", f"{in_memory:.2f}", f"{in_memory / real:.2f}x"))
-        print(f"HINet wf={args.wf} depth={args.depth}, batch {args.batch} of 256x256, {args.workers} loader workers, "
+        print(f"HINet wf={args.wf} depth={args.depth}, batch {args.batch} of {PATCH}x{PATCH}, {args.workers} loader workers, "
               f"{len(pairs)} patches")  # fmt: skip
         print(table(rows, ("memory layout", "real loop samples/s", "in-memory samples/s", "data pipeline cost")))
         print(f"channels-last speed-up of the real loop: {float(rows[0][1]) / float(rows[1][1]):.2f}x")

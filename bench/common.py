@@ -1,7 +1,8 @@
-"""Helpers for the benchmarks: timing, peak memory and a reproducible bench data set."""
+"""Helpers for the benchmarks: flag ranges, timing and a reproducible bench data set."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -10,6 +11,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from utils.core.errors import fail  # noqa: E402  (after the path to the project is set)
+
+# A whole-number flag of a benchmark: name -> (default, lowest, highest, help). The ranges keep a run to what
+# the machine can hold and the benchmark can measure; a value outside is one sentence, not a traceback.
+Counts = dict[str, tuple[int, int, int, str]]
+
+
+def add_counts(parser: argparse.ArgumentParser, counts: Counts) -> None:
+    """One whole-number flag per entry of ``counts``, its range in its help."""
+    for name, (default, low, high, text) in counts.items():
+        parser.add_argument(f"--{name}", type=int, default=default, help=f"{text} ({low} to {high}; default {default})")
+
+
+def check_counts(args: argparse.Namespace, counts: Counts) -> None:
+    """Refuse, before any work, every flag of ``counts`` outside its range, in one sentence."""
+    problems = [f"--{name} {getattr(args, name)} is not from {low} to {high}"
+                for name, (_, low, high, _) in counts.items() if not low <= getattr(args, name) <= high]  # fmt: skip
+    if problems:
+        fail("; ".join(problems) + ".")
+
+
+def parse_size(text: str, low: int, high: int) -> tuple[int, int]:
+    """``--size HEIGHTxWIDTH`` as (height, width), each side from ``low`` to ``high``; one sentence otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        fail(f"--size {text!r} is not HEIGHTxWIDTH in pixels, e.g. 1224x1632.")
+    height, width = (int(p) for p in parts)
+    if not (low <= height <= high and low <= width <= high):
+        fail(f"--size {text} has a side outside {low} to {high} pixels; choose, e.g., 1224x1632.")
+    return height, width
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:

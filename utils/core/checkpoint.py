@@ -69,7 +69,16 @@ def extract_state_dict(ckpt: dict, path: str | Path = "checkpoint") -> dict[str,
     if not tensors:
         fail(f"{path} holds no model weights (looked for {', '.join(STATE_KEYS)} or a bare state dict).")
     check_finite(tensors, path)
-    return {k.removeprefix("module."): v for k, v in tensors.items()}
+    state: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        name = key.removeprefix("module.")
+        if name in state:  # which copy is the model's cannot be told, and either could be loaded silently
+            fail(
+                f"{path} holds two tensors for the parameter {name!r} ({name} and module.{name}); the file mixes "
+                f"two models' weights, so save one state dict and load that."
+            )
+        state[name] = value
+    return state
 
 
 def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
@@ -165,7 +174,8 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: s
 
 
 def check_matches(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Fail with a one-sentence summary unless ``state`` has exactly the model's names and shapes."""
+    """Fail with a one-sentence summary unless ``state`` has exactly the model's names and shapes, and
+    floating-point numbers wherever the model has them."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -179,6 +189,19 @@ def check_matches(model: torch.nn.Module, state: dict[str, torch.Tensor], path: 
         if wrong:
             parts.append(f"{len(wrong)} of another shape ({_summarise(wrong)})")
         fail(f"{path} does not match the model architecture: {'; '.join(parts)}.")
+    check_types(own, state, path)
+
+
+def check_types(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse whole-number (or boolean, or complex) tensors where the model holds floating-point ones:
+    ``load_state_dict`` would copy them without a word, and the model would restore with weights cut to
+    whole numbers, not the ones it was trained with."""
+    for key, value in own.items():
+        if value.is_floating_point() and not state[key].is_floating_point():
+            fail(
+                f"{path} stores the parameter {key!r} as {str(state[key].dtype).removeprefix('torch.')}, not as "
+                f"floating-point numbers; the file was converted or damaged, so use the checkpoint main.py saved."
+            )
 
 
 def load_model(path: str | Path, config: HINetConfig | dict | None = None) -> tuple[HINet, HINetConfig, dict]:

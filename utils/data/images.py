@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 import warnings
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from utils.core.errors import fail
+from utils.data.headers import FORMATS, PNG_MAGIC, TRANSPOSING, exif_orientation, file_kind, header_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # The most pixels an image may declare in its header: 256 megapixels (16384 x 16384, 30 times a
@@ -54,7 +54,7 @@ def to_bgr8(img: np.ndarray, path: str | Path) -> np.ndarray:
 
 
 # EXIF orientation (tag 0x0112) 2..8: how to turn the stored pixels upright. Phones store portrait photos
-# as landscape pixels plus this tag; OpenCV's IMREAD_UNCHANGED ignores it in JPEG files.
+# as landscape pixels plus this tag; OpenCV's IMREAD_UNCHANGED ignores it in JPEG and PNG files.
 _UPRIGHT = {
     2: lambda a: a[:, ::-1],
     3: lambda a: a[::-1, ::-1],
@@ -66,22 +66,6 @@ _UPRIGHT = {
 }
 
 
-def exif_orientation(path: str | Path) -> int:
-    """The EXIF orientation of a JPEG (1, upright, for other files or without the tag). OpenCV turns TIFF
-    files upright itself, even with IMREAD_UNCHANGED, so they are left to it."""
-    if Path(path).suffix.lower() not in (".jpg", ".jpeg"):
-        return 1
-    from PIL import Image  # reads the header only
-
-    Image.MAX_IMAGE_PIXELS = None  # the project's own limit (max_pixels) was checked before any decoding
-    try:
-        with Image.open(path) as im:
-            value = im.getexif().get(0x0112, 1)
-    except Exception:  # an unreadable header is reported by the decoder
-        return 1
-    return value if value in _UPRIGHT else 1
-
-
 def decode(path: str | Path) -> np.ndarray | None:
     """The file's pixels as OpenCV gives them (BGR order), upright; None if it cannot be decoded.
 
@@ -89,7 +73,7 @@ def decode(path: str | Path) -> np.ndarray | None:
     those (8-bit grey, RGB or RGBA) and turns them upright.
     """
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is not None or Path(path).suffix.lower() not in (".tif", ".tiff"):
+    if img is not None or file_kind(path) not in ("tiff", "bigtiff"):
         return None if img is None else upright(img, path)
     from PIL import Image, ImageOps
 
@@ -112,13 +96,13 @@ def upright(img: np.ndarray, path: str | Path) -> np.ndarray:
 def read_bgr(path: str | Path) -> np.ndarray:
     """Read an image as 8-bit BGR (H, W, 3), upright as its EXIF orientation says, converting other formats;
     one clear error if unreadable or too large."""
-    problem = too_large(path, header_size(path))
+    if not Path(path).exists():
+        fail(f"image {path} does not exist.")
+    problem = size_problem(path, header_size(path))
     if problem is not None:
         fail(problem + ".")
     img = decode(path)
     if img is None:
-        if not Path(path).exists():
-            fail(f"image {path} does not exist.")
         fail(f"{path} could not be decoded as an image; replace or remove it.")
     return to_bgr8(img, path)
 
@@ -142,66 +126,17 @@ def natural_key(path: str | Path) -> list:
     return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
 
 
-def header_size(path: str | Path) -> tuple[int, int] | None:
-    """(height, width) that a PNG, JPEG, BMP or TIFF header declares, read without decoding; None if unknown."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(26)
-            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-                width, height = struct.unpack(">II", head[16:24])
-                return height, width
-            if head[:2] == b"BM" and len(head) >= 26:
-                if struct.unpack("<I", head[14:18])[0] == 12:  # the old OS/2 header: 16-bit sizes
-                    width, height = struct.unpack("<HH", head[18:22])
-                else:
-                    width, height = struct.unpack("<ii", head[18:26])
-                return abs(height), abs(width)
-            if head[:2] == b"\xff\xd8":
-                return _jpeg_size(fh)
-            if head[:4] in (b"II*\x00", b"MM\x00*"):
-                return _tiff_size(fh, "<" if head[:2] == b"II" else ">")
-    except (OSError, struct.error):
-        return None
-    return None
-
-
-def _jpeg_size(fh) -> tuple[int, int] | None:
-    """The size in a JPEG's start-of-frame segment, skipping the segments before it."""
-    fh.seek(2)
-    while True:
-        byte = fh.read(1)
-        while byte == b"\xff":  # fill bytes before a marker
-            byte = fh.read(1)
-        if not byte:
-            return None
-        marker = byte[0]
-        if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
-            continue
-        length = struct.unpack(">H", fh.read(2))[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            _, height, width = struct.unpack(">BHH", fh.read(5))
-            return height, width
-        if marker == 0xDA:  # image data began without a frame header
-            return None
-        fh.seek(length - 2, os.SEEK_CUR)
-
-
-def _tiff_size(fh, order: str) -> tuple[int, int] | None:
-    """ImageWidth and ImageLength of a TIFF's first image."""
-    fh.seek(4)
-    fh.seek(struct.unpack(order + "I", fh.read(4))[0])
-    size = {}
-    for _ in range(struct.unpack(order + "H", fh.read(2))[0]):
-        tag, kind, _, value = struct.unpack(order + "HHI4s", fh.read(12))
-        if tag in (256, 257):
-            size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
-    return (size[257], size[256]) if len(size) == 2 else None
-
-
-def too_large(path: str | Path, size: tuple[int, int] | None) -> str | None:
-    """A sentence (without its full stop) if ``size`` has more pixels than the limit; None otherwise."""
+def size_problem(path: str | Path, size: tuple[int, int] | None) -> str | None:
+    """Why a file whose header declares ``size`` must not be decoded, as a sentence without its full stop: more
+    pixels than the limit, or no size at all (another format, or a damaged header: such a file could hold
+    anything, so it is refused rather than decoded unchecked); None if it may be decoded."""
+    if size is None:
+        return (
+            f"{path} cannot be decoded as an image: it is not a {FORMATS} file, or its header is damaged; convert "
+            f"it to PNG or remove it"
+        )
     limit = max_pixels()
-    if size is None or size[0] * size[1] <= limit:
+    if size[0] * size[1] <= limit:
         return None
     return (
         f"{path} declares {size[1]}x{size[0]} pixels, more than the limit of {limit:,} (a damaged file or a "
@@ -213,9 +148,9 @@ def too_large(path: str | Path, size: tuple[int, int] | None) -> str | None:
 def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]:
     """``((height, width), problem)`` of an image file, read once; ``problem`` is None for a usable image.
 
-    PNG files are judged from their header alone (size, 8 or 16 bits); other formats are
-    decoded and their pixel type and channel count checked as ``to_bgr8`` would. No file whose
-    header declares more than the pixel limit is decoded.
+    PNG files are judged from their header alone (size, 8 or 16 bits, EXIF orientation); other
+    formats are decoded and their pixel type and channel count checked as ``to_bgr8`` would. No
+    file whose header declares more than the pixel limit, or no size at all, is decoded.
     """
     path = Path(path)
     try:
@@ -224,14 +159,15 @@ def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]
     except OSError as err:
         return None, f"{path} cannot be read ({err.strerror})"
     declared = header_size(path)
-    problem = too_large(path, declared)
+    problem = size_problem(path, declared)
     if problem is not None:
         return declared, problem
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        width, height, bits = *struct.unpack(">II", head[16:24]), head[24]
+    if head[:8] == PNG_MAGIC:
+        height, width, bits = *declared, head[24] if len(head) > 24 else 0
         if width == 0 or height == 0:
             return (height, width), f"{path} is an empty image"
-        return (height, width), None if bits in (1, 2, 4, 8, 16) else f"{path} has an unsupported PNG bit depth {bits}"
+        size = (width, height) if exif_orientation(path) in TRANSPOSING else (height, width)  # as read_bgr turns it
+        return size, None if bits in (1, 2, 4, 8, 16) else f"{path} has an unsupported PNG bit depth {bits}"
     img = decode(path)
     if img is None:
         return None, f"{path} cannot be decoded as an image"
@@ -243,7 +179,7 @@ def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(height, width), from a PNG header without decoding; None if unreadable."""
+    """(height, width), upright, from a PNG header without decoding; None if unreadable."""
     return inspect_image(path)[0]
 
 

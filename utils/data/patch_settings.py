@@ -10,6 +10,7 @@ import pandas as pd
 from models.hinet import HINetConfig
 from utils.core.errors import fail
 from utils.core.settings import check_ranges, setting
+from utils.data.copies import all_identical
 from utils.data.folds import kfold_split, read_pairs_csv
 from utils.data.images import inspect_image
 
@@ -106,4 +107,17 @@ def check_inputs(
     if problems:
         more = f" (and {len(problems) - 10} more problems)" if len(problems) > 10 else ""
         fail("; ".join(problems[:10]) + more + ".")
+    check_labels_differ(df, input_dir, target_dir, csv_dir / "train.csv")
     return df, pairs
+
+
+def check_labels_differ(df: pd.DataFrame, input_dir: Path, target_dir: Path, csv_file: Path) -> None:
+    """Refuse a train.csv whose every label is a copy of its input (the label folder pointed at the inputs, or
+    filled with them): the patches would teach the model to change nothing. A few identical pairs are
+    legitimate (photos without flare), so only all of them is an error; the first differing pair ends the check."""
+    pairs = [(input_dir / r.input_img, target_dir / r.label_img) for r in df.itertuples()]
+    if all_identical(pairs):
+        fail(
+            f"every label image listed in {csv_file} is identical to its input (e.g. {pairs[0][1]}), so the "
+            f"patches would teach the model to change nothing; point --target_path at the folder of the clean images."
+        )

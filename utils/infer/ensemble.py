@@ -20,6 +20,7 @@ import torch
 
 from utils.core.errors import fail
 from utils.core.log import progress_bar
+from utils.data.copies import all_identical, find_copy
 from utils.data.folds import Pair, held_out_pairs, read_fold_csv
 from utils.data.images import inspect_image, list_images, read_rgb, to_uint8
 from utils.data.layout import FOLD_CSV
@@ -41,33 +42,45 @@ def validation_pairs(
     """The held-out images to fit on: a folder pair, or fold ``fold`` of the fold CSV make_patch.py wrote."""
     if (input_dir is None) != (label_dir is None):
         fail("--fit_input_dir and --fit_label_dir go together: give both folders, or neither to use the fold CSV.")
-    if input_dir is not None:
-        inputs = list_images(input_dir)
-        if not inputs:
-            fail(f"--fit_input_dir {input_dir} holds no images; --fit_weights needs held-out degraded images there.")
-        labels = {p.name: p for p in list_images(label_dir)}
-        if not labels:
-            fail(
-                f"--fit_label_dir {label_dir} holds no images; --fit_weights needs the clean image of each input there."
-            )
-        pairs = [Pair(p, labels.get(p.name) or labels.get(p.name.replace("input", "label"))) for p in inputs]
-        missing = [p.input.name for p in pairs if p.target is None]
-        if missing:
-            fail(f"--fit_label_dir {label_dir} has no clean image for {missing[0]}.")
-    else:
-        fold_csv = Path(data_dir) / FOLD_CSV
-        if not fold_csv.is_file():
-            fail(
-                f"--fit_weights needs held-out labelled images: {fold_csv} does not exist (make_patch.py writes it); "
-                f"run make_patch.py, point --fit_data at its folder, or pass --fit_input_dir and --fit_label_dir."
-            )
-        folds = read_fold_csv(fold_csv)
-        pairs = held_out_pairs(folds, data_dir, fold)
-        if not pairs:
-            fail(f"--fit_fold {fold} has no images in {fold_csv}; choose a fold between 0 and {folds['fold'].max()}.")
+    pairs = _folder_pairs(input_dir, label_dir) if input_dir is not None else _fold_pairs(Path(data_dir), fold)
+    check_fit_pairs(pairs, test_dir)
+    return pairs
+
+
+def _folder_pairs(input_dir: str | Path, label_dir: str | Path) -> list[Pair]:
+    """Each image of ``input_dir`` with its clean image of the same name (or ``input`` replaced by ``label``)."""
+    inputs = list_images(input_dir)
+    if not inputs:
+        fail(f"--fit_input_dir {input_dir} holds no images; --fit_weights needs held-out degraded images there.")
+    labels = {p.name: p for p in list_images(label_dir)}
+    if not labels:
+        fail(f"--fit_label_dir {label_dir} holds no images; --fit_weights needs the clean image of each input there.")
+    pairs = [Pair(p, labels.get(p.name) or labels.get(p.name.replace("input", "label"))) for p in inputs]
+    missing = [p.input.name for p in pairs if p.target is None]
+    if missing:
+        fail(f"--fit_label_dir {label_dir} has no clean image for {missing[0]}.")
+    return pairs
+
+
+def _fold_pairs(data_dir: Path, fold: int) -> list[Pair]:
+    """The validation images of fold ``fold`` in the fold CSV under ``data_dir``."""
+    fold_csv = data_dir / FOLD_CSV
+    if not fold_csv.is_file():
+        fail(
+            f"--fit_weights needs held-out labelled images: {fold_csv} does not exist (make_patch.py writes it); "
+            f"run make_patch.py, point --fit_data at its folder, or pass --fit_input_dir and --fit_label_dir."
+        )
+    folds = read_fold_csv(fold_csv)
+    pairs = held_out_pairs(folds, data_dir, fold)
+    if not pairs:
+        fail(f"--fit_fold {fold} has no images in {fold_csv}; choose a fold between 0 and {folds['fold'].max()}.")
+    return pairs
+
+
+def check_fit_pairs(pairs: list[Pair], test_dir: Path) -> None:
+    """Every pair readable and of one size, no input a test image (by content: a copy in another folder is
+    one too), and not every clean image a copy of its input."""
     for pair in pairs:
-        if pair.input.resolve().parent == test_dir.resolve():
-            fail("--fit_weights must not fit on the test images; give held-out training images instead.")
         sizes = []
         for path in (pair.input, pair.target):
             size, problem = inspect_image(path) if path.is_file() else (None, f"{path} does not exist")
@@ -76,21 +89,17 @@ def validation_pairs(
             sizes.append(size)
         if sizes[0] != sizes[1]:
             fail(f"--fit_weights: {pair.input.name} and {pair.target.name} differ in size.")
-    if all(_same_bytes(pair.input, pair.target) for pair in pairs):
+    copy = find_copy([p.input for p in pairs], list_images(test_dir))
+    if copy is not None:
+        fail(
+            f"--fit_weights must not fit on the test images: {copy[0]} holds the same bytes as the test image "
+            f"{copy[1]}; give held-out training images instead."
+        )
+    if all_identical((pair.input, pair.target) for pair in pairs):
         fail(
             f"--fit_weights: every clean image is identical to its input (e.g. {pairs[0].target}), so the fit would "
             f"reward doing nothing; give the folder of the clean images."
         )
-    return pairs
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    """True if two files hold the same bytes (the same file included)."""
-    if a.resolve() == b.resolve():
-        return True
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    return a.read_bytes() == b.read_bytes()
 
 
 def fit_weights(restore, pairs: list[Pair], models: int, progress: bool = True) -> dict:

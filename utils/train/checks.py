@@ -12,8 +12,9 @@ from utils.core.checkpoint import extract_state_dict, infer_config, read_checkpo
 from utils.core.errors import UserError, fail
 from utils.core.locks import output_lock
 from utils.core.outputs import check_output_folder
+from utils.data.copies import all_identical
 from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
-from utils.data.images import image_size
+from utils.data.headers import header_size
 from utils.data.layout import FOLD_CSV, INFO_FILE
 from utils.train.config import TrainConfig
 
@@ -39,10 +40,17 @@ def check_data(cfg: TrainConfig, world: int) -> tuple[list[Pair], list[Pair]]:
     folds = read_fold_csv(original / FOLD_CSV)
     check_patch_info(cfg, folds)
     train = patch_pairs(cfg.patch_dir / "input", cfg.patch_dir / "target", folds, cfg.fold)
-    odd = next((p.input for p in train if image_size(p.input) != (cfg.img_size, cfg.img_size)), None)
+    square = (cfg.img_size, cfg.img_size)  # upright or not: the header alone, cheap for a large patch set
+    odd = next((p.input for p in train if header_size(p.input) != square), None)
     if odd is not None:
-        h, w = image_size(odd) or (0, 0)
+        h, w = header_size(odd) or (0, 0)
         raise PatchProblem(f"patch {odd} is {w}x{h}, not {cfg.img_size}x{cfg.img_size}; re-make the patches with:")
+    if all_identical((p.input, p.target) for p in train):  # the first differing pair ends the check
+        raise PatchProblem(
+            f"every target patch in {cfg.patch_dir} is identical to its input patch (e.g. {train[0].target.name}), "
+            f"so training would teach the model to change nothing; check that train_label_img holds the clean "
+            f"images, then re-make the patches with:"
+        )
     val = held_out_pairs(folds, original, cfg.fold)
     missing = [str(p.input) for p in val if not p.input.is_file()] + [
         str(p.target) for p in val if not p.target.is_file()
