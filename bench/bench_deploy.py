@@ -88,7 +88,9 @@ def check_args(args: argparse.Namespace) -> None:
         if stored_patch_size(path) is None:
             fail(f"--weights {path} states no training patch size; pass checkpoints that main.py saved.")
     if not Path(args.images).is_dir():
-        fail(f"--images {args.images} is not a folder; pass the folder of images test.py restores, e.g. data/test_input_img.")
+        fail(
+            f"--images {args.images} is not a folder; pass the folder of images test.py restores, e.g. data/test_input_img."
+        )
     check_input_folder(Path(args.images))
 
 

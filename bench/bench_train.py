@@ -85,6 +85,19 @@ def timed(step, batches) -> float:
     return n / (time.perf_counter() - start)
 
 
+def bench_patches(work: Path, batch: int) -> list:
+    """The training patches of a generated bench set (12 images of 576x768, fold 0 of 4), at least ``batch``."""
+    data = demo_set(work / "data", 12, 1, 576, 768)
+    src = data / "train_original"
+    make_patches(PatchSettings(folds=4), src / "train_input_img", src / "train_label_img", src, data,
+                 process_num=2, progress=False)  # fmt: skip
+    patches = data / f"train/10Folds/0/resize{PATCH}"
+    pairs = patch_pairs(patches / "input", patches / "target", read_fold_csv(src / FOLD_CSV), 0)
+    if batch > len(pairs):  # drop_last would leave the loader without a single batch
+        fail(f"--batch {batch} is more than the {len(pairs)} training patches of the bench set; lower it.")
+    return pairs
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     add_counts(p, COUNTS)
@@ -92,14 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     check_args(args)
     work = Path(tempfile.mkdtemp(prefix="bench_train_"))
     try:
-        data = demo_set(work / "data", 12, 1, 576, 768)
-        src = data / "train_original"
-        make_patches(PatchSettings(folds=4), src / "train_input_img", src / "train_label_img", src, data,
-                     process_num=2, progress=False)  # fmt: skip
-        patches = data / f"train/10Folds/0/resize{PATCH}"
-        pairs = patch_pairs(patches / "input", patches / "target", read_fold_csv(src / FOLD_CSV), 0)
-        if args.batch > len(pairs):  # drop_last would leave the loader without a single batch
-            fail(f"--batch {args.batch} is more than the {len(pairs)} training patches of the bench set; lower it.")
+        pairs = bench_patches(work, args.batch)
         dataset = PatchDataset(pairs, build_augmentation(PATCH, 3))
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers,
                                              drop_last=True)  # fmt: skip

@@ -18,8 +18,8 @@ from conftest import load_script, run_cli, tiny_model
 from utils.core.checkpoint import load_model
 from utils.core.errors import UserError
 from utils.data.images import header_size, inspect_image, read_bgr, read_rgb
-from utils.data.patches import PatchSettings
 from utils.data.patch_settings import check_inputs
+from utils.data.patches import PatchSettings
 
 test_script = load_script("test")
 
