@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from utils.core.errors import fail
-from utils.data.images import inspect_image
+from utils.data.images import inspect_image, read_bgr
 from utils.data.layout import MASK_KINDS, mask_folder, mask_name
 from utils.metrics import psnr_masked, psnr_uint8, ssim_uint8
 
@@ -57,7 +57,7 @@ def region_row(rgb: np.ndarray, per_model: list[np.ndarray], out: np.ndarray, cl
     scored = {"input": rgb, **{s.label: pred for s, pred in zip(specs, per_model, strict=True)}, "ensemble": out}
     row = {}
     for kind, prefix in (("glare", "gpsnr"), ("streak", "spsnr")):
-        mask = cv2.imread(str(masks[kind]), cv2.IMREAD_GRAYSCALE) if kind in masks else None
+        mask = cv2.cvtColor(read_bgr(masks[kind]), cv2.COLOR_BGR2GRAY) if kind in masks else None  # upright
         row |= {
             f"{prefix}_{name}": None if mask is None else psnr_masked(img, clean, mask) for name, img in scored.items()
         }
