@@ -29,7 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strides", nargs="+", type=int, help="tile stride per checkpoint (default 64 96; tile/4)")
     p.add_argument("--batch_sizes", nargs="+", type=int, help="tiles per forward pass per checkpoint (default 16 32)")
     p.add_argument(
-        "--ensemble_weights", nargs="+", type=float, help="weight per checkpoint, normalised (default 0.4 0.6)"
+        "--ensemble_weights",
+        nargs="+",
+        type=float,
+        help="weight per checkpoint, normalised (default: by the size each was trained on, 0.4 for 256 and 0.6 for 352 in any order; equal otherwise)",
     )
     p.add_argument(
         "--fit_weights",

@@ -39,7 +39,10 @@ def test_one_recipe_row_per_size_feeds_every_script():
         (128, 128, 64, 16),
         (176, 176, 96, 32),
     ]
-    assert default_ensemble_weights(2) == [0.4, 0.6] and default_ensemble_weights(3) == [1 / 3] * 3
+    assert default_ensemble_weights([256, 352]) == [0.4, 0.6]
+    assert default_ensemble_weights([352, 256]) == [0.6, 0.4]  # by size, not by position
+    assert default_ensemble_weights([256, 256]) == [0.5, 0.5]  # the recipe says nothing of two 256 models
+    assert default_ensemble_weights([256, 352, 128]) == [1 / 3] * 3
     other = recipe_for(128)  # a size the original did not train: half and quarter strides, the 256 schedule
     assert (other.patch_stride, other.val_stride, other.tile_stride, other.aug_schedule) == (64, 64, 32, "1:1,3:3")
     assert TrainConfig(img_size=128).restart_epoch == RECIPE[256].restart_epoch

@@ -39,9 +39,9 @@ def recipe_for(size: int) -> SizeRecipe:
     return SizeRecipe(size, half, base.aug_schedule, base.restart_epoch, half, quarter, 16, 1.0)
 
 
-def default_ensemble_weights(count: int) -> list[float]:
-    """The original's 0.4/0.6 for two models, in ``--weights`` order (its 256 model first, as its
-    defaults list them); equal weights for any other count."""
-    if count == len(RECIPE):
-        return [row.ensemble_weight for row in RECIPE.values()]
-    return [1.0 / count] * count
+def default_ensemble_weights(tiles: list[int]) -> list[float]:
+    """Each model's weight by the size it was trained on: the original's 0.4 for 256 and 0.6 for 352, in
+    whatever order ``--weights`` lists them; equal weights where a size repeats or the recipe has none."""
+    if len(set(tiles)) == len(tiles) and all(t in RECIPE for t in tiles):
+        return [RECIPE[t].ensemble_weight for t in tiles]
+    return [1.0 / len(tiles)] * len(tiles)

@@ -152,5 +152,5 @@ def model_specs(
         fail(f"--tile_sizes is needed: {', '.join(weights)} do not all store the patch size they were trained on.")
     strides = _per_model(strides, n, "--strides", [recipe_for(t).tile_stride for t in tiles])
     batches = _per_model(batch_sizes, n, "--batch_sizes", [recipe_for(t).tile_batch for t in tiles])
-    mix = _per_model(ensemble_weights, n, "--ensemble_weights", default_ensemble_weights(n))
+    mix = _per_model(ensemble_weights, n, "--ensemble_weights", default_ensemble_weights(tiles))
     return [ModelSpec(Path(p), *rest) for p, *rest in zip(weights, tiles, strides, batches, mix, strict=True)]
