@@ -37,7 +37,10 @@ def test_it_restores_a_portrait_phone_photo(tmp_path, capsys, keep_lights):
             "--no_zip", "--no_progress", *(["--keep_lights"] if keep_lights else [])]  # fmt: skip
     code, out, err = run_cli(test_script, args, capsys)
     assert code == 0, err
-    restored = read_rgb(tmp_path / "restored" / "night.png")
+    restored = read_rgb(tmp_path / "restored" / "night.png").astype(float)
+    shown = read_rgb(tmp_path / "photos" / "night.jpg").astype(float)  # the input, upright
+    lamp = (np.rot90(pixels, -1) == 255).all(axis=-1)
     assert restored.shape == (96, 64, 3)
-    assert 0 < restored.mean() < 250  # neither black nor white: the model ran on an actual picture
+    assert np.abs(restored - shown)[~lamp].mean() < 8  # the dark scene is left nearly as it was
+    assert restored[lamp].mean() > (0.95 * shown[lamp].mean() if keep_lights else 200)  # the lamp, where it stands
     assert not (tmp_path / "restored" / "submission.zip").exists()
