@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from utils.core.distributed import decode, encode
 from utils.core.errors import UserError
 from utils.core.locks import lock_path, output_lock
 from utils.core.log import get_logger
-from utils.core.manifest import MANIFEST
+from utils.core.manifest import MANIFEST, file_record, write_manifest
 from utils.core.outputs import check_output_folder, staged_dir, swap_journal
 from utils.train.checks import check_run_folder
 from utils.train.config import TrainConfig
@@ -240,3 +241,25 @@ def test_the_swap_journal_is_read_only_when_it_is_ours(tmp_path):
     swap_journal(out).write_text(json.dumps(journal))
     outputs.finish_interrupted_swap(out, "submission")
     assert other.is_dir() and (out / "keep.png").read_bytes() == b"mine" and swap_journal(out).exists()
+
+
+def test_a_planted_journal_never_removes_what_a_link_reaches(tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "photo.jpg").write_bytes(b"a holiday picture")
+    out = tmp_path / "out"
+    with staged_dir(out, "submission", "test.py", False) as stage:
+        (stage / "a.png").write_bytes(b"ours")
+    planted = tmp_path / f".out.partial-{'ab' * 16}"
+    (planted / "sub").mkdir(parents=True)
+    (planted / "sub" / "photo.jpg").write_bytes(b"a holiday picture")
+    write_manifest(planted, "submission", "test.py")  # true hashes, as a hostile user could write them
+    shutil.rmtree(planted / "sub")
+    (planted / "sub").symlink_to(victim)
+    new = file_record(out / MANIFEST)["sha256"]
+    record = {"stage": planted.name, "old": planted.name + ".old", "kind": "submission", "new": new}
+    swap_journal(out).write_text(json.dumps(record))
+    with output_lock(out, "--output_dir"):
+        outputs.finish_interrupted_swap(out, "submission")
+    assert (victim / "photo.jpg").read_bytes() == b"a holiday picture"
+    assert (out / "a.png").read_bytes() == b"ours" and not swap_journal(out).exists()

@@ -81,9 +81,22 @@ def _entries(folder: Path, nested: dict | None = None) -> Iterator[tuple[str, Pa
         dirs[:] = [d for d in dirs if (Path(root) / d).relative_to(folder).as_posix() not in nested]
 
 
-def _unchanged(path: Path, record: dict, trust_mtime: bool = True) -> bool:
-    """Same size and hash as recorded. A check may trust an unchanged size and modification time, as
-    git does; nothing is deleted without its hash compared (``trust_mtime=False``)."""
+def _within(folder: Path, rel: str) -> bool:
+    """No folder between ``folder`` and its entry ``rel`` is a link: a listed name never leads outside."""
+    path = folder
+    for part in PurePosixPath(rel).parts[:-1]:
+        path = path / part
+        if path.is_symlink() or not path.is_dir():
+            return False
+    return True
+
+
+def _unchanged(folder: Path, rel: str, record: dict, trust_mtime: bool = True) -> bool:
+    """Same size and hash as recorded, reached without a link. A check may trust an unchanged size and
+    modification time, as git does; nothing is deleted without its hash compared (``trust_mtime=False``)."""
+    path = folder / rel
+    if not _within(folder, rel):
+        return False
     try:
         stat = path.lstat()
     except OSError:
@@ -124,7 +137,7 @@ def ownership_problem(folder: Path, kind: str, prefix: str = "", trust_mtime: bo
             return f"is in use by {lock_holder(path)}, which holds {prefix + rel!r}"
         elif rel not in files or path.is_dir():
             return f"holds {prefix + rel!r}, which this project did not write there"
-        elif not _unchanged(path, files[rel], trust_mtime):
+        elif not _unchanged(folder, rel, files[rel], trust_mtime):
             return f"holds {prefix + rel!r}, which was changed after this project wrote it"
     return None
 
@@ -177,10 +190,10 @@ def remove_output(folder: Path, kind: str) -> list[str]:
     if manifest is None or manifest["kind"] != kind:
         return [MANIFEST]
     for rel, nested_kind in manifest["outputs"].items():
-        if (folder / rel).is_dir() and not (folder / rel).is_symlink():
+        if _within(folder, rel) and (folder / rel).is_dir() and not (folder / rel).is_symlink():
             remove_output(folder / rel, nested_kind)
     for rel, record in manifest["files"].items():
-        if _unchanged(folder / rel, record, trust_mtime=False):
+        if _unchanged(folder, rel, record, trust_mtime=False):
             (folder / rel).unlink()
     for root, _, names in os.walk(folder):
         for name in names:
@@ -188,7 +201,7 @@ def remove_output(folder: Path, kind: str) -> list[str]:
                 (Path(root) / name).unlink(missing_ok=True)
     for rel in sorted(manifest["dirs"], key=lambda d: d.count("/"), reverse=True):
         path = folder / rel
-        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        if _within(folder, rel) and path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
             path.rmdir()
     kept = [rel for rel, _ in _entries(folder)]
     if not kept:

@@ -154,7 +154,8 @@ def finish_interrupted_swap(path: Path, kind: str) -> None:
 
     The new output is told from the earlier one by its manifest's hash. Swapped already: the earlier output
     is removed. Not yet: the earlier output stays (put back where the fallback had moved it aside) and the
-    interrupted run's result is removed, as an interrupted run leaves the earlier result as it was.
+    interrupted run's result is removed, as an interrupted run leaves the earlier result as it was. Only
+    outputs that prove themselves ours (``ownership_problem``) are moved or removed; anything else stays.
     """
     record = _read_journal(path, kind)
     if record is None:
@@ -162,14 +163,21 @@ def finish_interrupted_swap(path: Path, kind: str) -> None:
     stage, old = path.parent / record["stage"], path.parent / record["old"]
     if _manifest_hash(path) == record["new"]:
         for earlier in (old, stage):
-            if earlier.is_dir() and not earlier.is_symlink():
+            if _ours(earlier, kind):
                 _remove_earlier(earlier, path, kind)
     else:
-        if not path.exists() and old.is_dir() and not old.is_symlink():
+        if not path.exists() and _ours(old, kind):
             os.rename(old, path)
-        if _manifest_hash(stage) == record["new"]:
+        if _manifest_hash(stage) == record["new"] and _ours(stage, kind):
             remove_output(stage, kind)
     swap_journal(path).unlink()
+
+
+def _ours(folder: Path, kind: str) -> bool:
+    """A real folder holding an unchanged output of ``kind`` that this user's run wrote."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return ownership_problem(folder, kind, trust_mtime=False) is None
 
 
 def _read_journal(path: Path, kind: str) -> dict | None:
@@ -179,6 +187,8 @@ def _read_journal(path: Path, kind: str) -> dict | None:
     except OSError:
         return None
     try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            return None  # another user's: nothing this run may act on
         record = json.loads(os.pread(fd, 4096, 0))
         stage = record["stage"]
         ok = isinstance(stage, str) and stage_name_of(stage) == path.name and record["old"] == stage + ".old"
