@@ -82,3 +82,21 @@ def test_geometry_is_shared_and_colour_touches_the_input_only():
         if any(np.array_equal(out["mask"], g) for g in _dihedral(image)):  # target only moved, not recoloured
             jittered += not np.allclose(out["image"], out["mask"], atol=1e-6)
     assert jittered > 0  # colour jitter (p=0.3) changed the input and left the target alone
+
+
+def test_every_training_setting_says_what_resume_does_with_it():
+    from dataclasses import fields
+
+    from utils.core.settings import RESUME_POLICIES
+    from utils.train.resume import merge_resumed
+
+    for f in fields(TrainConfig):
+        assert f.metadata.get("resume") in RESUME_POLICIES, f.name
+        assert (f.metadata["resume"] == "changeable") == bool(f.metadata.get("resume_note")), f.name
+    stored = {f.name: getattr(TrainConfig(epochs=10, wf=8, num_workers=7), f.name) for f in fields(TrainConfig)}
+    cfg = TrainConfig(epochs=20, num_workers=0)
+    notes = merge_resumed(cfg, stored, {"epochs", "num_workers"})
+    assert (cfg.epochs, cfg.wf, cfg.num_workers) == (20, 8, 0)  # changed as given, kept, this invocation's
+    assert len(notes) == 1 and notes[0].startswith("changed on resume: --epochs 10 -> 20 (the cosine schedule")
+    with pytest.raises(UserError, match=r"--wf 16 \(the run has 8\)"):
+        merge_resumed(TrainConfig(wf=16), stored, {"wf"})

@@ -260,7 +260,7 @@ def test_resume_refuses_recipe_changes_and_extends_epochs(patch_data, tmp_path, 
     assert run_cli(train_script, _args(patch_data, tmp_path, "--epochs", 1, "--steps_per_epoch", 2), capsys)[0] == 0
     best = (tmp_path / "001" / "256_best.pth").read_bytes()
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume", "--wf", 16, "--clipping", 0.5), capsys)
-    assert code == 2 and "--wf 16 (the run has 4), --clipping 0.5 (the run has 1.0) would change it" in err
+    assert code == 2 and "--clipping 0.5 (the run has 1.0), --wf 16 (the run has 4) would change it" in err
     assert (tmp_path / "001" / "256_best.pth").read_bytes() == best
     code, _, err = run_cli(train_script, _args(patch_data, tmp_path, "--resume"), capsys)
     assert code == 2 and "reached --epochs 1 at epoch 1; pass a larger --epochs" in err

@@ -24,6 +24,9 @@ def setting(
     shown: str | None = None,
     new: bool = False,
     flag: str | None = None,
+    resume: str | None = None,
+    resume_note: str | None = None,
+    recipe: str | None = None,
 ) -> Any:
     """A dataclass field that is also a command-line flag.
 
@@ -31,10 +34,28 @@ def setting(
     ``choices``: the allowed values; ``shown``: the default as the README shows it;
     ``new``: not a flag of the original (marked so in the README); ``flag``: a flag name
     other than the field's. A boolean that defaults to true becomes ``--no_<name>``.
+    ``resume`` (training settings): what ``--resume`` does with it, one of ``RESUME_POLICIES``; a
+    ``changeable`` one has a ``resume_note`` that the log prints when a resumed run changes it.
+    ``recipe``: the column of the per-size recipe (``utils.recipe.SizeRecipe``) that a value of None
+    takes (``fill_from_recipe``).
     """
     meta = {"help": help, "minimum": minimum, "positive": positive, "choices": tuple(choices or ()) or None,
-            "shown": shown, "new": new, "flag": flag}  # fmt: skip
+            "shown": shown, "new": new, "flag": flag, "resume": resume, "resume_note": resume_note, "recipe": recipe}  # fmt: skip
     return field(default=default, metadata=meta)
+
+
+RESUME_POLICIES = {
+    "fixed": "kept from the checkpoint; a flag asking for another value is refused (it would change the run)",
+    "changeable": "kept from the checkpoint unless given again",
+    "invocation": "how this invocation runs; never taken from the checkpoint",
+}
+
+
+def fill_from_recipe(obj: Any, row: Any) -> None:
+    """Give every setting of ``obj`` that is None and names a recipe column that column's value in ``row``."""
+    for f in fields(obj):
+        if f.metadata.get("recipe") and getattr(obj, f.name) is None:
+            setattr(obj, f.name, getattr(row, f.metadata["recipe"]))
 
 
 def flag_fields(cls: type) -> list[Field]:

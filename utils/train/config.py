@@ -14,7 +14,7 @@ import torch
 
 from models.hinet import OUTPUTS, HINetConfig
 from utils.core.errors import fail
-from utils.core.settings import check_ranges, setting
+from utils.core.settings import check_ranges, fill_from_recipe, setting
 from utils.data.augment import parse_aug_schedule
 from utils.data.layout import DATASET, patch_folder
 from utils.infer.tiling import BLENDS
@@ -30,40 +30,65 @@ ARCHS = ("HINet",)
 class TrainConfig:
     """Every training setting, once: default, type, range and help (main.py's flags and the README follow)."""
 
-    exp_num: int = setting(1, "run folder number: the run goes to model_path/001 for 1", minimum=0)
-    tag: str = setting("Default", "free-text label recorded in the log")
+    exp_num: int = setting(1, "run folder number: the run goes to model_path/001 for 1", minimum=0, resume="invocation")
+    tag: str = setting("Default", "free-text label recorded in the log", resume="invocation")
     pretrained_path: str | None = setting(
-        DEFAULT_PRETRAINED, "HINet weights to start from (public HINet-GoPro.pth); 'none' for random weights"
+        DEFAULT_PRETRAINED,
+        "HINet weights to start from (public HINet-GoPro.pth); 'none' for random weights",
+        resume="invocation",
     )
-    data_path: str = setting("./data", "folder with train_original/ and the patches under train/")
-    dataset: str = setting(DATASET, "patch folder name (make_patch.py --dataset)", new=True)
-    fold: int = setting(0, "validation fold (make_patch.py --valid_fold)", minimum=0)
-    model_path: str = setting("results/", "where run folders go")
-    arch: str = setting("HINet", "architecture (kept for compatibility: HINet only)", choices=ARCHS)
+    data_path: str = setting("./data", "folder with train_original/ and the patches under train/", resume="fixed")
+    dataset: str = setting(DATASET, "patch folder name (make_patch.py --dataset)", new=True, resume="fixed")
+    fold: int = setting(0, "validation fold (make_patch.py --valid_fold)", minimum=0, resume="fixed")
+    model_path: str = setting("results/", "where run folders go", resume="invocation")
+    arch: str = setting("HINet", "architecture (kept for compatibility: HINet only)", choices=ARCHS, resume="fixed")
     img_size: int = setting(
-        256, "training patch size (make_patch.py --resize); selects the row of the size table", minimum=1
+        256,
+        "training patch size (make_patch.py --resize); selects the row of the size table",
+        minimum=1,
+        resume="fixed",
     )
-    batch_size: int = setting(16, "global batch, split over torchrun processes", minimum=1)
-    pred_batch: int = setting(32, "tiles per forward pass in validation", minimum=1)
-    epochs: int = setting(500, "epochs (the cosine schedule ends at the last)", minimum=1)
+    batch_size: int = setting(16, "global batch, split over torchrun processes", minimum=1, resume="fixed")
+    pred_batch: int = setting(32, "tiles per forward pass in validation", minimum=1, resume="invocation")
+    epochs: int = setting(
+        500,
+        "epochs (the cosine schedule ends at the last)",
+        minimum=1,
+        resume="changeable",
+        resume_note="the cosine schedule now ends at the new last epoch, so the learning rate moves to that curve",
+    )
     steps_per_epoch: int | None = setting(
-        None, "batches per epoch, drawn as shuffled passes over the patches", minimum=1, shown="one pass", new=True
+        None,
+        "batches per epoch, drawn as shuffled passes over the patches",
+        minimum=1,
+        shown="one pass",
+        new=True,
+        resume="fixed",
     )
-    initial_lr: float = setting(5e-5, "learning rate after the 3-epoch warm-up", positive=True)
-    min_lr: float = setting(1e-7, "floor of the cosine schedule", minimum=0)
-    optimizer: str = setting("Adam", "optimizer", choices=OPTIMIZERS)
+    initial_lr: float = setting(5e-5, "learning rate after the 3-epoch warm-up", positive=True, resume="fixed")
+    min_lr: float = setting(1e-7, "floor of the cosine schedule", minimum=0, resume="fixed")
+    optimizer: str = setting("Adam", "optimizer", choices=OPTIMIZERS, resume="fixed")
     weight_decay: float = setting(
-        0.0, "applied to the optimizer; the original declared 1e-3 but never applied it, so 0 reproduces it", minimum=0
+        0.0,
+        "applied to the optimizer; the original declared 1e-3 but never applied it, so 0 reproduces it",
+        minimum=0,
+        resume="fixed",
     )
-    clipping: float = setting(1.0, "gradient-norm clipping", positive=True)
-    seed: int = setting(42, "seed of weights, data order and augmentation")
-    patience: int = setting(30, "early stop after this many epochs without improvement", minimum=1)
-    num_workers: int = setting(2, "data-loading worker processes", minimum=0)
-    wf: int = setting(64, "HINet width (channels of the first level)", minimum=1, new=True)
-    depth: int = setting(5, "HINet depth (U-Net levels)", minimum=1, new=True)
+    clipping: float = setting(1.0, "gradient-norm clipping", positive=True, resume="fixed")
+    seed: int = setting(42, "seed of weights, data order and augmentation", resume="fixed")
+    patience: int = setting(
+        30,
+        "early stop after this many epochs without improvement",
+        minimum=1,
+        resume="changeable",
+        resume_note="early stopping counts against the new patience",
+    )
+    num_workers: int = setting(2, "data-loading worker processes", minimum=0, resume="invocation")
+    wf: int = setting(64, "HINet width (channels of the first level)", minimum=1, new=True, resume="fixed")
+    depth: int = setting(5, "HINet depth (U-Net levels)", minimum=1, new=True, resume="fixed")
     output: str = setting(
         "sigmoid", "model output: sigmoid (the original) or linear (input + residual, no dark collapse)",
-        choices=OUTPUTS, new=True,
+        choices=OUTPUTS, new=True, resume="fixed"
     )  # fmt: skip
     aug_schedule: str | None = setting(
         None,
@@ -72,33 +97,49 @@ class TrainConfig:
         + ")",
         shown="per size",
         new=True,
+        resume="fixed",
+        recipe="aug_schedule",
     )
     restart_epoch: int | None = setting(
         None, "epoch of the fresh-optimiser restart at 1e-5 ("
         + ", ".join(f"{k}: {row.restart_epoch}" for k, row in RECIPE.items()) + "); 0 = none", minimum=0,
-        shown="per size", new=True,
+        shown="per size", new=True, resume="fixed", recipe="restart_epoch",
     )  # fmt: skip
-    restart_lr: float = field(default=1e-5, metadata={"positive": True})
-    restart_min_lr: float = field(default=1e-8, metadata={"minimum": 0})
-    device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N", new=True)
+    restart_lr: float = field(default=1e-5, metadata={"positive": True, "resume": "fixed"})
+    restart_min_lr: float = field(default=1e-8, metadata={"minimum": 0, "resume": "fixed"})
+    device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N", new=True, resume="invocation")
     val_blend: str = setting(
-        "mean", "validation tiles: mean (original) or window (no seams)", choices=BLENDS, shown="`mean`", new=True
+        "mean",
+        "validation tiles: mean (original) or window (no seams)",
+        choices=BLENDS,
+        shown="`mean`",
+        new=True,
+        resume="changeable",
+        resume_note="validation PSNRs before and after are not strictly comparable",
     )
-    amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16 with scaling)", new=True)
-    channels_last: bool = setting(True, "keep the default memory format instead of channels-last", new=True)
-    resume: bool = setting(False, "continue the run of this exp_num from its last.pth", new=True)
-    overwrite: bool = setting(False, "replace an existing run of the same exp_num", new=True)
+    amp: bool = setting(
+        False,
+        "mixed precision (bf16 where supported, else fp16 with scaling)",
+        new=True,
+        resume="changeable",
+        resume_note="the precision of the remaining epochs changes",
+    )
+    channels_last: bool = setting(
+        True, "keep the default memory format instead of channels-last", new=True, resume="fixed"
+    )
+    resume: bool = setting(False, "continue the run of this exp_num from its last.pth", new=True, resume="invocation")
+    overwrite: bool = setting(False, "replace an existing run of the same exp_num", new=True, resume="invocation")
     run_epochs: int | None = setting(
-        None, "stop after this many epochs in this invocation (time-limited jobs)", minimum=1, new=True
+        None,
+        "stop after this many epochs in this invocation (time-limited jobs)",
+        minimum=1,
+        new=True,
+        resume="invocation",
     )
-    progress: bool = setting(True, "hide progress bars", new=True)
+    progress: bool = setting(True, "hide progress bars", new=True, resume="invocation")
 
     def __post_init__(self) -> None:
-        row = recipe_for(self.img_size)
-        if self.aug_schedule is None:
-            self.aug_schedule = row.aug_schedule
-        if self.restart_epoch is None:
-            self.restart_epoch = row.restart_epoch
+        fill_from_recipe(self, recipe_for(self.img_size))
 
     @property
     def exp_dir(self) -> Path:

@@ -101,27 +101,12 @@ def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
     check_architecture(weights, arch, path)
 
 
-# A resumed run keeps these from its checkpoint; a flag that asks for another value is refused,
-# since it would change the model, the data or the recipe half-way through.
-FIXED_ON_RESUME = (
-    "img_size", "wf", "depth", "output", "data_path", "dataset", "fold", "seed", "batch_size", "steps_per_epoch", "initial_lr", "min_lr",
-    "optimizer", "weight_decay", "clipping", "aug_schedule", "restart_epoch", "restart_lr", "restart_min_lr", "arch",
-    "channels_last",
-)  # fmt: skip
+def resume_policy(name: str) -> str:
+    """What ``--resume`` does with the training setting ``name`` (declared where the setting is defined)."""
+    return _POLICY[name]
 
 
-# These are kept from the checkpoint unless given again; the log says what a new value does.
-CHANGEABLE_ON_RESUME = {
-    "epochs": "the cosine schedule now ends at the new last epoch, so the learning rate moves to that curve",
-    "patience": "early stopping counts against the new patience",
-    "amp": "the precision of the remaining epochs changes",
-    "val_blend": "validation PSNRs before and after are not strictly comparable",
-}
-
-
-# How this invocation runs, never taken from the checkpoint.
-INVOCATION = ("run_epochs", "num_workers", "device", "pred_batch", "progress", "resume", "overwrite", "exp_num",
-              "model_path", "tag", "pretrained_path")  # fmt: skip
+_POLICY = {f.name: f.metadata.get("resume") for f in fields(TrainConfig)}
 
 
 def merge_resumed(cfg: TrainConfig, stored: dict, given: set[str]) -> list[str]:
@@ -131,10 +116,11 @@ def merge_resumed(cfg: TrainConfig, stored: dict, given: set[str]) -> list[str]:
     log line per setting that changed.
     """
     clashes = [
-        f"--{name} {getattr(cfg, name)} (the run has {stored.get(name)})"
-        for name in FIXED_ON_RESUME
-        if name in given and name in stored and getattr(cfg, name) != stored[name]
-    ]
+        f"--{f.name} {getattr(cfg, f.name)} (the run has {stored[f.name]})"
+        for f in fields(cfg)
+        if f.name in given and resume_policy(f.name) == "fixed" and f.name in stored
+        and getattr(cfg, f.name) != stored[f.name]
+    ]  # fmt: skip
     if clashes:
         fail(
             f"--resume continues {cfg.exp_dir} as it was made, but {', '.join(clashes)} would change it; drop those "
@@ -142,11 +128,11 @@ def merge_resumed(cfg: TrainConfig, stored: dict, given: set[str]) -> list[str]:
         )
     notes = []
     for f in fields(cfg):
-        if f.name not in stored or f.name in INVOCATION:
+        if f.name not in stored or resume_policy(f.name) == "invocation":
             continue
-        if f.name in CHANGEABLE_ON_RESUME and f.name in given:
+        if resume_policy(f.name) == "changeable" and f.name in given:
             if getattr(cfg, f.name) != stored[f.name]:
-                why = CHANGEABLE_ON_RESUME[f.name]
+                why = f.metadata["resume_note"]
                 notes.append(f"changed on resume: --{f.name} {stored[f.name]} -> {getattr(cfg, f.name)} ({why})")
             continue
         setattr(cfg, f.name, stored[f.name])
