@@ -65,7 +65,7 @@ def comparison(root: Path, restored: Path, out: Path, model: str = "restored", t
     """Held-out inputs, their restorations (``restored``: a test.py --eval_dir output) and the clean targets side by
     side, titled with their PSNR; with ``lamp_crop`` (input image -> window), each row goes on with the three cut to
     the window it gives."""
-    from utils.core.plots import comparison_sheet
+    from utils.plots import comparison_sheet
 
     with open(restored / "metrics.csv") as fh:
         metrics = {r["image"]: r for r in csv.DictReader(fh)}

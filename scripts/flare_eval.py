@@ -14,7 +14,7 @@
     the stored one, byte for byte, or the check stops. Ghosts lie far from the lights on purpose,
     so part of the flare falls in this region.
 (d) Lamps kept: the mean brightness of the input's clipped light cores in the restored images, as
-    a share of the input's (``utils.infer.lights``). Goal: at least 90%.
+    a share of the input's (``utils.infer.keep_lights``). Goal: at least 90%.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from utils.flare.composite import encode
 from utils.flare.pairs import pair_scene
 from utils.flare.scenes import PHOTOS, load_photo
 from utils.infer.inputs import submission_name
-from utils.infer.lights import core_brightness_ratio
+from utils.infer.keep_lights import core_brightness_ratio
 from utils.metrics import psnr_masked, psnr_uint8
 
 LAMP_GOAL = 0.9

@@ -19,7 +19,7 @@ from utils.core.errors import fail
 from utils.core.log import progress_bar
 from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER, MASK_KINDS, TEST_MASKS, TRAIN_MASKS, mask_name
 from utils.flare.bank import raise_if_memory
-from utils.flare.composite import Pair
+from utils.flare.composite import FlarePair
 from utils.flare.pairs import make_pair
 
 _JOB: dict = {}  # what the forked workers share with the parent: the bank, photos, staging folders, settings
@@ -48,7 +48,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
         raise OSError(f"could not write {path}")
 
 
-def pair_problem(pair: Pair) -> str | None:
+def pair_problem(pair: FlarePair) -> str | None:
     """What makes ``pair`` impossible, or None. Never true of a valid pair: its images are finite in linear light,
     and where the target is white (255, linear 0.9957 or more) the input, which adds flare (never negative) and
     sensor noise (8.3 standard deviations of at most 0.0175 at the very most), cannot be black in every pixel."""

@@ -28,7 +28,7 @@ from scripts.demo import comparison
 from utils.core.checkpoint import pack_checkpoint, read_checkpoint
 from utils.core.cli import run_cli
 from utils.core.errors import fail
-from utils.infer.lights import light_cores
+from utils.infer.keep_lights import light_cores
 
 STARTER = Path("pretrained") / "hinet_flare_starter.pth"
 

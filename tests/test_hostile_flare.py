@@ -25,7 +25,7 @@ from conftest import ROOT, run_cli
 from scripts import flare_data, flare_files, starter
 from utils.core.errors import UserError
 from utils.flare.bank import BankSettings, PSFBank, cache_path
-from utils.flare.composite import Pair
+from utils.flare.composite import FlarePair
 
 TINY = ["--height", 64, "--width", 96, "--psf_count", 2, "--psf_grid", 64, "--psf_size", 32, "--workers", 1]
 BANK = BankSettings(count=2, grid=64, size=32)
@@ -120,10 +120,10 @@ def test_a_pair_that_cannot_be_right_stops_the_run_and_keeps_the_set(data, capsy
 def test_pair_problem_sees_an_input_black_under_a_white_target():
     target = np.full((4, 4, 3), 40, np.uint8)
     target[1, 1] = 255
-    assert flare_files.pair_problem(Pair(np.zeros_like(target), target)) is not None
-    assert flare_files.pair_problem(Pair(target.copy(), target)) is None
-    assert flare_files.pair_problem(Pair(target.copy(), target, finite=False)) is not None
-    assert flare_files.pair_problem(Pair(np.zeros_like(target), np.zeros_like(target))) is None  # black night
+    assert flare_files.pair_problem(FlarePair(np.zeros_like(target), target)) is not None
+    assert flare_files.pair_problem(FlarePair(target.copy(), target)) is None
+    assert flare_files.pair_problem(FlarePair(target.copy(), target, finite=False)) is not None
+    assert flare_files.pair_problem(FlarePair(np.zeros_like(target), np.zeros_like(target))) is None  # black night
 
 
 def test_a_users_empty_folders_under_train_are_kept(tmp_path, capsys):

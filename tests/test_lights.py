@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from utils.data.images import from_uint8
-from utils.infer.lights import core_brightness_ratio, keep_lights, light_cores, light_mask
+from utils.infer.keep_lights import core_brightness_ratio, keep_lights, light_cores, light_mask
 
 
 def _night(size=(64, 96)) -> np.ndarray:

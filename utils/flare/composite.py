@@ -55,7 +55,9 @@ class Kernel:
 
 
 @dataclass
-class Pair:
+class FlarePair:
+    """A synthesized training pair: the flared input, its clean target and, on request, masks and the flare layer."""
+
     input: np.ndarray  # (H, W, 3) uint8 RGB
     target: np.ndarray
     glare: np.ndarray | None = None  # (H, W) uint8 masks, with masks=True
@@ -237,7 +239,7 @@ def add_noise(linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthesize(scene: np.ndarray, lights: Lights, bank: PSFBank, gamma: float, rng: np.random.Generator,
-               masks: bool = False, noise: bool = True, keep_layers: bool = False, with_flare: bool = True) -> Pair:  # fmt: skip
+               masks: bool = False, noise: bool = True, keep_layers: bool = False, with_flare: bool = True) -> FlarePair:  # fmt: skip
     """The input and target of one pair (and with ``masks`` the glare and streak masks) from a linear scene and its lights.
 
     ``with_flare=False`` makes a flare-free pair (input = target + sensor noise): lamps that need nothing removed.
@@ -251,7 +253,7 @@ def synthesize(scene: np.ndarray, lights: Lights, bank: PSFBank, gamma: float, r
     flared = target_linear + flare
     noisy = add_noise(flared, rng) if noise else flared
     finite = bool(np.isfinite(noisy).all() and np.isfinite(target_linear).all())
-    pair = Pair(encode(noisy, gamma), encode(target_linear, gamma), gamma=gamma, finite=finite)
+    pair = FlarePair(encode(noisy, gamma), encode(target_linear, gamma), gamma=gamma, finite=finite)
     if masks:
         target8 = pair.target
         pair.glare = mask_ops.visible(target8, encode(flared, gamma))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.flare.bank import PSFBank
-from utils.flare.composite import GAMMA_RANGE, Pair, synthesize
+from utils.flare.composite import GAMMA_RANGE, FlarePair, synthesize
 from utils.flare.lights import Lights
 from utils.flare.scenes import Source, load_photo, make_scene, pick_source, read_user_image
 
@@ -72,7 +72,7 @@ def make_pair(
     photos: dict[str, np.ndarray] | None = None,
     masks: bool = False,
     clean_share: float = 0.0,
-) -> tuple[Pair, Source]:
+) -> tuple[FlarePair, Source]:
     """The pair ``index`` of ``split`` and where its scene came from. ``photos`` caches the built-in photographs;
     ``clean_share`` of the training pairs (never test pairs) are flare-free (``is_flare_free``)."""
     scene, lights, gamma, source, rng = pair_scene(split, index, seed, height, width, user, photos)

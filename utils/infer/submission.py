@@ -26,7 +26,7 @@ from utils.core.tables import write_csv
 from utils.data.images import from_uint8, image_size, read_rgb, to_uint8
 from utils.infer.ensemble import choose_weights, evidence, mix, validation_pairs
 from utils.infer.inputs import check_input_folder, check_targets, submission_name
-from utils.infer.lights import keep_lights
+from utils.infer.keep_lights import keep_lights
 from utils.infer.onnx_model import onnx_restorers
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs, label_models
 from utils.infer.restorer import Restorer

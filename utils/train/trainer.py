@@ -271,7 +271,7 @@ class Run:
             "train_psnr": f"{train_psnr:.4f}", "val_psnr": f"{val_psnr:.4f}", "seconds": f"{seconds:.1f}",
         })  # fmt: skip
         write_csv(exp / "metrics.csv", self.rows, METRIC_COLUMNS, then=then)
-        from utils.core.plots import plot_curves  # matplotlib loads on the first epoch's end, not at start-up
+        from utils.plots import plot_curves  # matplotlib loads on the first epoch's end, not at start-up
 
         with reported_write(exp / "curves.png", then):
             plot_curves(self.rows, exp / "curves.png")
