@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from utils.core.errors import fail
-from utils.core.locks import open_for_append
+from utils.core.inplace import open_for_append
 
 STOP_WAIT = 30.0  # seconds an interrupted command has to clean up before it is killed
 _PASSED_ON = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import socket
-import stat
 import sys
 import time
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from utils.core.errors import UserError, fail, one_line, reported_write
+from utils.core.inplace import NotRegularFile, open_regular
 
 STAGE_RECORD = ".hinet-stage"
 _STAGE_NAME = re.compile(r"^\.(?P<name>.+)\.partial-(?P<token>[0-9a-f]{32})$")
@@ -69,40 +69,6 @@ def _is_record(text: str) -> bool:
         return not text or set(json.loads(text)) == _RECORD_KEYS
     except (ValueError, TypeError):
         return False
-
-
-def open_regular(path: Path, flags: int, mode: int = 0o644) -> int:
-    """``os.open`` that never follows a symbolic link and only returns a plain file that has no other name.
-
-    Every file the project writes in place (lock files, logs appended to) is opened through it, so
-    that a link planted under that name (symbolic or hard) can never redirect a write to another file.
-    A path that is a link, a folder, a FIFO or a device raises ``NotRegularFile`` before anything is
-    written.
-    """
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
-    except OSError as err:
-        if err.errno in (errno.ELOOP, errno.EISDIR):
-            raise NotRegularFile(f"{path} is {'a symbolic link' if err.errno == errno.ELOOP else 'a folder'}") from None
-        raise
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-        os.close(fd)
-        what = "a file with another name (a hard link)" if stat.S_ISREG(info.st_mode) else "not a plain file"
-        raise NotRegularFile(f"{path} is {what}")
-    return fd
-
-
-class NotRegularFile(OSError):
-    """A path the project writes in place is a link, a folder, a FIFO or a device: never written through."""
-
-
-def open_for_append(path: Path, what: str) -> int:
-    """A descriptor appending to ``path`` (made if missing), or one sentence if a link or folder stands there."""
-    try:
-        return open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    except NotRegularFile as err:
-        fail(f"{err}, where {what} belongs; move it away, then run again.")
 
 
 def _open_lock(path: Path, shared: bool) -> int | None:

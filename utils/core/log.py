@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from utils.core.locks import open_for_append
+from utils.core.inplace import open_for_append
 
 
 def progress_bar(iterable=None, *, show: bool = True, **kwargs) -> tqdm:

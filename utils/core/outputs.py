@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from utils.core.errors import fail, reported_write
-from utils.core.locks import STAGE_RECORD, atomic_path, open_regular, private_folder, stage_name_of
+from utils.core.inplace import open_regular
+from utils.core.locks import STAGE_RECORD, atomic_path, private_folder, stage_name_of
 from utils.core.manifest import MANIFEST, file_record, has_files, ownership_problem, remove_output, write_manifest
 
 
@@ -33,19 +34,7 @@ def check_output_folder(
     cannot be written.
     """
     given = Path(folder)
-    if given.is_symlink():
-        fail(f"{flag} {given} is a symbolic link; pass the folder it points to, or another folder.")
-    real = given.resolve()
-    if real.exists() and not real.is_dir():
-        fail(f"{flag} {given} is a file, not a folder; choose another {flag}.")
-    if real.is_dir() and os.path.ismount(real):
-        fail(
-            f"{flag} {given} is a mount point, which cannot be swapped for a finished result; pass a folder inside "
-            f"it, e.g. {given / 'results'}."
-        )
-    blocker = next((p for p in real.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        fail(f"{flag} {given} lies under {blocker}, which is a file, not a folder; choose another {flag}.")
+    real = _a_folder_to_swap(given, flag)
     cwd = Path.cwd().resolve()
     if real == cwd or real in cwd.parents:
         fail(f"{flag} {given} is or contains the current working folder; choose a dedicated folder.")
@@ -67,6 +56,25 @@ def check_output_folder(
     parent = next((p for p in (real, *real.parents) if p.exists()), None)
     if parent is None or not os.access(parent, os.W_OK | os.X_OK):
         fail(f"{flag} {given} cannot be written (no write permission in {parent}); choose another {flag}.")
+    return real
+
+
+def _a_folder_to_swap(given: Path, flag: str) -> Path:
+    """The resolved ``given``, refused if it cannot become a folder swapped into place: a link, a file, a
+    path under a file, or a mount point (the staging folder beside it lies on another file system)."""
+    if given.is_symlink():
+        fail(f"{flag} {given} is a symbolic link; pass the folder it points to, or another folder.")
+    real = given.resolve()
+    if real.exists() and not real.is_dir():
+        fail(f"{flag} {given} is a file, not a folder; choose another {flag}.")
+    if real.is_dir() and os.path.ismount(real):
+        fail(
+            f"{flag} {given} is a mount point, which cannot be swapped for a finished result; pass a folder inside "
+            f"it, e.g. {given / 'results'}."
+        )
+    blocker = next((p for p in real.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        fail(f"{flag} {given} lies under {blocker}, which is a file, not a folder; choose another {flag}.")
     return real
 
 
