@@ -263,3 +263,19 @@ def test_a_planted_journal_never_removes_what_a_link_reaches(tmp_path):
         outputs.finish_interrupted_swap(out, "submission")
     assert (victim / "photo.jpg").read_bytes() == b"a holiday picture"
     assert (out / "a.png").read_bytes() == b"ours" and not swap_journal(out).exists()
+
+
+def test_a_planted_journal_never_moves_a_folder_into_the_outputs_place(tmp_path):
+    token = "cd" * 16
+    aside = tmp_path / f".out.partial-{token}.old"
+    aside.mkdir()
+    (aside / "evil.txt").write_text("not the project's")
+    record = {"stage": f".out.partial-{token}", "old": aside.name, "kind": "submission", "new": "0" * 64}
+    swap_journal(tmp_path / "out").write_text(json.dumps(record))
+    refused = pytest.raises(UserError, match="was being replaced by a run that was killed; pass --overwrite")
+    with refused:
+        check_output_folder(tmp_path / "out", "--output_dir", False, "submission")
+    with output_lock(tmp_path / "out", "--output_dir"), staged_dir(tmp_path / "out", "submission", "t", True) as s:
+        (s / "a.png").write_bytes(b"new")
+    assert (aside / "evil.txt").read_text() == "not the project's"  # not ours: neither moved nor removed
+    assert sorted(os.listdir(tmp_path / "out")) == [MANIFEST, "a.png"]

@@ -44,7 +44,8 @@ def check_output_folder(
         other_real = Path(other).resolve()
         if real == other_real or real in other_real.parents or other_real in real.parents:
             fail(f"{flag} {given} overlaps the {what} {other}; choose a folder outside it.")
-    if has_files(real) or swap_journal(real).exists():
+    pending = _read_journal(real, kind) is not None  # an earlier result may stand aside, to be put back
+    if has_files(real) or pending:
         problem = ownership_problem(real, kind) if real.exists() else None
         if problem:
             fail(
@@ -52,7 +53,8 @@ def check_output_folder(
                 f"(nothing is deleted that the project did not make)."
             )
         if not overwrite:
-            fail(f"{flag} {given} already holds results; pass --overwrite to replace them or choose another {flag}.")
+            held = "already holds results" if has_files(real) else "was being replaced by a run that was killed"
+            fail(f"{flag} {given} {held}; pass --overwrite to replace them or choose another {flag}.")
     parent = next((p for p in (real, *real.parents) if p.exists()), None)
     if parent is None or not os.access(parent, os.W_OK | os.X_OK):
         fail(f"{flag} {given} cannot be written (no write permission in {parent}); choose another {flag}.")
