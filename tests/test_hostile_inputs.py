@@ -262,3 +262,12 @@ def test_bench_flags_out_of_range_are_one_sentence(tmp_path, capsys, monkeypatch
     code, _, err = run_cli(module, [*(["--weights", "m.pth"] if name == "bench_deploy" else []), *argv], capsys)
     _refused(code, err, pattern)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "m.pth"]
+
+
+def test_a_multi_page_tiff_is_refused_rather_than_cut_to_its_first_page(tmp_path):
+    pages = [Image.fromarray(np.full((16, 16, 3), 40 * i, np.uint8)) for i in range(3)]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(tmp_path / "single.tif")
+    assert inspect_image(tmp_path / "single.tif") == ((16, 16), None)
+    size, problem = inspect_image(tmp_path / "stack.tif")
+    assert size == (16, 16) and "holds 3 pages (a multi-page TIFF)" in problem

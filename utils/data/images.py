@@ -10,9 +10,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from utils.core.errors import fail
-from utils.data.headers import FORMATS, PNG_MAGIC, TRANSPOSING, exif_orientation, file_kind, header_size
+from utils.data.headers import (
+    FORMATS,
+    PNG_MAGIC,
+    TRANSPOSING,
+    exif_orientation,
+    file_kind,
+    header_size,
+    image_kind,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # The most pixels an image may declare in its header: 256 megapixels (16384 x 16384, 30 times a
@@ -75,7 +84,7 @@ def decode(path: str | Path) -> np.ndarray | None:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is not None or file_kind(path) not in ("tiff", "bigtiff"):
         return None if img is None else upright(img, path)
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     try:
         with Image.open(path) as im:
@@ -168,6 +177,12 @@ def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]
             return (height, width), f"{path} is an empty image"
         size = (width, height) if exif_orientation(path) in TRANSPOSING else (height, width)  # as read_bgr turns it
         return size, None if bits in (1, 2, 4, 8, 16) else f"{path} has an unsupported PNG bit depth {bits}"
+    pages = tiff_pages(path) if image_kind(head) in ("tiff", "bigtiff") else 1
+    if pages != 1:
+        return (
+            declared,
+            f"{path} holds {pages} pages (a multi-page TIFF), of which only one would be restored; save each page as an image of its own",
+        )
     img = decode(path)
     if img is None:
         return None, f"{path} cannot be decoded as an image"
@@ -176,6 +191,18 @@ def inspect_image(path: str | Path) -> tuple[tuple[int, int] | None, str | None]
     if img.ndim == 3 and img.shape[2] not in (3, 4):
         return img.shape[:2], f"{path} has {img.shape[2]} channels; expected 1, 3 or 4"
     return img.shape[:2], None
+
+
+def tiff_pages(path: Path) -> int:
+    """How many pages (images) a TIFF file holds, from its directories alone (its size is checked already);
+    1 where Pillow cannot tell, and decoding decides."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return getattr(im, "n_frames", 1)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 1
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
