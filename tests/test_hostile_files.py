@@ -279,3 +279,22 @@ def test_a_planted_journal_never_moves_a_folder_into_the_outputs_place(tmp_path)
         (s / "a.png").write_bytes(b"new")
     assert (aside / "evil.txt").read_text() == "not the project's"  # not ours: neither moved nor removed
     assert sorted(os.listdir(tmp_path / "out")) == [MANIFEST, "a.png"]
+
+
+@pytest.mark.parametrize("how", ["fifo", "string records", "hard link"])
+def test_a_manifest_that_is_no_file_or_no_record_is_refused_without_waiting(tmp_path, how):
+    out = tmp_path / "out"
+    with staged_dir(out, "submission", "test.py", False) as stage:
+        (stage / "a.png").write_bytes(b"ours")
+    manifest = out / MANIFEST
+    if how == "fifo":
+        manifest.unlink()
+        os.mkfifo(manifest)  # reading it would wait for a writer forever
+    elif how == "string records":
+        record = json.loads(manifest.read_text())
+        manifest.write_text(json.dumps(record | {"files": {"a.png": "ours, trust me"}}))
+    else:
+        os.link(manifest, tmp_path / "elsewhere.json")
+    with pytest.raises(UserError, match="holds '.*', which this project did not write there"):
+        check_output_folder(out, "--output_dir", True, "submission")
+    assert (out / "a.png").read_bytes() == b"ours"

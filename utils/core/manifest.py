@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
+from utils.core.inplace import open_regular
 from utils.core.locks import atomic_path, lock_holder, lock_state, remove_stale, stage_state
 
 MANIFEST = ".hinet-output.json"
@@ -38,19 +39,28 @@ def file_record(path: Path) -> dict:
 
 
 def read_manifest(folder: Path) -> dict | None:
-    """The folder's manifest if it is a well-formed one of this release, else None."""
-    path = folder / MANIFEST
+    """The folder's manifest if it is a well-formed one of this release, else None (a link, a FIFO or a
+    damaged or foreign file under its name is no manifest, and is never waited on)."""
     try:
-        if path.is_symlink():
-            return None
-        manifest = json.loads(path.read_text())
+        with os.fdopen(open_regular(folder / MANIFEST, os.O_RDONLY)) as fh:
+            manifest = json.loads(fh.read())
         ok = manifest.get("format") == _FORMAT and manifest.get("kind") in KINDS
         ok = ok and isinstance(manifest.get("files"), dict) and isinstance(manifest.get("dirs"), list)
         ok = ok and isinstance(manifest.setdefault("outputs", {}), dict)
+        ok = ok and all(_is_record(r) for r in manifest["files"].values())
+        ok = ok and all(k in KINDS for k in manifest["outputs"].values())
         names = [*manifest["files"], *manifest["dirs"], *manifest["outputs"]] if ok else []
         return manifest if ok and all(_inside(name) for name in names) else None
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return None
+
+
+def _is_record(record: object) -> bool:
+    """A file's entry as ``file_record`` writes it."""
+    if not isinstance(record, dict):
+        return False
+    whole = all(isinstance(record.get(k), int) and not isinstance(record.get(k), bool) for k in ("size", "mtime_ns"))
+    return whole and isinstance(record.get("sha256"), str)
 
 
 def _inside(name: object) -> bool:
