@@ -388,8 +388,12 @@ def test_the_model_config_travels_in_checkpoints(tmp_path):
 
 def test_a_training_step_waits_for_the_device_once(monkeypatch):
     """Every value the host reads from a tensor (item, tolist) is a synchronisation on a GPU: one a step."""
+    from utils.core.distributed import Dist
+    from utils.core.errors import UserError
+    from utils.core.log import get_logger
+    from utils.data.augment import parse_aug_schedule
+    from utils.train import trainer
     from utils.train.config import TrainConfig
-    from utils.train.steps import NonFiniteLoss, train_one_epoch
 
     reads = []
 
@@ -404,15 +408,21 @@ def test_a_training_step_waits_for_the_device_once(monkeypatch):
 
     for name in ("item", "tolist"):
         monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
-    model = tiny_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     batches = [(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)) for _ in range(3)]
-    cfg, scaler = TrainConfig(wf=4, depth=3), torch.amp.GradScaler("cpu", enabled=False)
-    loss, psnr = train_one_epoch(
-        model, batches, optimizer, RestorationLoss(), cfg, torch.device("cpu"), scaler, "", False
-    )
-    assert reads == ["tolist"] * 3 and np.isfinite(loss.avg) and psnr.count == 6
+    monkeypatch.setattr(trainer, "make_loader", lambda *args: batches)
+    run = trainer.Run.__new__(trainer.Run)  # the run's own epoch loop, on three batches and no data folder
+    run.cfg, run.d, run.device = TrainConfig(wf=4, depth=3, epochs=10, progress=False), Dist(), torch.device("cpu")
+    run.model = run.net = tiny_model()
+    run.optimizer = torch.optim.Adam(run.model.parameters(), lr=1e-3)
+    run.criterion, run.scaler = RestorationLoss(), torch.amp.GradScaler("cpu", enabled=False)
+    run.schedule, run.aug_schedule = run.cfg.schedule(), parse_aug_schedule(run.cfg.aug_schedule)
+    run.train_pairs, run.logger = [], get_logger("hinet.test", enabled=False)
+    before = next(run.model.parameters()).detach().clone()
+    lr, _, (loss, psnr) = run.train_epoch(5)
+    assert reads == ["tolist"] * 4  # one a step, and one for the epoch's means
+    assert lr == run.schedule(5) > 0 and np.isfinite(loss) and np.isfinite(psnr)
+    assert not torch.equal(before, next(run.model.parameters()))  # the steps updated the weights
     with torch.no_grad():
-        next(model.parameters()).fill_(float("nan"))
-    with pytest.raises(NonFiniteLoss, match="step 1: loss nan"):
-        train_one_epoch(model, batches, optimizer, RestorationLoss(), cfg, torch.device("cpu"), scaler, "", False)
+        next(run.model.parameters()).fill_(float("nan"))
+    with pytest.raises(UserError, match="training diverged in epoch 5 \\(step 1: loss nan"):
+        run.train_epoch(5)

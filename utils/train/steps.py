@@ -1,8 +1,9 @@
-"""One epoch's pieces: the seeded loader, the optimiser, a training pass and the validation score."""
+"""One epoch's pieces: the seeded loader, the optimiser, the validation score and the failures told in one sentence."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -11,20 +12,18 @@ from torch.utils.data.distributed import DistributedSampler
 
 from utils.core.distributed import Dist
 from utils.core.errors import fail, one_line
-from utils.core.log import progress_bar
-from utils.core.runtime import autocast
 from utils.data.augment import build_augmentation
 from utils.data.datasets import FixedLengthSampler, PatchDataset, SeededSampler
 from utils.data.images import from_uint8, read_rgb, to_uint8
 from utils.infer.restorer import Restorer
 from utils.infer.tiling import restore_image
-from utils.metrics import AverageMeter, psnr_tensor, psnr_uint8
+from utils.metrics import psnr_uint8
 from utils.recipe import recipe_for
 from utils.train.config import OPTIMIZERS, TrainConfig
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """A step's loss or gradient norm is not finite: the weights would be ruined by the update."""
 
 
 def make_loader(cfg: TrainConfig, pairs, aug_version: int, epoch: int, d: Dist, device: torch.device) -> DataLoader:
@@ -80,53 +79,13 @@ def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.devi
     return float(np.mean(scores))
 
 
-def train_one_epoch(
-    model: torch.nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    criterion: torch.nn.Module,
-    cfg: TrainConfig,
-    device: torch.device,
-    scaler: torch.amp.GradScaler,
-    bar_desc: str,
-    show: bool,
-) -> tuple[AverageMeter, AverageMeter]:
-    """One pass over the loader; returns this process's loss and PSNR meters. Raises NonFiniteLoss."""
-    model.train()
-    loss_meter, psnr_meter = AverageMeter(), AverageMeter()
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    bar = progress_bar(loader, desc=bar_desc, unit="batch", leave=False, show=show)
-    for step, (images, targets) in enumerate(bar):
-        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
-        targets = targets.to(device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, cfg.amp):
-            outputs = model(images)
-        outputs = [o.float() for o in outputs]
-        loss = criterion(outputs, targets)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clipping)
-        psnr = psnr_tensor(outputs[1].detach(), targets)
-        # The step's one host synchronisation: the finiteness check needs its values before the update.
-        loss_value, norm_value, psnr_value = torch.stack([loss.detach(), grad_norm, psnr]).float().tolist()
-        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-            raise NonFiniteLoss(f"step {step + 1}: loss {loss_value}, gradient norm {norm_value}")
-        scaler.step(optimizer)
-        scaler.update()
-        n = images.shape[0]
-        loss_meter.update(loss_value, n)
-        psnr_meter.update(psnr_value, n)
-        bar.set_postfix(loss=f"{loss_meter.avg:.4f}", psnr=f"{psnr_meter.avg:.2f}")
-    return loss_meter, psnr_meter
-
-
-def train_pass(model, loader, optimizer, criterion, cfg: TrainConfig, device, scaler, bar_desc: str, show: bool,
-               epoch: int) -> tuple[AverageMeter, AverageMeter]:  # fmt: skip
-    """``train_one_epoch``, with its failures (divergence, a dead worker or process) told in one sentence."""
+@contextmanager
+def epoch_failures(cfg: TrainConfig, epoch: int) -> Iterator[None]:
+    """The ways an epoch fails that a user can act on (divergence, a dead loading worker or torchrun process),
+    each told in one sentence that says what ``last.pth`` keeps and how to go on."""
     exp = cfg.exp_dir
     try:
-        return train_one_epoch(model, loader, optimizer, criterion, cfg, device, scaler, bar_desc, show)
+        yield
     except NonFiniteLoss as err:
         fail(
             f"training diverged in epoch {epoch} ({err}); {exp / 'last.pth'} keeps epoch {epoch - 1}. "

@@ -13,13 +13,12 @@ same path as an uninterrupted one.
 from __future__ import annotations
 
 import csv
-import json
+import math
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -30,20 +29,19 @@ from utils.core.checkpoint import (
 )
 from utils.core.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.core.errors import fail, reported_write
-from utils.core.log import get_logger
+from utils.core.log import get_logger, progress_bar
 from utils.core.manifest import write_manifest
 from utils.core.outputs import staged_dir
-from utils.core.runtime import amp_dtype, configure_cuda, rng_state, seed_everything, set_rng_state
+from utils.core.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.core.tables import write_csv
 from utils.data.augment import aug_version_at, parse_aug_schedule
-from utils.data.images import read_rgb
-from utils.data.layout import INFO_FILE
-from utils.metrics import psnr_uint8
+from utils.metrics import AverageMeter, psnr_tensor
 from utils.train.checks import check_data, check_run_folder, hold_run_locks, run_files, starting_weights
 from utils.train.config import TrainConfig, check_config
 from utils.train.losses import RestorationLoss
 from utils.train.resume import TrainState, merge_resumed, read_resume_state
-from utils.train.steps import build_optimizer, make_loader, train_pass, validate
+from utils.train.run_log import log_start
+from utils.train.steps import NonFiniteLoss, build_optimizer, epoch_failures, make_loader, validate
 
 METRIC_COLUMNS = ["epoch", "lr", "aug_version", "train_loss", "train_psnr", "val_psnr", "seconds"]
 
@@ -122,7 +120,7 @@ class Run:
             self.logger = get_logger("hinet.train", enabled=False)
         elif resume is not None:
             self.logger = get_logger("hinet.train", cfg.exp_dir / "log.log")
-            self._log_start(resume, resume_notes, model_note)
+            log_start(self, resume is not None, resume_notes, model_note)
             self.logger.info(
                 f"resumed after epoch {self.state.epoch} (best {self.state.best_psnr:.4f} dB at epoch {self.state.best_epoch})"
             )
@@ -132,7 +130,7 @@ class Run:
                 cfg.exp_dir, "run", "main.py", cfg.overwrite
             ) as stage:  # an earlier run stays until this succeeds
                 self.logger = get_logger("hinet.train", stage / "log.log")
-                self._log_start(resume, resume_notes, model_note)
+                log_start(self, resume is not None, resume_notes, model_note)
                 save_checkpoint(self.checkpoint(0, aug_version_at(self.aug_schedule, 1)), stage / "last.pth")
 
     def record(self) -> None:
@@ -165,30 +163,6 @@ class Run:
             load_weights(model, state, self.cfg.pretrained_path)
         return model, note
 
-    def _log_start(self, resume: dict | None, resume_notes: list[str], model_note: str) -> None:
-        cfg, d, log = self.cfg, self.d, self.logger
-        if cfg.amp and self.device.type == "cpu":
-            log.info("--amp on the CPU uses bf16 autocast")
-        info_file = cfg.patch_dir / INFO_FILE
-        patches = json.loads(info_file.read_text())["patches_per_crop"] if info_file.is_file() else "no patch_info.json"
-        backend = f" ({d.backend})" if d.backend else ""
-        log.info(
-            f"run {cfg.exp_dir}: {len(self.train_pairs)} training patches {patches}, {len(self.val_pairs)} validation "
-            f"images, {d.world} process(es) on {self.device}{backend}"
-        )
-        log.info("config: " + json.dumps(asdict(cfg)))
-        for note in resume_notes:
-            log.info(note)
-        if resume is None and cfg.epochs <= 6:
-            log.warning(
-                f"epoch 1 trains at learning rate 0 (the 3-epoch warm-up starts at 0, as the original did); "
-                f"with --epochs {cfg.epochs} that is a large share of the run"
-            )
-        if d.main:
-            baseline = np.mean([psnr_uint8(read_rgb(p.input), read_rgb(p.target)) for p in self.val_pairs])
-            log.info(f"validation PSNR of the unrestored inputs: {baseline:.4f} dB (the score to beat)")
-        (log.warning if "not found" in model_note else log.info)(model_note)
-
     def _earlier_rows(self) -> list[dict]:
         metrics_file = self.cfg.exp_dir / "metrics.csv"
         if not (self.d.main and metrics_file.is_file()):
@@ -211,7 +185,7 @@ class Run:
             "rng": rng_state(),
         }
 
-    def loop(self) -> dict:
+    def loop(self) -> TrainResult:
         cfg, state = self.cfg, self.state
         last = cfg.epochs if cfg.run_epochs is None else min(cfg.epochs, state.epoch + cfg.run_epochs)
         start, epoch = time.time(), state.epoch + 1
@@ -233,22 +207,47 @@ class Run:
         return self.summary((time.time() - start) / 60)
 
     def train_epoch(self, epoch: int) -> tuple[float, int, list[float]]:
-        """Set the epoch's learning rate and augmentation, train one pass; (lr, version, [loss, PSNR])."""
-        cfg = self.cfg
-        if self.schedule.is_restart(epoch):
-            self.optimizer = build_optimizer(cfg, self.model, self.schedule(epoch))
-            self.logger.info(f"epoch {epoch}: fresh {cfg.optimizer}, schedule restarts at {cfg.restart_lr:g}")
-        lr = self.schedule(epoch)
-        for group in self.optimizer.param_groups:
+        """One pass over the epoch's batches at its learning rate and augmentation; (lr, version, [loss, PSNR])."""
+        cfg, device, optimizer = self.cfg, self.device, self._epoch_optimizer(epoch)
+        lr, aug_version = self.schedule(epoch), aug_version_at(self.aug_schedule, epoch)
+        for group in optimizer.param_groups:
             group["lr"] = lr
-        aug_version = aug_version_at(self.aug_schedule, epoch)
-        loader = make_loader(cfg, self.train_pairs, aug_version, epoch, self.d, self.device)
+        loader = make_loader(cfg, self.train_pairs, aug_version, epoch, self.d, device)
         desc = f"epoch {epoch}/{cfg.epochs} lr {lr:.2e} aug v{aug_version}"
-        show = self.d.main and cfg.progress
-        meters = train_pass(
-            self.net, loader, self.optimizer, self.criterion, cfg, self.device, self.scaler, desc, show, epoch
-        )
-        return lr, aug_version, reduce_means(list(meters), self.d, self.device)
+        bar = progress_bar(loader, desc=desc, unit="batch", leave=False, show=self.d.main and cfg.progress)
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        losses, psnrs = AverageMeter(), AverageMeter()
+        self.net.train()
+        with epoch_failures(cfg, epoch):
+            for step, (images, targets) in enumerate(bar):
+                images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+                targets = targets.to(device, non_blocking=True)
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(device, cfg.amp):
+                    outputs = self.net(images)
+                outputs = [o.float() for o in outputs]
+                loss = self.criterion(outputs, targets)
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(optimizer)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clipping)
+                psnr = psnr_tensor(outputs[1].detach(), targets)
+                # The step's one host synchronisation: the finiteness check needs its values before the update.
+                loss_value, norm_value, psnr_value = torch.stack([loss.detach(), grad_norm, psnr]).float().tolist()
+                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                    raise NonFiniteLoss(f"step {step + 1}: loss {loss_value}, gradient norm {norm_value}")
+                self.scaler.step(optimizer)
+                self.scaler.update()
+                losses.update(loss_value, images.shape[0])
+                psnrs.update(psnr_value, images.shape[0])
+                bar.set_postfix(loss=f"{losses.avg:.4f}", psnr=f"{psnrs.avg:.2f}")
+        return lr, aug_version, reduce_means([losses, psnrs], self.d, device)
+
+    def _epoch_optimizer(self, epoch: int) -> torch.optim.Optimizer:
+        """The optimiser, made afresh at the recipe's restart epoch."""
+        if self.schedule.is_restart(epoch):
+            self.optimizer = build_optimizer(self.cfg, self.model, self.schedule(epoch))
+            self.logger.info(f"epoch {epoch}: fresh {self.cfg.optimizer}, schedule restarts at {self.cfg.restart_lr:g}")
+        return self.optimizer
 
     def end_epoch(self, epoch: int, lr: float, aug_version: int, losses: list[float], t0: float) -> bool:
         """Rank 0: validate, keep the best, write metrics, curves and ``last.pth``; True to stop early."""
