@@ -126,6 +126,17 @@ class HINetConfig:
         return 2 ** (self.depth - 1)
 
 
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``image`` (N, C, H, W) reflect-padded at the bottom and right to multiples of ``multiple`` (zero
+    padding would put a dark frame into the statistics); the tensor itself where no padding is needed."""
+    height, width = image.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if not (pad_h or pad_w):
+        return image
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    return nn.functional.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+
+
 class HINet(nn.Module):
     """Two-stage HINet returning ``[stage1, stage2]`` (through a sigmoid by default); the restored image is the second.
 
@@ -166,6 +177,14 @@ class HINet(nn.Module):
         self.last = nn.Conv2d(prev, in_chn, 3, padding=1)
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Both stages' outputs for images of any height and width: padded here to the size multiple (each
+        level halves them) and cropped back, so that no caller needs to know the multiple."""
+        height, width = image.shape[-2:]
+        padded = pad_to_multiple(image, self.config.size_multiple)
+        outputs = self._stages(padded)
+        return outputs if padded is image else [out[..., :height, :width] for out in outputs]
+
+    def _stages(self, image: torch.Tensor) -> list[torch.Tensor]:
         x1 = self.conv_01(image)
         encs = []
         for down in self.down_path_1[:-1]:

@@ -51,34 +51,33 @@ def test_local_statistics_wider_than_the_image_leave_the_whole_image_pass_unchan
     model = tiny_model(hin_position_left=0, hin_position_right=1)  # HIN on levels 0 and 1
     image = torch.rand(3, 40, 56)
     with torch.no_grad():
-        plain = restore_whole(lambda b: model(b)[1], image, model.config.size_multiple)
+        plain = restore_whole(lambda b: model(b)[1], image)
         local = copy.deepcopy(model)
         use_local_stats(local, base_size=64)
         assert isinstance(local.down_path_1[1].norm, LocalInstanceNorm) and local.down_path_1[1].norm.window == 32
-        wide = restore_whole(lambda b: local(b)[1], image, model.config.size_multiple)
+        wide = restore_whole(lambda b: local(b)[1], image)
         use_local_stats(local, base_size=16)
-        narrow = restore_whole(lambda b: local(b)[1], image, model.config.size_multiple)
+        narrow = restore_whole(lambda b: local(b)[1], image)
     assert torch.allclose(wide, plain, atol=1e-5)
     assert (narrow - plain).abs().max() > 1e-3  # a window smaller than the image changes the result
 
 
-def test_full_mode_is_one_padded_pass():
+def test_full_mode_is_one_pass_that_the_model_pads_itself():
     model = tiny_model()
     image = torch.rand(3, 37, 45)  # not a multiple of the size multiple (4)
     calls = []
 
-    class Predict:
-        size_multiple = model.config.size_multiple  # as Restorer states it
-
-        def __call__(self, batch):
-            calls.append(batch.shape)
-            return model(batch)[1]
+    def predict(batch):
+        calls.append(batch.shape)
+        return model(batch)[1]
 
     with torch.no_grad():
-        out = restore_image(Predict(), image, 32, 8, 4, "full")
-        padded = F.pad(image[None], (0, 3, 0, 3), mode="reflect")
+        out = restore_image(predict, image, 32, 8, 4, "full")
+        padded = F.pad(image[None], (0, 3, 0, 3), mode="reflect")  # what the model does inside
         want = model(padded)[1][0, :, :37, :45]
-    assert calls == [torch.Size([1, 3, 40, 48])] and torch.allclose(out, want, atol=1e-6)
+        whole = model(torch.rand(2, 3, 40, 48))
+    assert calls == [torch.Size([1, 3, 37, 45])] and torch.equal(out, want)
+    assert [o.shape for o in whole] == [torch.Size([2, 3, 40, 48])] * 2  # a multiple: nothing padded or cut
     assert count_tiles(37, 45, 32, 8, "full") == 1 and tile_starts(37, 32, 8, "full") == [0]
     with torch.no_grad():
         tta = restore_image(lambda b: model(b)[1], image, 32, 8, 4, "full", tta=True)

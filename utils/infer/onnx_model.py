@@ -251,7 +251,6 @@ class OnnxRestorer:
         self.tile = meta["tile"]
         self.config = HINetConfig.from_dict(meta["model_config"])
         check_io(self.session, self.path, self.tile)
-        self.size_multiple = self.tile  # only whole tiles: a whole image cannot be one pass
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

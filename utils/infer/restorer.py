@@ -22,8 +22,6 @@ class Restorer:
         self.amp = amp
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(device).eval().to(memory_format=self.memory_format)
-        config = getattr(model, "config", None)  # a whole image is padded to this multiple (--tile_mode full)
-        self.size_multiple = config.size_multiple if config is not None else 16
         if compile:  # pays on long runs: tens of seconds of compilation against faster tiles (README)
             self.model = torch.compile(self.model)
 

@@ -180,7 +180,7 @@ def restore_image(
     for k, flip in variants:
         variant = _forward_variant(image, k, flip)
         if mode == "full":
-            restored = restore_whole(predict, variant, getattr(predict, "size_multiple", 16), on_batch)
+            restored = restore_whole(predict, variant, on_batch)
         else:
             restored = restore_tiled(predict, variant, tile, stride, batch_size, mode, on_batch, blend)
         restored = _inverse_variant(restored, k, flip)
@@ -191,18 +191,10 @@ def restore_image(
 def restore_whole(
     predict: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
-    multiple: int,
     on_batch: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """The whole (C, H, W) image in one forward pass, reflect-padded at the bottom and right to the
-    network's size multiple (zero padding would put a dark frame into the statistics)."""
-    height, width = image.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    padded = image[None]
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        padded = torch.nn.functional.pad(padded, (0, pad_w, 0, pad_h), mode=mode)
-    out = predict(padded).float()[0, :, :height, :width]
+    """The whole (C, H, W) image in one forward pass (the model pads it to its size multiple itself)."""
+    out = predict(image[None]).float()[0]
     if on_batch is not None:
         on_batch(1)
     return out
