@@ -13,6 +13,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -298,3 +300,22 @@ def test_a_manifest_that_is_no_file_or_no_record_is_refused_without_waiting(tmp_
     with pytest.raises(UserError, match="holds '.*', which this project did not write there"):
         check_output_folder(out, "--output_dir", True, "submission")
     assert (out / "a.png").read_bytes() == b"ours"
+
+
+def test_a_signal_during_the_swap_waits_until_the_swap_is_done(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    with staged_dir(out, "submission", "test.py", False) as stage:
+        (stage / "a.png").write_bytes(b"old")
+    swap = outputs._swap
+
+    def interrupted(*args):  # Ctrl-C reaches another thread of the process half-way through the swap
+        sender = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+        sender.start()
+        sender.join()
+        time.sleep(0.05)
+        swap(*args)
+
+    monkeypatch.setattr(outputs, "_swap", interrupted)
+    with pytest.raises(KeyboardInterrupt), staged_dir(out, "submission", "test.py", True) as stage:
+        (stage / "a.png").write_bytes(b"new")
+    assert (out / "a.png").read_bytes() == b"new" and sorted(os.listdir(tmp_path)) == ["out"]

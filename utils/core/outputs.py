@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,7 +116,33 @@ def put_in_place(stage: Path, path: Path, kind: str, overwrite: bool) -> None:
         fail(f"{path} {problem}; nothing was replaced.")  # it appeared or changed while we worked: keep it
     if has_files(path) and not overwrite:
         fail(f"{path} appeared while this run worked; nothing was replaced, pass --overwrite or choose another folder.")
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    with signals_held():
+        _move_into_place(stage, path, kind)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done, then interrupt as usual. Handlers, not a signal mask:
+    a mask holds one thread only, and a signal that another (onnxruntime's, say) receives still runs the
+    main thread's handler."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in _HELD}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt
+
+
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+def _move_into_place(stage: Path, path: Path, kind: str) -> None:
     try:
         if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
             path.rmdir()  # an empty folder holds nothing to keep
@@ -128,8 +155,6 @@ def put_in_place(stage: Path, path: Path, kind: str, overwrite: bool) -> None:
         _swap(stage, path, kind)
     except FileExistsError:
         fail(f"{path} appeared while this run worked; nothing was replaced, choose another folder or run again.")
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _swap(stage: Path, path: Path, kind: str) -> None:
