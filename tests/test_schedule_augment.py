@@ -100,3 +100,11 @@ def test_every_training_setting_says_what_resume_does_with_it():
     assert len(notes) == 1 and notes[0].startswith("changed on resume: --epochs 10 -> 20 (the cosine schedule")
     with pytest.raises(UserError, match=r"--wf 16 \(the run has 8\)"):
         merge_resumed(TrainConfig(wf=16), stored, {"wf"})
+
+
+def test_a_seed_numpy_cannot_take_is_refused_as_a_setting():
+    from utils.core.settings import check_ranges
+
+    assert check_ranges(TrainConfig(seed=-1)) == ["--seed must not be negative (got -1)"]
+    assert check_ranges(TrainConfig(seed=2**32)) == [f"--seed must be at most {2**32 - 1} (got {2**32})"]
+    assert check_ranges(TrainConfig(seed=2**32 - 1)) == []

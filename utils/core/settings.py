@@ -19,6 +19,7 @@ def setting(
     help: str,
     *,
     minimum: float | None = None,
+    maximum: float | None = None,
     positive: bool = False,
     choices: typing.Iterable[str] | None = None,
     shown: str | None = None,
@@ -30,7 +31,7 @@ def setting(
 ) -> Any:
     """A dataclass field that is also a command-line flag.
 
-    ``minimum``: smallest allowed value; ``positive``: a finite number above zero;
+    ``minimum``, ``maximum``: smallest and largest allowed values; ``positive``: a finite number above zero;
     ``choices``: the allowed values; ``shown``: the default as the README shows it;
     ``new``: not a flag of the original (marked so in the README); ``flag``: a flag name
     other than the field's. A boolean that defaults to true becomes ``--no_<name>``.
@@ -39,7 +40,7 @@ def setting(
     ``recipe``: the column of the per-size recipe (``utils.recipe.SizeRecipe``) that a value of None
     takes (``fill_from_recipe``).
     """
-    meta = {"help": help, "minimum": minimum, "positive": positive, "choices": tuple(choices or ()) or None,
+    meta = {"help": help, "minimum": minimum, "maximum": maximum, "positive": positive, "choices": tuple(choices or ()) or None,
             "shown": shown, "new": new, "flag": flag, "resume": resume, "resume_note": resume_note, "recipe": recipe}  # fmt: skip
     return field(default=default, metadata=meta)
 
@@ -122,6 +123,9 @@ def _problem(name: str, value: Any, meta: typing.Mapping) -> str | None:
         return f"{flag} {value} is not available; choose one of {', '.join(meta['choices'])}"
     if meta.get("positive") and not (math.isfinite(value) and value > 0):
         return f"{flag} must be a positive number (got {value})"
+    maximum = meta.get("maximum")
+    if maximum is not None and value > maximum:
+        return f"{flag} must be at most {maximum} (got {value})"
     minimum = meta.get("minimum")
     if minimum is None:
         return None

@@ -75,7 +75,9 @@ class TrainConfig:
         resume="fixed",
     )
     clipping: float = setting(1.0, "gradient-norm clipping", positive=True, resume="fixed")
-    seed: int = setting(42, "seed of weights, data order and augmentation", resume="fixed")
+    seed: int = setting(
+        42, "seed of weights, data order and augmentation", minimum=0, maximum=2**32 - 1, resume="fixed"
+    )
     patience: int = setting(
         30,
         "early stop after this many epochs without improvement",
