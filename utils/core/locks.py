@@ -63,6 +63,11 @@ _RECORD_KEYS = {"pid", "host", "since", "command"}
 _MAX_RECORD = 4096
 
 
+def _record_text(fd: int) -> str:
+    """What a lock file holds, read once as far as a record can reach (one byte more tells a longer file)."""
+    return os.pread(fd, _MAX_RECORD + 1, 0).decode(errors="replace")
+
+
 def _is_record(text: str) -> bool:
     """Empty, or the record ``output_lock`` writes: a lock file of this project, never a user's file."""
     try:
@@ -83,7 +88,7 @@ def _open_lock(path: Path, shared: bool) -> int | None:
             return _open_existing_lock(path)
         reason = "a read-only file system" if err.errno == errno.EROFS else (err.strerror or one_line(err))
         fail(f"cannot write beside {path.parent} ({reason}); choose a folder this user can write.")
-    if not _is_record(os.pread(fd, _MAX_RECORD + 1, 0).decode(errors="replace")):
+    if not _is_record(_record_text(fd)):
         os.close(fd)
         fail(f"{path} is not a lock file of this project (it holds other data); move it away, then run again.")
     return fd
@@ -106,7 +111,7 @@ def _take(path: Path, shared: bool) -> tuple[int | None, str]:
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _holder(os.pread(fd, _MAX_RECORD, 0).decode(errors="replace"))
+            holder = _holder(_record_text(fd))
             os.close(fd)
             return -1, holder
         try:
@@ -197,7 +202,7 @@ def lock_state(path: Path) -> str | None:
     except OSError:
         return None
     try:
-        if not _is_record(os.pread(fd, _MAX_RECORD + 1, 0).decode(errors="replace")):
+        if not _is_record(_record_text(fd)):
             return None
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return "stale"
@@ -214,7 +219,7 @@ def lock_holder(path: Path) -> str:
     except OSError:
         return "another process"
     try:
-        return _holder(os.pread(fd, _MAX_RECORD, 0).decode(errors="replace"))
+        return _holder(_record_text(fd))
     finally:
         os.close(fd)
 
