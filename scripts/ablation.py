@@ -22,6 +22,7 @@ import csv
 import json
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.core.locks import atomic_path, output_lock
 from utils.core.manifest import read_manifest, write_manifest
-from utils.core.outputs import check_output_folder, staged_dir
+from utils.core.owned import Output, owned_output
 from utils.core.settings import add_settings, from_args, given_settings
 
 SETTINGS_FILE = "study.json"
@@ -112,10 +113,12 @@ def ensure_data(data: Path, python: str) -> None:
         run([python, "-m", "scripts.flare_data", "--root", str(data), *DATA_FLAGS, "--no_progress"])
 
 
-def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) -> Study:
-    """A new study in ``out``, or the one there with the same settings (continued); others are refused."""
+def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool, held: ExitStack) -> Study:
+    """A new study in ``out``, or the one there with the same settings (continued); others are refused. Its
+    lock joins ``held``: the study goes on writing in place."""
     stored_file = out / SETTINGS_FILE
     if stored_file.is_file() and not overwrite and read_manifest(out) is not None:
+        held.enter_context(output_lock(out, "--out"))
         stored = json.loads(stored_file.read_text())
         now = json.loads(json.dumps(asdict(settings)))
         if stored != now:
@@ -130,8 +133,8 @@ def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool) 
                 rows = list(csv.DictReader(fh))
         print(f"continuing the study in {out}: {len(rows)} finished run(s) are kept")
         return Study(settings, data, out, rows)
-    check_output_folder(out, "--out", overwrite, "study", {"data folder": data})
-    with staged_dir(out, "study", "scripts.ablation", overwrite) as stage:  # an earlier study stays until this succeeds
+    study = Output(out, "study", "--out", "scripts.ablation", overwrite, {"data folder": data})
+    with owned_output(study, hold=held) as stage:  # an earlier study stays until this succeeds
         (stage / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1))
     return Study(settings, data, out, [])
 
@@ -221,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             f"the study would run nothing: {why} skipped, as their crops do not fit the training images in "
             f"{data / 'train_original'} ({side}); use larger images or other --growths."
         )
-    with output_lock(out, "--out"):
-        study = open_study(settings, data, out, args.overwrite)
+    with ExitStack() as held:
+        study = open_study(settings, data, out, args.overwrite, held)
         study.verbose = args.verbose
         started = time.time()
         run_study(study, variants)

@@ -25,7 +25,7 @@ import torch
 from scripts.commands import run
 from scripts.flare_data import check_demo_folders
 from utils.core.cli import run_cli
-from utils.core.errors import fail
+from utils.core.owned import Output, check_output, owned_output
 from utils.data.images import list_images, read_rgb
 from utils.infer.inputs import submission_name
 from utils.recipe import RECIPE
@@ -53,11 +53,27 @@ def check_ownership(data: Path, weights: Path) -> None:
     """Refuse to overwrite a user's own data or checkpoints, before the first step."""
     check_demo_folders(data, overwrite=True)
     for size in SIZES:
-        ckpt = weights / f"{size}_best.pth"
-        if ckpt.is_file():
-            tag = torch.load(ckpt, map_location="cpu", weights_only=True).get("config", {}).get("tag")
-            if tag != DEMO_TAG:
-                fail(f"{ckpt} is not a demo checkpoint; move it away before running the demo.")
+        check_output(demo_checkpoint(weights, size))
+
+
+def demo_checkpoint(weights: Path, size: int) -> Output:
+    """``weights/<size>_best.pth``, which the demo replaces only where an earlier demo wrote it."""
+    return Output(weights / f"{size}_best.pth", "a demo checkpoint", "weights", "scripts.demo", True, ours=_tagged)
+
+
+def install_checkpoint(src: Path, weights: Path, size: int) -> None:
+    """Copy a demo run's best checkpoint into ``weights/``, where test.py looks by default."""
+    print(f"\n$ cp {src} {weights / src.name}")
+    with owned_output(demo_checkpoint(weights, size)) as copy:
+        shutil.copyfile(src, copy)
+
+
+def _tagged(path: Path) -> bool:
+    try:
+        config = torch.load(path, map_location="cpu", weights_only=True).get("config", {})
+    except Exception:  # not a checkpoint at all, so not the demo's
+        return False
+    return isinstance(config, dict) and config.get("tag") == DEMO_TAG
 
 
 def comparison(root: Path, restored: Path, out: Path, model: str = "restored", target: str = "clean target",
@@ -131,11 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         init = "none" if s["continues"] is None else str(best(s["continues"]))
         run([py, "main.py", "--img_size", str(size), "--exp_num", str(s["exp"]), "--epochs", str(epochs), *TRAIN_FLAGS,
              "--pretrained_path", init, "--initial_lr", s["lr"], "--device", args.device, "--overwrite"])  # fmt: skip
-    weights.mkdir(exist_ok=True)
     for size in SIZES:
-        src = best(size)
-        print(f"\n$ cp {src} {weights / src.name}")
-        shutil.copy(src, weights / src.name)
+        install_checkpoint(best(size), weights, size)
     evaluate = [py, "test.py", "--eval_dir", "data/test_label_img", "--device", args.device, "--overwrite"]
     run([*evaluate, "--output_dir", str(results / "submission_original")])
     run([*evaluate, "--blend", "window", "--fit_weights"])

@@ -18,9 +18,8 @@ from pathlib import Path
 
 from utils.core.checkpoint import stored_patch_size
 from utils.core.cli import run_cli
-from utils.core.errors import fail, reported_write
-from utils.core.locks import output_lock
-from utils.infer.onnx_model import TOLERANCE, export_onnx, is_export
+from utils.core.errors import fail
+from utils.infer.onnx_model import TOLERANCE, export_onnx
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,22 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--output {output} must end in .onnx, so that test.py --backend onnxruntime knows it for one.")
     if output.resolve() == weights.resolve():
         fail(f"--output {output} is the checkpoint itself; choose another name.")
-    blocker = next((p for p in output.absolute().parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        fail(f"--output {output} lies under {blocker}, which is a file, not a folder; choose another --output.")
-    with reported_write(output), output_lock(output, "--output"):  # made parent folders go with the lock
-        if output.exists() and not args.overwrite:
-            fail(f"{output} already exists; pass --overwrite to replace it, or another --output.")
-        if output.exists() and not is_export(output):
-            fail(
-                f"{output} is not an ONNX export of this project, so --overwrite leaves it alone; choose another --output."
-            )
-        tile = args.tile if args.tile is not None else stored_patch_size(weights)
-        if tile is None:
-            fail(
-                f"{weights} does not store the patch size it was trained on; pass --tile (256 or 352 for the original's)."
-            )
-        gap = export_onnx(weights, tile, output)
+    tile = args.tile if args.tile is not None else stored_patch_size(weights)
+    if tile is None:
+        fail(f"{weights} does not store the patch size it was trained on; pass --tile (256 or 352 for the original's).")
+    gap = export_onnx(weights, tile, output, args.overwrite)
     print(
         f"{output}: tiles of {tile} pixels, any batch; onnxruntime within {gap:.1e} of PyTorch (allowed {TOLERANCE:g})"
     )

@@ -47,7 +47,7 @@ from utils.core.errors import fail, one_line
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
 from utils.core.manifest import outputs_below, ownership_problem, read_manifest, remove_output
-from utils.core.outputs import check_output_folder, staged_dir
+from utils.core.owned import Output, check_output, owned_output
 from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
 from utils.data.layout import TEST_INPUT, TEST_LABEL, TEST_MASKS, TRAIN_ORIGINAL
 from utils.data.workers import WorkerDied
@@ -123,7 +123,7 @@ def check_demo_folders(root: Path, overwrite: bool, protected: dict | None = Non
     """The data set replaces only one this project made (its test masks included) and the patch sets cut from it,
     never a user's data; returns those patch sets (removed with the data set they came from)."""
     for folder in (*DEMO_FOLDERS, TEST_MASKS):
-        check_output_folder(root / folder, "output folder", overwrite, KIND, protected)
+        check_output(data_folder(root / folder, overwrite, protected))
     patch_sets, problem = outputs_below(root / "train", "patches") if (root / "train").is_dir() else ([], None)
     if problem:
         fail(f"{problem}; move it away or choose another --root (only what this project made is replaced).")
@@ -132,6 +132,11 @@ def check_demo_folders(root: Path, overwrite: bool, protected: dict | None = Non
             f"{root / 'train'} holds patches of data this project did not make; move it away or choose another --root."
         )
     return patch_sets
+
+
+def data_folder(path: Path, overwrite: bool, protected: dict | None = None) -> Output:
+    """A folder of the data set as an owned output: only a data set this command made is replaced."""
+    return Output(path, KIND, "output folder", WRITTEN_BY, overwrite, protected or {})
 
 
 def output_folders(root: Path, masks: bool) -> list[Path]:
@@ -187,14 +192,11 @@ def _build(root: Path, job: dict, stale: list[Path], patch_sets: list[Path]) -> 
     earlier set's patch sets removed (only the outputs themselves: the folders around them may be a user's)."""
     masks, psf, progress = job["masks"], job["psf"], job["progress"]
     with ExitStack() as stack:
-        for path in [*output_folders(root, masks), *stale, *patch_sets]:
+        for path in [*stale, *patch_sets]:  # removed, not replaced: locked so that no run reads them meanwhile
             stack.enter_context(output_lock(path, "output folder" if path.parent == root else "patch folder"))
         if stale and ownership_problem(stale[0], KIND):
             fail(f"{stale[0]} changed while this run started; move it away or run again.")
-        stages = {
-            p.name: stack.enter_context(staged_dir(p, KIND, WRITTEN_BY, job["overwrite"]))
-            for p in output_folders(root, masks)
-        }
+        stages = {p.name: stack.enter_context(owned_output(data_folder(p, job["overwrite"]))) for p in output_folders(root, masks)}  # fmt: skip
         with progress_bar(total=psf.count, desc="PSF bank", unit="psf", show=progress) as bar:
             bank = load_or_compute(job["cache"], psf, job["seed"], job["workers"], lambda it: _counting(it, bar))
         photos = {} if job["user"] is not None else {name: load_photo(name) for name in PHOTOS}

@@ -14,7 +14,6 @@ Everything but the packed checkpoint goes to ``--root``; the commands are printe
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +26,8 @@ from scripts.commands import run
 from scripts.demo import comparison
 from utils.core.checkpoint import pack_checkpoint, read_checkpoint
 from utils.core.cli import run_cli
-from utils.core.errors import fail
+from utils.core.errors import UserError
+from utils.core.owned import Output, check_output, owned_output
 from utils.infer.keep_lights import light_cores
 
 STARTER = Path("pretrained") / "hinet_flare_starter.pth"
@@ -117,33 +117,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def check_output(output: Path, overwrite: bool) -> None:
-    """Before the first command of a pipeline of hours: ``--output`` is a file that can be written, and one that
-    exists is replaced only with ``--overwrite`` and only if this command packed it."""
-    if output.is_dir():
-        fail(f"--output {output} is a folder; give the checkpoint file to write, such as {output / STARTER.name}.")
-    blocker = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        fail(f"--output {output} lies under {blocker}, which is a file, not a folder; choose another --output.")
-    folder = next(p for p in (output.parent.absolute(), *output.parent.absolute().parents) if p.exists())
-    if not os.access(folder, os.W_OK | os.X_OK):
-        fail(f"--output {output} cannot be written (no write permission in {folder}); choose another --output.")
-    if output.exists() and not overwrite:
-        fail(f"{output} already exists; pass --overwrite to replace it, or another --output.")
-    if output.exists() and "card" not in read_checkpoint(output):
-        fail(f"{output} is not a model this command packed, so --overwrite leaves it alone; choose another --output.")
+def packed_model(output: Path, overwrite: bool) -> Output:
+    """``--output``: checked before the first command of a pipeline of hours, written only at its end, and
+    replaced only with ``--overwrite`` and only if this command packed it (its model card says so)."""
+    return Output(output, "a model this command packed", "--output", "scripts.starter", overwrite, ours=_has_card)
+
+
+def _has_card(path: Path) -> bool:
+    try:
+        return "card" in read_checkpoint(path)
+    except UserError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile, root, output = PROFILES[args.profile], Path(args.root), Path(args.output)
-    check_output(output, args.overwrite)
+    check_output(packed_model(output, args.overwrite))
     start = time.time()
     for cmd in commands(profile, root, args.device):
         run(cmd)
     minutes = (time.time() - start) / 60
     card = {"profile": args.profile, **asdict(profile), "minutes": round(minutes, 1)}
-    pack_checkpoint(root / "runs" / "001" / "256_best.pth", output, card)
+    with owned_output(packed_model(output, args.overwrite)) as packed:
+        pack_checkpoint(root / "runs" / "001" / "256_best.pth", packed, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")
     evaluate(output, root, args.device)
     comparison(root, root / "eval" / "restored", Path("sample") / "starter_comparison.png", model="starter",

@@ -55,9 +55,8 @@ def test_the_demo_continues_its_352_model_from_its_256_model(monkeypatch):
     random weights and the 352 run from the checkpoint the 256 run leaves."""
     commands = []
     monkeypatch.setattr(demo, "run", lambda cmd, **_: commands.append([str(c) for c in cmd[1:]]))
-    for name in ("check_ownership", "comparison", "print_comparison"):
+    for name in ("check_ownership", "install_checkpoint", "comparison", "print_comparison"):
         monkeypatch.setattr(demo, name, lambda *a, **k: None)
-    monkeypatch.setattr(demo.shutil, "copy", lambda *a: None)
     demo.main([])
     trainings = {c[c.index("--img_size") + 1]: c for c in commands if c[0] == "main.py"}
     assert set(trainings) == {"256", "352"}

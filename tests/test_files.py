@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,8 @@ from conftest import hold_lock
 from utils.core.errors import UserError
 from utils.core.locks import atomic_path, lock_path, output_lock, remove_stale
 from utils.core.manifest import MANIFEST, has_files, ownership_problem, read_manifest, remove_output, write_manifest
-from utils.core.outputs import check_output_folder, staged_dir
+from utils.core.outputs import staged_dir
+from utils.core.owned import Output, check_output
 
 
 def _stage(target, *names, kind="submission"):
@@ -73,7 +75,7 @@ def test_overwrite_refuses_anything_but_an_unchanged_output_of_the_same_kind(tmp
     change(target)
     before = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*"))
     with pytest.raises(UserError, match=message):
-        check_output_folder(target, "--output_dir", True, "submission")
+        check_output(Output(Path(target), "submission", "--output_dir", "test", True))
     assert remove_output(target, "submission")  # even asked directly, it keeps what is not provably ours
     after = sorted((p.relative_to(tmp_path), p.read_bytes() if p.is_file() else b"") for p in tmp_path.rglob("*"))
     users = [b for b in before if b[0].name != MANIFEST and b[1] != b"a.txt"]  # all but the unchanged output
@@ -135,31 +137,37 @@ REFUSED = {
 def test_output_folder_never_overlaps_what_it_must_not_touch(layout, case):
     folder, message = REFUSED[case]
     with pytest.raises(UserError, match=message):
-        check_output_folder(folder, "--output_dir", True, "submission", layout)
+        check_output(Output(Path(folder), "submission", "--output_dir", "test", True, layout))
 
 
 def test_only_folders_the_project_made_are_replaced(layout, tmp_path):
-    assert check_output_folder("results/sub", "--output_dir", True, "submission", layout) == tmp_path / "results/sub"
+    assert (
+        check_output(Output(Path("results/sub"), "submission", "--output_dir", "test", True, layout))
+        == tmp_path / "results/sub"
+    )
     with pytest.raises(UserError, match="already holds results; pass --overwrite"):
-        check_output_folder("results/sub", "--output_dir", False, "submission", layout)
+        check_output(Output(Path("results/sub"), "submission", "--output_dir", "test", False, layout))
     with pytest.raises(UserError, match="holds a submission written by test, not a run"):
-        check_output_folder("results/sub", "run folder", True, "run", layout)
+        check_output(Output(Path("results/sub"), "run", "run folder", "test", True, layout))
     (tmp_path / "results/mine").mkdir()
     (tmp_path / "results/mine/photo.png").write_bytes(b"p")  # no manifest: never ours
     with pytest.raises(UserError, match="holds 'photo.png'"):
-        check_output_folder("results/mine", "--output_dir", True, "submission", layout)
-    assert check_output_folder("results/new/deeper", "--output_dir", False, "submission", layout).name == "deeper"
+        check_output(Output(Path("results/mine"), "submission", "--output_dir", "test", True, layout))
+    assert (
+        check_output(Output(Path("results/new/deeper"), "submission", "--output_dir", "test", False, layout)).name
+        == "deeper"
+    )
 
 
 def test_symlink_and_unwritable_output_are_refused(layout, tmp_path):
     os.symlink(tmp_path / "results/sub", tmp_path / "link")
     with pytest.raises(UserError, match="symbolic link"):
-        check_output_folder("link", "--output_dir", True, "submission", layout)
+        check_output(Output(Path("link"), "submission", "--output_dir", "test", True, layout))
     if os.geteuid() == 0:
         pytest.skip("root can write anywhere")
     (tmp_path / "ro").mkdir(mode=0o555)
     with pytest.raises(UserError, match="cannot be written"):
-        check_output_folder("ro/out", "--output_dir", True, "submission", layout)
+        check_output(Output(Path("ro/out"), "submission", "--output_dir", "test", True, layout))
 
 
 def test_a_held_output_is_refused_naming_the_process_and_freed_when_it_dies(tmp_path):

@@ -27,7 +27,8 @@ from utils.core.errors import UserError
 from utils.core.locks import lock_path, output_lock
 from utils.core.log import get_logger
 from utils.core.manifest import MANIFEST, file_record, write_manifest
-from utils.core.outputs import check_output_folder, staged_dir, swap_journal
+from utils.core.outputs import staged_dir, swap_journal
+from utils.core.owned import Output, check_output
 from utils.train.checks import check_run_folder
 from utils.train.config import TrainConfig
 
@@ -146,7 +147,7 @@ def test_an_output_folder_that_is_a_mount_point_is_refused_before_any_work(tmp_p
     out.mkdir()
     monkeypatch.setattr(outputs.os.path, "ismount", lambda p: os.fspath(p) == os.fspath(out))
     with pytest.raises(UserError, match="is a mount point.*pass a folder inside it"):
-        check_output_folder(out, "--output_dir", False, "submission")
+        check_output(Output(out, "submission", "--output_dir", "test", False))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
@@ -156,13 +157,13 @@ def test_a_manifest_of_another_user_is_no_proof(tmp_path):
         (stage / "holiday.png").write_bytes(b"a picture")
     os.chown(out / MANIFEST, 4242, 4242)  # planted by another user, with the true hashes
     with pytest.raises(UserError, match=r"another user \(uid 4242\) wrote"):
-        check_output_folder(out, "--output_dir", True, "submission")
+        check_output(Output(out, "submission", "--output_dir", "test", True))
     assert (out / "holiday.png").read_bytes() == b"a picture"
 
 
 def test_an_output_that_appears_while_a_run_works_needs_overwrite(tmp_path):
     out = tmp_path / "out"
-    check_output_folder(out, "--output_dir", False, "submission")  # empty when the run starts
+    check_output(Output(out, "submission", "--output_dir", "test", False))  # empty when the run starts
     with staged_dir(out, "submission", "first", False) as stage:
         (stage / "a.png").write_bytes(b"first")
     refused = pytest.raises(UserError, match="appeared while this run worked")
@@ -276,7 +277,7 @@ def test_a_planted_journal_never_moves_a_folder_into_the_outputs_place(tmp_path)
     swap_journal(tmp_path / "out").write_text(json.dumps(record))
     refused = pytest.raises(UserError, match="was being replaced by a run that was killed; pass --overwrite")
     with refused:
-        check_output_folder(tmp_path / "out", "--output_dir", False, "submission")
+        check_output(Output(tmp_path / "out", "submission", "--output_dir", "test", False))
     with output_lock(tmp_path / "out", "--output_dir"), staged_dir(tmp_path / "out", "submission", "t", True) as s:
         (s / "a.png").write_bytes(b"new")
     assert (aside / "evil.txt").read_text() == "not the project's"  # not ours: neither moved nor removed
@@ -298,7 +299,7 @@ def test_a_manifest_that_is_no_file_or_no_record_is_refused_without_waiting(tmp_
     else:
         os.link(manifest, tmp_path / "elsewhere.json")
     with pytest.raises(UserError, match="holds '.*', which this project did not write there"):
-        check_output_folder(out, "--output_dir", True, "submission")
+        check_output(Output(out, "submission", "--output_dir", "test", True))
     assert (out / "a.png").read_bytes() == b"ours"
 
 

@@ -293,6 +293,6 @@ def test_export_never_replaces_a_file_that_appeared_while_it_ran(checkpoint, tmp
     monkeypatch.setattr(torch.onnx, "export", exporter)
     monkeypatch.setattr(onnx_model, "max_difference", lambda *args: 0.0)
     code, _, err = run_cli(export_onnx, ["--weights", checkpoint, "--output", output], capsys)
-    assert code == 2 and f"{output} changed while the export ran" in err and err.count("\n") == 1, err
+    assert code == 2 and f"{output} changed while this command ran" in err and err.count("\n") == 1, err
     assert output.read_text() == "a file of the user's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth", "x.onnx"]

@@ -331,16 +331,6 @@ def test_zero_patches_is_an_error_and_keeps_the_old_set(train_original, capsys):
     assert sorted(p.name for p in (folder / "input").iterdir()) == before
 
 
-def test_overwrite_never_deletes_a_foreign_file(train_original, capsys):
-    save = train_original.parent
-    assert run_cli(make_patch, _args(train_original, save), capsys)[0] == 0
-    notes = save / "train/10Folds/0/resize256/my_notes.txt"
-    notes.write_text("mine")
-    code, _, err = run_cli(make_patch, _args(train_original, save, "--overwrite"), capsys)
-    assert code == 2 and "'my_notes.txt', which this project did not write" in err
-    assert notes.read_text() == "mine"
-
-
 def test_dataset_flag_names_the_patch_folder(train_original, capsys):
     code, out, err = run_cli(make_patch, _args(train_original, train_original.parent, "--dataset", "Night"), capsys)
     assert code == 0, err

@@ -1,4 +1,5 @@
-"""Writing an output safely: checked before any work, built in a private folder, swapped into place atomically."""
+"""Swapping a finished output into place: built in a private folder, recorded in its manifest, exchanged atomically
+with the earlier output, journalled so that a killed swap is finished or undone by the next run."""
 
 from __future__ import annotations
 
@@ -17,69 +18,6 @@ from utils.core.errors import fail, reported_write
 from utils.core.inplace import open_regular
 from utils.core.locks import STAGE_RECORD, atomic_path, private_folder, stage_name_of
 from utils.core.manifest import MANIFEST, file_record, has_files, ownership_problem, remove_output, write_manifest
-
-
-def check_output_folder(
-    folder: str | Path,
-    flag: str,
-    overwrite: bool,
-    kind: str,
-    protected: dict[str, str | Path | None] | None = None,
-) -> Path:
-    """Check, before any work, that ``folder`` may be created or replaced; returns its resolved path.
-
-    Refused with one sentence: a path that is a file, a symbolic link, or lies under a file; a
-    folder that is, contains or lies inside a ``protected`` one (inputs, labels, checkpoints) or
-    the working folder; a folder holding results without ``overwrite``; a folder holding
-    anything but an unchanged output of ``kind``, whatever ``overwrite`` says; a parent that
-    cannot be written.
-    """
-    given = Path(folder)
-    real = _a_folder_to_swap(given, flag)
-    cwd = Path.cwd().resolve()
-    if real == cwd or real in cwd.parents:
-        fail(f"{flag} {given} is or contains the current working folder; choose a dedicated folder.")
-    for what, other in (protected or {}).items():
-        if other is None:
-            continue
-        other_real = Path(other).resolve()
-        if real == other_real or real in other_real.parents or other_real in real.parents:
-            fail(f"{flag} {given} overlaps the {what} {other}; choose a folder outside it.")
-    pending = _read_journal(real, kind) is not None  # an earlier result may stand aside, to be put back
-    if has_files(real) or pending:
-        problem = ownership_problem(real, kind) if real.exists() else None
-        if problem:
-            fail(
-                f"{flag} {given} {problem}; move your files away or choose another {flag} "
-                f"(nothing is deleted that the project did not make)."
-            )
-        if not overwrite:
-            held = "already holds results" if has_files(real) else "was being replaced by a run that was killed"
-            fail(f"{flag} {given} {held}; pass --overwrite to replace them or choose another {flag}.")
-    parent = next((p for p in (real, *real.parents) if p.exists()), None)
-    if parent is None or not os.access(parent, os.W_OK | os.X_OK):
-        fail(f"{flag} {given} cannot be written (no write permission in {parent}); choose another {flag}.")
-    return real
-
-
-def _a_folder_to_swap(given: Path, flag: str) -> Path:
-    """The resolved ``given``, refused if it cannot become a folder swapped into place: a link, a file, a
-    path under a file, or a mount point (the staging folder beside it lies on another file system)."""
-    if given.is_symlink():
-        fail(f"{flag} {given} is a symbolic link; pass the folder it points to, or another folder.")
-    real = given.resolve()
-    if real.exists() and not real.is_dir():
-        fail(f"{flag} {given} is a file, not a folder; choose another {flag}.")
-    if real.is_dir() and os.path.ismount(real):
-        fail(
-            f"{flag} {given} is a mount point, which cannot be swapped for a finished result; pass a folder inside "
-            f"it, e.g. {given / 'results'}."
-        )
-    blocker = next((p for p in real.parents if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        fail(f"{flag} {given} lies under {blocker}, which is a file, not a folder; choose another {flag}.")
-    return real
-
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -213,6 +151,11 @@ def _ours(folder: Path, kind: str) -> bool:
     if folder.is_symlink() or not folder.is_dir():
         return False
     return ownership_problem(folder, kind, trust_mtime=False) is None
+
+
+def pending_swap(path: Path, kind: str) -> bool:
+    """Whether a replacement of ``path`` was killed half-way: the next run into it finishes or undoes it."""
+    return _read_journal(path, kind) is not None
 
 
 def _read_journal(path: Path, kind: str) -> dict | None:

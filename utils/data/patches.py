@@ -20,7 +20,7 @@ import os
 import sys
 import warnings
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from utils.core.errors import fail
 from utils.core.locks import atomic_path, output_lock
 from utils.core.log import progress_bar
 from utils.core.manifest import add_to_manifest
-from utils.core.outputs import check_output_folder, staged_dir
+from utils.core.owned import Output, owned_output
 from utils.data.images import read_bgr
 from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE, patch_folder
 from utils.data.patch_settings import BRIGHT_VALUE, PatchSettings, check_inputs
@@ -166,19 +166,14 @@ def make_patches(
         fail(f"--dataset {dataset!r} must be a plain folder name, such as {DATASET}.")
     out_dir = patch_folder(save_path, settings.valid_fold, settings.resize, dataset)
     protected = {"input folder": input_dir, "target folder": target_dir, "csv folder": csv_dir}
-    check_output_folder(out_dir, "patch folder", overwrite, "patches", protected)
-    with ExitStack() as locks:
-        locks.enter_context(output_lock(out_dir, "patch folder"))
+    out = Output(out_dir, "patches", "patch folder", "make_patch.py", overwrite, protected)
+    fold_lock = output_lock(fold_csv, "fold table") if csv_changes else nullcontext()
+    with fold_lock, owned_output(out) as tmp_dir:  # the patches replace the real folder on success
+        info = _fill_patch_folder(tmp_dir, pairs, settings, process_num, progress)
         if csv_changes:
-            locks.enter_context(output_lock(fold_csv, "fold table"))
-        with staged_dir(
-            out_dir, "patches", "make_patch.py", overwrite
-        ) as tmp_dir:  # replaces the real folder on success
-            info = _fill_patch_folder(tmp_dir, pairs, settings, process_num, progress)
-            if csv_changes:
-                with atomic_path(fold_csv) as tmp:
-                    tmp.write_text(new_csv)
-                add_to_manifest(csv_dir, [FOLD_CSV])
+            with atomic_path(fold_csv) as tmp:
+                tmp.write_text(new_csv)
+            add_to_manifest(csv_dir, [FOLD_CSV])
     return PatchResult(out_dir, info["images"], info["patches_per_crop"], info["total"])
 
 

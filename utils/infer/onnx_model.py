@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import threading
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -27,8 +26,8 @@ import torch
 
 from models.hinet import HINetConfig
 from utils.core.checkpoint import MAX_IMG_SIZE, load_model
-from utils.core.errors import UserError, fail, one_line, reported_write
-from utils.core.locks import private_folder
+from utils.core.errors import UserError, fail, one_line
+from utils.core.owned import Output, owned_output
 from utils.infer.onnx_checks import AGAIN, METADATA_KEY, check_graph, check_io, check_record, check_restored
 
 OPSET = 18
@@ -119,36 +118,39 @@ class SecondStage(torch.nn.Module):
         return self.model(tiles)[1]
 
 
-def export_onnx(checkpoint: str | Path, tile: int, output: str | Path) -> float:
-    """Export ``checkpoint`` for tiles of ``tile`` pixels into ``output`` (built in a private folder, put in
-    place only once checked, never over a file that is not an export); returns the largest difference to
-    PyTorch on random tiles, checked against ``TOLERANCE`` before the file is kept. Memory running out
-    (a large ``tile``) is one sentence."""
+def export_onnx(checkpoint: str | Path, tile: int, output: str | Path, overwrite: bool = False) -> float:
+    """Export ``checkpoint`` for tiles of ``tile`` pixels into ``output`` (an owned output: it replaces only an
+    export of this project, with ``overwrite``); returns the largest difference to PyTorch on random tiles,
+    checked against ``TOLERANCE`` before the file is kept. Memory running out (a large ``tile``) is one sentence."""
     onnx, _ = _onnx()
-    model, config, _ = load_model(checkpoint)
-    if not (1 <= tile <= MAX_IMG_SIZE and tile % config.size_multiple == 0):
-        fail(f"--tile {tile} must be a multiple of {config.size_multiple} (its HINet has depth {config.depth}) "
-             f"from {config.size_multiple} to {MAX_IMG_SIZE}.")  # fmt: skip
-    wrapper = SecondStage(model).eval()
-    meta = {"tile": tile, "model_config": config.to_dict(), "source": Path(checkpoint).name,
-            "sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()}  # fmt: skip
-    output = Path(output)
-    with reported_write(output), private_folder(output) as folder:
-        tmp = folder / output.name
-        try:
-            onnx.save(_exported(wrapper, tile, meta), tmp)
-            gap = max_difference(tmp, wrapper, tile)
-        except Exception as err:
-            if not out_of_memory(err):
-                raise
-            fail(f"exporting {checkpoint} for tiles of {tile} pixels ran out of memory ({one_line(err)}); "
-                 f"pass a smaller --tile (nothing was written).")  # fmt: skip
+    out = Output(Path(output), "an ONNX export", "--output", "scripts.export_onnx", overwrite, ours=is_export)
+    with owned_output(out) as tmp:
+        model, config, _ = load_model(checkpoint)
+        if not (1 <= tile <= MAX_IMG_SIZE and tile % config.size_multiple == 0):
+            fail(f"--tile {tile} must be a multiple of {config.size_multiple} (its HINet has depth {config.depth}) "
+                 f"from {config.size_multiple} to {MAX_IMG_SIZE}.")  # fmt: skip
+        meta = {"tile": tile, "model_config": config.to_dict(), "source": Path(checkpoint).name,
+                "sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()}  # fmt: skip
+        gap = _export_checked(SecondStage(model).eval(), meta, tmp)
         if not gap <= TOLERANCE:
             fail(
                 f"the export of {checkpoint} differs from PyTorch by {gap:.2g} (allowed {TOLERANCE:g}); nothing was written."
             )
-        _put_in_place(tmp, output)
     return gap
+
+
+def _export_checked(wrapper: torch.nn.Module, meta: dict, path: Path) -> float:
+    """Write the export of ``wrapper`` to ``path``; its largest difference to PyTorch. Memory running out is one
+    sentence."""
+    onnx, _ = _onnx()
+    try:
+        onnx.save(_exported(wrapper, meta["tile"], meta), path)
+        return max_difference(path, wrapper, meta["tile"])
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        fail(f"exporting {meta['source']} for tiles of {meta['tile']} pixels ran out of memory ({one_line(err)}); "
+             f"pass a smaller --tile (nothing was written).")  # fmt: skip
 
 
 def _exported(wrapper: torch.nn.Module, tile: int, meta: dict):
@@ -167,22 +169,6 @@ def _exported(wrapper: torch.nn.Module, tile: int, meta: dict):
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
     onnx.checker.check_model(proto)
     return proto
-
-
-def _put_in_place(tmp: Path, output: Path) -> None:
-    """Move the checked export onto ``output``: it replaces only an export of this project, and nothing
-    that appeared while the export ran (a hard link cannot be made over an existing name)."""
-    if output.exists() or output.is_symlink():
-        if not is_export(output):
-            fail(f"{output} changed while the export ran and is not an export of this project; nothing was replaced.")
-        os.replace(tmp, output)
-        return
-    try:
-        os.link(tmp, output)
-    except FileExistsError:
-        fail(f"{output} appeared while the export ran; nothing was replaced, choose another --output or run again.")
-    except OSError:  # a file system without hard links
-        os.replace(tmp, output)
 
 
 def max_difference(path: str | Path, wrapper: torch.nn.Module, tile: int) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 import zipfile
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,9 +17,8 @@ from models.local_norm import use_local_stats
 from utils.core.checkpoint import load_model
 from utils.core.distributed import Dist
 from utils.core.errors import UserError, fail, one_line, reported_write
-from utils.core.locks import output_lock
 from utils.core.log import progress_bar
-from utils.core.outputs import check_output_folder, staged_dir
+from utils.core.owned import Output, owned_output
 from utils.core.runtime import configure_cuda
 from utils.core.settings import check_ranges
 from utils.core.tables import write_csv
@@ -73,16 +72,16 @@ def run_inference(
         fit_pairs = validation_pairs(**opts.fit, test_dir=input_dir)
     protected = {"input folder": input_dir, "--eval_dir folder": opts.eval_dir}
     protected |= {f"checkpoint {s.checkpoint}": s.checkpoint for s in specs}
-    check_output_folder(output_dir, "--output_dir", opts.overwrite, "submission", protected)
+    out = Output(output_dir, "submission", "--output_dir", "test.py", opts.overwrite, protected)
     with ExitStack() as stack:
-        problem = None
+        problem, own_stage = None, None
         if d.main:
             try:
-                stack.enter_context(output_lock(output_dir, "--output_dir"))
+                own_stage = stack.enter_context(owned_output(out))
             except UserError as err:
                 problem = str(err)
         agree(problem, d, device, "rank 0 took the output folder")
-        return _run_locked(specs, sizes, (targets, masks), fit_pairs, output_dir, device, opts, d)
+        return _run_locked(specs, sizes, (targets, masks), fit_pairs, (output_dir, own_stage), device, opts, d)
 
 
 @dataclass
@@ -116,27 +115,28 @@ def _restorers(specs: list[ModelSpec], device: torch.device, opts: InferenceOpti
     return [Restorer(model, device, opts.amp, compile=opts.compile) for model, _, _ in loaded]
 
 
-def _run_locked(specs, sizes, labels, fit_pairs, output_dir: Path, device, opts, d: Dist) -> InferenceResult:
-    """run_inference after its checks, with the output folder's lock held by rank 0; ``labels``: (targets, masks)."""
+def _run_locked(specs, sizes, labels, fit_pairs, output: tuple, device, opts, d: Dist) -> InferenceResult:
+    """run_inference after its checks, with the output folder's lock held by rank 0; ``labels``: (targets, masks);
+    ``output``: (the output folder, rank 0's staging folder or None)."""
+    output_dir, own_stage = output
     restorers = _restorers(specs, device, opts)
     start, fit = time.perf_counter(), None
     if fit_pairs is not None:
         fit = _fit(specs, restorers, fit_pairs, device, opts, d)
         specs = [replace(s, weight=w) for s, w in zip(specs, fit["weights"], strict=True)]
     images, pixels = list(sizes), [h * w for h, w in sizes.values()]
-    with staged_dir(output_dir, "submission", "test.py", opts.overwrite) if d.main else nullcontext() as own_stage:
-        stage = Path(from_rank0(str(own_stage), d, device, "rank 0 shared its staging folder"))
-        seen = stage.is_dir() or d.main
-        agree(None if seen else f"process {d.rank} cannot see the staging folder {stage}; on several machines, "
-              f"--output_dir must be on a folder they all share", d, device, "checking the staging folder")  # fmt: skip
-        mine = my_share(images, pixels, d)
-        work = lambda: _restore_all(specs, restorers, mine, labels, stage, device, opts, d.main)  # noqa: E731
-        shares = share_results(work, d, device, "gathering the restored images", stage)
-        rows = in_input_order(shares, images, pixels, d.world)
-        seconds = time.perf_counter() - start
-        mean = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
-        write = lambda: _write_tables(stage, output_dir, images, rows, mean, fit, opts) if d.main else None  # noqa: E731
-        share_results(write, d, device, "rank 0 wrote the tables", stage)
+    stage = Path(from_rank0(str(own_stage), d, device, "rank 0 shared its staging folder"))
+    seen = stage.is_dir() or d.main
+    agree(None if seen else f"process {d.rank} cannot see the staging folder {stage}; on several machines, "
+          f"--output_dir must be on a folder they all share", d, device, "checking the staging folder")  # fmt: skip
+    mine = my_share(images, pixels, d)
+    work = lambda: _restore_all(specs, restorers, mine, labels, stage, device, opts, d.main)  # noqa: E731
+    shares = share_results(work, d, device, "gathering the restored images", stage)
+    rows = in_input_order(shares, images, pixels, d.world)
+    seconds = time.perf_counter() - start
+    mean = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
+    write = lambda: _write_tables(stage, output_dir, images, rows, mean, fit, opts) if d.main else None  # noqa: E731
+    share_results(write, d, device, "rank 0 wrote the tables", stage)
     weights = [s.weight / sum(x.weight for x in specs) for s in specs]
     return InferenceResult(len(images), output_dir, seconds, weights, specs, rows, mean, fit)
 

@@ -11,7 +11,7 @@ import torch
 from utils.core.checkpoint import extract_state_dict, infer_config, read_checkpoint
 from utils.core.errors import UserError, fail
 from utils.core.locks import output_lock
-from utils.core.outputs import check_output_folder
+from utils.core.owned import Output, check_output
 from utils.data.copies import all_identical
 from utils.data.folds import Pair, held_out_pairs, patch_pairs, read_fold_csv
 from utils.data.headers import header_size
@@ -138,8 +138,13 @@ def check_run_folder(cfg: TrainConfig) -> None:
         fail(
             f"{exp} already holds a run; pass --resume to continue it, --overwrite to replace it, or another --exp_num."
         )
+    check_output(run_output(cfg))
+
+
+def run_output(cfg: TrainConfig) -> Output:
+    """The run folder as an owned output: put in place with its log and epoch-0 checkpoint, then written in place."""
     protected = {"patch folder": cfg.patch_dir, "data folder": Path(cfg.data_path) / "train_original"}
-    check_output_folder(exp, "run folder", cfg.overwrite, "run", protected)
+    return Output(cfg.exp_dir, "run", "run folder", "main.py", cfg.overwrite, protected)
 
 
 def run_files(img_size: int) -> list[str]:
@@ -152,7 +157,9 @@ def _is_link(path: Path) -> bool:
 
 
 def hold_run_locks(stack: ExitStack, cfg: TrainConfig) -> None:
-    """The run folder, exclusively, and the patches and fold table it reads, shared, for the whole run."""
-    stack.enter_context(output_lock(cfg.exp_dir, "run folder"))
+    """The patches and fold table the run reads, shared, for the whole run; a resumed run's folder, exclusively
+    (a new run's folder is locked by ``owned_output`` as it is made, and stays locked with ``stack``)."""
+    if cfg.resume:
+        stack.enter_context(output_lock(cfg.exp_dir, "run folder"))
     stack.enter_context(output_lock(cfg.patch_dir, "patch folder", shared=True))
     stack.enter_context(output_lock(Path(cfg.data_path) / "train_original" / FOLD_CSV, "fold table", shared=True))

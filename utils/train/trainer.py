@@ -31,12 +31,12 @@ from utils.core.distributed import Dist, barrier, broadcast_flag, close, init_di
 from utils.core.errors import fail, reported_write
 from utils.core.log import get_logger, progress_bar
 from utils.core.manifest import write_manifest
-from utils.core.outputs import staged_dir
+from utils.core.owned import owned_output
 from utils.core.runtime import amp_dtype, autocast, configure_cuda, rng_state, seed_everything, set_rng_state
 from utils.core.tables import write_csv
 from utils.data.augment import aug_version_at, parse_aug_schedule
 from utils.metrics import AverageMeter, psnr_tensor
-from utils.train.checks import check_data, check_run_folder, hold_run_locks, run_files, starting_weights
+from utils.train.checks import check_data, check_run_folder, hold_run_locks, run_files, run_output, starting_weights
 from utils.train.config import TrainConfig, check_config
 from utils.train.losses import RestorationLoss
 from utils.train.resume import TrainState, merge_resumed, read_resume_state
@@ -73,7 +73,7 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
             if d.main:
                 check_run_folder(cfg)
                 hold_run_locks(locks, cfg)
-            run = Run(cfg, d, device, given, start)
+            run = Run(cfg, d, device, given, start, locks)
             return run.loop()
     finally:
         close(d)
@@ -82,9 +82,10 @@ def train(cfg: TrainConfig, given: set[str] | None = None) -> TrainResult:
 class Run:
     """One training run: set up (every check before anything is written), then epoch after epoch."""
 
-    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, given: set[str], start: tuple) -> None:
-        """``start``: (weights to fine-tune or None, note for the log), from ``starting_weights``."""
-        self.cfg, self.d, self.device = cfg, d, device
+    def __init__(self, cfg: TrainConfig, d: Dist, device: torch.device, given: set[str], start: tuple, locks: ExitStack) -> None:  # fmt: skip
+        """``start``: (weights to fine-tune or None, note for the log), from ``starting_weights``; ``locks``: held
+        until the run ends (a new run's folder joins them)."""
+        self.cfg, self.d, self.device, self.locks = cfg, d, device, locks
         resume, resume_notes = self._resumed_state(given)
         self.train_pairs, self.val_pairs = check_data(cfg, d.world)
         seed_everything(cfg.seed)
@@ -126,9 +127,7 @@ class Run:
             )
             self.record()
         else:
-            with staged_dir(
-                cfg.exp_dir, "run", "main.py", cfg.overwrite
-            ) as stage:  # an earlier run stays until this succeeds
+            with owned_output(run_output(cfg), hold=self.locks) as stage:  # an earlier run stays until this succeeds
                 self.logger = get_logger("hinet.train", stage / "log.log")
                 log_start(self, resume is not None, resume_notes, model_note)
                 save_checkpoint(self.checkpoint(0, aug_version_at(self.aug_schedule, 1)), stage / "last.pth")
