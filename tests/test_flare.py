@@ -5,7 +5,7 @@ import pytest
 
 from utils.flare import bank as psf_bank
 from utils.flare import composite, masks, procedural, psf, scenes
-from utils.flare.lights import Lights, lamp
+from utils.flare.light_sources import Light, Lights, lamp
 from utils.flare.pairs import flare_free_count, is_flare_free, make_pair
 from utils.flare.spectrum import channel_responses, temperature_rgb, wavelengths
 
@@ -126,7 +126,7 @@ def test_scattering_stays_within_the_kernels_reach(bank, monkeypatch):
     purpose, left out here)."""
     monkeypatch.setattr(composite, "render_ghosts", lambda shape, *a, **k: np.zeros((*shape, 3), np.float32))
     lights = Lights.empty(96, 512)
-    lamp(lights, 48, 20, 3, 300.0, np.ones(3, np.float32))
+    lamp(lights, Light(48, 20, 300.0, np.ones(3, np.float32)), 3)
     reach = int(20 + composite.EXTENT_RANGE[1] * 512 / 2 + 2)
     for seed in range(3):
         pair = composite.synthesize(_dark_scene(96, 512), lights, bank, 2.2, np.random.default_rng(seed), noise=False)
@@ -142,7 +142,7 @@ def test_flare_is_additive_in_linear_light(bank):
     both = composite.convolve(a + b, kernel)
     assert np.allclose(both, composite.convolve(a, kernel) + composite.convolve(b, kernel), atol=1e-4 * both.max())
     lights = Lights.empty(96, 128)
-    lamp(lights, 40, 50, 4, 200.0, temperature_rgb(2700))
+    lamp(lights, Light(40, 50, 200.0, temperature_rgb(2700)), 4)
     scene = _dark_scene()
     pair = composite.synthesize(scene, lights, bank, 2.0, np.random.default_rng(1), noise=False, keep_layers=True)
     assert pair.flare.min() >= 0 and pair.flare.max() > 0.01
@@ -166,7 +166,7 @@ def test_pair_masks_and_ghosts(bank):
         assert not (pair.streak & ~pair.glare).any()
         assert pair.glare.any() and 5 < pair.psnr < 45
     lights = Lights.empty(200, 200)
-    lamp(lights, 40, 40, 3, 500.0, np.ones(3, np.float32))
+    lamp(lights, Light(40, 40, 500.0, np.ones(3, np.float32)), 3)
     ghosts = composite.render_ghosts((200, 200), lights, 1.0, bank.aperture(0), 0.0, np.random.default_rng(2))
     assert ghosts.sum() > 0
     ys, xs = np.nonzero(ghosts.sum(axis=2) > ghosts.max() * 0.05)

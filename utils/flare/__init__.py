@@ -6,7 +6,7 @@ One module per step:
 - ``psf``: random apertures (disc or polygon, dust, scratches, defocus) and their RGB point-spread
   functions summed over the spectrum.
 - ``bank``: a bank of PSFs, computed in worker processes and cached on disk.
-- ``lights``: lamps, windows, signs and a scene's own highlights, as emission in linear light.
+- ``light_sources``: lamps, windows, signs and a scene's own highlights, as emission in linear light.
 - ``scenes``: clean night scenes and where they come from: photographs, or ``procedural`` drawings.
 - ``procedural``: night streets, facades and trees drawn from a seed.
 - ``composite``: the flare (emission convolved with a PSF, ghosts) and the input/target pair.

@@ -36,7 +36,7 @@ import scipy.fft
 
 from utils.flare import masks as mask_ops
 from utils.flare.bank import PSFBank
-from utils.flare.lights import Lights
+from utils.flare.light_sources import Lights
 
 GAMMA_RANGE = (1.8, 2.2)
 EXTENT_RANGE = (0.5, 1.3)  # kernel width over the image's longer side

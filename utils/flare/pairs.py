@@ -13,7 +13,7 @@ import numpy as np
 
 from utils.flare.bank import PSFBank
 from utils.flare.composite import GAMMA_RANGE, FlarePair, synthesize
-from utils.flare.lights import Lights
+from utils.flare.light_sources import Lights
 from utils.flare.scenes import Source, load_photo, make_scene, pick_source, read_user_image
 
 SPLITS = {"train": 0, "test": 1}

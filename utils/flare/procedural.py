@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from utils.flare.lights import Lights, lamp, lamp_intensity, light_colour, sign, window
+from utils.flare.light_sources import Light, Lights, lamp, lamp_intensity, light_colour, sign, window
 
 PROCEDURAL_KINDS = ("street", "facade", "trees")
 
@@ -41,16 +41,18 @@ def _stars(scene: np.ndarray, below: int, rng: np.random.Generator) -> None:
     scene[ys, xs] += rng.uniform(0.01, 0.08, (count, 1)).astype(np.float32)
 
 
-def _pool(scene: np.ndarray, cy: float, cx: float, ry: float, rx: float, colour: np.ndarray, level: float) -> None:
-    """A pool of lamp light on the ground: an elliptical Gaussian added to the scene (in a window around it)."""
+def _pool(scene: np.ndarray, light: Light, ry: float, rx: float) -> None:
+    """A pool of lamp light on the ground: an elliptical Gaussian of radii ``ry``, ``rx`` and peak ``light.intensity``
+    added to the scene (in a window around it)."""
     height, width = scene.shape[:2]
+    cy, cx = light.cy, light.cx
     y0, y1 = max(0, int(cy - 3 * ry)), min(height, int(cy + 3 * ry) + 1)
     x0, x1 = max(0, int(cx - 3 * rx)), min(width, int(cx + 3 * rx) + 1)
     if y1 <= y0 or x1 <= x0:
         return
     yy = ((np.arange(y0, y1, dtype=np.float32) - cy) / max(ry, 1))[:, None]
     xx = ((np.arange(x0, x1, dtype=np.float32) - cx) / max(rx, 1))[None, :]
-    scene[y0:y1, x0:x1] += (level * np.exp(-0.5 * (yy * yy + xx * xx)))[..., None] * colour
+    scene[y0:y1, x0:x1] += (light.intensity * np.exp(-0.5 * (yy * yy + xx * xx)))[..., None] * light.colour
 
 
 def _building_row(scene: np.ndarray, lights: Lights, base: float, rng: np.random.Generator, unit: float) -> None:
@@ -74,14 +76,16 @@ def _building_row(scene: np.ndarray, lights: Lights, base: float, rng: np.random
                     continue
                 if rng.random() < lit_share:
                     colour = warm if rng.random() < 0.7 else light_colour(rng)
-                    window(lights, wy, wx, win_h / 2, win_w / 2, rng.uniform(0.4, 2.0), colour, rng.random() < 0.3)
+                    light = Light(wy, wx, rng.uniform(0.4, 2.0), colour)
+                    window(lights, light, win_h / 2, win_w / 2, rng.random() < 0.3)
                 else:
                     scene[
                         int(wy - win_h / 2) : int(wy + win_h / 2), int(max(wx - win_w / 2, 0)) : int(wx + win_w / 2)
                     ] = wall * 0.5 + np.array([0.002, 0.003, 0.006], np.float32)
         if rng.random() < 0.3:
-            sign(lights, base - rng.uniform(0.05, 0.4) * bh, x + bw / 2, bw * rng.uniform(0.3, 0.7),
-                 max(1.0, unit * 0.004), rng.uniform(4, 25), light_colour(rng, neon=True), rng)  # fmt: skip
+            cy, length = base - rng.uniform(0.05, 0.4) * bh, bw * rng.uniform(0.3, 0.7)
+            sign(lights, Light(cy, x + bw / 2, rng.uniform(4, 25), light_colour(rng, neon=True)), length,
+                 max(1.0, unit * 0.004), rng)  # fmt: skip
         x += bw + rng.uniform(0, 0.05) * width
 
 
@@ -116,8 +120,8 @@ def street(height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarra
             cv2.line(scene, (int(px), int(py)), (int(px), int(py - pole)), (0.004, 0.004, 0.004),
                      max(1, int(unit * 0.006 * s)))  # fmt: skip
             head_x = px - side * pole * 0.12
-            lamp(lights, py - pole, head_x, max(1.0, unit * 0.012 * s), lamp_intensity(rng), colour)
-            _pool(scene, py, head_x, unit * 0.05 * s, unit * 0.15 * s, colour, rng.uniform(0.02, 0.15))
+            lamp(lights, Light(py - pole, head_x, lamp_intensity(rng), colour), max(1.0, unit * 0.012 * s))
+            _pool(scene, Light(py, head_x, rng.uniform(0.02, 0.15), colour), unit * 0.05 * s, unit * 0.15 * s)
     for _ in range(int(rng.integers(0, 4))):  # cars: pairs of head- or tail-lights
         t = rng.uniform(0.15, 0.9)
         y = horizon + (height - horizon) * t
@@ -126,7 +130,8 @@ def street(height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarra
         tail = rng.random() < 0.5
         tint = np.array([1.0, 0.08, 0.05], np.float32) if tail else light_colour(rng)
         for dx in (-gap, gap):
-            lamp(lights, y, x + dx, max(1.0, unit * 0.007 * t), lamp_intensity(rng) * (0.3 if tail else 1), tint)
+            light = Light(y, x + dx, lamp_intensity(rng) * (0.3 if tail else 1), tint)
+            lamp(lights, light, max(1.0, unit * 0.007 * t))
     return scene, lights
 
 
@@ -148,20 +153,22 @@ def facade(height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarra
             hh, hw = cell_h * rng.uniform(0.22, 0.32), cell_w * rng.uniform(0.2, 0.3)
             if rng.random() < lit_share:
                 colour = warm if rng.random() < 0.75 else light_colour(rng)
-                window(lights, cy, cx, hh, hw, rng.uniform(0.3, 1.6), colour, bool(rng.random() < 0.6))
+                window(lights, Light(cy, cx, rng.uniform(0.3, 1.6), colour), hh, hw, bool(rng.random() < 0.6))
             else:
                 scene[int(cy - hh) : int(cy + hh), int(cx - hw) : int(cx + hw)] = [0.002, 0.0025, 0.005]
     street_y = int(height * 0.8)
     scene[street_y:] = np.array([0.005, 0.005, 0.005], np.float32) * rng.uniform(0.5, 2.0)
     for _ in range(int(rng.integers(1, 4))):
-        sign(lights, street_y - rng.uniform(0.02, 0.1) * height, rng.uniform(0.1, 0.9) * width,
-             unit * rng.uniform(0.1, 0.3), max(1.0, unit * 0.005), rng.uniform(5, 30),
-             light_colour(rng, neon=bool(rng.random() < 0.7)), rng)  # fmt: skip
+        cy, cx = street_y - rng.uniform(0.02, 0.1) * height, rng.uniform(0.1, 0.9) * width
+        length = unit * rng.uniform(0.1, 0.3)
+        light = Light(cy, cx, rng.uniform(5, 30), light_colour(rng, neon=bool(rng.random() < 0.7)))
+        sign(lights, light, length, max(1.0, unit * 0.005), rng)
     if rng.random() < 0.7:
         x = rng.uniform(0.1, 0.9) * width
         colour = light_colour(rng)
-        lamp(lights, height * rng.uniform(0.35, 0.6), x, unit * rng.uniform(0.01, 0.02), lamp_intensity(rng), colour)
-        _pool(scene, height * 0.9, x, unit * 0.06, unit * 0.2, colour, rng.uniform(0.03, 0.15))
+        cy, radius = height * rng.uniform(0.35, 0.6), unit * rng.uniform(0.01, 0.02)
+        lamp(lights, Light(cy, x, lamp_intensity(rng), colour), radius)
+        _pool(scene, Light(height * 0.9, x, rng.uniform(0.03, 0.15), colour), unit * 0.06, unit * 0.2)
     return scene, lights
 
 
@@ -174,11 +181,12 @@ def trees(height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarray
     lights = Lights.empty(height, width)
     if rng.random() < 0.6:
         moon = np.array([0.9, 0.95, 1.0], np.float32)
-        lamp(lights, rng.uniform(0.08, 0.35) * height, rng.uniform(0.1, 0.9) * width, unit * rng.uniform(0.02, 0.04),
-             rng.uniform(3.0, 12.0), moon)  # fmt: skip
+        cy, cx = rng.uniform(0.08, 0.35) * height, rng.uniform(0.1, 0.9) * width
+        radius = unit * rng.uniform(0.02, 0.04)
+        lamp(lights, Light(cy, cx, rng.uniform(3.0, 12.0), moon), radius)
     for _ in range(int(rng.integers(5, 25))):  # distant city lights
-        lamp(lights, horizon - rng.uniform(0, 0.02) * height, rng.uniform(0, width), max(1.0, unit * 0.003),
-             rng.uniform(5.0, 60.0), light_colour(rng))  # fmt: skip
+        cy, cx = horizon - rng.uniform(0, 0.02) * height, rng.uniform(0, width)
+        lamp(lights, Light(cy, cx, rng.uniform(5.0, 60.0), light_colour(rng)), max(1.0, unit * 0.003))
     scene[int(horizon) :] = np.array([0.003, 0.004, 0.003], np.float32) * rng.uniform(0.5, 2.0)
     foliage = np.array([0.002, 0.003, 0.002], np.float32) * rng.uniform(0.5, 2.0)
     for _ in range(int(rng.integers(3, 9))):
@@ -195,7 +203,8 @@ def trees(height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarray
     for _ in range(int(rng.integers(0, 4))):
         colour = light_colour(rng)
         x, y = rng.uniform(0.05, 0.95) * width, horizon - rng.uniform(0.05, 0.3) * height
-        lamp(lights, y, x, unit * rng.uniform(0.006, 0.014), lamp_intensity(rng), colour)
+        radius = unit * rng.uniform(0.006, 0.014)
+        lamp(lights, Light(y, x, lamp_intensity(rng), colour), radius)
     return scene, lights
 
 

@@ -13,8 +13,8 @@ Three sources, never shared between training and test pairs:
 
 A photograph is cropped to the output's aspect ratio at a random scale, flipped at random,
 linearised with the pair's gamma, darkened to a night exposure with a slight blue tint and a
-vignette; its own brightest small regions become lights (``lights.bright_regions``), and lamps,
-windows and signs are painted on top (``lights.paint_lights``).
+vignette; its own brightest small regions become lights (``light_sources.bright_regions``), and lamps,
+windows and signs are painted on top (``light_sources.paint_lights``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from utils.flare.lights import Lights, bright_regions, paint_lights
+from utils.flare.light_sources import Lights, bright_regions, paint_lights
 from utils.flare.procedural import PROCEDURAL_KINDS, procedural_scene
 
 # name: (split, licence as scikit-image's documentation states it)

@@ -2,8 +2,11 @@
 
 Every light is an emission map in linear light, far above the scene (a white that just clips is
 1.0; a lamp's core is tens to hundreds), with a colour from its colour temperature (sodium
-2000 K to daylight-white LEDs 6500 K) or, for signs, a neon tint. ``Lights`` keeps the emission
-map of a whole image and, for the ghosts, the centre and total energy of each light.
+2000 K to daylight-white LEDs 6500 K) or, for signs, a neon tint. A ``Light`` says where one
+light sits, how bright and what colour it is; ``lamp``, ``window`` and ``sign`` give it a shape.
+``Lights`` keeps the emission map of a whole image and, for the ghosts, the centre and total
+energy of each light. (Not to be confused with ``utils.infer.keep_lights``, which finds the
+clipped light cores of a photograph to restore.)
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ NEON = np.array(
     [[1.0, 0.12, 0.1], [1.0, 0.2, 0.55], [0.25, 0.45, 1.0], [0.2, 1.0, 0.35], [0.75, 0.3, 1.0], [1.0, 0.55, 0.1]],
     np.float32,
 )
+
+
+@dataclass(frozen=True)
+class Light:
+    """One light to paint: its centre (y, x) in pixels, its peak in multiples of the white that clips, its colour."""
+
+    cy: float
+    cx: float
+    intensity: float
+    colour: np.ndarray  # linear RGB, max channel 1
 
 
 @dataclass
@@ -63,29 +76,20 @@ def _canvas(half_h: int, half_w: int) -> tuple[np.ndarray, int, int]:
     return np.zeros((2 * half_h + 1, 2 * half_w + 1), np.uint8), half_h, half_w
 
 
-def lamp(lights: Lights, cy: float, cx: float, radius: float, intensity: float, colour: np.ndarray) -> None:
+def lamp(lights: Lights, light: Light, radius: float) -> None:
     """A round lamp: a bright disc with a softer rim (a diffuser), anti-aliased."""
     r = max(radius, 1.0)
     pad = int(np.ceil(r * 1.6)) + 2
     canvas, oy, ox = _canvas(pad, pad)
-    centre = (int(round((ox + cx % 1) * 16)), int(round((oy + cy % 1) * 16)))
+    centre = (int(round((ox + light.cx % 1) * 16)), int(round((oy + light.cy % 1) * 16)))
     cv2.circle(canvas, centre, int(round(r * 16)), 255, -1, cv2.LINE_AA, shift=4)
     mask = canvas.astype(np.float32) / 255.0
     if r > 2:
         mask = np.maximum(mask, cv2.GaussianBlur(mask, (0, 0), r * 0.35) * 0.6)
-    lights.add(mask * intensity, int(cy) - oy, int(cx) - ox, colour)
+    _add(lights, light, mask, (oy, ox))
 
 
-def window(
-    lights: Lights,
-    cy: float,
-    cx: float,
-    half_h: float,
-    half_w: float,
-    intensity: float,
-    colour: np.ndarray,
-    panes: bool,
-) -> None:
+def window(lights: Lights, light: Light, half_h: float, half_w: float, panes: bool) -> None:
     """A lit window: a rectangle, evenly bright, perhaps split into panes by dark bars."""
     hh, hw = max(int(half_h), 1), max(int(half_w), 1)
     mask = np.ones((2 * hh + 1, 2 * hw + 1), np.float32)
@@ -95,11 +99,10 @@ def window(
         mask[:, hw - bar // 2 : hw + bar // 2 + 1] = 0.1
     yy = np.linspace(-1, 1, mask.shape[0])[:, None]
     mask *= (1 - 0.35 * yy**2).astype(np.float32)  # brighter in the middle, as a lit room behind glass
-    lights.add(mask * intensity, int(cy) - hh, int(cx) - hw, colour)
+    _add(lights, light, mask, (hh, hw))
 
 
-def sign(lights: Lights, cy: float, cx: float, length: float, thickness: float, intensity: float,
-         colour: np.ndarray, rng: np.random.Generator) -> None:  # fmt: skip
+def sign(lights: Lights, light: Light, length: float, thickness: float, rng: np.random.Generator) -> None:
     """A neon sign: a thin bar, an outlined box, or a few letter-like strokes."""
     half_w = int(length / 2) + 3
     half_h = int(max(length * 0.3, thickness * 3)) + 3
@@ -119,7 +122,12 @@ def sign(lights: Lights, cy: float, cx: float, length: float, thickness: float, 
             x0 = ox - length / 2 + k * step + step * 0.15
             pts = np.stack([x0 + rng.uniform(0, step * 0.7, 4), oy + rng.uniform(-h, h, 4)], axis=1)
             cv2.polylines(canvas, [np.round(pts).astype(np.int32)], False, 255, t, cv2.LINE_AA)
-    lights.add(canvas.astype(np.float32) / 255.0 * intensity, int(cy) - oy, int(cx) - ox, colour)
+    _add(lights, light, canvas.astype(np.float32) / 255.0, (oy, ox))
+
+
+def _add(lights: Lights, light: Light, mask: np.ndarray, centre: tuple[int, int]) -> None:
+    """``mask`` (0-1), whose pixel ``centre`` (y, x) falls on the light's centre, added at the light's peak and colour."""
+    lights.add(mask * light.intensity, int(light.cy) - centre[0], int(light.cx) - centre[1], light.colour)
 
 
 def paint_lights(lights: Lights, rng: np.random.Generator, count: int | None = None) -> None:
@@ -130,14 +138,15 @@ def paint_lights(lights: Lights, rng: np.random.Generator, count: int | None = N
         cy, cx = rng.uniform(0.05, 0.9) * height, rng.uniform(0.04, 0.96) * width
         kind = rng.choice(["lamp", "lamp", "lamp", "window", "sign"])
         if kind == "lamp":
-            lamp(lights, cy, cx, unit * rng.uniform(0.004, 0.016), lamp_intensity(rng), light_colour(rng))
+            radius = unit * rng.uniform(0.004, 0.016)
+            lamp(lights, Light(cy, cx, lamp_intensity(rng), light_colour(rng)), radius)
         elif kind == "window":
             hh, hw = unit * rng.uniform(0.015, 0.045), unit * rng.uniform(0.012, 0.035)
-            window(lights, cy, cx, hh, hw, rng.uniform(1.0, 4.0), light_colour(rng), bool(rng.random() < 0.5))
+            window(lights, Light(cy, cx, rng.uniform(1.0, 4.0), light_colour(rng)), hh, hw, bool(rng.random() < 0.5))
         else:
             colour = light_colour(rng, neon=bool(rng.random() < 0.7))
             length, thick = unit * rng.uniform(0.05, 0.14), max(1.0, unit * rng.uniform(0.003, 0.007))
-            sign(lights, cy, cx, length, thick, rng.uniform(4.0, 30.0), colour, rng)
+            sign(lights, Light(cy, cx, rng.uniform(4.0, 30.0), colour), length, thick, rng)
 
 
 def lamp_intensity(rng: np.random.Generator) -> float:
