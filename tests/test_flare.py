@@ -78,7 +78,9 @@ def test_airy_pattern_first_dark_ring_grows_with_wavelength():
 def test_straight_scratch_makes_a_perpendicular_streak():
     clean = _clean_disc(256, 32.0)
     scratched = _clean_disc(256, 32.0)
-    psf.add_scratch(scratched.amplitude, np.array([[96.0, 130.0], [160.0, 130.0]]), 1.0)  # horizontal, across the pupil
+    marks = psf.Blemishes.none(scratched.amplitude.shape)
+    marks.add_scratch(np.array([[96.0, 130.0], [160.0, 130.0]]), 255)  # horizontal, across the pupil, opaque
+    marks.darken(scratched.amplitude)
     y, x = np.indices((256, 256)) - 128
     far = np.hypot(y, x) > 20
     vertical, horizontal = far & (np.abs(x) <= 2), far & (np.abs(y) <= 2)

@@ -81,11 +81,30 @@ def aperture_mask(grid: int, radius: float, sides: int = 0, rotation: float = 0.
     return canvas.astype(np.float32) / 255.0
 
 
-def add_scratch(amplitude: np.ndarray, points: np.ndarray, opacity: float, width: int = 1) -> None:
-    """Darken ``amplitude`` in place along the polyline ``points`` (x, y pixels)."""
-    canvas = _aa(amplitude.shape)
-    cv2.polylines(canvas, [_fixed(points)], False, 255, width, cv2.LINE_AA, shift=4)
-    amplitude *= 1.0 - opacity * canvas.astype(np.float32) / 255.0
+@dataclass
+class Blemishes:
+    """Dust specks and scratches on the glass: two uint8 maps of opacity (0-255), drawn anti-aliased, where
+    overlapping marks take the later one's opacity; ``darken`` applies both to a pupil."""
+
+    dust: np.ndarray
+    scratches: np.ndarray
+
+    @classmethod
+    def none(cls, shape: tuple[int, int]) -> Blemishes:
+        return cls(_aa(shape), _aa(shape))
+
+    def add_speck(self, centre: tuple[float, float], radius: float, opacity: int) -> None:
+        """A round speck of dust at ``centre`` (x, y pixels), at least 1/16 pixel in ``radius``."""
+        size = max(1, int(round(16 * radius)))
+        cv2.circle(self.dust, tuple(_fixed(centre)), size, opacity, -1, cv2.LINE_AA, shift=4)
+
+    def add_scratch(self, points: np.ndarray | list[tuple[float, float]], opacity: int, width: int = 1) -> None:
+        """A scratch along the polyline ``points`` (x, y pixels)."""
+        cv2.polylines(self.scratches, [_fixed(points)], False, opacity, width, cv2.LINE_AA, shift=4)
+
+    def darken(self, amplitude: np.ndarray) -> None:
+        """Darken ``amplitude`` in place by both maps."""
+        amplitude *= (1 - self.dust.astype(np.float32) / 255) * (1 - self.scratches.astype(np.float32) / 255)
 
 
 def random_aperture(settings: BankSettings, rng: np.random.Generator) -> Aperture:
@@ -96,13 +115,12 @@ def random_aperture(settings: BankSettings, rng: np.random.Generator) -> Apertur
     amp = aperture_mask(grid, radius, sides, rng.uniform(0, 2 * np.pi))
     c = grid / 2
     unit = grid / 1024
-    dust = _aa(amp.shape)  # opacity 0-255; where specks overlap, the later one's
+    marks = Blemishes.none(amp.shape)
     for _ in range(int(np.exp(rng.uniform(np.log(20), np.log(400))))):  # dust: the wide, faint halo
         r, t = radius * np.sqrt(rng.random()), rng.uniform(0, 2 * np.pi)
-        centre = _fixed((c + r * np.cos(t), c + r * np.sin(t)))
-        size = max(1, int(round(16 * unit * rng.uniform(0.5, 3.0))))
-        cv2.circle(dust, tuple(centre), size, int(rng.uniform(100, 255)), -1, cv2.LINE_AA, shift=4)
-    scratches = _aa(amp.shape)
+        marks.add_speck(
+            (c + r * np.cos(t), c + r * np.sin(t)), unit * rng.uniform(0.5, 3.0), int(rng.uniform(100, 255))
+        )
     for _ in range(int(rng.integers(2, 15) if rng.random() < 0.9 else 0)):  # scratches: the streaks
         r, t = radius * np.sqrt(rng.random()) * 0.9, rng.uniform(0, 2 * np.pi)
         heading = rng.uniform(0, np.pi)
@@ -112,8 +130,8 @@ def random_aperture(settings: BankSettings, rng: np.random.Generator) -> Apertur
             step = radius * rng.uniform(0.3, 1.0)
             pts.append((pts[-1][0] + step * np.cos(heading), pts[-1][1] + step * np.sin(heading)))
         width = 1 if rng.random() < 0.7 else 2
-        cv2.polylines(scratches, [_fixed(pts)], False, int(rng.uniform(150, 255)), width, cv2.LINE_AA, shift=4)
-    amp *= (1 - dust.astype(np.float32) / 255) * (1 - scratches.astype(np.float32) / 255)
+        marks.add_scratch(pts, int(rng.uniform(150, 255)), width)
+    marks.darken(amp)
     defocus = rng.uniform(0, settings.max_defocus) if rng.random() < 0.8 else 0.0
     smudge = None
     if rng.random() < 0.7:  # grease on the glass: a smooth random path error that scatters a glow
