@@ -24,7 +24,7 @@ import numpy as np
 from bench.common import add_counts, check_counts, parse_size, table
 from utils.core.cli import run_cli
 from utils.flare.bank import BankSettings, compute_bank
-from utils.flare.pairs import make_pair
+from utils.flare.pairs import FlareJob, SceneSettings, make_pair
 from utils.flare.scenes import PHOTOS, load_photo
 
 
@@ -38,14 +38,13 @@ def bench_pairs(bank, pairs: int, height: int, width: int, folder: Path) -> list
     """Per pair: seconds to make it, seconds to write and read its PNGs, its input PSNR and scene source."""
     cv2.setNumThreads(1)
     photos = {name: load_photo(name) for name in PHOTOS}
-    make_pair(
-        "train", 10**6, 1, height, width, bank, photos=photos
-    )  # warm-up (FFT plans, first allocations): not timed
+    make_pair(FlareJob(SceneSettings(1, height, width, photos=photos), bank), "train", 10**6)  # warm-up: not timed
+    job = FlareJob(SceneSettings(0, height, width, photos=photos), bank)
     rows = []
     for k in range(pairs):
         split, index = ("train", k // 2) if k % 2 == 0 else ("test", k // 2)
         start = time.perf_counter()
-        pair, source = make_pair(split, index, 0, height, width, bank, photos=photos)
+        pair, source = make_pair(job, split, index)
         made = time.perf_counter() - start
         start = time.perf_counter()
         for name, img in (("input", pair.input), ("target", pair.target)):

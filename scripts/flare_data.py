@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -42,30 +43,25 @@ import numpy as np
 import pandas as pd
 
 from scripts.flare_files import write_pairs
+from scripts.flare_settings import FlareDataSettings, check_settings
 from utils.core.cli import run_cli
 from utils.core.errors import fail, one_line
 from utils.core.locks import output_lock
 from utils.core.log import progress_bar
 from utils.core.manifest import outputs_below, ownership_problem, read_manifest, remove_output
 from utils.core.owned import Output, check_output, owned_output
+from utils.core.settings import add_settings, from_args
 from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
 from utils.data.layout import TEST_INPUT, TEST_LABEL, TEST_MASKS, TRAIN_ORIGINAL
 from utils.data.workers import WorkerDied
-from utils.flare.bank import BankSettings, load_or_compute
-from utils.flare.pairs import flare_free_count, is_flare_free
+from utils.flare.bank import load_or_compute
+from utils.flare.pairs import FlareJob, SceneSettings, flare_free_count, is_flare_free
 from utils.flare.scenes import PHOTOS, load_photo, split_user_images
 
 KIND = "demo data"
 WRITTEN_BY = "scripts.flare_data"
 DEMO_FOLDERS = (TRAIN_ORIGINAL, TEST_INPUT, TEST_LABEL)  # and TEST_MASKS, written with --masks
 CACHE = ".flare_cache"
-MAX_COUNT = 10000  # names run from 10000 (train) and 20000 (test), five digits each
-MAX_SIDE = 8192
-MAX_GRID = 4096  # the PSFs' FFT grid: at 4096, about 40 s and 1 GB per PSF on one core
-# The range of each number flag: checked before any work, shown in --help.
-LIMITS = {"train_count": (2, MAX_COUNT), "test_count": (1, MAX_COUNT), "height": (64, MAX_SIDE),
-          "width": (64, MAX_SIDE), "seed": (0, 2**32 - 1), "workers": (1, 256), "psf_count": (1, 1024),
-          "psf_grid": (64, MAX_GRID), "psf_size": (16, MAX_GRID)}  # fmt: skip
 OUT_OF_MEMORY = ("use a smaller --height/--width, --psf_grid/--psf_size or --psf_count, or fewer --workers; "
                  "nothing was written or replaced")  # fmt: skip
 
@@ -83,29 +79,6 @@ def user_scenes(folder: str | Path) -> list[Path]:
         fail(f"--scenes {folder} holds only one readable image; add at least one more, so that training and test pairs "
              f"come from different photographs.")  # fmt: skip
     return readable
-
-
-def check_settings(values: dict[str, int], clean_share: float = 0.0) -> None:
-    """Each number flag (``values``: flag name without dashes, value) within its ``LIMITS``, the PSF grid a power of
-    two that holds the stored PSF, and a ``--clean_share`` that leaves pairs with flare and makes some without."""
-    for name, value in values.items():
-        low, high = LIMITS[name]
-        if not low <= value <= high:
-            fail(f"--{name} must be {low} to {high} (got {value}).")
-    grid, train_count = values["psf_grid"], values["train_count"]
-    if grid & (grid - 1):
-        fail(f"--psf_grid must be a power of two from {LIMITS['psf_grid'][0]} to {MAX_GRID} (got {grid}).")
-    if values["psf_size"] > grid:
-        fail(f"--psf_size must be 16 to --psf_grid ({grid}) pixels (got {values['psf_size']}).")
-    free = flare_free_count(train_count, clean_share) if 0 <= clean_share < 1 else 0
-    if not 0 <= clean_share < 1:
-        fail(f"--clean_share must be from 0 to below 1 (got {clean_share!r}).")
-    if train_count - free < 2:
-        fail(f"--clean_share {clean_share!r} leaves {train_count - free} of {train_count} training pairs with flare; "
-             f"at least two are needed: lower it or raise --train_count.")  # fmt: skip
-    if clean_share > 0 and free == 0:
-        fail(f"--clean_share {clean_share!r} of {train_count} training pairs makes none without flare; "
-             f"raise it to at least 1/{train_count}, or leave it out.")  # fmt: skip
 
 
 def check_cache(cache: Path, scenes: str | Path | None) -> Path:
@@ -143,40 +116,22 @@ def output_folders(root: Path, masks: bool) -> list[Path]:
     return [root / f for f in DEMO_FOLDERS] + ([root / TEST_MASKS] if masks else [])
 
 
-def generate(
-    root: str | Path = "data",
-    train_count: int = 12,
-    test_count: int = 4,
-    height: int = 576,
-    width: int = 768,
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-    workers: int = 2,
-    masks: bool = False,
-    scenes: str | Path | None = None,
-    psf: BankSettings | None = None,
-    clean_share: float = 0.0,
-) -> dict:
-    """Write the flare data set under ``root``; returns counts, the scene sources used and the mean input PSNR.
+def generate(settings: FlareDataSettings) -> dict:
+    """Write the flare data set of ``settings``; returns counts, the scene sources used and the mean input PSNR.
 
     Every check runs before anything is written; the folders are built in staging folders and moved
     into place together; the patch sets cut from an earlier set, and its test masks if this run
     writes none, go with it. Running out of memory is one sentence, with nothing written or replaced.
     """
-    psf = psf or BankSettings()
-    check_settings({"train_count": train_count, "test_count": test_count, "height": height, "width": width,
-                    "seed": seed, "workers": workers, "psf_count": psf.count, "psf_grid": psf.grid,
-                    "psf_size": psf.size}, clean_share)  # fmt: skip
-    user = split_user_images(user_scenes(scenes), train_count, test_count, seed) if scenes is not None else None
-    root = Path(root)
-    patch_sets = check_demo_folders(root, overwrite, {"scenes folder": scenes})
-    stale = [root / TEST_MASKS] if not masks and (root / TEST_MASKS).exists() else []  # would no longer match
-    job = {"psf": psf, "user": user, "seed": seed, "height": height, "width": width, "masks": masks,
-           "clean_share": clean_share, "cache": check_cache(root / CACHE, scenes), "workers": workers,
-           "progress": progress, "counts": (train_count, test_count), "overwrite": overwrite}  # fmt: skip
+    s = settings
+    check_settings(s)
+    user = None if s.scenes is None else split_user_images(user_scenes(s.scenes), s.train_count, s.test_count, s.seed)
+    root = Path(s.root)
+    patch_sets = check_demo_folders(root, s.overwrite, {"scenes folder": s.scenes})
+    stale = [root / TEST_MASKS] if not s.masks and (root / TEST_MASKS).exists() else []  # would no longer match
+    cache = check_cache(root / CACHE, s.scenes)
     try:
-        results = _build(root, job, stale, patch_sets)
+        results = _build(s, user, cache, stale, patch_sets)
     except MemoryError as err:
         fail(f"out of memory ({one_line(err)}): {OUT_OF_MEMORY}.")
     except WorkerDied as err:
@@ -184,38 +139,47 @@ def generate(
     for path in stale:
         if path.is_dir():
             remove_output(path, KIND)
-    return summary(results, train_count, test_count, height, width, clean_share)
+    return summary(results, s)
 
 
-def _build(root: Path, job: dict, stale: list[Path], patch_sets: list[Path]) -> list[dict]:
+def _build(
+    settings: FlareDataSettings,
+    user: dict[str, list[Path]] | None,
+    cache: Path,
+    stale: list[Path],
+    patch_sets: list[Path],
+) -> list[dict]:
     """Every folder of the data set built in its staging folder under its lock, then moved into place, and the
     earlier set's patch sets removed (only the outputs themselves: the folders around them may be a user's)."""
-    masks, psf, progress = job["masks"], job["psf"], job["progress"]
+    root, masks = Path(settings.root), settings.masks
     with ExitStack() as stack:
         for path in [*stale, *patch_sets]:  # removed, not replaced: locked so that no run reads them meanwhile
             stack.enter_context(output_lock(path, "output folder" if path.parent == root else "patch folder"))
         if stale and ownership_problem(stale[0], KIND):
             fail(f"{stale[0]} changed while this run started; move it away or run again.")
-        stages = {p.name: stack.enter_context(owned_output(data_folder(p, job["overwrite"]))) for p in output_folders(root, masks)}  # fmt: skip
-        with progress_bar(total=psf.count, desc="PSF bank", unit="psf", show=progress) as bar:
-            bank = load_or_compute(job["cache"], psf, job["seed"], job["workers"], lambda it: _counting(it, bar))
-        photos = {} if job["user"] is not None else {name: load_photo(name) for name in PHOTOS}
-        results = write_pairs(stages, job | {"bank": bank, "photos": photos}, *job["counts"], job["workers"], progress)
+        stages = {p.name: stack.enter_context(owned_output(data_folder(p, settings.overwrite))) for p in output_folders(root, masks)}  # fmt: skip
+        with progress_bar(total=settings.psf_count, desc="PSF bank", unit="psf", show=settings.progress) as bar:
+            bank = load_or_compute(
+                cache, settings.bank(), settings.seed, settings.workers, lambda it: _counting(it, bar)
+            )
+        photos = None if user is not None else {name: load_photo(name) for name in PHOTOS}  # loaded once
+        scenes = SceneSettings(settings.seed, settings.height, settings.width, user, photos)
+        job = FlareJob(scenes, bank, masks, settings.clean_share)
+        results = write_pairs(job, stages, settings, cache)
         for path in patch_sets:  # the earlier set's patches: gone before the new set moves in
             remove_output(path, "patches")
     return results
 
 
-def summary(
-    results: list[dict], train_count: int, test_count: int, height: int, width: int, clean_share: float = 0.0
-) -> dict:
+def summary(results: list[dict], settings: FlareDataSettings) -> dict:
     """Counts, sources and the mean input PSNR of the pairs with flare (the flare-free ones would hide its strength)."""
-    flared = [r for r in results if not (r["split"] == "train" and is_flare_free(r["index"], clean_share))]
+    share = settings.clean_share
+    flared = [r for r in results if not (r["split"] == "train" and is_flare_free(r["index"], share))]
     return {
-        "train": train_count,
-        "test": test_count,
-        "flare_free": flare_free_count(train_count, clean_share),
-        "size": (height, width),
+        "train": settings.train_count,
+        "test": settings.test_count,
+        "flare_free": flare_free_count(settings.train_count, share),
+        "size": (settings.height, settings.width),
         "mean_psnr": float(np.mean([r["psnr"] for r in flared])),
         "sources": {
             split: sorted({r["source"] for r in results if r["split"] == split}) for split in ("train", "test")
@@ -224,52 +188,31 @@ def summary(
     }
 
 
-def _counting(iterable, bar):
+def _counting(iterable: Iterable, bar) -> Iterator:
     for item in iterable:
         yield item
         bar.update(1)
 
 
-def _number(p: argparse.ArgumentParser, name: str, default: int, help: str) -> None:
-    """An integer flag whose help shows its range (``LIMITS``), which ``check_settings`` enforces."""
-    low, high = LIMITS[name]
-    p.add_argument(f"--{name}", type=int, default=default, help=f"{help} ({low} to {high}; default {default})")
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``FlareDataSettings`` (defaults, ranges and help live there)."""
+    p = argparse.ArgumentParser(description="Generate a lens-flare data set from optics, in the contest layout.")
+    add_settings(p, FlareDataSettings)
+    return p
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    d = BankSettings()
-    p = argparse.ArgumentParser(description="Generate a lens-flare data set from optics, in the contest layout.")
-    p.add_argument("--root", default="data", help="data folder to fill (the contest layout)")
-    _number(p, "train_count", 12, "training pairs")
-    _number(p, "test_count", 4, "test pairs")
-    _number(p, "height", 576, "image height (the contest: 1224 or 2448)")
-    _number(p, "width", 768, "image width (the contest: 1632 or 3264)")
-    _number(p, "seed", 0, "the same seed gives the same files")
-    _number(p, "workers", 2, "worker processes")
-    p.add_argument("--masks", action="store_true", help="also write glare and streak masks of each input")
-    p.add_argument("--scenes", default=None, help="folder of your own clean photographs to use as scenes")
-    p.add_argument("--clean_share", type=float, default=0.0,
-                   help="share of the training pairs made without flare (input = target + sensor noise), spread "
-                        "evenly, so that a model also sees lamps with nothing to remove")  # fmt: skip
-    _number(p, "psf_count", d.count, "PSFs in the bank")
-    _number(p, "psf_grid", d.grid, "FFT grid of the PSFs, a power of two")
-    _number(p, "psf_size", d.size, "side of a stored PSF in pixels, at most --psf_grid")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace an earlier data set of this project and its patches"
-    )
-    p.add_argument("--no_progress", action="store_true")
-    return p.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    psf = BankSettings(count=args.psf_count, grid=args.psf_grid, size=args.psf_size)
-    info = generate(args.root, args.train_count, args.test_count, args.height, args.width, args.seed, args.overwrite,
-                    not args.no_progress, args.workers, args.masks, args.scenes, psf, args.clean_share)  # fmt: skip
+    settings = from_args(FlareDataSettings, parse_args(argv))
+    info = generate(settings)
     kinds = ", ".join(f"{n} {k}" for k, n in sorted(info["kinds"].items()))
     free = f", {info['flare_free']} of them without flare" if info["flare_free"] else ""
-    print(f"flare data: {info['train']} training{free} and {info['test']} test pairs of {args.height}x{args.width} in "
-          f"{args.root} (scenes: {kinds}); mean input PSNR of the pairs with flare {info['mean_psnr']:.2f} dB")  # fmt: skip
+    print(f"flare data: {info['train']} training{free} and {info['test']} test pairs of {settings.height}x"
+          f"{settings.width} in {settings.root} (scenes: {kinds}); mean input PSNR of the pairs with flare "
+          f"{info['mean_psnr']:.2f} dB")  # fmt: skip
     return 0
 
 

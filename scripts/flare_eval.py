@@ -34,7 +34,7 @@ from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.data.images import list_images, read_rgb
 from utils.flare.composite import encode
-from utils.flare.pairs import pair_scene
+from utils.flare.pairs import SceneSettings, pair_scene
 from utils.flare.scenes import PHOTOS, load_photo
 from utils.infer.inputs import submission_name
 from utils.infer.keep_lights import core_brightness_ratio
@@ -61,10 +61,10 @@ def far_from_lights(label: Path, seed: int, margin: float) -> np.ndarray:
     index = int(re.fullmatch(r"test_label_(\d+)", label.stem).group(1)) - 20000
     target = read_rgb(label)
     photos = {name: load_photo(name) for name, (split, _) in PHOTOS.items() if split == "test"}
-    scene, lights, gamma, _, _ = pair_scene("test", index, seed, *target.shape[:2], photos=photos)
-    if not np.array_equal(encode(scene + lights.emission, gamma), target):
+    scene = pair_scene(SceneSettings(seed, *target.shape[:2], photos=photos), "test", index)
+    if not np.array_equal(encode(scene.linear + scene.lights.emission, scene.gamma), target):
         fail(f"{label} is not the target the generator draws with --seed {seed}; pass the seed the data was made with.")
-    lit = lights.emission.max(axis=2) > 0
+    lit = scene.lights.emission.max(axis=2) > 0
     if not lit.any():
         return np.ones(lit.shape, bool)
     distance = cv2.distanceTransform(np.where(lit, 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)

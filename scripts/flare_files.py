@@ -9,20 +9,23 @@ not written, and stops the run before anything is replaced.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import fail
 from utils.core.log import progress_bar
 from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER, MASK_KINDS, TEST_MASKS, TRAIN_MASKS, mask_name
 from utils.flare.bank import raise_if_memory
 from utils.flare.composite import FlarePair
-from utils.flare.pairs import make_pair
+from utils.flare.pairs import FlareJob, make_pair
 
-_JOB: dict = {}  # what the forked workers share with the parent: the bank, photos, staging folders, settings
+Task = tuple[str, int]  # a pair's split and index
 
 
 def pair_paths(stages: dict[str, Path], split: str, index: int, masks: bool) -> dict[str, Path]:
@@ -60,20 +63,18 @@ def pair_problem(pair: FlarePair) -> str | None:
     return None
 
 
-def _one_pair(task: tuple[str, int]) -> dict:
-    """Make and write one pair (in a worker or in the parent); returns what the summary needs, or the pair's
-    problem (``pair_problem``) with nothing written."""
+def _one_pair(job: FlareJob, stages: dict[str, Path], task: Task) -> dict:
+    """Make one pair and write it into ``stages`` (in a worker or in the parent); returns what the summary needs, or
+    the pair's problem (``pair_problem``) with nothing written."""
     split, index = task
-    job = _JOB
-    pair, source = make_pair(split, index, job["seed"], job["height"], job["width"], job["bank"], job["user"],
-                             job["photos"], job["masks"], job["clean_share"])  # fmt: skip
+    pair, source = make_pair(job, split, index)
     problem = pair_problem(pair)
     if problem:
         return {"split": split, "index": index, "problem": problem}
-    paths = pair_paths(job["stages"], split, index, job["masks"])
+    paths = pair_paths(stages, split, index, job.masks)
     write_png(paths["input"], pair.input)
     write_png(paths["target"], pair.target)
-    if job["masks"]:
+    if job.masks:
         write_png(paths["glare"], pair.glare)
         write_png(paths["streak"], pair.streak)
     name = Path(source.name).name if source.kind == "user" else source.name
@@ -88,20 +89,22 @@ def _checked(result: dict, cache: Path) -> dict:
     return result
 
 
-def _run_tasks(tasks: list[tuple[str, int]], workers: int, progress: bool, cache: Path) -> list[dict]:
-    """``_one_pair`` of every task, in the parent (one worker) or in forked workers; a failure is one sentence, a
+def _run_tasks(
+    one_pair: Callable[[Task], dict], tasks: list[Task], settings: FlareDataSettings, cache: Path
+) -> list[dict]:
+    """``one_pair`` of every task, in the parent (one worker) or in forked workers; a failure is one sentence, a
     worker out of memory a MemoryError (and a dead worker ``WorkerDied``) for the caller to report."""
     results: list[dict] = []
-    with progress_bar(total=len(tasks), desc="flare pairs", unit="pair", show=progress) as bar:
-        if workers == 1:
+    with progress_bar(total=len(tasks), desc="flare pairs", unit="pair", show=settings.progress) as bar:
+        if settings.workers == 1:
             for task in tasks:
-                results.append(_checked(_one_pair(task), cache))
+                results.append(_checked(one_pair(task), cache))
                 bar.update(1)
             return results
         from utils.data.workers import TaskFailed, run_tasks
 
         names = [f"{s} pair {i}" for s, i in tasks]
-        for index, out in run_tasks(_one_pair, tasks, workers, names):
+        for index, out in run_tasks(one_pair, tasks, settings.workers, names):
             if isinstance(out, TaskFailed):
                 raise_if_memory(out)
                 fail(f"{names[index]} failed ({out}); check the disk and --scenes, then run again.")
@@ -110,25 +113,18 @@ def _run_tasks(tasks: list[tuple[str, int]], workers: int, progress: bool, cache
     return results
 
 
-def write_pairs(stages: dict[str, Path], job: dict, train_count: int, test_count: int, workers: int,
-                progress: bool) -> list[dict]:  # fmt: skip
-    """Every pair into the staging folders, and train.csv; returns per pair its split, index, input PSNR and source.
-
-    ``job``: the bank, photos (name: image), user images (split: paths, or None), seed, height, width, masks,
-    clean_share, and cache (the PSF cache folder, named if a pair comes out impossible).
-    """
+def write_pairs(job: FlareJob, stages: dict[str, Path], settings: FlareDataSettings, cache: Path) -> list[dict]:
+    """Every pair of ``job`` into the staging folders ``stages``, and train.csv; returns per pair its split, index,
+    input PSNR and source. ``settings``: the counts, workers and progress bar; ``cache``: the PSF cache folder,
+    named if a pair comes out impossible."""
     original = stages["train_original"]
-    for sub in (INPUT_FOLDER, LABEL_FOLDER, *([TRAIN_MASKS] if job["masks"] else [])):
+    for sub in (INPUT_FOLDER, LABEL_FOLDER, *([TRAIN_MASKS] if job.masks else [])):
         (original / sub).mkdir()
-    _JOB.clear()
-    _JOB.update(job, stages=stages)
-    tasks = [("train", i) for i in range(train_count)] + [("test", i) for i in range(test_count)]
+    tasks = [("train", i) for i in range(settings.train_count)] + [("test", i) for i in range(settings.test_count)]
     try:
-        results = _run_tasks(tasks, workers, progress, job["cache"])
+        results = _run_tasks(partial(_one_pair, job, stages), tasks, settings, cache)  # forked workers inherit job
     except OSError as err:
         fail(f"{err}; check the disk and the folder's permissions, then run again.")
-    finally:
-        _JOB.clear()
     rows = [{"img_id": 10000 + r["index"], "input_img": f"train_input_{10000 + r['index']}.png",
              "label_img": f"train_label_{10000 + r['index']}.png"}
             for r in sorted(results, key=lambda r: r["index"]) if r["split"] == "train"]  # fmt: skip

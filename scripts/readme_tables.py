@@ -29,6 +29,8 @@ def tables() -> dict[str, str]:
     # utils.infer.options), this is the one place to change, and tests/test_readme.py follows.
     import main as train_script
     import make_patch
+    from scripts import flare_data
+    from scripts.flare_settings import FlareDataSettings
     from utils.data.patches import PatchSettings
     from utils.infer.options import InferenceOptions
     from utils.train.config import TrainConfig
@@ -38,6 +40,7 @@ def tables() -> dict[str, str]:
         "make_patch.py": flag_table(PatchSettings, make_patch.build_parser()),
         "main.py": flag_table(TrainConfig, train_script.build_parser()),
         "test.py": flag_table(InferenceOptions, test_script.build_parser()),
+        "scripts.flare_data": flag_table(FlareDataSettings, flare_data.build_parser()),
     }
 
 

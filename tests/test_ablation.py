@@ -16,7 +16,7 @@ from scripts import ablation
 from scripts.ablation_plan import CSV_COLUMNS, StudySettings, auto_thresholds, inference_variants, training_variants
 from scripts.ablation_report import markdown, paired_change, verdict
 from scripts.flare_data import generate
-from utils.flare.bank import BankSettings
+from scripts.flare_settings import FlareDataSettings
 
 
 def test_variants_switch_one_technique_at_a_time():
@@ -80,8 +80,8 @@ def _rows(out):
 
 def test_quick_study_is_interrupted_and_continues_without_repeating_runs(tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "study"
-    tiny_bank = BankSettings(count=3, grid=128, size=64)
-    generate(data, 4, 1, 512, 640, progress=False, psf=tiny_bank)  # 512: the full recipe's larger crops need it
+    tiny_bank = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}
+    generate(FlareDataSettings(data, 4, 1, 512, 640, progress=False, **tiny_bank))  # 512: the larger crops need it
     for image in [*(data / "test_input_img").glob("*.png"), *(data / "test_label_img").glob("*.png")]:
         cv2.imwrite(str(image), cv2.resize(cv2.imread(str(image)), (160, 128)))  # a small test image: fast TTA
     only = ["--only", "full,full352", "--thresholds", "500"]

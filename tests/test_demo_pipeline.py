@@ -8,11 +8,11 @@ import main as main_script
 from conftest import tiny_model
 from scripts import demo
 from scripts.flare_data import generate
+from scripts.flare_settings import FlareDataSettings
 from scripts.samples import main as samples_main
 from utils.core.errors import UserError
-from utils.flare.bank import BankSettings
 
-TINY_BANK = BankSettings(count=3, grid=128, size=64)
+TINY_BANK = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}
 
 
 def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):
@@ -22,7 +22,7 @@ def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="'mine.png', which this project did not write"):
         demo.check_ownership(tmp_path / "data", tmp_path / "weights")
     (tmp_path / "data" / "test_input_img" / "mine.png").unlink()
-    generate(tmp_path / "data", 2, 1, 96, 128, progress=False, workers=1, psf=TINY_BANK)
+    generate(FlareDataSettings(tmp_path / "data", 2, 1, 96, 128, progress=False, workers=1, **TINY_BANK))
     demo.check_ownership(tmp_path / "data", tmp_path / "weights")  # the demo's own data: fine
     (tmp_path / "weights").mkdir()
     torch.save(
@@ -33,7 +33,7 @@ def test_demo_refuses_foreign_data_and_weights(tmp_path, monkeypatch):
 
 
 def test_sample_pictures(tmp_path, capsys):
-    generate(tmp_path / "data", 2, 2, 576, 768, progress=False, psf=TINY_BANK)
+    generate(FlareDataSettings(tmp_path / "data", 2, 2, 576, 768, progress=False, **TINY_BANK))
     for folder in ("submission_original", "submission"):  # what make demo leaves: two restorations
         (tmp_path / "results" / folder).mkdir(parents=True)
         shutil.copy(

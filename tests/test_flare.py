@@ -6,7 +6,7 @@ import pytest
 from utils.flare import bank as psf_bank
 from utils.flare import composite, masks, procedural, psf, scenes
 from utils.flare.light_sources import Light, Lights, lamp
-from utils.flare.pairs import flare_free_count, is_flare_free, make_pair
+from utils.flare.pairs import FlareJob, SceneSettings, flare_free_count, is_flare_free, make_pair
 from utils.flare.spectrum import channel_responses, temperature_rgb, wavelengths
 
 TINY_BANK = psf_bank.BankSettings(count=3, grid=128, size=64)
@@ -115,7 +115,9 @@ def _dark_scene(h=96, w=128, seed=0):
 def test_zero_emission_input_equals_target_up_to_noise(bank):
     scene = _dark_scene()
     lights = Lights.empty(96, 128)
-    quiet = composite.synthesize(scene, lights, bank, 2.0, np.random.default_rng(0), masks=True, noise=False)
+    quiet = composite.synthesize(
+        scene, lights, bank, 2.0, np.random.default_rng(0), composite.PairOptions(masks=True, noise=False)
+    )
     assert np.array_equal(quiet.input, quiet.target)
     assert not quiet.glare.any() and not quiet.streak.any()
     noisy = composite.synthesize(scene, lights, bank, 2.0, np.random.default_rng(0))
@@ -131,7 +133,9 @@ def test_scattering_stays_within_the_kernels_reach(bank, monkeypatch):
     lamp(lights, Light(48, 20, 300.0, np.ones(3, np.float32)), 3)
     reach = int(20 + composite.EXTENT_RANGE[1] * 512 / 2 + 2)
     for seed in range(3):
-        pair = composite.synthesize(_dark_scene(96, 512), lights, bank, 2.2, np.random.default_rng(seed), noise=False)
+        pair = composite.synthesize(
+            _dark_scene(96, 512), lights, bank, 2.2, np.random.default_rng(seed), composite.PairOptions(noise=False)
+        )
         assert np.array_equal(pair.input[:, reach:], pair.target[:, reach:])
         assert not np.array_equal(pair.input[:, :reach], pair.target[:, :reach])
 
@@ -146,7 +150,9 @@ def test_flare_is_additive_in_linear_light(bank):
     lights = Lights.empty(96, 128)
     lamp(lights, Light(40, 50, 200.0, temperature_rgb(2700)), 4)
     scene = _dark_scene()
-    pair = composite.synthesize(scene, lights, bank, 2.0, np.random.default_rng(1), noise=False, keep_layers=True)
+    pair = composite.synthesize(
+        scene, lights, bank, 2.0, np.random.default_rng(1), composite.PairOptions(noise=False, keep_layers=True)
+    )
     assert pair.flare.min() >= 0 and pair.flare.max() > 0.01
     assert np.array_equal(pair.input, composite.encode(scene + lights.emission + pair.flare, 2.0))
     assert np.array_equal(pair.target, composite.encode(scene + lights.emission, 2.0))
@@ -162,7 +168,7 @@ def test_convolution_is_linear_not_circular():
 
 def test_pair_masks_and_ghosts(bank):
     for seed in range(4):
-        pair, _ = make_pair("train", seed, 7, 96, 128, bank, masks=True)
+        pair, _ = make_pair(FlareJob(SceneSettings(7, 96, 128), bank, masks=True), "train", seed)
         assert pair.input.shape == (96, 128, 3) and pair.input.dtype == np.uint8
         assert set(np.unique(pair.glare)) <= {0, 255} and set(np.unique(pair.streak)) <= {0, 255}
         assert not (pair.streak & ~pair.glare).any()
@@ -182,16 +188,17 @@ def test_flare_free_pairs_keep_the_lamps_and_leave_the_other_pairs_alone(bank):
     assert [i for i in range(12) if is_flare_free(i, 0.25)] == [3, 7, 11]
     assert sum(is_flare_free(i, 0.3) for i in range(10)) == 3 and not any(is_flare_free(i, 0.0) for i in range(50))
     assert sum(is_flare_free(i, 0.29) for i in range(100)) == flare_free_count(100, 0.29) == 29  # 100 * 0.29 < 29
-    flared, _ = make_pair("train", 3, 7, 96, 128, bank, masks=True)
-    free, _ = make_pair("train", 3, 7, 96, 128, bank, masks=True, clean_share=0.25)
+    scenes = SceneSettings(7, 96, 128)
+    flared, _ = make_pair(FlareJob(scenes, bank, masks=True), "train", 3)
+    free, _ = make_pair(FlareJob(scenes, bank, masks=True, clean_share=0.25), "train", 3)
     assert np.array_equal(free.target, flared.target) and free.target.max() == 255  # the same scene and lamps
     diff = free.input.astype(int) - free.target
     assert abs(diff.mean()) < 0.5 and np.abs(diff).mean() < 4 and not free.glare.any()
     assert flared.psnr < free.psnr - 5
-    kept, _ = make_pair("train", 2, 7, 96, 128, bank, clean_share=0.25)
-    assert np.array_equal(kept.input, make_pair("train", 2, 7, 96, 128, bank)[0].input)
-    test, _ = make_pair("test", 3, 7, 96, 128, bank, clean_share=0.25)
-    assert np.array_equal(test.input, make_pair("test", 3, 7, 96, 128, bank)[0].input)
+    kept, _ = make_pair(FlareJob(scenes, bank, clean_share=0.25), "train", 2)
+    assert np.array_equal(kept.input, make_pair(FlareJob(scenes, bank), "train", 2)[0].input)
+    test, _ = make_pair(FlareJob(scenes, bank, clean_share=0.25), "test", 3)
+    assert np.array_equal(test.input, make_pair(FlareJob(scenes, bank), "test", 3)[0].input)
 
 
 # ---------------------------------------------------------------- scenes

@@ -13,11 +13,11 @@ import pytest
 import make_patch
 from conftest import run_cli
 from scripts import demo, flare_data, flare_eval
+from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import UserError
-from utils.flare.bank import BankSettings
 
 TINY = ["--psf_count", 3, "--psf_grid", 128, "--psf_size", 64]
-TINY_BANK = BankSettings(count=3, grid=128, size=64)
+TINY_BANK = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}
 
 
 def _digest(root):
@@ -27,7 +27,7 @@ def _digest(root):
 
 
 def _generate(root, *args, **kwargs):
-    return flare_data.generate(root, *args, progress=False, workers=1, psf=TINY_BANK, **kwargs)
+    return flare_data.generate(FlareDataSettings(root, *args, progress=False, workers=1, **TINY_BANK, **kwargs))
 
 
 def _run(root, capsys, *extra):
@@ -95,7 +95,7 @@ def test_user_scenes_are_split_between_train_and_test(tmp_path, capsys):
         cv2.imwrite(str(photos / f"p{i}.png"), rng.integers(0, 255, (80, 100, 3), dtype=np.uint8))
     (photos / "notes.png").write_bytes(b"not an image")
     info = flare_data.generate(
-        tmp_path / "data", 4, 2, 96, 128, progress=False, workers=1, scenes=photos, psf=TINY_BANK
+        FlareDataSettings(tmp_path / "data", 4, 2, 96, 128, progress=False, workers=1, scenes=photos, **TINY_BANK)
     )
     assert info["kinds"] == {"user": 6}
     assert info["sources"]["train"] and info["sources"]["test"]

@@ -23,6 +23,7 @@ import pytest
 import make_patch
 from conftest import ROOT, run_cli
 from scripts import flare_data, flare_files, starter
+from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import UserError
 from utils.flare.bank import BankSettings, PSFBank, cache_path
 from utils.flare.composite import FlarePair
@@ -294,5 +295,8 @@ def test_a_child_that_does_not_stop_is_killed_after_the_wait(tmp_path):
 def test_generate_keeps_the_library_check_of_ranges(tmp_path):
     """generate(), which the demo and the benches call, checks the same ranges as the flags."""
     with pytest.raises(UserError, match="--seed must be 0 to"):
-        flare_data.generate(tmp_path / "d", 2, 1, 64, 96, seed=-5, progress=False, workers=1, psf=BANK)
+        flare_data.generate(
+            FlareDataSettings(tmp_path / "d", 2, 1, 64, 96, seed=-5, progress=False, workers=1, psf_count=2,
+                              psf_grid=64, psf_size=32)
+        )  # fmt: skip
     assert not (tmp_path / "d").exists()

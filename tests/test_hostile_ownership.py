@@ -14,12 +14,14 @@ import main as train_script
 import make_patch
 from conftest import FIXTURES, hold_lock, load_script, run_cli
 from scripts import flare_data
+from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import UserError
 from utils.core.manifest import MANIFEST, file_record, ownership_problem, remove_output
 from utils.core.outputs import staged_dir
 
 test_script = load_script("test")
 REF = FIXTURES / "inference_reference"
+TINY_BANK = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}
 
 
 def _tree(root):
@@ -136,7 +138,7 @@ USER_FILES_IN_DEMO = {
 @pytest.mark.parametrize("case", list(USER_FILES_IN_DEMO))
 def test_the_demo_replaces_only_its_own_data(tmp_path, capsys, case):
     root = tmp_path / "data"
-    flare_data.generate(root, 2, 1, 96, 128, progress=False, workers=1, psf=flare_data.BankSettings(3, 128, 64))
+    flare_data.generate(FlareDataSettings(root, 2, 1, 96, 128, progress=False, workers=1, **TINY_BANK))
     (root / USER_FILES_IN_DEMO[case]).parent.mkdir(parents=True, exist_ok=True)
     (root / USER_FILES_IN_DEMO[case]).write_bytes(b"a user's picture")
     argv = ["--root", root, "--train_count", 2, "--test_count", 1, "--height", 96, "--width", 128, "--overwrite",
@@ -204,10 +206,10 @@ def test_leftovers_of_killed_runs_never_block_a_replacement(world):
         busy.wait()
     assert ownership_problem(run, "run") is None
     demo = world / "demo"
-    tiny = {"progress": False, "workers": 1, "psf": flare_data.BankSettings(3, 128, 64)}
-    flare_data.generate(demo, 2, 1, 96, 128, **tiny)
+    tiny = {"progress": False, "workers": 1, **TINY_BANK}
+    flare_data.generate(FlareDataSettings(demo, 2, 1, 96, 128, **tiny))
     (demo / "train_original" / ".train_10fold.csv.hinet-lock").write_text("")  # a killed training's
-    flare_data.generate(demo, 2, 1, 96, 128, overwrite=True, **tiny)
+    flare_data.generate(FlareDataSettings(demo, 2, 1, 96, 128, overwrite=True, **tiny))
     assert not (demo / "train_original" / ".train_10fold.csv.hinet-lock").exists()
 
 

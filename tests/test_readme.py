@@ -17,7 +17,7 @@ import pytest
 import main as train_script
 import make_patch
 from conftest import ROOT, load_script
-from scripts import readme_tables
+from scripts import flare_data, readme_tables
 
 SCRIPTS = {"make_patch.py": make_patch.parse_args, "main.py": train_script.parse_args}
 README = ROOT / "README.md"
@@ -77,14 +77,15 @@ def test_makefile_targets_named_in_the_docs_exist():
             assert re.search(rf"^{target}:", makefile, flags=re.M), (_name(page), target)
 
 
-@pytest.mark.parametrize("script", ["make_patch.py", "main.py", "test.py"])
+@pytest.mark.parametrize("script", ["make_patch.py", "main.py", "test.py", "scripts.flare_data"])
 def test_flag_tables_are_made_from_the_settings(script):
     """Every flag, its default and its help in docs/flags.md come from the code (python -m scripts.readme_tables)."""
     table = readme_tables.tables()[script]
     text = readme_tables.FLAGS_DOC.read_text()
     start, end = readme_tables.table_span(text, script)
     assert text[start:end].rstrip("\n") == table
-    module = {"make_patch.py": make_patch, "main.py": train_script, "test.py": load_script("test")}[script]
+    module = {"make_patch.py": make_patch, "main.py": train_script, "test.py": load_script("test"),
+              "scripts.flare_data": flare_data}[script]  # fmt: skip
     flags = {
         o for a in module.build_parser()._actions for o in a.option_strings if o.startswith("--") and o != "--help"
     }

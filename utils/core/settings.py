@@ -88,8 +88,16 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
         default = None if f.default is MISSING else f.default
         if typing.get_origin(kind) is tuple:
             kind = _comma_list(typing.get_args(kind)[0])
-        help_text = f"{meta['help']} (default {_shown_default(f).strip('`')}{_choices_text(meta)})"
+        bounds = f"{_range_text(meta)}; " if _range_text(meta) else ""
+        help_text = f"{meta['help']} ({bounds}default {_shown_default(f).strip('`')}{_choices_text(meta)})"
         parser.add_argument(flag_name(f), type=kind, default=default, help=help_text)  # checked by check_ranges
+
+
+def _range_text(meta: typing.Mapping) -> str:
+    """``"2 to 10000"`` for a setting with both a minimum and a maximum (shown in its help), else nothing."""
+    if meta.get("minimum") is None or meta.get("maximum") is None:
+        return ""
+    return f"{meta['minimum']} to {meta['maximum']}"
 
 
 def _choices_text(meta: typing.Mapping) -> str:
@@ -178,9 +186,9 @@ def flag_table(cls: type, parser: argparse.ArgumentParser | None = None) -> str:
     rows = []
     for f in flag_fields(cls):
         meta = f.metadata
-        rows.append(
-            (flag_name(f), _shown_default(f), meta["help"] + _choices_text(meta) + (" (new)" if meta["new"] else ""))
-        )
+        bounds = f" ({_range_text(meta)})" if _range_text(meta) else ""
+        meaning = meta["help"] + bounds + _choices_text(meta) + (" (new)" if meta["new"] else "")
+        rows.append((flag_name(f), _shown_default(f), meaning))
     names = {f.name for f in flag_fields(cls)} | {"help"}
     for action in parser._actions if parser else ():
         if action.dest not in names:

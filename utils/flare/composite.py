@@ -40,6 +40,7 @@ from utils.flare.light_sources import Lights
 
 GAMMA_RANGE = (1.8, 2.2)
 EXTENT_RANGE = (0.5, 1.3)  # kernel width over the image's longer side
+GHOST_LIGHTS = 4  # the brightest lights that cast ghosts
 CORE_RADIUS = 1.0  # of the notch that leaves the PSF's core out of the flare, in stored PSF pixels
 GHOST_TINTS = np.array(
     [[0.45, 1.0, 0.5], [1.0, 0.45, 0.9], [1.0, 0.75, 0.35], [0.4, 0.8, 1.0], [0.7, 0.5, 1.0], [0.9, 1.0, 0.4]],
@@ -52,6 +53,16 @@ class Kernel:
     rgb: np.ndarray  # (K, K, 3), each channel sums to 1
     rotation: float  # radians, to turn the ghosts' aperture with it
     index: int  # in the bank
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    """What a pair is made with beyond its two images."""
+
+    masks: bool = False  # the glare and streak masks
+    noise: bool = True  # sensor noise on the input
+    keep_layers: bool = False  # the linear flare layer, kept in the pair
+    with_flare: bool = True  # False: a flare-free pair (input = target + sensor noise)
 
 
 @dataclass
@@ -170,16 +181,16 @@ def ghost_image(thumb: np.ndarray, radius: float, ring: bool, blur: float) -> np
 
 
 def render_ghosts(shape: tuple[int, int], lights: Lights, scale: float, aperture: np.ndarray, rotation: float,
-                  rng: np.random.Generator, most: int = 4) -> np.ndarray:  # fmt: skip
+                  rng: np.random.Generator) -> np.ndarray:  # fmt: skip
     """(H, W, 3) float32 ghosts at the working size ``shape`` (``scale`` = working / full pixels) of the
-    ``most`` brightest lights: one recipe of 2-6 aperture copies per image, placed on the line from each
+    ``GHOST_LIGHTS`` brightest lights: one recipe of 2-6 aperture copies per image, placed on the line from each
     light through the centre, each with a tint, a size and a strength relative to the light's energy."""
     height, width = shape
     out = np.zeros((height, width, 3), np.float32)
     if not lights.energies:
         return out
     luma = np.array([float(e @ mask_ops.LUMA) for e in lights.energies])
-    order = [k for k in np.argsort(-luma)[:most] if luma[k] > 0]
+    order = [k for k in np.argsort(-luma)[:GHOST_LIGHTS] if luma[k] > 0]
     centre = np.array([(height - 1) / 2, (width - 1) / 2])
     thumb = aperture
     if rng.random() < 0.7:  # the iris turned as the PSF was
@@ -239,26 +250,28 @@ def add_noise(linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def synthesize(scene: np.ndarray, lights: Lights, bank: PSFBank, gamma: float, rng: np.random.Generator,
-               masks: bool = False, noise: bool = True, keep_layers: bool = False, with_flare: bool = True) -> FlarePair:  # fmt: skip
-    """The input and target of one pair (and with ``masks`` the glare and streak masks) from a linear scene and its lights.
+               options: PairOptions | None = None) -> FlarePair:  # fmt: skip
+    """The input and target of one pair (and with ``options.masks`` the glare and streak masks) from a linear scene
+    and its lights.
 
-    ``with_flare=False`` makes a flare-free pair (input = target + sensor noise): lamps that need nothing removed.
-    Its flare is still drawn, and dropped, so that the random stream goes on exactly as in a flared pair.
+    A flare-free pair (``options.with_flare`` false: input = target + sensor noise) shows lamps that need nothing
+    removed. Its flare is still drawn, and dropped, so that the random stream goes on exactly as in a flared pair.
     """
-    flare, streak = render_flare(lights, bank, rng, streaks=masks)
-    if not with_flare:
+    options = options or PairOptions()
+    flare, streak = render_flare(lights, bank, rng, streaks=options.masks)
+    if not options.with_flare:
         flare = np.zeros_like(flare)
         streak = None if streak is None else np.zeros_like(streak)
     target_linear = scene + lights.emission
     flared = target_linear + flare
-    noisy = add_noise(flared, rng) if noise else flared
+    noisy = add_noise(flared, rng) if options.noise else flared
     finite = bool(np.isfinite(noisy).all() and np.isfinite(target_linear).all())
     pair = FlarePair(encode(noisy, gamma), encode(target_linear, gamma), gamma=gamma, finite=finite)
-    if masks:
+    if options.masks:
         target8 = pair.target
         pair.glare = mask_ops.visible(target8, encode(flared, gamma))
         raised = encode(target_linear + streak[..., None], gamma)
         pair.streak = mask_ops.visible(target8, raised) & pair.glare
-    if keep_layers:
+    if options.keep_layers:
         pair.flare = flare
     return pair

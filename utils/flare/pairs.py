@@ -7,45 +7,72 @@ in their split number, so no procedural scene is shared between them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from utils.flare.bank import PSFBank
-from utils.flare.composite import GAMMA_RANGE, FlarePair, synthesize
+from utils.flare.composite import GAMMA_RANGE, FlarePair, PairOptions, synthesize
 from utils.flare.light_sources import Lights
 from utils.flare.scenes import Source, load_photo, make_scene, pick_source, read_user_image
 
 SPLITS = {"train": 0, "test": 1}
 
 
+@dataclass(frozen=True)
+class SceneSettings:
+    """What every clean scene of a data set shares: the seed, the size, and where the scenes come from."""
+
+    seed: int
+    height: int
+    width: int
+    user: dict[str, list[Path]] | None = None  # a user's images per split (``--scenes``); None: the built-in sources
+    photos: dict[str, np.ndarray] | None = None  # the built-in photographs, loaded once (else read for each pair)
+
+
+@dataclass(frozen=True)
+class PairScene:
+    """One pair's clean scene in linear light, its lights, gamma and source, and the pair's random stream as the
+    flare goes on to draw from it."""
+
+    linear: np.ndarray  # (H, W, 3) float32, without the lights' emission
+    lights: Lights
+    gamma: float
+    source: Source
+    rng: np.random.Generator
+
+
+@dataclass(frozen=True)
+class FlareJob:
+    """What every pair of a data set is made from: its scenes, the PSF bank, whether each pair gets its masks, and
+    the share of training pairs made without flare (``is_flare_free``)."""
+
+    scenes: SceneSettings
+    bank: PSFBank
+    masks: bool = False
+    clean_share: float = 0.0
+
+
 def pair_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], index])
 
 
-def pair_scene(
-    split: str,
-    index: int,
-    seed: int,
-    height: int,
-    width: int,
-    user: dict[str, list[Path]] | None = None,
-    photos: dict[str, np.ndarray] | None = None,
-) -> tuple[np.ndarray, Lights, float, Source, np.random.Generator]:
-    """The clean scene of pair ``index`` of ``split`` in linear light, its lights, gamma and source, and the pair's
-    random stream as the flare goes on to draw from it. ``photos`` caches the built-in photographs."""
-    rng = pair_rng(seed, split, index)
-    source = pick_source(split, rng, user)
+def pair_scene(scenes: SceneSettings, split: str, index: int) -> PairScene:
+    """The clean scene of pair ``index`` of ``split``, drawn from the start of the pair's own random stream."""
+    rng = pair_rng(scenes.seed, split, index)
+    source = pick_source(split, rng, scenes.user)
     image = None
     if source.kind == "photo":
+        photos = scenes.photos
         image = photos[source.name] if photos and source.name in photos else load_photo(source.name)
     elif source.kind == "user":
         image = read_user_image(source.name)
         if image is None:
             raise OSError(f"{source.name} could no longer be decoded")
     gamma = float(rng.uniform(*GAMMA_RANGE))
-    scene, lights = make_scene(source, image, height, width, gamma, rng)
-    return scene, lights, gamma, source, rng
+    linear, lights = make_scene(source, image, scenes.height, scenes.width, gamma, rng)
+    return PairScene(linear, lights, gamma, source, rng)
 
 
 def flare_free_count(count: int, share: float) -> int:
@@ -61,20 +88,10 @@ def is_flare_free(index: int, share: float) -> bool:
     return flare_free_count(index + 1, share) > flare_free_count(index, share)
 
 
-def make_pair(
-    split: str,
-    index: int,
-    seed: int,
-    height: int,
-    width: int,
-    bank: PSFBank,
-    user: dict[str, list[Path]] | None = None,
-    photos: dict[str, np.ndarray] | None = None,
-    masks: bool = False,
-    clean_share: float = 0.0,
-) -> tuple[FlarePair, Source]:
-    """The pair ``index`` of ``split`` and where its scene came from. ``photos`` caches the built-in photographs;
-    ``clean_share`` of the training pairs (never test pairs) are flare-free (``is_flare_free``)."""
-    scene, lights, gamma, source, rng = pair_scene(split, index, seed, height, width, user, photos)
-    with_flare = split != "train" or not is_flare_free(index, clean_share)
-    return synthesize(scene, lights, bank, gamma, rng, masks=masks, with_flare=with_flare), source
+def make_pair(job: FlareJob, split: str, index: int) -> tuple[FlarePair, Source]:
+    """The pair ``index`` of ``split`` and where its scene came from; the ``job.clean_share`` of the training pairs
+    (never test pairs) are flare-free (``is_flare_free``)."""
+    scene = pair_scene(job.scenes, split, index)
+    with_flare = split != "train" or not is_flare_free(index, job.clean_share)
+    options = PairOptions(masks=job.masks, with_flare=with_flare)
+    return synthesize(scene.linear, scene.lights, job.bank, scene.gamma, scene.rng, options), scene.source

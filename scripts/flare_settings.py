@@ -1,0 +1,75 @@
+"""What ``scripts.flare_data`` makes (``FlareDataSettings``, its flags) and the checks that run before any work.
+
+Each field is one flag with its default, range and help; the parser, the range checks, ``--help``
+and the flag table of docs/flags.md follow from the fields (``utils.core.settings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.core.errors import fail
+from utils.core.settings import flag_fields, setting
+from utils.flare.bank import BankSettings
+from utils.flare.pairs import flare_free_count
+
+MAX_COUNT = 10000  # names run from 10000 (train) and 20000 (test), five digits each
+MAX_SIDE = 8192
+MIN_GRID, MAX_GRID = 64, 4096  # the PSFs' FFT grid: at 4096, about 40 s and 1 GB per PSF on one core
+MIN_PSF_SIZE = 16
+_BANK = BankSettings()
+
+
+@dataclass(frozen=True)
+class FlareDataSettings:
+    """What the flare data set is made of and where it goes; every field is a flag of ``scripts.flare_data``."""
+
+    root: str | Path = setting("data", "data folder to fill (the contest layout)")
+    train_count: int = setting(12, "training pairs", minimum=2, maximum=MAX_COUNT)
+    test_count: int = setting(4, "test pairs", minimum=1, maximum=MAX_COUNT)
+    height: int = setting(576, "image height; the contest's are 1224 and 2448", minimum=64, maximum=MAX_SIDE)
+    width: int = setting(768, "image width; the contest's are 1632 and 3264", minimum=64, maximum=MAX_SIDE)
+    seed: int = setting(0, "the same seed gives the same files", minimum=0, maximum=2**32 - 1)
+    workers: int = setting(2, "worker processes", minimum=1, maximum=256)
+    masks: bool = setting(False, "also write glare and streak masks of each input")
+    scenes: str | Path | None = setting(None, "folder of your own clean photographs to use as scenes", shown="none")
+    clean_share: float = setting(
+        0.0,
+        "share of the training pairs made without flare (input = target + sensor noise), from 0 to below 1, spread "
+        "evenly, so that a model also sees lamps with nothing to remove",
+    )
+    psf_count: int = setting(_BANK.count, "PSFs in the bank", minimum=1, maximum=1024)
+    psf_grid: int = setting(_BANK.grid, "FFT grid of the PSFs, a power of two", minimum=MIN_GRID, maximum=MAX_GRID)
+    psf_size: int = setting(
+        _BANK.size, "side of a stored PSF in pixels, at most --psf_grid", minimum=MIN_PSF_SIZE, maximum=MAX_GRID
+    )
+    overwrite: bool = setting(False, "replace an earlier data set of this project and its patches")
+    progress: bool = setting(True, "hide the progress bars")
+
+    def bank(self) -> BankSettings:
+        """The PSF bank these settings ask for (with the seed, it names the bank's cache file)."""
+        return BankSettings(count=self.psf_count, grid=self.psf_grid, size=self.psf_size)
+
+
+def check_settings(settings: FlareDataSettings) -> None:
+    """Each number within its range, the PSF grid a power of two that holds the stored PSF, and a ``--clean_share``
+    that leaves pairs with flare and makes some without; the first that is not is one sentence."""
+    for f in flag_fields(FlareDataSettings):
+        low, high, value = f.metadata["minimum"], f.metadata["maximum"], getattr(settings, f.name)
+        if high is not None and not low <= value <= high:
+            fail(f"--{f.name} must be {low} to {high} (got {value}).")
+    grid, train_count, share = settings.psf_grid, settings.train_count, settings.clean_share
+    if grid & (grid - 1):
+        fail(f"--psf_grid must be a power of two from {MIN_GRID} to {MAX_GRID} (got {grid}).")
+    if settings.psf_size > grid:
+        fail(f"--psf_size must be {MIN_PSF_SIZE} to --psf_grid ({grid}) pixels (got {settings.psf_size}).")
+    if not 0 <= share < 1:
+        fail(f"--clean_share must be from 0 to below 1 (got {share!r}).")
+    free = flare_free_count(train_count, share)
+    if train_count - free < 2:
+        fail(f"--clean_share {share!r} leaves {train_count - free} of {train_count} training pairs with flare; "
+             f"at least two are needed: lower it or raise --train_count.")  # fmt: skip
+    if share > 0 and free == 0:
+        fail(f"--clean_share {share!r} of {train_count} training pairs makes none without flare; "
+             f"raise it to at least 1/{train_count}, or leave it out.")  # fmt: skip
