@@ -81,7 +81,8 @@ def _rows(out):
 def test_quick_study_is_interrupted_and_continues_without_repeating_runs(tmp_path, capsys):
     data, out = tmp_path / "data", tmp_path / "study"
     tiny_bank = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}
-    generate(FlareDataSettings(data, 4, 1, 512, 640, progress=False, **tiny_bank))  # 512: the larger crops need it
+    # 512: the full recipe's larger crops need it
+    generate(FlareDataSettings(data, 4, 1, 512, 640, progress=False, **tiny_bank))
     for image in [*(data / "test_input_img").glob("*.png"), *(data / "test_label_img").glob("*.png")]:
         cv2.imwrite(str(image), cv2.resize(cv2.imread(str(image)), (160, 128)))  # a small test image: fast TTA
     only = ["--only", "full,full352", "--thresholds", "500"]

@@ -71,9 +71,9 @@ class FlarePair:
 
     input: np.ndarray  # (H, W, 3) uint8 RGB
     target: np.ndarray
-    glare: np.ndarray | None = None  # (H, W) uint8 masks, with masks=True
+    glare: np.ndarray | None = None  # (H, W) uint8 masks, with PairOptions.masks
     streak: np.ndarray | None = None
-    flare: np.ndarray | None = None  # (H, W, 3) float32 linear flare layer, with keep_layers=True
+    flare: np.ndarray | None = None  # (H, W, 3) float32 linear flare layer, with PairOptions.keep_layers
     gamma: float = 2.2
     finite: bool = True  # whether both images were finite in linear light (8 bits would turn NaN into black)
 
@@ -183,8 +183,8 @@ def ghost_image(thumb: np.ndarray, radius: float, ring: bool, blur: float) -> np
 def render_ghosts(shape: tuple[int, int], lights: Lights, scale: float, aperture: np.ndarray, rotation: float,
                   rng: np.random.Generator) -> np.ndarray:  # fmt: skip
     """(H, W, 3) float32 ghosts at the working size ``shape`` (``scale`` = working / full pixels) of the
-    ``GHOST_LIGHTS`` brightest lights: one recipe of 2-6 aperture copies per image, placed on the line from each
-    light through the centre, each with a tint, a size and a strength relative to the light's energy."""
+    ``GHOST_LIGHTS`` brightest lights: one recipe of 2-6 aperture copies per image, placed on the line from
+    each light through the centre, each with a tint, a size and a strength relative to the light's energy."""
     height, width = shape
     out = np.zeros((height, width, 3), np.float32)
     if not lights.energies:

@@ -2,7 +2,9 @@
 
 Every pair draws from its own random stream, ``default_rng([seed, split, index])``, so a pair
 is the same whichever worker makes it and in whatever order; training and test streams differ
-in their split number, so no procedural scene is shared between them.
+in their split number, so no procedural scene is shared between them. A ``FlareJob`` holds what
+every pair of a data set shares: where its scenes come from and their size (``SceneSettings``),
+the PSF bank, the masks and the share of flare-free training pairs.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 from utils.core.cli import run_cli  # noqa: E402
 from utils.core.locks import atomic_path  # noqa: E402
 from utils.flare.bank import BankSettings, PSFBank, load_or_compute  # noqa: E402
-from utils.flare.pairs import make_pair  # noqa: E402
+from utils.flare.pairs import FlareJob, SceneSettings, make_pair  # noqa: E402
 
 DECADES = 6.5
 
@@ -62,8 +62,9 @@ def pairs_sheet(bank: PSFBank, path: str | Path, picks: list[tuple[str, int]], h
     """Input, target and masks (glare red, streaks yellow) of the pairs ``picks``; returns their input PSNRs."""
     fig, axes = plt.subplots(len(picks), 3, figsize=(15, 15 * height / width * len(picks) / 3 + 0.5), squeeze=False)
     psnrs = []
+    job = FlareJob(SceneSettings(0, height, width), bank, masks=True)
     for row, (split, index) in zip(axes, picks):
-        pair, source = make_pair(split, index, 0, height, width, bank, masks=True)
+        pair, source = make_pair(job, split, index)
         psnrs.append(pair.psnr)
         overlay = pair.input.astype(np.float32) / 255 * 0.35
         overlay[pair.glare > 0] = overlay[pair.glare > 0] * 0.3 + np.array([0.8, 0.1, 0.1]) * 0.7
