@@ -23,6 +23,7 @@ from conftest import load_script, run_cli, tiny_model
 from models.hinet import HINetConfig
 from scripts import ablation
 from utils.core.checkpoint import save_checkpoint
+from utils.data.images import read_rgb
 
 test_script = load_script("test")
 
@@ -102,8 +103,6 @@ CHECKPOINTS = {
     "zero width": (lambda: _bare(0, range(3)), ["--tile_sizes", 16], r"impossible architecture: wf 0"),
     "absurd depth": (lambda: _bare(4, [0, 40]), ["--tile_sizes", 16], r"impossible architecture: depth 41 \(from 1 to 10"),
     "absurd parameter count": (lambda: _bare(1024, range(5)), ["--tile_sizes", 16], r"states an architecture of [\d,]+ parameters \(wf 1024, depth 5\), more than"),
-    "patch size no multiple": (lambda: _project(img_size=30), [], r"m\.pth states a training img_size 30, not a multiple of 4 as its HINet of depth 3"),
-    "patch size no multiple, tile given": (lambda: _project(img_size=30), ["--tile_sizes", 16], r"img_size 30, not a multiple of 4"),
     "patch size zero": (lambda: _project(img_size=0), [], r"m\.pth states a training img_size 0, not a patch size"),
     "patch size absurd": (lambda: _project(img_size=10**7), [], r"img_size 10000000, not a patch size from 1 to 8192"),
     "patch size text": (lambda: _project(img_size="256"), ["--tile_sizes", 16], r"img_size '256', not a patch size"),
@@ -120,10 +119,13 @@ def test_checkpoints_that_cannot_be_right(infer, capsys, case):
     assert _tree(infer) == before
 
 
-def test_a_sound_checkpoint_still_loads(infer, capsys):
-    torch.save(_project(), infer / "m.pth")
-    code, _, err = run_cli(test_script, ["--weights", "m.pth", *BASE], capsys)
+@pytest.mark.parametrize("img_size", [None, 30])
+def test_a_sound_checkpoint_still_loads(infer, capsys, img_size):
+    """Any patch size is sound: the model pads each 30-pixel tile to its multiple (32) and crops it back."""
+    torch.save(_project(**({} if img_size is None else {"img_size": img_size})), infer / "m.pth")
+    code, _, err = run_cli(test_script, ["--weights", "m.pth", *BASE, "--no_zip"], capsys)
     assert code == 0, err
+    assert read_rgb(infer / "out" / "test_1.png").shape == (16, 20, 3)
 
 
 def test_pretrained_weights_with_nan_are_refused(tmp_path):

@@ -286,7 +286,6 @@ def _absurd_checkpoint(path: Path) -> None:
 
 WRONG = {
     "stride larger than the tile": (["--strides", 300, 96], r"stride 300 is larger than the tile 256 .* leave pixels unrestored"),
-    "tile the model cannot take": (["--tile_sizes", 250, 352], r"tile size 250 .* not a multiple of 16, which its HINet of depth 5 needs"),
     "device meta": (["--device", "meta"], r"--device 'meta' is not supported"),
     "output folder is a file": (["--output_dir", "weights/256_best.pth"], r"is a file, not a folder"),
     "negative ensemble weight": (["--ensemble_weights", -1, 2], r"--ensemble_weights must be finite and positive"),

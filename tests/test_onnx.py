@@ -95,4 +95,4 @@ def test_export_refuses_to_replace_a_file_it_did_not_write(exported, tmp_path, c
     code, _, err = run_cli(
         export_onnx, ["--weights", exported / "m0.pth", "--tile", 0, "--output", tmp_path / "z.onnx"], capsys
     )
-    assert code == 2 and "--tile 0 must be a multiple of 4" in err and not (tmp_path / "z.onnx").exists()
+    assert code == 2 and "--tile 0 must be from 1 to 8192 pixels" in err and not (tmp_path / "z.onnx").exists()

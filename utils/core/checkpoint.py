@@ -116,12 +116,11 @@ def config_problems(config: HINetConfig) -> list[str]:
     return problems
 
 
-def img_size_problem(size, config: HINetConfig | None = None) -> str | None:
-    """Why a stored training patch size cannot be right (None if it can): the tile size test.py takes from it."""
+def img_size_problem(size) -> str | None:
+    """Why a stored training patch size cannot be right (None if it can): the tile size test.py takes from it
+    (any size: the model pads itself to its size multiple)."""
     if not (_is_int(size) and 1 <= size <= MAX_IMG_SIZE):
         return f"img_size {size!r}, not a patch size from 1 to {MAX_IMG_SIZE}"
-    if config is not None and size % config.size_multiple:
-        return f"img_size {size}, not a multiple of {config.size_multiple} as its HINet of depth {config.depth} needs"
     return None
 
 
@@ -222,7 +221,7 @@ def load_model(path: str | Path, config: HINetConfig | dict | None = None) -> tu
     except (TypeError, ValueError) as err:
         fail(f"{path} stores an invalid model configuration {config} ({one_line(err)}).")
     check_architecture(state, config, path)  # before the model takes any memory
-    if "img_size" in ckpt and (problem := img_size_problem(ckpt["img_size"], config)):
+    if "img_size" in ckpt and (problem := img_size_problem(ckpt["img_size"])):
         fail(f"{path} states a training {problem}; the file is damaged or was edited.")
     model = HINet(config)
     load_weights(model, state, path)
@@ -263,15 +262,7 @@ def stored_patch_size(path: str | Path) -> int | None:
     if not isinstance(ckpt, dict) or "img_size" not in ckpt:
         return None
     size = ckpt["img_size"]
-    problem = img_size_problem(size)
-    if problem is None and isinstance(stored := ckpt.get("model_config"), dict):
-        try:
-            config = HINetConfig.from_dict(stored)
-        except (TypeError, ValueError):
-            config = None  # reported when the model is loaded
-        if config is not None and not config_problems(config):
-            problem = img_size_problem(size, config)
-    if problem is not None:
+    if (problem := img_size_problem(size)) is not None:
         fail(f"{path} states a training {problem}; the file is damaged or was edited.")
     return size
 

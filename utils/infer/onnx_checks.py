@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from models.hinet import HINetConfig
-from utils.core.checkpoint import config_problems, img_size_problem
+from utils.core.checkpoint import MAX_IMG_SIZE, config_problems, img_size_problem
 from utils.core.errors import fail
 
 METADATA_KEY = "hinet_export"  # JSON: tile, model_config, source checkpoint and its SHA-256
@@ -62,11 +62,8 @@ def check_record(meta, path: str | Path) -> dict:
         config = None
     if config is None or config_problems(config):
         fail(f"{path} has a {METADATA_KEY} record without a valid model_config; {AGAIN}.")
-    if img_size_problem(meta["tile"], config) is not None:
-        fail(
-            f"{path} records tiles of {meta['tile']} pixels, which its HINet of depth {config.depth} cannot take "
-            f"(a multiple of {config.size_multiple} is needed); {AGAIN}."
-        )
+    if img_size_problem(meta["tile"]) is not None:
+        fail(f"{path} records tiles of {meta['tile']} pixels, not a tile size from 1 to {MAX_IMG_SIZE}; {AGAIN}.")
     return meta
 
 

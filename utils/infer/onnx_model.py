@@ -126,9 +126,8 @@ def export_onnx(checkpoint: str | Path, tile: int, output: str | Path, overwrite
     out = Output(Path(output), "an ONNX export", "--output", "scripts.export_onnx", overwrite, ours=is_export)
     with owned_output(out) as tmp:
         model, config, _ = load_model(checkpoint)
-        if not (1 <= tile <= MAX_IMG_SIZE and tile % config.size_multiple == 0):
-            fail(f"--tile {tile} must be a multiple of {config.size_multiple} (its HINet has depth {config.depth}) "
-                 f"from {config.size_multiple} to {MAX_IMG_SIZE}.")  # fmt: skip
+        if not 1 <= tile <= MAX_IMG_SIZE:
+            fail(f"--tile {tile} must be from 1 to {MAX_IMG_SIZE} pixels.")
         meta = {"tile": tile, "model_config": config.to_dict(), "source": Path(checkpoint).name,
                 "sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()}  # fmt: skip
         gap = _export_checked(SecondStage(model).eval(), meta, tmp)
@@ -271,5 +270,5 @@ def onnx_restorers(specs: list, device: torch.device, opts) -> list[OnnxRestorer
             fail(f"{spec.checkpoint} was exported for tiles of {restorer.tile} pixels, not the {spec.tile} asked; "
                  f"drop --tile_sizes, or export it again with --tile {spec.tile}.")  # fmt: skip
         restorers.append(restorer)
-    check_specs(specs, [r.config for r in restorers])
+    check_specs(specs)
     return restorers

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from models.hinet import HINetConfig
 from utils.core.checkpoint import MAX_IMG_SIZE, stored_patch_size
 from utils.core.errors import fail
 from utils.core.settings import setting
@@ -36,19 +35,14 @@ def label_models(specs: list[ModelSpec]) -> list[ModelSpec]:
     return [replace(s, label=f"{i + 1}_{s.tile}") for i, s in enumerate(specs)]
 
 
-def check_specs(specs: list[ModelSpec], configs: list[HINetConfig]) -> None:
-    """Tiles the models can take, strides that leave no pixel uncovered, usable weights."""
-    for spec, config in zip(specs, configs, strict=True):
-        multiple = config.size_multiple
+def check_specs(specs: list[ModelSpec]) -> None:
+    """Tiles of a size a forward pass can take (any size: the model pads itself), strides that leave no pixel
+    uncovered, usable weights."""
+    for spec in specs:
         if spec.tile > MAX_IMG_SIZE:
             fail(
                 f"tile size {spec.tile} for {spec.checkpoint} is larger than {MAX_IMG_SIZE}, more than any image needs "
                 f"and more memory than a forward pass can have; pass --tile_sizes of the patch sizes it was trained on."
-            )
-        if spec.tile % multiple:
-            fail(
-                f"tile size {spec.tile} for {spec.checkpoint} is not a multiple of {multiple}, which its HINet of "
-                f"depth {config.depth} needs; pass --tile_sizes with multiples of {multiple}."
             )
         if spec.stride > spec.tile:
             fail(

@@ -107,7 +107,7 @@ def _restorers(specs: list[ModelSpec], device: torch.device, opts: InferenceOpti
         if spec.checkpoint.suffix.lower() == ".onnx":
             fail(f"{spec.checkpoint} is an ONNX file; pass --backend onnxruntime to restore with it.")
     loaded = [load_model(s.checkpoint) for s in specs]
-    check_specs(specs, [config for _, config, _ in loaded])
+    check_specs(specs)
     if opts.local_stats:  # the window is in image pixels: a multiple of the size each model was trained on
         for spec, (model, _, _) in zip(specs, loaded, strict=True):
             use_local_stats(model, round(opts.local_stats * spec.tile))

@@ -164,9 +164,6 @@ def check_config(cfg: TrainConfig) -> None:
     problems = check_ranges(cfg)
     if not problems and cfg.min_lr > cfg.initial_lr:
         problems.append(f"--min_lr {cfg.min_lr:g} is above --initial_lr {cfg.initial_lr:g}")
-    multiple = cfg.model_config().size_multiple if cfg.depth >= 1 else 1
-    if cfg.img_size >= 1 and cfg.img_size % multiple:
-        problems.append(f"--img_size {cfg.img_size} must be a multiple of {multiple} for a HINet of depth {cfg.depth}")
     if not cfg.dataset or Path(cfg.dataset).name != cfg.dataset or cfg.dataset in (".", ".."):
         problems.append(f"--dataset {cfg.dataset!r} must be a plain folder name, such as {DATASET}")
     if problems:
