@@ -91,7 +91,8 @@ def check_finite(tensors: dict[str, torch.Tensor], path: str | Path) -> None:
         )
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
+    """An int that is not a bool (JSON and pickles give both)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -100,16 +101,16 @@ def config_problems(config: HINetConfig) -> list[str]:
     c, problems = config, []
     if c.in_chn != 3:
         problems.append(f"in_chn {c.in_chn!r} (this project restores 3-channel RGB images)")
-    if not (_is_int(c.wf) and 1 <= c.wf <= MAX_WF):
+    if not (is_int(c.wf) and 1 <= c.wf <= MAX_WF):
         problems.append(f"wf {c.wf!r} (a width from 1 to {MAX_WF})")
-    if not (_is_int(c.depth) and 1 <= c.depth <= MAX_DEPTH):
+    if not (is_int(c.depth) and 1 <= c.depth <= MAX_DEPTH):
         problems.append(f"depth {c.depth!r} (from 1 to {MAX_DEPTH} levels)")
     slope = c.relu_slope
     if not (isinstance(slope, (int, float)) and not isinstance(slope, bool) and 0 <= slope < 1):
         problems.append(f"relu_slope {slope!r} (from 0 up to, not including, 1)")
     for name in ("hin_position_left", "hin_position_right"):
         value = getattr(c, name)
-        if not (_is_int(value) and 0 <= value <= MAX_DEPTH):
+        if not (is_int(value) and 0 <= value <= MAX_DEPTH):
             problems.append(f"{name} {value!r} (a level from 0 to {MAX_DEPTH})")
     if c.output not in OUTPUTS:
         problems.append(f"output {c.output!r} (one of {', '.join(OUTPUTS)})")
@@ -119,7 +120,7 @@ def config_problems(config: HINetConfig) -> list[str]:
 def img_size_problem(size) -> str | None:
     """Why a stored training patch size cannot be right (None if it can): the tile size test.py takes from it
     (any size: the model pads itself to its size multiple)."""
-    if not (_is_int(size) and 1 <= size <= MAX_IMG_SIZE):
+    if not (is_int(size) and 1 <= size <= MAX_IMG_SIZE):
         return f"img_size {size!r}, not a patch size from 1 to {MAX_IMG_SIZE}"
     return None
 

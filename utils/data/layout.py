@@ -20,6 +20,14 @@ DATASET = "10Folds"  # the original's folder name, whatever --folds; main.py --d
 INFO_FILE = "patch_info.json"  # inside a patch folder: the settings it was made with
 
 
+def dataset_problem(dataset: str) -> str | None:
+    """Why ``--dataset`` cannot name a patch folder under ``train/`` (None if it can): ``..`` or a path would
+    put patches elsewhere."""
+    if not dataset or Path(dataset).name != dataset or dataset in (".", ".."):
+        return f"--dataset {dataset!r} must be a plain folder name, such as {DATASET}"
+    return None
+
+
 def patch_folder(save_path: str | Path, valid_fold: int, resize: int, dataset: str = DATASET) -> Path:
     """``<save_path>/train/<dataset>/<fold>/resize<resize>``."""
     return Path(save_path) / "train" / dataset / str(valid_fold) / f"resize{resize}"

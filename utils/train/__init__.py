@@ -1,1 +1,1 @@
-"""Training: settings and recipe, schedule, losses, processes, resume rules, data checks and the run."""
+"""Training: settings, schedule, losses, resume rules, checks before a run, and the run with its epoch loop."""

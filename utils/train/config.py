@@ -16,7 +16,7 @@ from models.hinet import OUTPUTS, HINetConfig
 from utils.core.errors import fail
 from utils.core.settings import check_ranges, fill_from_recipe, setting
 from utils.data.augment import parse_aug_schedule
-from utils.data.layout import DATASET, patch_folder
+from utils.data.layout import DATASET, dataset_problem, patch_folder
 from utils.infer.tiling import BLENDS
 from utils.recipe import RECIPE, recipe_for
 from utils.train.schedule import LRSchedule
@@ -164,8 +164,8 @@ def check_config(cfg: TrainConfig) -> None:
     problems = check_ranges(cfg)
     if not problems and cfg.min_lr > cfg.initial_lr:
         problems.append(f"--min_lr {cfg.min_lr:g} is above --initial_lr {cfg.initial_lr:g}")
-    if not cfg.dataset or Path(cfg.dataset).name != cfg.dataset or cfg.dataset in (".", ".."):
-        problems.append(f"--dataset {cfg.dataset!r} must be a plain folder name, such as {DATASET}")
+    if problem := dataset_problem(cfg.dataset):
+        problems.append(problem)
     if problems:
         fail("; ".join(problems) + ".")
     parse_aug_schedule(cfg.aug_schedule)

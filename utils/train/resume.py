@@ -12,6 +12,7 @@ from models.hinet import HINetConfig
 from utils.core.checkpoint import (
     check_architecture,
     check_finite,
+    is_int,
     read_checkpoint,
 )
 from utils.core.errors import fail
@@ -50,10 +51,6 @@ def read_resume_state(cfg: TrainConfig) -> dict:
     return state
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
     """Every field a resumed run uses, in range and of its type, each refused in one sentence."""
 
@@ -68,10 +65,10 @@ def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
     if not isinstance(config, dict):
         bad("config", config, "the run's settings (a mapping) belong")
     epochs = config.get("epochs", cfg.epochs)
-    if not (_whole(epochs) and epochs >= 1):
+    if not (is_int(epochs) and epochs >= 1):
         bad("config epochs", epochs, "a whole number of at least 1 belongs")
     epoch = state["epoch"]
-    if not (_whole(epoch) and 0 <= epoch <= epochs):
+    if not (is_int(epoch) and 0 <= epoch <= epochs):
         bad("epoch", epoch, f"the epochs done, a whole number from 0 to the run's {epochs} epochs, belongs")
     best = state["best_psnr"]
     if not (
@@ -81,10 +78,10 @@ def check_resume_fields(state: dict, cfg: TrainConfig, path: Path) -> None:
     ):
         bad("best_psnr", best, "a finite PSNR belongs (-inf only before the first epoch)")
     best_epoch = state["best_epoch"]
-    if not (_whole(best_epoch) and 0 <= best_epoch <= epoch):
+    if not (is_int(best_epoch) and 0 <= best_epoch <= epoch):
         bad("best_epoch", best_epoch, f"an epoch from 0 to {epoch} belongs")
     early_stop = state["early_stop"]
-    if not (_whole(early_stop) and 0 <= early_stop <= epoch):
+    if not (is_int(early_stop) and 0 <= early_stop <= epoch):
         bad("early_stop", early_stop, f"a count of epochs from 0 to {epoch} belongs")
     rng = state["rng"]
     if not (isinstance(rng, dict) and {"torch", "numpy", "python"} <= set(rng)):
