@@ -78,13 +78,13 @@ def main(argv: list[str] | None = None) -> int:
 def print_summary(result: InferenceResult, device) -> None:
     n, m, fit = result.images, result.mean, result.fit
     if fit is not None:
-        grid = "; ".join(f"{'/'.join(f'{w:g}' for w in ws)} {p:.3f}" for ws, p in fit["grid"])
-        print(f"validation PSNR (dB) per weight on {fit['images']} held-out images: {grid}")
+        grid = "; ".join(f"{'/'.join(f'{w:g}' for w in ws)} {p:.3f}" for ws, p in fit.grid)
+        print(f"validation PSNR (dB) per weight on {fit.images} held-out images: {grid}")
     weights = "/".join(f"{w:.2f}" for w in result.weights)
     print(
         f"{n} images restored into {result.output_dir} in {result.seconds:.1f} s "
         f"({result.seconds / n:.2f} s per image) on {device}; ensemble weights {weights}"
-        + (f" (fitted: validation PSNR {fit['psnr']:.3f} dB)" if fit is not None else "")
+        + (f" (fitted: validation PSNR {fit.psnr:.3f} dB)" if fit is not None else "")
     )
     specs = result.specs
     print("mean seam measure (1.0 = no seam): " + ", ".join(f"{s.label} {m[f'seam_{s.label}']:.3f}" for s in specs))

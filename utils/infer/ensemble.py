@@ -12,7 +12,8 @@ nothing per candidate whatever the image size.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,20 @@ from utils.data.layout import FOLD_CSV
 from utils.metrics import psnr_uint8
 
 GRID_STEP = 0.05
+Outputs = Callable[[np.ndarray], list[torch.Tensor]]  # an 8-bit RGB image -> each model's (3, H, W) restoration
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The fitted ensemble weights (test.py's ensemble.json): the weights with the best mean PSNR on the
+    held-out images, that PSNR, every point scored on the way as (weights, mean PSNR) (for two models the
+    whole grid, scored exactly; for more the points the descent visited, with their estimated PSNR), and
+    how many held-out images the fit used."""
+
+    weights: list[float]
+    psnr: float
+    grid: list[tuple[list[float], float]]
+    images: int
 
 
 def weight_grid(models: int, step: float = GRID_STEP) -> list[tuple[float, ...]]:
@@ -102,23 +117,14 @@ def check_fit_pairs(pairs: list[Pair], test_dir: Path) -> None:
         )
 
 
-def fit_weights(restore, pairs: list[Pair], models: int, progress: bool = True) -> dict:
-    """Choose ensemble weights; ``restore(rgb) -> list of (3, H, W) float tensors``, one per model.
-
-    Returns ``{"weights", "psnr", "grid": [(weights, psnr), ...]}`` with the best mean PSNR:
-    for two models the whole grid, scored exactly; for more, the points the descent visited,
-    with their estimated PSNR (``descend``).
-    """
-    return choose_weights(evidence(restore, pairs, models, progress), models)
-
-
-def evidence(restore, pairs: list[Pair], models: int, progress: bool = True) -> list[np.ndarray]:
-    """``image_evidence`` of each pair in turn, with a progress bar (a process's share, under torchrun)."""
+def evidence(restore: Outputs, pairs: list[Pair], models: int, progress: bool = True) -> list[np.ndarray]:
+    """``image_evidence`` of each pair in turn, with a progress bar (a process's share, under torchrun);
+    ``choose_weights`` turns every image's evidence into the weights."""
     bar = progress_bar(pairs, desc="fitting weights", unit="image", show=progress)
     return [image_evidence(restore, pair, models) for pair in bar]
 
 
-def image_evidence(restore, pair: Pair, models: int) -> np.ndarray:
+def image_evidence(restore: Outputs, pair: Pair, models: int) -> np.ndarray:
     """What one held-out image tells about the weights: for two models the PSNR of each grid point, for more
     its ``image_products``. Images are independent, so several processes can each take a share."""
     outputs = torch.stack(restore(read_rgb(pair.input)))
@@ -132,18 +138,16 @@ def image_evidence(restore, pair: Pair, models: int) -> np.ndarray:
     return np.array(scores)
 
 
-def choose_weights(evidence: list[np.ndarray], models: int) -> dict:
-    """The weights with the best mean PSNR, from every image's ``image_evidence`` (in a fixed order)."""
+def choose_weights(evidence: list[np.ndarray], models: int) -> FitResult:
+    """The weights with the best mean PSNR, from every image's ``image_evidence`` (in a fixed order): for two
+    models the best point of the whole grid, for more the end of the descent (``descend``)."""
     if models >= 3:
         return descend(np.stack(evidence), models)
     grid = weight_grid(models)
     means = np.stack(evidence, axis=1).mean(axis=1)
     best = int(np.argmax(means))
-    return {
-        "weights": list(grid[best]),
-        "psnr": float(means[best]),
-        "grid": [(list(w), float(m)) for w, m in zip(grid, means)],
-    }
+    scored = [(list(w), float(m)) for w, m in zip(grid, means)]
+    return FitResult(list(grid[best]), float(means[best]), scored, len(evidence))
 
 
 ROUNDING_MSE = 1 / 12  # mean squared error that rounding to whole grey levels adds (uniform over +-0.5)
@@ -176,7 +180,7 @@ def mixture_psnr(products: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return (10 * np.log10(255.0**2 / np.maximum(mse, 1e-12))).mean(axis=1)
 
 
-def descend(products: np.ndarray, models: int, step: float = GRID_STEP) -> dict:
+def descend(products: np.ndarray, models: int, step: float = GRID_STEP) -> FitResult:
     """Coordinate descent on the weight grid: from the grid point nearest equal weights, move ``step`` of
     weight from one model to another, the best such move each time, until none improves the mean PSNR.
 
@@ -209,18 +213,5 @@ def descend(products: np.ndarray, models: int, step: float = GRID_STEP) -> dict:
     if equal_psnr > best:
         weights, best = equal, equal_psnr
         path.append((equal, best))
-    return {
-        "weights": [round(float(w), 10) for w in weights],
-        "psnr": best,
-        "grid": [([round(float(w), 10) for w in ws], p) for ws, p in path],
-    }
-
-
-def mix(outputs: Iterable[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:
-    """The ensemble as test.py makes it: each output times its weight over the weights' sum, added in
-    order to zeros. ``outputs`` may be a generator, so that one full-size restoration is held at a time."""
-    total, acc = sum(weights), None
-    for output, weight in zip(outputs, weights, strict=True):
-        acc = torch.zeros_like(output) if acc is None else acc
-        acc += (weight / total) * output
-    return acc
+    scored = [([round(float(w), 10) for w in ws], p) for ws, p in path]
+    return FitResult([round(float(w), 10) for w in weights], best, scored, len(products))

@@ -1,4 +1,5 @@
-"""Scores of restored images against their clean targets, for ``test.py --eval_dir``'s metrics.csv.
+"""What metrics.csv says of each restored image: each model's seam measure, and with ``test.py --eval_dir`` the
+scores against the clean targets.
 
 PSNR and SSIM of the input, each model and the ensemble over the whole image; where glare and
 streak masks lie beside the clean images (the layout ``scripts.flare_data --masks`` writes), the
@@ -7,15 +8,50 @@ PSNR over each mask too: ``gpsnr_*`` over the glare region, ``spsnr_*`` over the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from utils.core.errors import fail
-from utils.data.images import inspect_image, read_bgr
+from utils.data.images import inspect_image, read_bgr, read_rgb
 from utils.data.layout import MASK_KINDS, mask_folder, mask_name
-from utils.metrics import psnr_masked, psnr_uint8, ssim_uint8
+from utils.infer.options import ModelSpec
+from utils.infer.tiling import tile_starts
+from utils.metrics import psnr_masked, psnr_uint8, seam_ratio, ssim_uint8, tile_borders
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the inputs are scored against (``--eval_dir``): the clean image of each input by name, and its
+    glare and streak masks where they lie beside the clean images (None where there are none)."""
+
+    targets: dict[str, Path]
+    masks: dict[str, dict[str, Path]] | None
+
+
+def seam_scores(per_model: list[np.ndarray], specs: list[ModelSpec], tile_mode: str) -> dict[str, float]:
+    """``seam_<label>``: the seam measure of each model's 8-bit output on its own tile grid."""
+    row = {}
+    for spec, pred in zip(specs, per_model, strict=True):
+        h, w = pred.shape[:2]
+        rows = tile_borders(h, spec.tile, tile_starts(h, spec.tile, spec.stride, tile_mode))
+        cols = tile_borders(w, spec.tile, tile_starts(w, spec.tile, spec.stride, tile_mode))
+        row[f"seam_{spec.label}"] = seam_ratio(pred, rows, cols)
+    return row
+
+
+def label_scores(
+    labels: Labels, name: str, rgb: np.ndarray, per_model: list[np.ndarray], out: np.ndarray, specs: list[ModelSpec]
+) -> dict:
+    """The scores of input ``name`` (``rgb``), each model's output and the ensemble (``out``) against the clean
+    image, over the whole image and over each mask where the image has masks."""
+    clean = read_rgb(labels.targets[name])
+    row = quality_row(rgb, per_model, out, clean, specs)
+    if labels.masks is not None:
+        row |= region_row(rgb, per_model, out, clean, specs, labels.masks[name])
+    return row
 
 
 def check_masks(eval_dir: Path, images: dict[Path, tuple[int, int]]) -> dict[str, dict[str, Path]] | None:

@@ -15,8 +15,9 @@ exactly as alone, and every merge follows the input order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -69,12 +70,22 @@ def from_rank0(value: object, d: Dist, device: torch.device, what: str) -> objec
     return exchange(value if d.main else None, d, device, what, ADVICE)[0]
 
 
-def until_failed(paths: Iterable[Path], stage: Path) -> Iterator[Path]:
-    """The paths, until another process flags a failure in the staging folder."""
-    for path in paths:
-        if (stage / FAILED_FLAG).exists():
-            return
-        yield path
+@dataclass(frozen=True)
+class UntilFailed:
+    """A process's share of the images, which ends early once another process flags a failure in the staging
+    folder; sized, so that a progress bar over it knows its total."""
+
+    paths: list[Path]
+    stage: Path
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[Path]:
+        for path in self.paths:
+            if (self.stage / FAILED_FLAG).exists():
+                return
+            yield path
 
 
 def share_results(work, d: Dist, device: torch.device, what: str, stage: Path | None = None) -> list:

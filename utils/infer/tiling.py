@@ -27,12 +27,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 TILE_MODES = ("stride_aware", "all", "shift", "full")
 BLENDS = ("mean", "window")
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How one model's tiles are laid and blended: tiles of ``tile`` pixels every ``stride``, ``batch_size`` per
+    forward pass, starts placed as ``mode`` says and overlaps blended as ``blend`` says (module notes)."""
+
+    tile: int
+    stride: int
+    batch_size: int
+    mode: str = "stride_aware"
+    blend: str = "mean"
 
 
 def tile_starts(length: int, tile: int, stride: int, mode: str = "stride_aware") -> list[int]:
@@ -105,20 +118,17 @@ def gather_tiles(padded: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, 
 def restore_tiled(
     predict: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
-    tile: int,
-    stride: int,
-    batch_size: int,
-    mode: str = "stride_aware",
+    tiling: Tiling,
     on_batch: Callable[[int], None] | None = None,
-    blend: str = "mean",
 ) -> torch.Tensor:
     """Restore a (C, H, W) image in [0, 1] tile by tile; returns a float32 (C, H, W) tensor.
 
     ``predict`` maps a (B, C, tile, tile) batch to restored tiles of the same shape.
     Every tile is predicted, the last partial batch included. ``on_batch`` is told
-    how many tiles each batch held (for progress bars). ``blend``: see the module notes.
+    how many tiles each batch held (for progress bars).
     """
     channels, height, width = image.shape
+    tile, stride, mode, blend = tiling.tile, tiling.stride, tiling.mode, tiling.blend
     tops = tile_starts(height, tile, stride, mode)
     lefts = tile_starts(width, tile, stride, mode)
     pad_bottom = max(0, tops[-1] + tile - height)
@@ -133,9 +143,9 @@ def restore_tiled(
         raise ValueError(f"tiles of {tile} with stride {stride} leave pixels uncovered")
     row_of, col_of = dict(zip(tops, row_windows)), dict(zip(lefts, col_windows))
     weights: dict[tuple[int, int], torch.Tensor] = {}
-    grid = torch.tensor([(y, x) for y in tops for x in lefts], device=image.device)
-    for first in range(0, len(grid), batch_size):
-        batch_pos = grid[first : first + batch_size]
+    grid = torch.tensor(tile_grid(height, width, tile, stride, mode), device=image.device)
+    for first in range(0, len(grid), tiling.batch_size):
+        batch_pos = grid[first : first + tiling.batch_size]
         out = predict(gather_tiles(padded, batch_pos[:, 0], batch_pos[:, 1], tile)).float()
         for (y, x), piece in zip(batch_pos.tolist(), out, strict=True):
             if blend != "mean":  # the mean needs no multiply: keeps the original's arithmetic exactly
@@ -166,23 +176,20 @@ def _inverse_variant(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
 def restore_image(
     predict: Callable[[torch.Tensor], torch.Tensor],
     image: torch.Tensor,
-    tile: int,
-    stride: int,
-    batch_size: int,
-    mode: str = "stride_aware",
+    tiling: Tiling,
     tta: bool = False,
     on_batch: Callable[[int], None] | None = None,
-    blend: str = "mean",
 ) -> torch.Tensor:
-    """Tiled restoration, optionally averaged over the eight flip/rotation variants (TTA)."""
+    """One model's restoration of a (C, H, W) image: tiled, or whole with ``tiling.mode`` ``full``; with ``tta``,
+    the mean over the eight flip/rotation variants (each restored and turned back)."""
     variants = DIHEDRAL if tta else [(0, False)]
     total = None
     for k, flip in variants:
         variant = _forward_variant(image, k, flip)
-        if mode == "full":
+        if tiling.mode == "full":
             restored = restore_whole(predict, variant, on_batch)
         else:
-            restored = restore_tiled(predict, variant, tile, stride, batch_size, mode, on_batch, blend)
+            restored = restore_tiled(predict, variant, tiling, on_batch)
         restored = _inverse_variant(restored, k, flip)
         total = restored if total is None else total + restored
     return total / len(variants)
@@ -201,5 +208,6 @@ def restore_whole(
 
 
 def count_tiles(height: int, width: int, tile: int, stride: int, mode: str, tta: bool = False) -> int:
+    """How many tiles (forward passes' worth of tiles) one restoration of an image takes, TTA variants included."""
     n = len(tile_starts(height, tile, stride, mode)) * len(tile_starts(width, tile, stride, mode))
     return n * (len(DIHEDRAL) if tta else 1)

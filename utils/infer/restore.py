@@ -1,0 +1,137 @@
+"""An image's way through test.py, top to bottom: read it, let each model restore it (tiled or whole), mix the
+restorations with the ensemble weights, blend the light cores back if asked, write it.
+
+``restore`` is the ensemble's restoration of one image tensor, for every caller (test.py, the benchmarks);
+``restore_images`` is the loop over the images of one process. Under torchrun each process runs that loop
+on its own share of the images and the results are gathered around it (``utils.infer.submission``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from models.local_norm import use_local_stats
+from utils.core.checkpoint import load_model
+from utils.core.errors import fail
+from utils.core.log import progress_bar
+from utils.core.runtime import configure_cuda
+from utils.data.images import from_uint8, read_rgb, to_uint8
+from utils.infer.inputs import submission_name
+from utils.infer.keep_lights import keep_lights
+from utils.infer.onnx_model import OnnxRestorer, onnx_restorers
+from utils.infer.options import InferenceOptions, ModelSpec, check_specs
+from utils.infer.restorer import Restorer
+from utils.infer.scores import Labels, label_scores, seam_scores
+from utils.infer.tiling import Tiling, count_tiles, restore_image
+
+
+@dataclass(frozen=True)
+class Model:
+    """One model of the ensemble: its spec (tile, stride, batch, weight, column label) and what restores a
+    batch of tiles with it, on its device."""
+
+    spec: ModelSpec
+    predict: Restorer | OnnxRestorer
+
+    @property
+    def device(self) -> torch.device:
+        return self.predict.device
+
+
+def load_models(specs: list[ModelSpec], device: torch.device, opts: InferenceOptions) -> list[Model]:
+    """One model per checkpoint (or .onnx file with ``--backend onnxruntime``), loaded and checked against
+    its spec before any image is read."""
+    if opts.backend == "onnxruntime":
+        return [Model(s, r) for s, r in zip(specs, onnx_restorers(specs, device, opts), strict=True)]
+    for spec in specs:
+        if spec.checkpoint.suffix.lower() == ".onnx":
+            fail(f"{spec.checkpoint} is an ONNX file; pass --backend onnxruntime to restore with it.")
+    loaded = [load_model(s.checkpoint) for s in specs]
+    check_specs(specs)
+    if opts.local_stats:  # the window is in image pixels: a multiple of the size each model was trained on
+        for spec, (model, _, _) in zip(specs, loaded, strict=True):
+            use_local_stats(model, round(opts.local_stats * spec.tile))
+    configure_cuda(device)
+    return [
+        Model(spec, Restorer(model, device, opts.amp, compile=opts.compile))
+        for spec, (model, _, _) in zip(specs, loaded, strict=True)
+    ]
+
+
+def restore_model(
+    image: torch.Tensor, model: Model, opts: InferenceOptions, on_batch: Callable[[int], None] | None = None,
+    name: str = "",
+) -> torch.Tensor:  # fmt: skip
+    """One model's restoration of a (3, H, W) image in [0, 1] as the options say (tile placement, blend, TTA);
+    NaN or infinite output is refused, since it would be written as black or white pixels."""
+    spec = model.spec
+    tiling = Tiling(spec.tile, spec.stride, spec.batch_size, opts.tile_mode, opts.blend)
+    out = restore_image(model.predict, image, tiling, opts.tta, on_batch)
+    if not bool(torch.isfinite(out).all()):
+        where = f"image {name}" if name else "a held-out --fit_weights image"
+        fail(
+            f"{spec.checkpoint} restored {where} to NaN or infinite values (its weights overflow"
+            f"{' in mixed precision; try without --amp' if opts.amp else ''}); nothing was written, so use "
+            f"another checkpoint."
+        )
+    return out
+
+
+def restore(
+    image: torch.Tensor, models: list[Model], opts: InferenceOptions, name: str = "",
+    per_model: list[np.ndarray] | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The ensemble's restoration of a (3, H, W) image in [0, 1]: each model's restoration times its weight
+    over the weights' sum, added in order to zeros. One full-size restoration is held at a time; each model's
+    8-bit copy goes to ``per_model`` where given (for its scores). Large images show a tile bar per model."""
+    total, mixed = sum(m.spec.weight for m in models), None
+    height, width = image.shape[-2:]
+    for model in models:
+        spec = model.spec
+        tiles = count_tiles(height, width, spec.tile, spec.stride, opts.tile_mode, opts.tta)
+        show = opts.progress and tiles >= 64
+        with progress_bar(total=tiles, unit="tile", leave=False, show=show, desc=f"{name} @{spec.tile}") as bar:
+            restored = restore_model(image, model, opts, bar.update, name)
+        if per_model is not None:
+            per_model.append(to_uint8(restored))
+        mixed = torch.zeros_like(restored) if mixed is None else mixed
+        mixed += (spec.weight / total) * restored
+    return mixed
+
+
+def restore_images(
+    paths: Iterable[Path], models: list[Model], opts: InferenceOptions, folder: Path, labels: Labels | None,
+    show: bool,
+) -> list[dict]:  # fmt: skip
+    """Restore each image of ``paths`` and write it into ``folder`` under its submission name; returns a
+    metrics.csv row per image: each model's seam measure, and with ``labels`` the scores. ``show``: this
+    process shows the image bar (or, off a terminal, a line per image)."""
+    specs = [m.spec for m in models]
+    rows: list[dict] = []
+    bar = progress_bar(paths, unit="image", desc="restoring", show=show)
+    for path in bar:
+        rgb = read_rgb(path)
+        image = from_uint8(rgb, models[0].device)
+        per_model: list[np.ndarray] = []
+        restored = restore(image, models, opts, path.name, per_model)
+        if opts.keep_lights:
+            restored = keep_lights(rgb, image, restored)
+        out = to_uint8(restored)
+        name = submission_name(path.name)
+        if not cv2.imwrite(str(folder / name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
+            fail(f"could not write {name} into the output folder; is the disk full?")
+        row = {"image": path.name} | seam_scores(per_model, specs, opts.tile_mode)
+        if labels is not None:
+            row |= label_scores(labels, path.name, rgb, per_model, out, specs)
+            bar.set_postfix(psnr=f"{row['psnr_input']:.2f}->{row['psnr_ensemble']:.2f}")
+        rows.append(row)
+        if show and bar.disable:
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "image" and v is not None)
+            print(f"{path.name}: {shown}", flush=True)
+    return rows
