@@ -46,9 +46,10 @@ from utils.data.augment import build_augmentation
 from utils.data.datasets import PatchDataset
 from utils.data.folds import Pair
 from utils.data.images import to_uint8
-from utils.infer.ensemble import mix
+from utils.infer.options import InferenceOptions, ModelSpec
+from utils.infer.restore import Model, restore
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import count_tiles, gather_tiles, restore_image, tile_starts
+from utils.infer.tiling import Tiling, count_tiles, gather_tiles, restore_image, tile_starts
 from utils.metrics import psnr_uint8
 from utils.train.losses import RestorationLoss
 
@@ -187,9 +188,11 @@ def random_models(wf: int, depth: int, device: torch.device, count: int = 2) -> 
 
 
 def ensemble(restorers, image, specs, mode="stride_aware") -> torch.Tensor:
-    """0.4/0.6 ensemble of the two tile sizes, with test.py's own mixing."""
-    outputs = (restore_image(r, image, t, s, b, mode) for r, (t, s, b, _) in zip(restorers, specs, strict=True))
-    return mix(outputs, [weight for *_, weight in specs])
+    """0.4/0.6 ensemble of the two tile sizes, restored as test.py restores (``utils.infer.restore.restore``)."""
+    models = [
+        Model(ModelSpec(Path(f"{t}.pth"), t, s, b, w), r) for r, (t, s, b, w) in zip(restorers, specs, strict=True)
+    ]
+    return restore(image, models, InferenceOptions(tile_mode=mode, progress=False))
 
 
 def inference(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs) -> tuple[dict, list[tuple]]:
@@ -251,12 +254,12 @@ def inference(device: torch.device, wf: int, depth: int, hw: tuple[int, int], sp
 
 def validation_estimate(model, image, tile: int, device: torch.device, rows: list) -> dict:
     """One validation image as the trainer restores it (tiles of the patch size, stride half, all starts)."""
-    values = {}
+    values, tiling = {}, Tiling(tile, tile // 2, 32, "all")
     for precision in ("tf32", "bf16"):
         with cuda_settings(tf32=precision == "tf32", benchmark=True):
             restorer = Restorer(model, device, amp=precision == "bf16")
-            restore_image(restorer, image[:, :512, :512], tile, tile // 2, 32, "all")
-            seconds = timed(lambda r=restorer: restore_image(r, image, tile, tile // 2, 32, "all"), device)
+            restore_image(restorer, image[:, :512, :512], tiling)
+            seconds = timed(lambda r=restorer: restore_image(r, image, tiling), device)
         pass_seconds = seconds * VALIDATION[0] * (VALIDATION[1] * VALIDATION[2]) / (image.shape[1] * image.shape[2])
         values[f"validation_pass_{precision}_seconds"] = pass_seconds
         rows.append((f"validation pass, {VALIDATION[0]} images, {tile}/{tile // 2} all ({precision})", "on",
@@ -307,7 +310,6 @@ def end_to_end(
     device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, images: int
 ) -> tuple[dict, list[tuple]]:
     """test.py's own path (checks, decoding, tiles, ensemble, PNGs, zip) with its defaults, fp32 and --amp."""
-    from utils.infer.options import InferenceOptions, ModelSpec
     from utils.infer.submission import run_inference
 
     work = Path(tempfile.mkdtemp(prefix="bench_gpu_e2e_"))

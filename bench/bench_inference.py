@@ -35,7 +35,7 @@ from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.data.images import to_uint8
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import gather_tiles, restore_tiled, tile_starts
+from utils.infer.tiling import Tiling, gather_tiles, restore_tiled, tile_starts
 
 torch.set_num_threads(2)
 
@@ -89,8 +89,8 @@ def vs_original(size: tuple[int, int], wf: int) -> list[tuple]:
     t_orig = best_of(lambda: original_loop(model, image, 256, 64, 16), 1)
     reference = original_loop(model, image, 256, 64, 16)
     restorer = Restorer(model_of(wf), torch.device("cpu"))
-    t_new = best_of(lambda: restore_tiled(restorer, image, 256, 64, 16, "stride_aware"), 1)
-    ours = restore_tiled(restorer, image, 256, 64, 16, "stride_aware")
+    t_new = best_of(lambda: restore_tiled(restorer, image, Tiling(256, 64, 16)), 1)
+    ours = restore_tiled(restorer, image, Tiling(256, 64, 16))
     diff = np.abs(to_uint8(ours).astype(int) - to_uint8(reference).astype(int)).max()
     n = len(tile_starts(size[0], 256, 64)) * len(tile_starts(size[1], 256, 64))
     return [("original loop", f"{t_orig:.1f}", f"{n / t_orig:.1f}", "1.00x", "-"),
@@ -122,7 +122,7 @@ def stride_aware_vs_all(wf: int, size: tuple[int, int]) -> list[tuple]:
         times, counts = {}, {}
         for mode in ("stride_aware", "all"):
             counts[mode] = len(tile_starts(size[0], tile, stride, mode)) * len(tile_starts(size[1], tile, stride, mode))
-            run = lambda m=mode, t=tile, s=stride, b=batch: restore_tiled(restorer, image, t, s, b, m)  # noqa: E731
+            run = lambda m=mode, t=tile, s=stride, b=batch: restore_tiled(restorer, image, Tiling(t, s, b, m))  # noqa: E731
             times[mode] = best_of(run, 1)
         rows.append((f"{tile}/{stride}", counts["stride_aware"], counts["all"],
                      f"{counts['stride_aware'] / counts['all']:.3f}", f"{times['stride_aware']:.1f}", f"{times['all']:.1f}",
@@ -140,7 +140,7 @@ def overhead(wf: int, size: tuple[int, int]) -> tuple[float, float]:
     t_forward, t_total = [], []
     for _ in range(3):  # interleaved, best of each
         t_forward.append(best_of(lambda: [restorer(b) for b in batches], 1))
-        t_total.append(best_of(lambda: restore_tiled(restorer, image, 256, 64, 16, "stride_aware"), 1))
+        t_total.append(best_of(lambda: restore_tiled(restorer, image, Tiling(256, 64, 16)), 1))
     return min(t_total), min(t_forward)
 
 
@@ -151,7 +151,9 @@ def blend_cost(wf: int, size: tuple[int, int]) -> tuple[float, float]:
     times = {"mean": [], "window": []}
     for _ in range(3):
         for blend in times:
-            times[blend].append(best_of(lambda b=blend: restore_tiled(restorer, image, 256, 64, 16, blend=b), 1))
+            times[blend].append(
+                best_of(lambda b=blend: restore_tiled(restorer, image, Tiling(256, 64, 16, blend=b)), 1)
+            )
     return min(times["mean"]), min(times["window"])
 
 

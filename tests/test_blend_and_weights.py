@@ -10,8 +10,8 @@ import torch
 
 from conftest import load_script, run_cli, tiny_model
 from utils.data.folds import Pair
-from utils.infer.ensemble import fit_weights, weight_grid
-from utils.infer.tiling import TILE_MODES, restore_image, tile_starts
+from utils.infer.ensemble import choose_weights, evidence, weight_grid
+from utils.infer.tiling import TILE_MODES, Tiling, restore_image, tile_starts
 from utils.metrics import seam_ratio, tile_borders
 
 test_script = load_script("test")
@@ -24,10 +24,10 @@ def test_window_weights_sum_to_one(mode, tta):
     image = torch.rand(3, 70, 93)
     constant = torch.full((3, 70, 93), 0.37)
     for img in (image, constant):
-        out = restore_image(lambda b: b, img, 32, 12, 5, mode, tta, blend="window")
+        out = restore_image(lambda b: b, img, Tiling(32, 12, 5, mode, "window"), tta)
         assert torch.allclose(out, img, atol=1e-6)
     small = torch.rand(3, 20, 25)  # smaller than a tile: one padded tile, flat window
-    assert torch.allclose(restore_image(lambda b: b, small, 32, 12, 5, mode, tta, blend="window"), small, atol=1e-6)
+    assert torch.allclose(restore_image(lambda b: b, small, Tiling(32, 12, 5, mode, "window"), tta), small, atol=1e-6)
 
 
 def _grid(h, w, tile=16, stride=8):
@@ -61,7 +61,7 @@ def test_window_blend_removes_the_seams_of_a_real_model():
     with torch.inference_mode():
         seams = {}
         for blend in ("mean", "window"):
-            out = restore_image(lambda b: model(b)[1], image, 32, 16, 16, "stride_aware", blend=blend)
+            out = restore_image(lambda b: model(b)[1], image, Tiling(32, 16, 16, "stride_aware", blend))
             seams[blend] = seam_ratio((out.permute(1, 2, 0).numpy() * 255), rows, cols)
     assert seams["mean"] > 1.5 and 0.85 < seams["window"] < 1.1, seams
 
@@ -88,10 +88,10 @@ def test_fit_finds_the_planted_best_weights(tmp_path):
         clean = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255
         return [clean + delta, clean - 2 * delta]
 
-    fit = fit_weights(planted, pairs, 2, progress=False)
-    assert fit["weights"] == [0.65, 0.35]
-    scores = dict((tuple(w), p) for w, p in fit["grid"])
-    assert fit["psnr"] == max(scores.values()) > scores[(0.4, 0.6)] + 10
+    fit = choose_weights(evidence(planted, pairs, 2, progress=False), 2)
+    assert fit.weights == [0.65, 0.35]
+    scores = dict((tuple(w), p) for w, p in fit.grid)
+    assert fit.psnr == max(scores.values()) > scores[(0.4, 0.6)] + 10
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def test_fitting_eight_models_is_quick_and_beats_equal_weights(tmp_path):
     import time
 
     from utils.data.images import read_rgb, to_uint8
-    from utils.infer.ensemble import fit_weights
+    from utils.infer.ensemble import choose_weights, evidence
     from utils.metrics import psnr_uint8
 
     pairs = _pairs(tmp_path, n=3, size=24)
@@ -71,14 +71,14 @@ def test_fitting_eight_models_is_quick_and_beats_equal_weights(tmp_path):
         return float(np.mean(scores))
 
     start = time.perf_counter()
-    fit = fit_weights(lambda rgb: by_input[rgb.tobytes()], pairs, len(sigmas), progress=False)
+    fit = choose_weights(evidence(lambda rgb: by_input[rgb.tobytes()], pairs, len(sigmas), progress=False), len(sigmas))
     seconds = time.perf_counter() - start
     assert seconds < 2, seconds
-    assert len(fit["weights"]) == 8 and sum(fit["weights"]) == pytest.approx(1) and min(fit["weights"]) >= 0
+    assert len(fit.weights) == 8 and sum(fit.weights) == pytest.approx(1) and min(fit.weights) >= 0
     uniform = exact([1 / 8] * 8)
-    assert exact(fit["weights"]) > uniform + 1  # the poor models are weighed down
-    assert fit["psnr"] == pytest.approx(exact(fit["weights"]), abs=0.05)  # the estimate is close to the real score
-    assert fit["weights"][0] > fit["weights"][-1]
+    assert exact(fit.weights) > uniform + 1  # the poor models are weighed down
+    assert fit.psnr == pytest.approx(exact(fit.weights), abs=0.05)  # the estimate is close to the real score
+    assert fit.weights[0] > fit.weights[-1]
 
 
 # --- torchrun: a mis-set environment, peers that never come, signals while waiting ------------------------------

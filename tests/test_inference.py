@@ -12,7 +12,7 @@ from conftest import FIXTURES, load_script, run_cli, tiny_model
 from utils.data.images import read_rgb, to_uint8
 from utils.infer.inputs import submission_name
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import restore_image
+from utils.infer.tiling import Tiling, restore_image
 from utils.metrics import psnr_uint8
 
 test_script = load_script("test")
@@ -74,7 +74,7 @@ def test_mixed_sizes_single_checkpoint_each_mode(tmp_path, capsys):
             got = read_rgb(out / name)
             assert got.shape == (h, w, 3)
             image = torch.from_numpy(read_rgb(inp / name)).permute(2, 0, 1).float() / 255
-            assert np.array_equal(got, to_uint8(restore_image(restorer, image, 32, 16, 3, mode)))
+            assert np.array_equal(got, to_uint8(restore_image(restorer, image, Tiling(32, 16, 3, mode))))
 
 
 def test_tta_and_ensemble_weights(tmp_path, capsys):
@@ -98,7 +98,9 @@ def test_tta_and_ensemble_weights(tmp_path, capsys):
     image = torch.from_numpy(read_rgb(inp / "test_input_7.png")).permute(2, 0, 1).float() / 255
     expected = torch.zeros_like(image)
     for seed, share in ((1, 0.25), (2, 0.75)):  # weights 1 and 3, normalised
-        expected += share * restore_image(Restorer(tiny_model(seed=seed), torch.device("cpu")), image, 32, 16, 16)
+        expected += share * restore_image(
+            Restorer(tiny_model(seed=seed), torch.device("cpu")), image, Tiling(32, 16, 16)
+        )
     assert np.array_equal(runs["weighted"], to_uint8(expected).astype(int))
     assert np.abs(runs["tta"] - runs["plain"]).max() > 0
 
@@ -305,7 +307,7 @@ def test_results_that_cannot_be_right_are_refused_up_front(workdir, capsys, case
 
 def test_uncovered_pixels_are_impossible():
     with pytest.raises(ValueError, match="leave pixels uncovered"):
-        restore_image(lambda b: b, torch.rand(3, 40, 40), 16, 20, 4, "all")
+        restore_image(lambda b: b, torch.rand(3, 40, 40), Tiling(16, 20, 4, "all"))
 
 
 def test_inputs_and_labels_are_checked_before_the_first_image(tmp_path, capsys):
@@ -358,7 +360,7 @@ def test_tile_size_comes_from_the_checkpoint(tmp_path, capsys):
     )
     assert code == 0, err
     image = torch.from_numpy(read_rgb(inp / "a.png")).permute(2, 0, 1).float() / 255
-    expected = to_uint8(restore_image(Restorer(tiny_model(seed=2), torch.device("cpu")), image, 32, 8, 16))
+    expected = to_uint8(restore_image(Restorer(tiny_model(seed=2), torch.device("cpu")), image, Tiling(32, 8, 16)))
     assert np.array_equal(read_rgb(tmp_path / "o" / "a.png"), expected)  # tile 32, stride 32 // 4
     code, _, err = run_cli(
         test_script, ["--weights", tmp_path / "bare.pth", "--output_dir", tmp_path / "p", *base], capsys

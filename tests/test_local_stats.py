@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import tiny_model
 from models.local_norm import LocalInstanceNorm, local_mean_var, use_local_stats
-from utils.infer.tiling import count_tiles, restore_image, restore_whole, tile_starts
+from utils.infer.tiling import Tiling, count_tiles, restore_image, restore_whole, tile_starts
 
 
 def _direct(x: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,7 +72,7 @@ def test_full_mode_is_one_pass_that_the_model_pads_itself():
         return model(batch)[1]
 
     with torch.no_grad():
-        out = restore_image(predict, image, 32, 8, 4, "full")
+        out = restore_image(predict, image, Tiling(32, 8, 4, "full"))
         padded = F.pad(image[None], (0, 3, 0, 3), mode="reflect")  # what the model does inside
         want = model(padded)[1][0, :, :37, :45]
         whole = model(torch.rand(2, 3, 40, 48))
@@ -80,7 +80,7 @@ def test_full_mode_is_one_pass_that_the_model_pads_itself():
     assert [o.shape for o in whole] == [torch.Size([2, 3, 40, 48])] * 2  # a multiple: nothing padded or cut
     assert count_tiles(37, 45, 32, 8, "full") == 1 and tile_starts(37, 32, 8, "full") == [0]
     with torch.no_grad():
-        tta = restore_image(lambda b: model(b)[1], image, 32, 8, 4, "full", tta=True)
+        tta = restore_image(lambda b: model(b)[1], image, Tiling(32, 8, 4, "full"), tta=True)
     assert tta.shape == image.shape and torch.isfinite(tta).all()
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from utils.infer.tiling import count_tiles, restore_image, restore_tiled, tile_grid, tile_starts
+from utils.infer.tiling import Tiling, count_tiles, restore_image, restore_tiled, tile_grid, tile_starts
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_batched_restore_matches_naive_loop(mode):
     with torch.no_grad():
         predict = lambda b: model(b)[1]  # noqa: E731
         image = torch.rand(3, 70, 90)
-        fast = restore_tiled(predict, image, 32, 24, 5, mode)
+        fast = restore_tiled(predict, image, Tiling(32, 24, 5, mode))
         slow = _naive_restore(predict, image, 32, 24, mode)
     assert fast.shape == image.shape
     assert torch.allclose(fast, slow, atol=1e-6)
@@ -58,7 +58,7 @@ def test_batched_restore_matches_naive_loop(mode):
 def test_identity_prediction_reproduces_image(mode):
     image = torch.rand(3, 45, 61)
     batches = []
-    out = restore_tiled(lambda b: b, image, 16, 12, 7, mode, on_batch=batches.append)
+    out = restore_tiled(lambda b: b, image, Tiling(16, 12, 7, mode), on_batch=batches.append)
     assert torch.allclose(out, image, atol=1e-6)
     assert sum(batches) == count_tiles(45, 61, 16, 12, mode)  # every tile, the last partial batch included
 
@@ -71,7 +71,7 @@ def test_shift_mode_never_pads():
         return batch
 
     image = torch.rand(3, 50, 70) + 0.5  # strictly positive: a padded pixel would be 0
-    restore_tiled(predict, image, 32, 20, 4, "shift")
+    restore_tiled(predict, image, Tiling(32, 20, 4, "shift"))
     assert all(b.min() > 0 for b in seen)
 
 
@@ -80,8 +80,8 @@ def test_tta_is_flip_equivariant():
     predict = lambda b: model(b)[1]  # noqa: E731
     image = torch.rand(3, 32, 64)
     with torch.no_grad():
-        plain = restore_image(predict, image, 32, 32, 4, "shift", tta=False)
-        tta = restore_image(predict, image, 32, 32, 4, "shift", tta=True)
-        tta_flipped = restore_image(predict, image.flip(-1), 32, 32, 4, "shift", tta=True)
+        plain = restore_image(predict, image, Tiling(32, 32, 4, "shift"), tta=False)
+        tta = restore_image(predict, image, Tiling(32, 32, 4, "shift"), tta=True)
+        tta_flipped = restore_image(predict, image.flip(-1), Tiling(32, 32, 4, "shift"), tta=True)
     assert not torch.allclose(plain, tta, atol=1e-4)
     assert torch.allclose(tta_flipped.flip(-1), tta, atol=1e-5)

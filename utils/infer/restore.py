@@ -65,9 +65,12 @@ def load_models(specs: list[ModelSpec], device: torch.device, opts: InferenceOpt
 
 
 def restore_model(
-    image: torch.Tensor, model: Model, opts: InferenceOptions, on_batch: Callable[[int], None] | None = None,
+    image: torch.Tensor,
+    model: Model,
+    opts: InferenceOptions,
+    on_batch: Callable[[int], None] | None = None,
     name: str = "",
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """One model's restoration of a (3, H, W) image in [0, 1] as the options say (tile placement, blend, TTA);
     NaN or infinite output is refused, since it would be written as black or white pixels."""
     spec = model.spec
@@ -84,9 +87,12 @@ def restore_model(
 
 
 def restore(
-    image: torch.Tensor, models: list[Model], opts: InferenceOptions, name: str = "",
+    image: torch.Tensor,
+    models: list[Model],
+    opts: InferenceOptions,
+    name: str = "",
     per_model: list[np.ndarray] | None = None,
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """The ensemble's restoration of a (3, H, W) image in [0, 1]: each model's restoration times its weight
     over the weights' sum, added in order to zeros. One full-size restoration is held at a time; each model's
     8-bit copy goes to ``per_model`` where given (for its scores). Large images show a tile bar per model."""
@@ -106,9 +112,13 @@ def restore(
 
 
 def restore_images(
-    paths: Iterable[Path], models: list[Model], opts: InferenceOptions, folder: Path, labels: Labels | None,
+    paths: Iterable[Path],
+    models: list[Model],
+    opts: InferenceOptions,
+    folder: Path,
+    labels: Labels | None,
     show: bool,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """Restore each image of ``paths`` and write it into ``folder`` under its submission name; returns a
     metrics.csv row per image: each model's seam measure, and with ``labels`` the scores. ``show``: this
     process shows the image bar (or, off a terminal, a line per image)."""

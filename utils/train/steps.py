@@ -16,7 +16,7 @@ from utils.data.augment import build_augmentation
 from utils.data.datasets import FixedLengthSampler, PatchDataset, SeededSampler
 from utils.data.images import from_uint8, read_rgb, to_uint8
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import restore_image
+from utils.infer.tiling import Tiling, restore_image
 from utils.metrics import psnr_uint8
 from utils.recipe import recipe_for
 from utils.train.config import OPTIMIZERS, TrainConfig
@@ -61,19 +61,12 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torc
 def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.device) -> float:
     """Mean PSNR over full-size validation images, restored with tiles of ``img_size`` at the recipe's stride."""
     restorer = Restorer(model, device, cfg.amp, cfg.channels_last)
+    tiling = Tiling(cfg.img_size, recipe_for(cfg.img_size).val_stride, cfg.pred_batch, "all", cfg.val_blend)
     scores = []
     for pair in pairs:
         rgb = read_rgb(pair.input)
         image = from_uint8(rgb, device)
-        restored = restore_image(
-            restorer,
-            image,
-            cfg.img_size,
-            recipe_for(cfg.img_size).val_stride,
-            cfg.pred_batch,
-            "all",
-            blend=cfg.val_blend,
-        )
+        restored = restore_image(restorer, image, tiling)
         scores.append(psnr_uint8(to_uint8(restored), read_rgb(pair.target)))
     model.train()
     return float(np.mean(scores))
