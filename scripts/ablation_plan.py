@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from models.hinet import OUTPUTS
-from utils.core.settings import check_ranges, setting
+from utils.core.settings import Allowed, Form, check_ranges, setting
 from utils.data.folds import read_pairs_csv
 from utils.data.patches import PatchSettings, bright_counts
 from utils.infer.tiling import tile_starts
@@ -27,25 +27,27 @@ class StudySettings:
     """Everything a study's numbers depend on; a study continues only with the same settings."""
 
     seeds: tuple[int, ...] = setting((1, 2), "training seeds, comma-separated: every variant is trained once per seed")
-    epochs: int = setting(10, "epochs per training run", minimum=1)
+    epochs: int = setting(10, "epochs per training run", Allowed(minimum=1))
     steps_per_epoch: int = setting(
-        20, "batches per epoch, the same for every variant (main.py --steps_per_epoch)", minimum=1
+        20, "batches per epoch, the same for every variant (main.py --steps_per_epoch)", Allowed(minimum=1)
     )
-    batch_size: int = setting(2, "training batch", minimum=1)
-    wf: int = setting(4, "HINet width", minimum=1)
-    depth: int = setting(3, "HINet depth (at most 6: 352 must be a multiple of 2^(depth-1))", minimum=1)
+    batch_size: int = setting(2, "training batch", Allowed(minimum=1))
+    wf: int = setting(4, "HINet width", Allowed(minimum=1))
+    depth: int = setting(3, "HINet depth (at most 6: 352 must be a multiple of 2^(depth-1))", Allowed(minimum=1))
     output: str = setting(
         "linear",
         "model output (main.py --output): tiny sigmoid models on dark scenes can collapse to black",
-        choices=OUTPUTS,
+        Allowed(choices=OUTPUTS),
     )
-    initial_lr: float = setting(1e-3, "learning rate after the warm-up", positive=True)
-    min_lr: float = setting(1e-5, "floor of the cosine schedule", minimum=0)
+    initial_lr: float = setting(1e-3, "learning rate after the warm-up", Allowed(positive=True))
+    min_lr: float = setting(1e-5, "floor of the cosine schedule", Allowed(minimum=0))
     thresholds: tuple[int, ...] = setting(
-        (), "brightness thresholds to compare, comma-separated", shown="from the data (auto_thresholds)"
+        (), "brightness thresholds to compare, comma-separated", form=Form(shown="from the data (auto_thresholds)")
     )
     growths: tuple[int, ...] = setting((1, 2, 3), "larger-patch sets to compare (make_patch.py --patch_growth_count)")
-    folds: int = setting(10, "K-fold split of the training images; fold 0 is held out for validation", minimum=2)
+    folds: int = setting(
+        10, "K-fold split of the training images; fold 0 is held out for validation", Allowed(minimum=2)
+    )
     valid_fold: int = 0
     device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
 

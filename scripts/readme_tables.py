@@ -37,10 +37,10 @@ def tables() -> dict[str, str]:
 
     test_script = __import__("test")
     return {
-        "make_patch.py": flag_table(PatchSettings, make_patch.build_parser()),
-        "main.py": flag_table(TrainConfig, train_script.build_parser()),
-        "test.py": flag_table(InferenceOptions, test_script.build_parser()),
-        "scripts.flare_data": flag_table(FlareDataSettings, flare_data.build_parser()),
+        "make_patch.py": flag_table((PatchSettings,), make_patch.build_parser()),
+        "main.py": flag_table((TrainConfig,), train_script.build_parser()),
+        "test.py": flag_table((InferenceOptions,), test_script.build_parser()),
+        "scripts.flare_data": flag_table((FlareDataSettings,), flare_data.build_parser()),
     }
 
 

@@ -10,39 +10,41 @@ import argparse
 import math
 import types
 import typing
-from dataclasses import MISSING, Field, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any
 
 
-def setting(
-    default: Any,
-    help: str,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    positive: bool = False,
-    choices: typing.Iterable[str] | None = None,
-    shown: str | None = None,
-    new: bool = False,
-    flag: str | None = None,
-    resume: str | None = None,
-    resume_note: str | None = None,
-    recipe: str | None = None,
-) -> Any:
-    """A dataclass field that is also a command-line flag.
+@dataclass(frozen=True)
+class Allowed:
+    """The values a setting takes; ``check_ranges`` refuses any other in one sentence.
 
-    ``minimum``, ``maximum``: smallest and largest allowed values; ``positive``: a finite number above zero;
-    ``choices``: the allowed values; ``shown``: the default as the README shows it;
-    ``new``: not a flag of the original (marked so in the README); ``flag``: a flag name
-    other than the field's. A boolean that defaults to true becomes ``--no_<name>``.
-    ``resume`` (training settings): what ``--resume`` does with it, one of ``RESUME_POLICIES``; a
-    ``changeable`` one has a ``resume_note`` that the log prints when a resumed run changes it.
-    ``recipe``: the column of the per-size recipe (``utils.recipe.SizeRecipe``) that a value of None
-    takes (``fill_from_recipe``).
+    ``minimum``, ``maximum``: smallest and largest values; ``positive``: a finite number above zero;
+    ``choices``: the values allowed.
     """
-    meta = {"help": help, "minimum": minimum, "maximum": maximum, "positive": positive, "choices": tuple(choices or ()) or None,
-            "shown": shown, "new": new, "flag": flag, "resume": resume, "resume_note": resume_note, "recipe": recipe}  # fmt: skip
-    return field(default=default, metadata=meta)
+
+    minimum: float | None = None
+    maximum: float | None = None
+    positive: bool = False
+    choices: typing.Iterable[str] | None = None
+
+
+@dataclass(frozen=True)
+class Form:
+    """How a setting shows as a flag, where not the usual way: ``shown``, the default as the README
+    shows it; ``flag``, a flag name other than the field's; ``many``, a space-separated list of values."""
+
+    shown: str | None = None
+    flag: str | None = None
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What ``--resume`` does with a training setting: ``policy`` is one of ``RESUME_POLICIES``; a
+    ``changeable`` one has a ``note`` that the log prints when a resumed run changes it."""
+
+    policy: str
+    note: str | None = None
 
 
 RESUME_POLICIES = {
@@ -50,6 +52,40 @@ RESUME_POLICIES = {
     "changeable": "kept from the checkpoint unless given again",
     "invocation": "how this invocation runs; never taken from the checkpoint",
 }
+FIXED, INVOCATION = Resume("fixed"), Resume("invocation")
+
+
+@dataclass(frozen=True)
+class PerSize:
+    """A default taken from a column of the per-size recipe (``utils.recipe.SizeRecipe``): the field holds
+    None until ``fill_from_recipe`` gives it the column's value."""
+
+    column: str
+
+
+def setting(
+    default: Any,
+    help: str,
+    allowed: Allowed | None = None,
+    *,
+    new: bool = False,
+    form: Form | None = None,
+    resume: Resume | None = None,
+) -> Any:
+    """A dataclass field that is also a command-line flag.
+
+    ``default``: a value, or ``PerSize(column)`` for the recipe's value (shown as "per size");
+    ``allowed``: the values it takes; ``new``: not a flag of the original (marked so in the README);
+    ``form``: how the flag is named and shown, where not as usual; ``resume`` (training settings): what
+    ``--resume`` does with it. A boolean that defaults to true becomes ``--no_<name>``.
+    """
+    allowed, form = allowed or Allowed(), form or Form()
+    recipe = default.column if isinstance(default, PerSize) else None
+    meta = {"help": help, "minimum": allowed.minimum, "maximum": allowed.maximum, "positive": allowed.positive,
+            "choices": tuple(allowed.choices or ()) or None, "shown": form.shown or ("per size" if recipe else None),
+            "new": new, "flag": form.flag, "many": form.many, "resume": resume and resume.policy,
+            "resume_note": resume and resume.note, "recipe": recipe}  # fmt: skip
+    return field(default=None if recipe else default, metadata=meta)
 
 
 def fill_from_recipe(obj: Any, row: Any) -> None:
@@ -86,11 +122,13 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag_name(f), dest=f.name, action=action, help=meta["help"])
             continue
         default = None if f.default is MISSING else f.default
+        many = {"nargs": "+"} if meta.get("many") else {}
         if typing.get_origin(kind) is tuple:
-            kind = _comma_list(typing.get_args(kind)[0])
+            item = typing.get_args(kind)[0]
+            kind = item if many else _comma_list(item)
         bounds = f"{_range_text(meta)}; " if _range_text(meta) else ""
         help_text = f"{meta['help']} ({bounds}default {_shown_default(f).strip('`')}{_choices_text(meta)})"
-        parser.add_argument(flag_name(f), type=kind, default=default, help=help_text)  # checked by check_ranges
+        parser.add_argument(flag_name(f), type=kind, default=default, help=help_text, **many)  # checked by check_ranges
 
 
 def _range_text(meta: typing.Mapping) -> str:
@@ -114,7 +152,9 @@ def _comma_list(item: type) -> typing.Callable[[str], tuple]:
 
 def from_args(cls: type, args: argparse.Namespace, **extra: Any) -> Any:
     """An instance of ``cls`` from the parsed flags (settings without a flag keep their defaults)."""
-    return cls(**{f.name: getattr(args, f.name) for f in flag_fields(cls)}, **extra)
+    values = {f.name: getattr(args, f.name) for f in flag_fields(cls)}
+    lists = {name: tuple(v) for name, v in values.items() if isinstance(v, list)}  # nargs="+" gives lists
+    return cls(**values | lists, **extra)
 
 
 def given_settings(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
@@ -166,7 +206,7 @@ def _shown_default(f: Field) -> str:
     if isinstance(f.default, str):
         return f"`{f.default}`"
     if isinstance(f.default, tuple):
-        return ",".join(map(str, f.default))
+        return f"`{' '.join(map(str, f.default))}`" if f.metadata.get("many") else ",".join(map(str, f.default))
     return f"{f.default:g}" if isinstance(f.default, float) else str(f.default)
 
 
@@ -176,20 +216,18 @@ def _shown_action_default(action: argparse.Action) -> str:
         return "off"
     if value is None:
         return "—"
-    if isinstance(value, list):
-        return f"`{' '.join(map(str, value))}`"
     return f"`{value}`" if isinstance(value, str) else str(value)
 
 
-def flag_table(cls: type, parser: argparse.ArgumentParser | None = None) -> str:
-    """The README's markdown table of ``cls``'s flags (flag, default, meaning), then the parser's other flags."""
+def flag_table(classes: tuple[type, ...], parser: argparse.ArgumentParser | None = None) -> str:
+    """The README's markdown table of the classes' flags (flag, default, meaning), then the parser's other flags."""
     rows = []
-    for f in flag_fields(cls):
+    for f in (f for cls in classes for f in flag_fields(cls)):
         meta = f.metadata
         bounds = f" ({_range_text(meta)})" if _range_text(meta) else ""
         meaning = meta["help"] + bounds + _choices_text(meta) + (" (new)" if meta["new"] else "")
         rows.append((flag_name(f), _shown_default(f), meaning))
-    names = {f.name for f in flag_fields(cls)} | {"help"}
+    names = {f.name for cls in classes for f in flag_fields(cls)} | {"help"}
     for action in parser._actions if parser else ():
         if action.dest not in names:
             rows.append((action.option_strings[0], _shown_action_default(action), action.help))

@@ -9,7 +9,7 @@ import pandas as pd
 
 from models.hinet import HINetConfig
 from utils.core.errors import fail
-from utils.core.settings import check_ranges, setting
+from utils.core.settings import Allowed, check_ranges, setting
 from utils.data.copies import all_identical
 from utils.data.folds import kfold_split, read_pairs_csv
 from utils.data.images import inspect_image
@@ -25,16 +25,16 @@ SIZE_MULTIPLE = HINetConfig().size_multiple
 class PatchSettings:
     """What the patches depend on (stored in ``patch_info.json``); make_patch.py's flags follow from it."""
 
-    img_size: int = setting(256, "crop size of the first growth step", minimum=1)
-    stride: int = setting(128, "crop stride of the first growth step", minimum=1)
-    resize: int = setting(256, "training patch size; larger crops are resized to it", minimum=1)
+    img_size: int = setting(256, "crop size of the first growth step", Allowed(minimum=1))
+    stride: int = setting(128, "crop stride of the first growth step", Allowed(minimum=1))
+    resize: int = setting(256, "training patch size; larger crops are resized to it", Allowed(minimum=1))
     v_threshold: int = setting(
-        1000, f"pixels with HSV value > {BRIGHT_VALUE} a crop of the training size needs to be kept", minimum=0
+        1000, f"pixels with HSV value > {BRIGHT_VALUE} a crop of the training size needs to be kept", Allowed(minimum=0)
     )
-    folds: int = setting(10, "number of K-fold splits", minimum=2)
-    valid_fold: int = setting(0, "fold held out for validation", minimum=0)
+    folds: int = setting(10, "number of K-fold splits", Allowed(minimum=2))
+    valid_fold: int = setting(0, "fold held out for validation", Allowed(minimum=0))
     patch_growth_count: int = setting(
-        2, "growth steps: 1 = img_size, 2 adds 512/256 crops, i >= 3 adds img_size*i crops", minimum=1
+        2, "growth steps: 1 = img_size, 2 adds 512/256 crops, i >= 3 adds img_size*i crops", Allowed(minimum=1)
     )
 
     def growth_steps(self) -> list[tuple[int, int]]:

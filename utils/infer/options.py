@@ -9,7 +9,7 @@ import numpy as np
 
 from utils.core.checkpoint import MAX_IMG_SIZE, stored_patch_size
 from utils.core.errors import fail
-from utils.core.settings import setting
+from utils.core.settings import Allowed, Form, setting
 from utils.infer.tiling import BLENDS, TILE_MODES
 from utils.recipe import default_ensemble_weights, recipe_for
 
@@ -63,34 +63,45 @@ class InferenceOptions:
     """How test.py restores: tile placement and blending, precision, outputs, evaluation, weight fitting."""
 
     tile_mode: str = setting(
-        "stride_aware", "stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
+        "stride_aware",
+        "stride_aware: skip tiles that would be mostly padding (original); all: every start in the "
         "image; shift: move the last tile to the border, no padding; full: the whole image in one pass",
-        choices=TILE_MODES, shown="`stride_aware`",
-    )  # fmt: skip
+        Allowed(choices=TILE_MODES),
+    )
     local_stats: float = setting(
-        0.0, "HIN statistics over a window of this many training patch sizes instead of the whole input "
-        "(TLC; 1.5 is the published choice, for --tile_mode full); 0 = off", minimum=0, new=True,
-    )  # fmt: skip
+        0.0,
+        "HIN statistics over a window of this many training patch sizes instead of the whole input "
+        "(TLC; 1.5 is the published choice, for --tile_mode full); 0 = off",
+        Allowed(minimum=0),
+        new=True,
+    )
     blend: str = setting(
-        "mean", "mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",
-        choices=BLENDS, shown="`mean`", new=True,
-    )  # fmt: skip
+        "mean",
+        "mean: overlapping tiles count equally (original); window: a Hann window per tile, no seams",
+        Allowed(choices=BLENDS),
+        new=True,
+    )
     tta: bool = setting(False, "average the eight flip/rotation variants (8x slower)")
     keep_lights: bool = setting(
-        False, "blend the input's clipped light cores back into the output with a soft mask (lamps stay bright)",
+        False,
+        "blend the input's clipped light cores back into the output with a soft mask (lamps stay bright)",
         new=True,
-    )  # fmt: skip
+    )
     amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
     compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
     backend: str = setting(
-        "torch", "torch: the checkpoints in PyTorch; onnxruntime: .onnx files of scripts.export_onnx",
-        choices=BACKENDS, shown="`torch`", new=True,
-    )  # fmt: skip
-    make_zip: bool = setting(True, "do not write submission.zip", flag="no_zip", new=True)
+        "torch",
+        "torch: the checkpoints in PyTorch; onnxruntime: .onnx files of scripts.export_onnx",
+        Allowed(choices=BACKENDS),
+        new=True,
+    )
+    make_zip: bool = setting(True, "do not write submission.zip", new=True, form=Form(flag="no_zip"))
     eval_dir: str | None = setting(
-        None, "folder of clean targets: PSNR and SSIM per image for the input, each model and the ensemble, "
-        "in metrics.csv", shown="none", new=True,
-    )  # fmt: skip
+        None,
+        "folder of clean targets: PSNR and SSIM per image for the input, each model and the ensemble, in metrics.csv",
+        new=True,
+        form=Form(shown="none"),
+    )
     overwrite: bool = setting(False, "replace an existing output folder", new=True)
     progress: bool = setting(True, "hide progress bars", new=True)
     fit: dict | None = None  # {"data", "fold", "input_dir", "label_dir"}: fit the ensemble weights first

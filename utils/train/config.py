@@ -14,7 +14,17 @@ import torch
 
 from models.hinet import OUTPUTS, HINetConfig
 from utils.core.errors import fail
-from utils.core.settings import check_ranges, fill_from_recipe, setting
+from utils.core.settings import (
+    FIXED,
+    INVOCATION,
+    Allowed,
+    Form,
+    PerSize,
+    Resume,
+    check_ranges,
+    fill_from_recipe,
+    setting,
+)
 from utils.data.augment import parse_aug_schedule
 from utils.data.layout import DATASET, dataset_problem, patch_folder
 from utils.infer.tiling import BLENDS
@@ -30,115 +40,121 @@ ARCHS = ("HINet",)
 class TrainConfig:
     """Every training setting, once: default, type, range and help (main.py's flags and the README follow)."""
 
-    exp_num: int = setting(1, "run folder number: the run goes to model_path/001 for 1", minimum=0, resume="invocation")
-    tag: str = setting("Default", "free-text label recorded in the log", resume="invocation")
+    exp_num: int = setting(
+        1, "run folder number: the run goes to model_path/001 for 1", Allowed(minimum=0), resume=INVOCATION
+    )
+    tag: str = setting("Default", "free-text label recorded in the log", resume=INVOCATION)
     pretrained_path: str | None = setting(
         DEFAULT_PRETRAINED,
         "HINet weights to start from (public HINet-GoPro.pth); 'none' for random weights",
-        resume="invocation",
+        resume=INVOCATION,
     )
-    data_path: str = setting("./data", "folder with train_original/ and the patches under train/", resume="fixed")
-    dataset: str = setting(DATASET, "patch folder name (make_patch.py --dataset)", new=True, resume="fixed")
-    fold: int = setting(0, "validation fold (make_patch.py --valid_fold)", minimum=0, resume="fixed")
-    model_path: str = setting("results/", "where run folders go", resume="invocation")
-    arch: str = setting("HINet", "architecture (kept for compatibility: HINet only)", choices=ARCHS, resume="fixed")
+    data_path: str = setting("./data", "folder with train_original/ and the patches under train/", resume=FIXED)
+    dataset: str = setting(DATASET, "patch folder name (make_patch.py --dataset)", new=True, resume=FIXED)
+    fold: int = setting(0, "validation fold (make_patch.py --valid_fold)", Allowed(minimum=0), resume=FIXED)
+    model_path: str = setting("results/", "where run folders go", resume=INVOCATION)
+    arch: str = setting(
+        "HINet", "architecture (kept for compatibility: HINet only)", Allowed(choices=ARCHS), resume=FIXED
+    )
     img_size: int = setting(
         256,
         "training patch size (make_patch.py --resize); selects the row of the size table",
-        minimum=1,
-        resume="fixed",
+        Allowed(minimum=1),
+        resume=FIXED,
     )
-    batch_size: int = setting(16, "global batch, split over torchrun processes", minimum=1, resume="fixed")
-    pred_batch: int = setting(32, "tiles per forward pass in validation", minimum=1, resume="invocation")
+    batch_size: int = setting(16, "global batch, split over torchrun processes", Allowed(minimum=1), resume=FIXED)
+    pred_batch: int = setting(32, "tiles per forward pass in validation", Allowed(minimum=1), resume=INVOCATION)
     epochs: int = setting(
         500,
         "epochs (the cosine schedule ends at the last)",
-        minimum=1,
-        resume="changeable",
-        resume_note="the cosine schedule now ends at the new last epoch, so the learning rate moves to that curve",
+        Allowed(minimum=1),
+        resume=Resume(
+            "changeable", "the cosine schedule now ends at the new last epoch, so the learning rate moves to that curve"
+        ),
     )
     steps_per_epoch: int | None = setting(
         None,
         "batches per epoch, drawn as shuffled passes over the patches",
-        minimum=1,
-        shown="one pass",
+        Allowed(minimum=1),
         new=True,
-        resume="fixed",
+        form=Form(shown="one pass"),
+        resume=FIXED,
     )
-    initial_lr: float = setting(5e-5, "learning rate after the 3-epoch warm-up", positive=True, resume="fixed")
-    min_lr: float = setting(1e-7, "floor of the cosine schedule", minimum=0, resume="fixed")
-    optimizer: str = setting("Adam", "optimizer", choices=OPTIMIZERS, resume="fixed")
+    initial_lr: float = setting(5e-5, "learning rate after the 3-epoch warm-up", Allowed(positive=True), resume=FIXED)
+    min_lr: float = setting(1e-7, "floor of the cosine schedule", Allowed(minimum=0), resume=FIXED)
+    optimizer: str = setting("Adam", "optimizer", Allowed(choices=OPTIMIZERS), resume=FIXED)
     weight_decay: float = setting(
         0.0,
         "applied to the optimizer; the original declared 1e-3 but never applied it, so 0 reproduces it",
-        minimum=0,
-        resume="fixed",
+        Allowed(minimum=0),
+        resume=FIXED,
     )
-    clipping: float = setting(1.0, "gradient-norm clipping", positive=True, resume="fixed")
+    clipping: float = setting(1.0, "gradient-norm clipping", Allowed(positive=True), resume=FIXED)
     seed: int = setting(
-        42, "seed of weights, data order and augmentation", minimum=0, maximum=2**32 - 1, resume="fixed"
+        42, "seed of weights, data order and augmentation", Allowed(minimum=0, maximum=2**32 - 1), resume=FIXED
     )
     patience: int = setting(
         30,
         "early stop after this many epochs without improvement",
-        minimum=1,
-        resume="changeable",
-        resume_note="early stopping counts against the new patience",
+        Allowed(minimum=1),
+        resume=Resume("changeable", "early stopping counts against the new patience"),
     )
-    num_workers: int = setting(2, "data-loading worker processes", minimum=0, resume="invocation")
-    wf: int = setting(64, "HINet width (channels of the first level)", minimum=1, new=True, resume="fixed")
-    depth: int = setting(5, "HINet depth (U-Net levels)", minimum=1, new=True, resume="fixed")
+    num_workers: int = setting(2, "data-loading worker processes", Allowed(minimum=0), resume=INVOCATION)
+    wf: int = setting(64, "HINet width (channels of the first level)", Allowed(minimum=1), new=True, resume=FIXED)
+    depth: int = setting(5, "HINet depth (U-Net levels)", Allowed(minimum=1), new=True, resume=FIXED)
     output: str = setting(
-        "sigmoid", "model output: sigmoid (the original) or linear (input + residual, no dark collapse)",
-        choices=OUTPUTS, new=True, resume="fixed"
-    )  # fmt: skip
+        "sigmoid",
+        "model output: sigmoid (the original) or linear (input + residual, no dark collapse)",
+        Allowed(choices=OUTPUTS),
+        new=True,
+        resume=FIXED,
+    )
     aug_schedule: str | None = setting(
-        None,
+        PerSize("aug_schedule"),
         "EPOCH:VERSION list of augmentation versions ("
         + "; ".join(f"{k}: {row.aug_schedule}" for k, row in RECIPE.items())
         + ")",
-        shown="per size",
         new=True,
-        resume="fixed",
-        recipe="aug_schedule",
+        resume=FIXED,
     )
     restart_epoch: int | None = setting(
-        None, "epoch of the fresh-optimiser restart at 1e-5 ("
-        + ", ".join(f"{k}: {row.restart_epoch}" for k, row in RECIPE.items()) + "); 0 = none", minimum=0,
-        shown="per size", new=True, resume="fixed", recipe="restart_epoch",
-    )  # fmt: skip
+        PerSize("restart_epoch"),
+        "epoch of the fresh-optimiser restart at 1e-5 ("
+        + ", ".join(f"{k}: {row.restart_epoch}" for k, row in RECIPE.items())
+        + "); 0 = none",
+        Allowed(minimum=0),
+        new=True,
+        resume=FIXED,
+    )
     restart_lr: float = field(default=1e-5, metadata={"positive": True, "resume": "fixed"})
     restart_min_lr: float = field(default=1e-8, metadata={"minimum": 0, "resume": "fixed"})
-    device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N", new=True, resume="invocation")
+    device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N", new=True, resume=INVOCATION)
     val_blend: str = setting(
         "mean",
         "validation tiles: mean (original) or window (no seams)",
-        choices=BLENDS,
-        shown="`mean`",
+        Allowed(choices=BLENDS),
         new=True,
-        resume="changeable",
-        resume_note="validation PSNRs before and after are not strictly comparable",
+        resume=Resume("changeable", "validation PSNRs before and after are not strictly comparable"),
     )
     amp: bool = setting(
         False,
         "mixed precision (bf16 where supported, else fp16 with scaling)",
         new=True,
-        resume="changeable",
-        resume_note="the precision of the remaining epochs changes",
+        resume=Resume("changeable", "the precision of the remaining epochs changes"),
     )
     channels_last: bool = setting(
-        True, "keep the default memory format instead of channels-last", new=True, resume="fixed"
+        True, "keep the default memory format instead of channels-last", new=True, resume=FIXED
     )
-    resume: bool = setting(False, "continue the run of this exp_num from its last.pth", new=True, resume="invocation")
-    overwrite: bool = setting(False, "replace an existing run of the same exp_num", new=True, resume="invocation")
+    resume: bool = setting(False, "continue the run of this exp_num from its last.pth", new=True, resume=INVOCATION)
+    overwrite: bool = setting(False, "replace an existing run of the same exp_num", new=True, resume=INVOCATION)
     run_epochs: int | None = setting(
         None,
         "stop after this many epochs in this invocation (time-limited jobs)",
-        minimum=1,
+        Allowed(minimum=1),
         new=True,
-        resume="invocation",
+        resume=INVOCATION,
     )
-    progress: bool = setting(True, "hide progress bars", new=True, resume="invocation")
+    progress: bool = setting(True, "hide progress bars", new=True, resume=INVOCATION)
 
     def __post_init__(self) -> None:
         fill_from_recipe(self, recipe_for(self.img_size))
