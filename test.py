@@ -12,41 +12,17 @@ import sys
 from utils.core.cli import run_cli
 from utils.core.distributed import close, init_distributed
 from utils.core.settings import add_settings, from_args
-from utils.infer.options import InferenceOptions, model_specs
+from utils.infer.options import Ensemble, InferenceOptions, InferenceRun, WeightFit, model_specs
 from utils.infer.submission import InferenceResult, run_inference
 
-DEFAULT_WEIGHTS = ["weights/256_best.pth", "weights/352_best.pth"]
+SETTINGS = (InferenceOptions, InferenceRun, Ensemble, WeightFit)  # how, what and where, which models, the fit
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``SETTINGS`` (defaults, ranges and help live there)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--input_dir", default="data/test_input_img", help="folder of degraded images")
-    p.add_argument("--output_dir", default="results/submission", help="where the PNGs and submission.zip go")
-    p.add_argument("--weights", nargs="+", default=DEFAULT_WEIGHTS, help="checkpoints to ensemble")
-    p.add_argument(
-        "--tile_sizes", nargs="+", type=int, help="tile size per checkpoint (default: its training patch size; 256 352)"
-    )
-    p.add_argument("--strides", nargs="+", type=int, help="tile stride per checkpoint (default 64 96; tile/4)")
-    p.add_argument("--batch_sizes", nargs="+", type=int, help="tiles per forward pass per checkpoint (default 16 32)")
-    p.add_argument(
-        "--ensemble_weights",
-        nargs="+",
-        type=float,
-        help="weight per checkpoint, normalised (default: by the size each was trained on, 0.4 for 256 and 0.6 for 352 in any order; equal otherwise)",
-    )
-    p.add_argument(
-        "--fit_weights",
-        action="store_true",
-        help="choose the ensemble weights on held-out labelled images (grid step 0.05); --ensemble_weights win",
-    )
-    p.add_argument(
-        "--fit_data", default="data/train_original", help="folder of train_10fold.csv and the training images"
-    )
-    p.add_argument("--fit_fold", type=int, default=0, help="the held-out fold to fit on (make_patch.py --valid_fold)")
-    p.add_argument("--fit_input_dir", help="fit on this folder of degraded images instead (with --fit_label_dir)")
-    p.add_argument("--fit_label_dir", help="the clean images of --fit_input_dir")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (new)")
-    add_settings(p, InferenceOptions)
+    for cls in SETTINGS:
+        add_settings(p, cls)
     return p
 
 
@@ -56,18 +32,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    specs = model_specs(args.weights, args.tile_sizes, args.strides, args.batch_sizes, args.ensemble_weights)
-    d, device = init_distributed(args.device)  # one process, or one of several under torchrun
-    fit = None
-    if args.fit_weights and args.ensemble_weights and d.main:
+    where, ensemble, fit = (from_args(cls, args) for cls in SETTINGS[1:])
+    specs = model_specs(ensemble)
+    d, device = init_distributed(where.device)  # one process, or one of several under torchrun
+    if fit.fit_weights and ensemble.ensemble_weights and d.main:
         print("--ensemble_weights given: they are used as they are, no weights are fitted")
-    elif args.fit_weights:
-        fit = dict(
-            data_dir=args.fit_data, fold=args.fit_fold, input_dir=args.fit_input_dir, label_dir=args.fit_label_dir
-        )
-    opts = from_args(InferenceOptions, args, fit=fit)
+    opts = from_args(InferenceOptions, args, fit=fit.request(ensemble))
     try:
-        summary = run_inference(specs, args.input_dir, args.output_dir, device, opts, d)
+        summary = run_inference(specs, where.input_dir, where.output_dir, device, opts, d)
     finally:
         close(d)
     if d.main:

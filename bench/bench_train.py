@@ -27,6 +27,7 @@ from utils.data.augment import build_augmentation
 from utils.data.datasets import PatchDataset
 from utils.data.folds import patch_pairs, read_fold_csv
 from utils.data.layout import FOLD_CSV
+from utils.data.patch_settings import PatchPaths, PatchRun
 from utils.data.patches import PatchSettings, make_patches
 from utils.train.losses import RestorationLoss
 
@@ -89,8 +90,8 @@ def bench_patches(work: Path, batch: int) -> list:
     """The training patches of a generated bench set (12 images of 576x768, fold 0 of 4), at least ``batch``."""
     data = demo_set(work / "data", 12, 1, 576, 768)
     src = data / "train_original"
-    make_patches(PatchSettings(folds=4), src / "train_input_img", src / "train_label_img", src, data,
-                 process_num=2, progress=False)  # fmt: skip
+    paths = PatchPaths(str(src / "train_input_img"), str(src / "train_label_img"), str(src), str(data))
+    make_patches(PatchSettings(folds=4), paths, PatchRun(process_num=2, progress=False))
     patches = data / f"train/10Folds/0/resize{PATCH}"
     pairs = patch_pairs(patches / "input", patches / "target", read_fold_csv(src / FOLD_CSV), 0)
     if batch > len(pairs):  # drop_last would leave the loader without a single batch

@@ -19,7 +19,7 @@ from pathlib import Path
 from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.core.runtime import choose_device
-from utils.infer.options import InferenceOptions, model_specs
+from utils.infer.options import Ensemble, InferenceOptions, model_specs
 from utils.infer.submission import run_inference
 
 VARIANTS = {
@@ -32,7 +32,7 @@ VARIANTS = {
 
 def measure(weights: list[str], input_dir: Path, eval_dir: Path, device_name: str) -> list[tuple]:
     """(variant, PSNR, SSIM, seconds per image) for each variant, and the unrestored input first."""
-    specs, device = model_specs(weights), choose_device(device_name)
+    specs, device = model_specs(Ensemble(tuple(weights))), choose_device(device_name)
     base = InferenceOptions(eval_dir=str(eval_dir), make_zip=False, progress=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

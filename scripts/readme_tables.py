@@ -31,15 +31,13 @@ def tables() -> dict[str, str]:
     import make_patch
     from scripts import flare_data
     from scripts.flare_settings import FlareDataSettings
-    from utils.data.patches import PatchSettings
-    from utils.infer.options import InferenceOptions
     from utils.train.config import TrainConfig
 
     test_script = __import__("test")
     return {
-        "make_patch.py": flag_table((PatchSettings,), make_patch.build_parser()),
+        "make_patch.py": flag_table(make_patch.SETTINGS, make_patch.build_parser()),
         "main.py": flag_table((TrainConfig,), train_script.build_parser()),
-        "test.py": flag_table((InferenceOptions,), test_script.build_parser()),
+        "test.py": flag_table(test_script.SETTINGS, test_script.build_parser()),
         "scripts.flare_data": flag_table((FlareDataSettings,), flare_data.build_parser()),
     }
 

@@ -82,13 +82,13 @@ def test_more_processes_than_images_is_refused(folder, monkeypatch):
     """Checked before any process waits for another, so one process with a world of two shows it."""
     from utils.core.distributed import Dist
     from utils.core.errors import UserError
-    from utils.infer.options import InferenceOptions, model_specs
+    from utils.infer.options import Ensemble, InferenceOptions, model_specs
     from utils.infer.submission import run_inference
 
     for p in list((folder / "in").iterdir())[1:]:
         p.unlink()
     monkeypatch.chdir(folder)
-    specs = model_specs(["m0.pth"])
+    specs = model_specs(Ensemble(weights=("m0.pth",)))
     with pytest.raises(UserError, match=r"2 processes for 1 image\(s\) in in: start at most 1"):
         run_inference(specs, "in", "out", torch.device("cpu"), InferenceOptions(), Dist(0, 2, 0, "gloo"))
     assert not (folder / "out").exists()

@@ -13,6 +13,7 @@ from utils.core.settings import Allowed, check_ranges, setting
 from utils.data.copies import all_identical
 from utils.data.folds import kfold_split, read_pairs_csv
 from utils.data.images import inspect_image
+from utils.data.layout import DATASET
 
 BRIGHT_VALUE = 200
 
@@ -43,6 +44,26 @@ class PatchSettings:
         for i in range(1, self.patch_growth_count + 1):
             steps.append((512, 256) if i == 2 else (self.img_size * i, self.stride * i))
         return steps
+
+
+@dataclass(frozen=True)
+class PatchPaths:
+    """Where make_patch.py reads the training pairs and writes the fold table and the patches."""
+
+    input_path: str = setting("./data/train_original/train_input_img/", "degraded training images")
+    target_path: str = setting("./data/train_original/train_label_img/", "their clean targets")
+    csv_path: str = setting("./data/train_original", "folder of train.csv; the fold CSV goes there")
+    save_path: str = setting("./data", "patches go to save_path/train/dataset/valid_fold/resizeN")
+    dataset: str = setting(DATASET, "patch folder name; main.py --dataset reads the same", new=True)
+
+
+@dataclass(frozen=True)
+class PatchRun:
+    """How make_patch.py runs; none of it changes the patches."""
+
+    process_num: int = setting(8, "worker processes", Allowed(minimum=1))
+    overwrite: bool = setting(False, "replace an existing patch folder and a different fold CSV", new=True)
+    progress: bool = setting(True, "hide the progress bar", new=True)
 
 
 def _pair_problems(row, in_path: Path, tar_path: Path, seen: dict[Path, str], problems: list[str]) -> list:

@@ -33,9 +33,10 @@ from utils.core.locks import atomic_path, output_lock
 from utils.core.log import progress_bar
 from utils.core.manifest import add_to_manifest
 from utils.core.owned import Output, owned_output
+from utils.core.settings import check_ranges
 from utils.data.images import read_bgr
-from utils.data.layout import DATASET, FOLD_CSV, INFO_FILE, patch_folder
-from utils.data.patch_settings import BRIGHT_VALUE, PatchSettings, check_inputs
+from utils.data.layout import FOLD_CSV, INFO_FILE, dataset_problem, patch_folder
+from utils.data.patch_settings import BRIGHT_VALUE, PatchPaths, PatchRun, PatchSettings, check_inputs
 from utils.data.workers import TaskFailed, WorkerDied, run_tasks
 from utils.infer.tiling import tile_starts
 
@@ -110,17 +111,15 @@ def _worker(task: tuple[Path, Path, PatchSettings, Path]) -> tuple[dict[int, int
     return result, [str(w.message) for w in caught]
 
 
-def _extract_all(
-    pairs: list[tuple[Path, Path]], settings: PatchSettings, out_dir: Path, process_num: int, progress: bool
-) -> Counter[int]:
+def _extract_all(pairs: list[tuple[Path, Path]], settings: PatchSettings, out_dir: Path, run: PatchRun) -> Counter[int]:
     """Run ``extract_pair`` on every pair in worker processes; any failure stops the run naming the image."""
     totals: Counter[int] = Counter()
     sizes = "+".join(str(c) for c, _ in settings.growth_steps())
     names = [i.name for i, _ in pairs]
     tasks = [(i, t, settings, out_dir) for i, t in pairs]
-    bar = progress_bar(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", show=progress)
+    bar = progress_bar(total=len(tasks), unit="image", desc=f"patches {sizes}->{settings.resize}", show=run.progress)
     try:
-        for index, result in run_tasks(_worker, tasks, process_num, names):
+        for index, result in run_tasks(_worker, tasks, run.process_num, names):
             if isinstance(result, TaskFailed):
                 fail(f"patch extraction failed on {names[index]}: {result}; nothing was written.")
             counts, notes = result
@@ -136,22 +135,14 @@ def _extract_all(
     return totals
 
 
-def make_patches(
-    settings: PatchSettings,
-    input_dir: str | Path,
-    target_dir: str | Path,
-    csv_dir: str | Path,
-    save_path: str | Path,
-    process_num: int = 8,
-    overwrite: bool = False,
-    progress: bool = True,
-    dataset: str = DATASET,
-) -> PatchResult:
+def make_patches(settings: PatchSettings, paths: PatchPaths, run: PatchRun) -> PatchResult:
     """Write the fold CSV and the patch folder; returns what was made (also saved as ``patch_info.json``)."""
-    input_dir, target_dir, csv_dir = Path(input_dir), Path(target_dir), Path(csv_dir)
+    input_dir, target_dir, csv_dir = Path(paths.input_path), Path(paths.target_path), Path(paths.csv_path)
     df, pairs = check_inputs(settings, input_dir, target_dir, csv_dir)
-    if process_num < 1:
-        fail(f"--process_num must be at least 1 (got {process_num}).")
+    problems = check_ranges(run)
+    if problems:
+        fail("; ".join(problems) + ".")
+    overwrite, dataset = run.overwrite, paths.dataset
 
     fold_csv = csv_dir / FOLD_CSV
     new_csv = df.to_csv(index=False)
@@ -162,14 +153,14 @@ def make_patches(
         )
     if csv_changes and (fold_csv.is_dir() or not os.access(csv_dir, os.W_OK | os.X_OK)):
         fail(f"{fold_csv} cannot be written; make {csv_dir} writable or pass another --csv_path.")
-    if not dataset or Path(dataset).name != dataset or dataset in (".", ".."):
-        fail(f"--dataset {dataset!r} must be a plain folder name, such as {DATASET}.")
-    out_dir = patch_folder(save_path, settings.valid_fold, settings.resize, dataset)
+    if problem := dataset_problem(dataset):
+        fail(problem + ".")
+    out_dir = patch_folder(paths.save_path, settings.valid_fold, settings.resize, dataset)
     protected = {"input folder": input_dir, "target folder": target_dir, "csv folder": csv_dir}
     out = Output(out_dir, "patches", "patch folder", "make_patch.py", overwrite, protected)
     fold_lock = output_lock(fold_csv, "fold table") if csv_changes else nullcontext()
     with fold_lock, owned_output(out) as tmp_dir:  # the patches replace the real folder on success
-        info = _fill_patch_folder(tmp_dir, pairs, settings, process_num, progress)
+        info = _fill_patch_folder(tmp_dir, pairs, settings, run)
         if csv_changes:
             with atomic_path(fold_csv) as tmp:
                 tmp.write_text(new_csv)
@@ -187,11 +178,11 @@ class PatchResult:
     total: int
 
 
-def _fill_patch_folder(tmp_dir: Path, pairs, settings: PatchSettings, process_num: int, progress: bool) -> dict:
+def _fill_patch_folder(tmp_dir: Path, pairs, settings: PatchSettings, run: PatchRun) -> dict:
     """Cut every pair into ``tmp_dir``/input and /target and write ``patch_info.json``; zero patches is an error."""
     (tmp_dir / "input").mkdir()
     (tmp_dir / "target").mkdir()
-    totals = _extract_all(pairs, settings, tmp_dir, process_num, progress)
+    totals = _extract_all(pairs, settings, tmp_dir, run)
     info = {
         "settings": asdict(settings),
         "images": len(pairs),

@@ -11,7 +11,7 @@ from utils.core.checkpoint import MAX_IMG_SIZE, stored_patch_size
 from utils.core.errors import fail
 from utils.core.settings import Allowed, Form, setting
 from utils.infer.tiling import BLENDS, TILE_MODES
-from utils.recipe import default_ensemble_weights, recipe_for
+from utils.recipe import RECIPE, default_ensemble_weights, recipe_for
 
 
 @dataclass
@@ -107,14 +107,77 @@ class InferenceOptions:
     fit: dict | None = None  # {"data", "fold", "input_dir", "label_dir"}: fit the ensemble weights first
 
 
-def _per_model(values: list | None, n: int, flag: str, default: list) -> list:
+DEFAULT_WEIGHTS = ("weights/256_best.pth", "weights/352_best.pth")
+PER_MODEL = Form(shown="—", many=True)  # one value per checkpoint; none given: from the checkpoint and the recipe
+
+
+def _per_size(column: str) -> str:
+    return " ".join(str(getattr(row, column)) for row in RECIPE.values())
+
+
+@dataclass(frozen=True)
+class InferenceRun:
+    """What test.py restores, where the results go, and on which device."""
+
+    input_dir: str = setting("data/test_input_img", "folder of degraded images")
+    output_dir: str = setting("results/submission", "where the PNGs and submission.zip go")
+    device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N", new=True)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """The checkpoints test.py ensembles and, per checkpoint, its tile, stride, batch and weight."""
+
+    weights: tuple[str, ...] = setting(DEFAULT_WEIGHTS, "checkpoints to ensemble", form=Form(many=True))
+    tile_sizes: tuple[int, ...] | None = setting(
+        None, f"tile size per checkpoint (default: its training patch size; {_per_size('size')})", form=PER_MODEL
+    )
+    strides: tuple[int, ...] | None = setting(
+        None, f"tile stride per checkpoint (default {_per_size('tile_stride')}; tile/4)", form=PER_MODEL
+    )
+    batch_sizes: tuple[int, ...] | None = setting(
+        None, f"tiles per forward pass per checkpoint (default {_per_size('tile_batch')})", form=PER_MODEL
+    )
+    ensemble_weights: tuple[float, ...] | None = setting(
+        None,
+        "weight per checkpoint, normalised (default: by the size each was trained on, "
+        + " and ".join(f"{row.ensemble_weight:g} for {size}" for size, row in RECIPE.items())
+        + " in any order; equal otherwise)",
+        form=PER_MODEL,
+    )
+
+
+@dataclass(frozen=True)
+class WeightFit:
+    """Whether test.py first fits the ensemble weights, and on which labelled images."""
+
+    fit_weights: bool = setting(
+        False, "choose the ensemble weights on held-out labelled images (grid step 0.05); --ensemble_weights win"
+    )
+    fit_data: str = setting("data/train_original", "folder of train_10fold.csv and the training images")
+    fit_fold: int = setting(0, "the held-out fold to fit on (make_patch.py --valid_fold)")
+    fit_input_dir: str | None = setting(
+        None, "fit on this folder of degraded images instead (with --fit_label_dir)", form=Form(shown="—")
+    )
+    fit_label_dir: str | None = setting(None, "the clean images of --fit_input_dir", form=Form(shown="—"))
+
+    def request(self, ensemble: Ensemble) -> dict | None:
+        """``InferenceOptions.fit``: None unless asked for, and when ``--ensemble_weights`` are given (they win)."""
+        if not self.fit_weights or ensemble.ensemble_weights:
+            return None
+        return dict(
+            data_dir=self.fit_data, fold=self.fit_fold, input_dir=self.fit_input_dir, label_dir=self.fit_label_dir
+        )
+
+
+def _per_model(values: tuple | None, n: int, flag: str, default: list) -> list:
     if values is None:
         return default
     if len(values) != n:
         fail(f"{flag} has {len(values)} values for {n} checkpoint(s); give one per checkpoint in --weights.")
     if any(v <= 0 for v in values) and flag != "--ensemble_weights":
         fail(f"{flag} values must be positive.")
-    return values
+    return list(values)
 
 
 def stored_tile(path: str | Path) -> int | None:
@@ -126,7 +189,7 @@ def stored_tile(path: str | Path) -> int | None:
     return stored_patch_size(path)
 
 
-def default_tiles(paths: list[str]) -> list[int] | None:
+def default_tiles(paths: tuple[str, ...]) -> list[int] | None:
     """Tile sizes from the patch size each checkpoint was trained on; the original's files store none,
     so a pair of them gets the original's 256 and 352."""
     stored = [stored_tile(p) for p in paths]
@@ -137,25 +200,19 @@ def default_tiles(paths: list[str]) -> list[int] | None:
     return None
 
 
-def model_specs(
-    weights: list[str],
-    tile_sizes: list[int] | None = None,
-    strides: list[int] | None = None,
-    batch_sizes: list[int] | None = None,
-    ensemble_weights: list[float] | None = None,
-) -> list[ModelSpec]:
+def model_specs(ensemble: Ensemble) -> list[ModelSpec]:
     """One spec per checkpoint; what is not given comes from the checkpoint and the recipe."""
-    n = len(weights)
+    weights, n = ensemble.weights, len(ensemble.weights)
     for path in weights:
         if not Path(path).is_file():
             fail(
                 f"checkpoint {path} does not exist; train one with main.py (its best checkpoint is "
                 f"results/<exp>/<size>_best.pth) and copy it there, or pass the original's released file with --weights."
             )
-    tiles = _per_model(tile_sizes, n, "--tile_sizes", default_tiles(weights))
+    tiles = _per_model(ensemble.tile_sizes, n, "--tile_sizes", default_tiles(weights))
     if tiles is None:
         fail(f"--tile_sizes is needed: {', '.join(weights)} do not all store the patch size they were trained on.")
-    strides = _per_model(strides, n, "--strides", [recipe_for(t).tile_stride for t in tiles])
-    batches = _per_model(batch_sizes, n, "--batch_sizes", [recipe_for(t).tile_batch for t in tiles])
-    mix = _per_model(ensemble_weights, n, "--ensemble_weights", default_ensemble_weights(tiles))
+    strides = _per_model(ensemble.strides, n, "--strides", [recipe_for(t).tile_stride for t in tiles])
+    batches = _per_model(ensemble.batch_sizes, n, "--batch_sizes", [recipe_for(t).tile_batch for t in tiles])
+    mix = _per_model(ensemble.ensemble_weights, n, "--ensemble_weights", default_ensemble_weights(tiles))
     return [ModelSpec(Path(p), *rest) for p, *rest in zip(weights, tiles, strides, batches, mix, strict=True)]
