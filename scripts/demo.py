@@ -18,8 +18,11 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from scripts.commands import run
@@ -76,27 +79,41 @@ def _tagged(path: Path) -> bool:
     return isinstance(config, dict) and config.get("tag") == DEMO_TAG
 
 
-def comparison(root: Path, restored: Path, out: Path, model: str = "restored", target: str = "clean target",
-               lamp_crop=None, limit: int = 4, width: float = 4.0) -> None:  # fmt: skip
+@dataclass(frozen=True)
+class Sheet:
+    """How a comparison sheet titles its columns (``model``, ``target``) and how many rows (``limit``) of what
+    width it has; with ``lamp_crop`` (input image -> window), each row goes on with the three cut to that window."""
+
+    model: str = "restored"
+    target: str = "clean target"
+    lamp_crop: Callable[[np.ndarray], tuple[slice, slice]] | None = None
+    limit: int = 4
+    width: float = 4.0
+
+
+def comparison(root: Path, restored: Path, out: Path, sheet: Sheet) -> None:
     """Held-out inputs, their restorations (``restored``: a test.py --eval_dir output) and the clean targets side by
-    side, titled with their PSNR; with ``lamp_crop`` (input image -> window), each row goes on with the three cut to
-    the window it gives."""
+    side, titled with their PSNR, so that a reader sees what the scores mean."""
     from utils.plots import comparison_sheet
 
     with open(restored / "metrics.csv") as fh:
         metrics = {r["image"]: r for r in csv.DictReader(fh)}
     rows = []
-    for inp in list_images(root / "test_input_img")[:limit]:
+    for inp in list_images(root / "test_input_img")[: sheet.limit]:
         m = metrics[inp.name]
         images = [read_rgb(inp), read_rgb(restored / submission_name(inp.name)),
                   read_rgb(root / "test_label_img" / inp.name.replace("input", "label"))]  # fmt: skip
-        titles = [f"input {float(m['psnr_input']):.2f} dB", f"{model} {float(m['psnr_ensemble']):.2f} dB", target]
+        titles = [
+            f"input {float(m['psnr_input']):.2f} dB",
+            f"{sheet.model} {float(m['psnr_ensemble']):.2f} dB",
+            sheet.target,
+        ]
         panels = list(zip(titles, images))
-        if lamp_crop is not None:
-            window = lamp_crop(images[0])
+        if sheet.lamp_crop is not None:
+            window = sheet.lamp_crop(images[0])
             panels += [(f"{t.split()[0]} at the lamp", im[window]) for t, im in zip(titles, images)]
         rows.append((inp.stem, panels))
-    comparison_sheet(rows, out, width)
+    comparison_sheet(rows, out, sheet.width)
 
 
 def mean_row(folder: Path) -> dict[str, float]:
@@ -154,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     run([*evaluate, "--blend", "window", "--fit_weights"])
 
     submission = results / "submission"
-    comparison(data, submission, results / "demo_comparison.png")
+    comparison(data, submission, results / "demo_comparison.png", Sheet())
     device = "CUDA" if torch.cuda.is_available() and args.device != "cpu" else "CPU"
     print(f"\nDemo finished in {(time.time() - start) / 60:.1f} min on {device}.")
     print_comparison(results / "submission_original", submission)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from scripts.commands import run
-from scripts.demo import comparison
+from scripts.demo import Sheet, comparison
 from utils.core.checkpoint import pack_checkpoint, read_checkpoint
 from utils.core.cli import run_cli
 from utils.core.errors import UserError
@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         pack_checkpoint(root / "runs" / "001" / "256_best.pth", packed, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")
     evaluate(output, root, args.device)
-    comparison(root, root / "eval" / "restored", Path("sample") / "starter_comparison.png", model="starter",
-               target="target", lamp_crop=lamp_window, width=3.0)  # fmt: skip
+    sheet = Sheet(model="starter", target="target", lamp_crop=lamp_window, width=3.0)
+    comparison(root, root / "eval" / "restored", Path("sample") / "starter_comparison.png", sheet)
     return 0
 
 

@@ -14,6 +14,7 @@ from utils.data.copies import all_identical
 from utils.data.folds import kfold_split, read_pairs_csv
 from utils.data.images import inspect_image
 from utils.data.layout import DATASET
+from utils.recipe import RECIPE
 
 BRIGHT_VALUE = 200
 
@@ -27,7 +28,13 @@ class PatchSettings:
     """What the patches depend on (stored in ``patch_info.json``); make_patch.py's flags follow from it."""
 
     img_size: int = setting(256, "crop size of the first growth step", Allowed(minimum=1))
-    stride: int = setting(128, "crop stride of the first growth step", Allowed(minimum=1))
+    stride: int = setting(
+        RECIPE[256].patch_stride,  # the original's default for every --img_size, not only 256
+        "crop stride of the first growth step (the recipe's: "
+        + ", ".join(f"{size}: {row.patch_stride}" for size, row in RECIPE.items())
+        + ")",
+        Allowed(minimum=1),
+    )
     resize: int = setting(256, "training patch size; larger crops are resized to it", Allowed(minimum=1))
     v_threshold: int = setting(
         1000, f"pixels with HSV value > {BRIGHT_VALUE} a crop of the training size needs to be kept", Allowed(minimum=0)
