@@ -11,16 +11,14 @@ import sys
 
 from utils.core.cli import run_cli
 from utils.core.settings import add_settings, from_args
-from utils.data.patch_settings import PatchPaths, PatchRun
-from utils.data.patches import PatchSettings, make_patches
-
-SETTINGS = (PatchSettings, PatchPaths, PatchRun)  # what the patches depend on, where things are, how the run goes
+from utils.data.patch_settings import PATCH_SETTINGS
+from utils.data.patches import make_patches
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The flags of ``SETTINGS`` (defaults, ranges and help live there)."""
+    """The flags of ``PATCH_SETTINGS``: what the patches depend on, where things are, how the run goes."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for cls in SETTINGS:
+    for cls in PATCH_SETTINGS:
         add_settings(p, cls)
     return p
 
@@ -31,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings, paths, run = (from_args(cls, args) for cls in SETTINGS)
+    settings, paths, run = (from_args(cls, args) for cls in PATCH_SETTINGS)
     made = make_patches(settings, paths, run)
     counts = ", ".join(f"{n} of {crop}" for crop, n in made.patches_per_crop.items())
     print(f"{made.total} patches from {made.images} images ({counts}) in {made.folder}")

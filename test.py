@@ -12,16 +12,14 @@ import sys
 from utils.core.cli import run_cli
 from utils.core.distributed import close, init_distributed
 from utils.core.settings import add_settings, from_args
-from utils.infer.options import Ensemble, InferenceOptions, InferenceRun, WeightFit, model_specs
+from utils.infer.options import INFERENCE_SETTINGS, InferenceOptions, model_specs
 from utils.infer.submission import InferenceResult, run_inference
-
-SETTINGS = (InferenceOptions, InferenceRun, Ensemble, WeightFit)  # how, what and where, which models, the fit
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The flags of ``SETTINGS`` (defaults, ranges and help live there)."""
+    """The flags of ``INFERENCE_SETTINGS``: how to restore, what and where, which models, the weight fit."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for cls in SETTINGS:
+    for cls in INFERENCE_SETTINGS:
         add_settings(p, cls)
     return p
 
@@ -32,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    where, ensemble, fit = (from_args(cls, args) for cls in SETTINGS[1:])
+    where, ensemble, fit = (from_args(cls, args) for cls in INFERENCE_SETTINGS[1:])
     specs = model_specs(ensemble)
     d, device = init_distributed(where.device)  # one process, or one of several under torchrun
     if fit.fit_weights and ensemble.ensemble_weights and d.main:

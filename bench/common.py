@@ -57,7 +57,7 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
 def demo_set(root: Path, train: int, test: int, height: int, width: int) -> Path:
     """Generate (once) a demo data set for benchmarking under ``root`` (a bank of 8 PSFs: seconds, not a minute)."""
     from scripts.flare_data import generate
-    from scripts.flare_settings import FlareDataSettings
+    from utils.flare.data_settings import FlareDataSettings
 
     if not (root / "train_original" / "train.csv").is_file():
         generate(FlareDataSettings(root, train, test, height, width, 123, psf_count=8, overwrite=True, progress=False))

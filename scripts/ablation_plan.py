@@ -12,6 +12,7 @@ from utils.core.settings import Allowed, Form, check_ranges, setting
 from utils.data.folds import read_pairs_csv
 from utils.data.patches import PatchSettings, bright_counts
 from utils.infer.tiling import tile_starts
+from utils.presets import PRESETS
 from utils.recipe import recipe_for
 
 # The original's numbers (contest data, size 256 unless noted): validation and public-test PSNR.
@@ -22,25 +23,32 @@ CSV_COLUMNS = ["kind", "variant", "seed", "patches", "steps", "minutes", "val_ps
 STUDY_FILES = ("study.json", "ablation.csv", "ablation.md", "ablation.png", "commands.log")  # beside its runs
 
 
+_RUN = PRESETS["ablation"].training  # main.py's settings in every run of the study; its flags change some
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """Everything a study's numbers depend on; a study continues only with the same settings."""
 
     seeds: tuple[int, ...] = setting((1, 2), "training seeds, comma-separated: every variant is trained once per seed")
-    epochs: int = setting(10, "epochs per training run", Allowed(minimum=1))
+    epochs: int = setting(_RUN["epochs"], "epochs per training run", Allowed(minimum=1))
     steps_per_epoch: int = setting(
-        20, "batches per epoch, the same for every variant (main.py --steps_per_epoch)", Allowed(minimum=1)
+        _RUN["steps_per_epoch"],
+        "batches per epoch, the same for every variant (main.py --steps_per_epoch)",
+        Allowed(minimum=1),
     )
-    batch_size: int = setting(2, "training batch", Allowed(minimum=1))
-    wf: int = setting(4, "HINet width", Allowed(minimum=1))
-    depth: int = setting(3, "HINet depth (at most 6: 352 must be a multiple of 2^(depth-1))", Allowed(minimum=1))
+    batch_size: int = setting(_RUN["batch_size"], "training batch", Allowed(minimum=1))
+    wf: int = setting(_RUN["wf"], "HINet width", Allowed(minimum=1))
+    depth: int = setting(
+        _RUN["depth"], "HINet depth (at most 6: 352 must be a multiple of 2^(depth-1))", Allowed(minimum=1)
+    )
     output: str = setting(
-        "linear",
+        _RUN["output"],
         "model output (main.py --output): tiny sigmoid models on dark scenes can collapse to black",
         Allowed(choices=OUTPUTS),
     )
-    initial_lr: float = setting(1e-3, "learning rate after the warm-up", Allowed(positive=True))
-    min_lr: float = setting(1e-5, "floor of the cosine schedule", Allowed(minimum=0))
+    initial_lr: float = setting(_RUN["initial_lr"], "learning rate after the warm-up", Allowed(positive=True))
+    min_lr: float = setting(_RUN["min_lr"], "floor of the cosine schedule", Allowed(minimum=0))
     thresholds: tuple[int, ...] = setting(
         (), "brightness thresholds to compare, comma-separated", form=Form(shown="from the data (auto_thresholds)")
     )

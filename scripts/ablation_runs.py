@@ -14,6 +14,7 @@ from scripts.ablation_plan import (
 )
 from utils.core.checkpoint import read_checkpoint
 from utils.data.layout import INFO_FILE, patch_folder
+from utils.presets import PRESETS, preset_flags
 from utils.recipe import recipe_for
 
 if TYPE_CHECKING:
@@ -29,11 +30,9 @@ def make_patches(study: Study, variant: TrainVariant) -> int:
     info_file = folder / INFO_FILE
     if not (info_file.is_file() and json.loads(info_file.read_text())["settings"] == wanted):
         original = study.data / "train_original"
-        flags = [word for k, v in wanted.items() for word in (f"--{k}", str(v))]
-        study.command("make_patch.py", *flags, "--input_path", str(original / "train_input_img"),
-                      "--target_path", str(original / "train_label_img"), "--csv_path", str(original),
-                      "--save_path", str(study.data), "--dataset", variant.dataset, "--process_num", "2",
-                      *(["--overwrite"] if folder.exists() else []))  # fmt: skip
+        where = {"input_path": original / "train_input_img", "target_path": original / "train_label_img",
+                 "csv_path": original, "save_path": study.data, "dataset": variant.dataset, "overwrite": folder.exists()}  # fmt: skip
+        study.command("make_patch.py", *preset_flags("ablation", "make_patch.py", wanted | where))
     return int(json.loads(info_file.read_text())["total"])
 
 
@@ -64,15 +63,12 @@ def train_variant(study: Study, variant: TrainVariant, seed: int) -> dict:
 def train_run(study: Study, variant: TrainVariant, seed: int, folder: Path, resume: bool) -> None:
     """main.py with the study's recipe; an interrupted run continues from its last.pth."""
     s = study.settings
-    study.command(
-        "main.py", "--img_size", str(variant.img_size), "--data_path", str(study.data), "--dataset", variant.dataset,
-        "--fold", str(s.valid_fold), "--model_path", str(folder), "--exp_num", "1", "--seed", str(seed),
-        "--epochs", str(s.epochs), "--steps_per_epoch", str(s.steps_per_epoch), "--batch_size", str(s.batch_size),
-        "--wf", str(s.wf), "--depth", str(s.depth), "--output", s.output, "--initial_lr", str(s.initial_lr), "--min_lr", str(s.min_lr),
-        "--restart_epoch", "0", "--patience", str(s.epochs), "--pretrained_path", "none", "--num_workers", "0",
-        "--tag", "ablation", *(["--aug_schedule", variant.aug_schedule] if variant.aug_schedule else []),
-        "--resume" if resume else "--overwrite", output=(folder / "001", "run"),
-    )  # fmt: skip
+    shared = {name: getattr(s, name) for name in PRESETS["ablation"].training if hasattr(s, name)}  # the study's flags
+    this_run = {"img_size": variant.img_size, "data_path": study.data, "dataset": variant.dataset, "fold": s.valid_fold,
+                "model_path": folder, "exp_num": 1, "seed": seed, "patience": s.epochs,
+                **({"aug_schedule": variant.aug_schedule} if variant.aug_schedule else {}),
+                "resume" if resume else "overwrite": True}  # fmt: skip
+    study.command("main.py", *preset_flags("ablation", "main.py", shared | this_run), output=(folder / "001", "run"))
 
 
 def rounded(value: str | None) -> str:

@@ -31,15 +31,10 @@ from utils.core.cli import run_cli
 from utils.core.owned import Output, check_output, owned_output
 from utils.data.images import list_images, read_rgb
 from utils.infer.inputs import submission_name
+from utils.presets import PRESETS, preset_flags
 from utils.recipe import RECIPE
 
-DEMO_TAG = "demo"
-# Small-model settings that train on two CPU cores in minutes; the recipe is otherwise the original's. The
-# linear output: with the original's sigmoid, such small models on dark night scenes often collapse to a black image.
-# Depth 4, not 3: a fourth level doubles what a pixel sees, which glare halos need (+2.35 dB for the 256 model on the
-# demo's test set, for 12% more training time).
-TRAIN_FLAGS = ["--wf", "8", "--depth", "4", "--output", "linear", "--batch_size", "4", "--min_lr", "1e-5",
-               "--restart_epoch", "0", "--patience", "1000", "--num_workers", "2", "--tag", DEMO_TAG]  # fmt: skip
+DEMO_TAG = PRESETS["demo"].training["tag"]
 # The demo set: the generator's defaults (12 training and 4 test pairs of 576x768) with masks, from a bank of 16
 # PSFs (each pair draws one: 16 pairs need no more; 20 s instead of a minute and a half for the default 64). A quarter
 # of the training pairs have no flare, so that a lamp alone is kept (2.2 dB better on clean pictures, docs/results.md).
@@ -47,8 +42,8 @@ DATA_FLAGS = ["--psf_count", "16", "--masks", "--clean_share", "0.25"]
 # The original starts both sizes from pretrained weights; none can be fetched here, so the 256 model starts from
 # random weights and the 352 model continues from it (progressive patch sizes), at a lower learning rate.
 SIZES = {
-    256: {"stride": RECIPE[256].patch_stride, "exp": 1, "continues": None, "lr": "1e-3"},
-    352: {"stride": RECIPE[352].patch_stride, "exp": 2, "continues": 256, "lr": "5e-4"},
+    256: {"exp": 1, "continues": None, "lr": 1e-3},
+    352: {"exp": 2, "continues": 256, "lr": 5e-4},
 }
 
 
@@ -155,20 +150,21 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
 
     run([py, "-m", "scripts.flare_data", *DATA_FLAGS, "--overwrite"])
-    for size, s in SIZES.items():
-        run([py, "make_patch.py", "--img_size", str(size), "--stride", str(s["stride"]), "--resize", str(size),
-             "--process_num", "2", "--overwrite"])  # fmt: skip
+    for size in SIZES:
+        sized = {"img_size": size, "stride": RECIPE[size].patch_stride, "resize": size, "overwrite": True}
+        run([py, "make_patch.py", *preset_flags("demo", "make_patch.py", sized)])
     best = lambda size: results / f"{SIZES[size]['exp']:03d}" / f"{size}_best.pth"  # noqa: E731
     for size, s in SIZES.items():
         epochs = args.epochs_256 if size == 256 else args.epochs_352
         init = "none" if s["continues"] is None else str(best(s["continues"]))
-        run([py, "main.py", "--img_size", str(size), "--exp_num", str(s["exp"]), "--epochs", str(epochs), *TRAIN_FLAGS,
-             "--pretrained_path", init, "--initial_lr", s["lr"], "--device", args.device, "--overwrite"])  # fmt: skip
+        run_settings = {"img_size": size, "exp_num": s["exp"], "epochs": epochs, "pretrained_path": init,
+                        "initial_lr": s["lr"], "device": args.device, "overwrite": True}  # fmt: skip
+        run([py, "main.py", *preset_flags("demo", "main.py", run_settings)])
     for size in SIZES:
         install_checkpoint(best(size), weights, size)
-    evaluate = [py, "test.py", "--eval_dir", "data/test_label_img", "--device", args.device, "--overwrite"]
-    run([*evaluate, "--output_dir", str(results / "submission_original")])
-    run([*evaluate, "--blend", "window", "--fit_weights"])
+    evaluate = ["--eval_dir", "data/test_label_img", "--device", args.device, "--overwrite"]
+    run([py, "test.py", *evaluate, "--output_dir", str(results / "submission_original")])  # the original's settings
+    run([py, "test.py", *preset_flags("demo", "test.py"), *evaluate])
 
     submission = results / "submission"
     comparison(data, submission, results / "demo_comparison.png", Sheet())

@@ -43,7 +43,6 @@ import numpy as np
 import pandas as pd
 
 from scripts.flare_files import write_pairs
-from scripts.flare_settings import FlareDataSettings, check_settings
 from utils.core.cli import run_cli
 from utils.core.errors import fail, one_line
 from utils.core.locks import output_lock
@@ -55,6 +54,7 @@ from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
 from utils.data.layout import TEST_INPUT, TEST_LABEL, TEST_MASKS, TRAIN_ORIGINAL
 from utils.data.workers import WorkerDied
 from utils.flare.bank import load_or_compute
+from utils.flare.data_settings import FlareDataSettings, check_settings
 from utils.flare.pairs import FlareJob, SceneSettings, flare_free_count, is_flare_free
 from utils.flare.scenes import PHOTOS, load_photo, split_user_images
 

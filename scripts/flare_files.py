@@ -17,12 +17,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import fail
 from utils.core.log import progress_bar
 from utils.data.layout import INPUT_FOLDER, LABEL_FOLDER, MASK_KINDS, TEST_MASKS, TRAIN_MASKS, mask_name
 from utils.flare.bank import raise_if_memory
 from utils.flare.composite import FlarePair
+from utils.flare.data_settings import FlareDataSettings
 from utils.flare.pairs import FlareJob, make_pair
 
 Task = tuple[str, int]  # a pair's split and index

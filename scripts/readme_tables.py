@@ -24,22 +24,15 @@ FLAGS_DOC = ROOT / "docs" / "flags.md"
 
 
 def tables() -> dict[str, str]:
-    """Script name -> its markdown flag table."""
-    # The settings classes, from where they live now: when a module moves (InferenceOptions may go to
-    # utils.infer.options), this is the one place to change, and tests/test_readme.py follows.
+    """Script name -> its markdown flag table: its settings classes, then its parser's other flags."""
     import main as train_script
     import make_patch
     from scripts import flare_data
-    from scripts.flare_settings import FlareDataSettings
-    from utils.train.config import TrainConfig
+    from utils.presets import SCRIPT_SETTINGS
 
-    test_script = __import__("test")
-    return {
-        "make_patch.py": flag_table(make_patch.SETTINGS, make_patch.build_parser()),
-        "main.py": flag_table((TrainConfig,), train_script.build_parser()),
-        "test.py": flag_table(test_script.SETTINGS, test_script.build_parser()),
-        "scripts.flare_data": flag_table((FlareDataSettings,), flare_data.build_parser()),
-    }
+    scripts = {"make_patch.py": make_patch, "main.py": train_script, "test.py": __import__("test"),
+               "scripts.flare_data": flare_data}  # fmt: skip
+    return {name: flag_table(SCRIPT_SETTINGS[name], module.build_parser()) for name, module in scripts.items()}
 
 
 def table_span(text: str, script: str) -> tuple[int, int]:

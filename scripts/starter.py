@@ -29,70 +29,58 @@ from utils.core.cli import run_cli
 from utils.core.errors import UserError
 from utils.core.owned import Output, check_output, owned_output
 from utils.infer.keep_lights import light_cores
+from utils.presets import PRESETS, preset_flags
 
 STARTER = Path("pretrained") / "hinet_flare_starter.pth"
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Data, model and schedule of one hardware profile; everything else is the 256 recipe."""
+    """The data of one hardware profile (scripts.flare_data); its patches and training are the preset ``preset``."""
 
     train_count: int
     test_count: int
     height: int
     width: int
     psf_count: int
-    folds: int  # one fold validates during training: a few images, so validation stays cheap
-    wf: int
-    depth: int
-    batch_size: int
-    steps_per_epoch: int
-    epochs: int
-    initial_lr: float
     workers: int
-    amp: bool
+    preset: str
     clean_share: float = 0.0  # flare-free training pairs (scripts.flare_data --clean_share); the shipped model had none
 
 
 PROFILES = {
     # 2 CPU cores: about 4 training samples a second at this size
-    "cpu": Profile(160, 16, 768, 1024, 64, 20, wf=12, depth=4, batch_size=8, steps_per_epoch=50, epochs=12,
-                   initial_lr=1e-3, workers=2, amp=False),
+    "cpu": Profile(160, 16, 768, 1024, 64, workers=2, preset="starter-cpu"),
     # one H100/H200 with 16 cores: a wider, deeper model on ten times the pairs, in bf16
-    "gpu": Profile(1600, 32, 1224, 1632, 256, 80, wf=32, depth=5, batch_size=32, steps_per_epoch=150, epochs=20,
-                   initial_lr=5e-4, workers=16, amp=True, clean_share=0.25),
-}  # fmt: skip
+    "gpu": Profile(1600, 32, 1224, 1632, 256, workers=16, preset="starter-gpu", clean_share=0.25),
+}
 
 
 def commands(p: Profile, root: Path, device: str) -> list[list[str]]:
     """The data, patch and training commands of a profile, as a user would type them."""
     py, train = sys.executable, root / "train_original"
+    paths = {"input_path": train / "train_input_img", "target_path": train / "train_label_img", "csv_path": train,
+             "save_path": root, "overwrite": True, "progress": False}  # fmt: skip
+    run = {"data_path": root, "model_path": root / "runs", "exp_num": 1, "device": device, "overwrite": True,
+           "progress": False}  # fmt: skip
     return [
         [py, "-m", "scripts.flare_data", "--root", str(root), "--train_count", str(p.train_count),
          "--test_count", str(p.test_count), "--height", str(p.height), "--width", str(p.width),
          "--psf_count", str(p.psf_count), "--workers", str(p.workers), "--clean_share", f"{p.clean_share:g}",
          "--masks", "--overwrite", "--no_progress"],
-        [py, "make_patch.py", "--img_size", "256", "--stride", "128", "--resize", "256", "--folds", str(p.folds),
-         "--process_num", str(p.workers), "--input_path", str(train / "train_input_img"),
-         "--target_path", str(train / "train_label_img"), "--csv_path", str(train), "--save_path", str(root),
-         "--overwrite", "--no_progress"],
-        [py, "main.py", "--img_size", "256", "--data_path", str(root), "--model_path", str(root / "runs"),
-         "--exp_num", "1", "--wf", str(p.wf), "--depth", str(p.depth), "--output", "linear",
-         "--batch_size", str(p.batch_size), "--steps_per_epoch", str(p.steps_per_epoch), "--epochs", str(p.epochs),
-         "--initial_lr", f"{p.initial_lr:g}", "--min_lr", "1e-6", "--restart_epoch", "0", "--patience", "1000",
-         "--pretrained_path", "none", "--num_workers", str(min(p.workers, 8)), "--tag", "starter",
-         "--device", device, *(["--amp"] if p.amp else []), "--overwrite", "--no_progress"],
+        [py, "make_patch.py", *preset_flags(p.preset, "make_patch.py", paths)],
+        [py, "main.py", *preset_flags(p.preset, "main.py", run)],
     ]  # fmt: skip
 
 
-def evaluate(weights: Path, root: Path, device: str) -> None:
+def evaluate(p: Profile, weights: Path, root: Path, device: str) -> None:
     """Held-out scores of the packed checkpoint, without and with --keep_lights."""
     py = sys.executable
     for name, extra in (("restored", []), ("restored_keep_lights", ["--keep_lights"])):
         out = root / "eval" / name
-        run([py, "test.py", "--weights", str(weights), "--input_dir", str(root / "test_input_img"),
-             "--eval_dir", str(root / "test_label_img"), "--output_dir", str(out), "--blend", "window",
-             "--device", device, "--no_zip", "--overwrite", "--no_progress", *extra])  # fmt: skip
+        where = {"weights": (weights,), "input_dir": root / "test_input_img", "eval_dir": root / "test_label_img",
+                 "output_dir": out, "device": device, "make_zip": False, "overwrite": True, "progress": False}  # fmt: skip
+        run([py, "test.py", *preset_flags(p.preset, "test.py", where), *extra])
         run([py, "-m", "scripts.flare_eval", "--data", str(root), "--submission", str(out), "--weights", str(weights),
              "--out", str(root / "eval" / f"{name}_clean"), "--clean_goal", "38", *extra])  # fmt: skip
 
@@ -138,11 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in commands(profile, root, args.device):
         run(cmd)
     minutes = (time.time() - start) / 60
-    card = {"profile": args.profile, **asdict(profile), "minutes": round(minutes, 1)}
+    preset = PRESETS[profile.preset]
+    card = {
+        "profile": args.profile,
+        **asdict(profile),
+        **preset.patches,
+        **preset.training,
+        "minutes": round(minutes, 1),
+    }
     with owned_output(packed_model(output, args.overwrite)) as packed:
         pack_checkpoint(root / "runs" / "001" / "256_best.pth", packed, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")
-    evaluate(output, root, args.device)
+    evaluate(profile, output, root, args.device)
     sheet = Sheet(model="starter", target="target", lamp_crop=lamp_window, width=3.0)
     comparison(root, root / "eval" / "restored", Path("sample") / "starter_comparison.png", sheet)
     return 0

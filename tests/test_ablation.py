@@ -16,7 +16,7 @@ from scripts import ablation
 from scripts.ablation_plan import CSV_COLUMNS, StudySettings, auto_thresholds, inference_variants, training_variants
 from scripts.ablation_report import markdown, paired_change, verdict
 from scripts.flare_data import generate
-from scripts.flare_settings import FlareDataSettings
+from utils.flare.data_settings import FlareDataSettings
 
 
 def test_variants_switch_one_technique_at_a_time():

@@ -8,9 +8,9 @@ import main as main_script
 from conftest import tiny_model
 from scripts import demo
 from scripts.flare_data import generate
-from scripts.flare_settings import FlareDataSettings
 from scripts.samples import main as samples_main
 from utils.core.errors import UserError
+from utils.flare.data_settings import FlareDataSettings
 
 TINY_BANK = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}
 

@@ -13,8 +13,8 @@ import pytest
 import make_patch
 from conftest import run_cli
 from scripts import demo, flare_data, flare_eval
-from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import UserError
+from utils.flare.data_settings import FlareDataSettings
 
 TINY = ["--psf_count", 3, "--psf_grid", 128, "--psf_size", 64]
 TINY_BANK = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}

@@ -23,10 +23,10 @@ import pytest
 import make_patch
 from conftest import ROOT, run_cli
 from scripts import flare_data, flare_files, starter
-from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import UserError
 from utils.flare.bank import BankSettings, PSFBank, cache_path
 from utils.flare.composite import FlarePair
+from utils.flare.data_settings import FlareDataSettings
 
 TINY = ["--height", 64, "--width", 96, "--psf_count", 2, "--psf_grid", 64, "--psf_size", 32, "--workers", 1]
 BANK = BankSettings(count=2, grid=64, size=32)

@@ -14,10 +14,10 @@ import main as train_script
 import make_patch
 from conftest import FIXTURES, hold_lock, load_script, run_cli
 from scripts import flare_data
-from scripts.flare_settings import FlareDataSettings
 from utils.core.errors import UserError
 from utils.core.manifest import MANIFEST, file_record, ownership_problem, remove_output
 from utils.core.outputs import staged_dir
+from utils.flare.data_settings import FlareDataSettings
 
 test_script = load_script("test")
 REF = FIXTURES / "inference_reference"

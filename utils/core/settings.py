@@ -127,7 +127,7 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
             item = typing.get_args(kind)[0]
             kind = item if many else _comma_list(item)
         bounds = f"{_range_text(meta)}; " if _range_text(meta) else ""
-        help_text = f"{meta['help']} ({bounds}default {_shown_default(f).strip('`')}{_choices_text(meta)})"
+        help_text = f"{meta['help']} ({bounds}default {shown_default(f).strip('`')}{_choices_text(meta)})"
         parser.add_argument(flag_name(f), type=kind, default=default, help=help_text, **many)  # checked by check_ranges
 
 
@@ -198,7 +198,8 @@ def check_ranges(obj: Any) -> list[str]:
     return [p for p in problems if p]
 
 
-def _shown_default(f: Field) -> str:
+def shown_default(f: Field) -> str:
+    """A setting's default as the README shows it."""
     if f.metadata.get("shown"):
         return f.metadata["shown"]
     if f.default is None or isinstance(f.default, bool):
@@ -226,10 +227,30 @@ def flag_table(classes: tuple[type, ...], parser: argparse.ArgumentParser | None
         meta = f.metadata
         bounds = f" ({_range_text(meta)})" if _range_text(meta) else ""
         meaning = meta["help"] + bounds + _choices_text(meta) + (" (new)" if meta["new"] else "")
-        rows.append((flag_name(f), _shown_default(f), meaning))
+        rows.append((flag_name(f), shown_default(f), meaning))
     names = {f.name for cls in classes for f in flag_fields(cls)} | {"help"}
     for action in parser._actions if parser else ():
         if action.dest not in names:
             rows.append((action.option_strings[0], _shown_action_default(action), action.help))
     lines = ["| flag | default | meaning |", "|---|---|---|"]
     return "\n".join(lines + [f"| `{flag}` | {default} | {meaning} |" for flag, default, meaning in rows])
+
+
+def as_flags(classes: tuple[type, ...], values: typing.Mapping[str, Any]) -> list[str]:
+    """The command-line words that give the classes' settings ``values`` (setting name -> value), in that order,
+    so that a helper command and a printed preset spell them alike."""
+    by_name = {f.name: f for cls in classes for f in flag_fields(cls)}
+    words = []
+    for name, value in values.items():
+        f = by_name[name]
+        if isinstance(value, bool):
+            words += [flag_name(f)] if value != f.default else []
+        elif isinstance(value, tuple):
+            words += (
+                [flag_name(f), *map(str, value)]
+                if f.metadata.get("many")
+                else [flag_name(f), ",".join(map(str, value))]
+            )
+        else:
+            words += [flag_name(f), f"{value:g}" if isinstance(value, float) else str(value)]
+    return words

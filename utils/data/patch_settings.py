@@ -73,6 +73,9 @@ class PatchRun:
     progress: bool = setting(True, "hide the progress bar", new=True)
 
 
+PATCH_SETTINGS = (PatchSettings, PatchPaths, PatchRun)  # make_patch.py's flags, in this order
+
+
 def _pair_problems(row, in_path: Path, tar_path: Path, seen: dict[Path, str], problems: list[str]) -> list:
     """Append what is wrong with one train.csv row's files to ``problems``; returns the readable images' sizes."""
     for path, name in ((in_path, row.input_img), (tar_path, row.label_img)):

@@ -170,6 +170,9 @@ class WeightFit:
         )
 
 
+INFERENCE_SETTINGS = (InferenceOptions, InferenceRun, Ensemble, WeightFit)  # test.py's flags, in this order
+
+
 def _per_model(values: tuple | None, n: int, flag: str, default: list) -> list:
     if values is None:
         return default

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from utils.core.errors import fail
-from utils.core.settings import flag_fields, setting
+from utils.core.settings import Allowed, Form, flag_fields, setting
 from utils.flare.bank import BankSettings
 from utils.flare.pairs import flare_free_count
 
@@ -26,23 +26,25 @@ class FlareDataSettings:
     """What the flare data set is made of and where it goes; every field is a flag of ``scripts.flare_data``."""
 
     root: str | Path = setting("data", "data folder to fill (the contest layout)")
-    train_count: int = setting(12, "training pairs", minimum=2, maximum=MAX_COUNT)
-    test_count: int = setting(4, "test pairs", minimum=1, maximum=MAX_COUNT)
-    height: int = setting(576, "image height; the contest's are 1224 and 2448", minimum=64, maximum=MAX_SIDE)
-    width: int = setting(768, "image width; the contest's are 1632 and 3264", minimum=64, maximum=MAX_SIDE)
-    seed: int = setting(0, "the same seed gives the same files", minimum=0, maximum=2**32 - 1)
-    workers: int = setting(2, "worker processes", minimum=1, maximum=256)
+    train_count: int = setting(12, "training pairs", Allowed(2, MAX_COUNT))
+    test_count: int = setting(4, "test pairs", Allowed(1, MAX_COUNT))
+    height: int = setting(576, "image height; the contest's are 1224 and 2448", Allowed(64, MAX_SIDE))
+    width: int = setting(768, "image width; the contest's are 1632 and 3264", Allowed(64, MAX_SIDE))
+    seed: int = setting(0, "the same seed gives the same files", Allowed(0, 2**32 - 1))
+    workers: int = setting(2, "worker processes", Allowed(1, 256))
     masks: bool = setting(False, "also write glare and streak masks of each input")
-    scenes: str | Path | None = setting(None, "folder of your own clean photographs to use as scenes", shown="none")
+    scenes: str | Path | None = setting(
+        None, "folder of your own clean photographs to use as scenes", form=Form(shown="none")
+    )
     clean_share: float = setting(
         0.0,
         "share of the training pairs made without flare (input = target + sensor noise), from 0 to below 1, spread "
         "evenly, so that a model also sees lamps with nothing to remove",
     )
-    psf_count: int = setting(_BANK.count, "PSFs in the bank", minimum=1, maximum=1024)
-    psf_grid: int = setting(_BANK.grid, "FFT grid of the PSFs, a power of two", minimum=MIN_GRID, maximum=MAX_GRID)
+    psf_count: int = setting(_BANK.count, "PSFs in the bank", Allowed(1, 1024))
+    psf_grid: int = setting(_BANK.grid, "FFT grid of the PSFs, a power of two", Allowed(MIN_GRID, MAX_GRID))
     psf_size: int = setting(
-        _BANK.size, "side of a stored PSF in pixels, at most --psf_grid", minimum=MIN_PSF_SIZE, maximum=MAX_GRID
+        _BANK.size, "side of a stored PSF in pixels, at most --psf_grid", Allowed(MIN_PSF_SIZE, MAX_GRID)
     )
     overwrite: bool = setting(False, "replace an earlier data set of this project and its patches")
     progress: bool = setting(True, "hide the progress bars")
