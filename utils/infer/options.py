@@ -108,11 +108,16 @@ class InferenceOptions:
 
 
 DEFAULT_WEIGHTS = ("weights/256_best.pth", "weights/352_best.pth")
-PER_MODEL = Form(shown="—", many=True)  # one value per checkpoint; none given: from the checkpoint and the recipe
+
+
+def _per_model(shown: str) -> Form:
+    """One value per checkpoint; without them, ``shown``: what the checkpoint and the recipe give."""
+    return Form(shown=shown, many=True)
 
 
 def _per_size(column: str) -> str:
-    return " ".join(str(getattr(row, column)) for row in RECIPE.values())
+    """The recipe's value of ``column`` for each size, as the help shows it: ``256: 64, 352: 96``."""
+    return ", ".join(f"{size}: {getattr(row, column)}" for size, row in RECIPE.items())
 
 
 @dataclass(frozen=True)
@@ -130,20 +135,24 @@ class Ensemble:
 
     weights: tuple[str, ...] = setting(DEFAULT_WEIGHTS, "checkpoints to ensemble", form=Form(many=True))
     tile_sizes: tuple[int, ...] | None = setting(
-        None, f"tile size per checkpoint (default: its training patch size; {_per_size('size')})", form=PER_MODEL
+        None,
+        "tile size per checkpoint",
+        form=_per_model("its training patch size (256 and 352 for the original's files)"),
     )
     strides: tuple[int, ...] | None = setting(
-        None, f"tile stride per checkpoint (default {_per_size('tile_stride')}; tile/4)", form=PER_MODEL
+        None, "tile stride per checkpoint", form=_per_model(f"by its tile: {_per_size('tile_stride')}; tile/4")
     )
     batch_sizes: tuple[int, ...] | None = setting(
-        None, f"tiles per forward pass per checkpoint (default {_per_size('tile_batch')})", form=PER_MODEL
+        None, "tiles per forward pass per checkpoint", form=_per_model(f"by its tile: {_per_size('tile_batch')}")
     )
     ensemble_weights: tuple[float, ...] | None = setting(
         None,
-        "weight per checkpoint, normalised (default: by the size each was trained on, "
-        + " and ".join(f"{row.ensemble_weight:g} for {size}" for size, row in RECIPE.items())
-        + " in any order; equal otherwise)",
-        form=PER_MODEL,
+        "weight per checkpoint, normalised",
+        form=_per_model(
+            "by the size each was trained on, "
+            + " and ".join(f"{row.ensemble_weight:g} for {size}" for size, row in RECIPE.items())
+            + " in any order; equal otherwise"
+        ),
     )
 
 
@@ -173,7 +182,7 @@ class WeightFit:
 INFERENCE_SETTINGS = (InferenceOptions, InferenceRun, Ensemble, WeightFit)  # test.py's flags, in this order
 
 
-def _per_model(values: tuple | None, n: int, flag: str, default: list) -> list:
+def _one_per_model(values: tuple | None, n: int, flag: str, default: list) -> list:
     if values is None:
         return default
     if len(values) != n:
@@ -212,10 +221,10 @@ def model_specs(ensemble: Ensemble) -> list[ModelSpec]:
                 f"checkpoint {path} does not exist; train one with main.py (its best checkpoint is "
                 f"results/<exp>/<size>_best.pth) and copy it there, or pass the original's released file with --weights."
             )
-    tiles = _per_model(ensemble.tile_sizes, n, "--tile_sizes", default_tiles(weights))
+    tiles = _one_per_model(ensemble.tile_sizes, n, "--tile_sizes", default_tiles(weights))
     if tiles is None:
         fail(f"--tile_sizes is needed: {', '.join(weights)} do not all store the patch size they were trained on.")
-    strides = _per_model(ensemble.strides, n, "--strides", [recipe_for(t).tile_stride for t in tiles])
-    batches = _per_model(ensemble.batch_sizes, n, "--batch_sizes", [recipe_for(t).tile_batch for t in tiles])
-    mix = _per_model(ensemble.ensemble_weights, n, "--ensemble_weights", default_ensemble_weights(tiles))
+    strides = _one_per_model(ensemble.strides, n, "--strides", [recipe_for(t).tile_stride for t in tiles])
+    batches = _one_per_model(ensemble.batch_sizes, n, "--batch_sizes", [recipe_for(t).tile_batch for t in tiles])
+    mix = _one_per_model(ensemble.ensemble_weights, n, "--ensemble_weights", default_ensemble_weights(tiles))
     return [ModelSpec(Path(p), *rest) for p, *rest in zip(weights, tiles, strides, batches, mix, strict=True)]
