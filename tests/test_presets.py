@@ -22,9 +22,8 @@ class Stop(Exception):
 def demo_commands(monkeypatch) -> list[list[str]]:
     commands = []
     monkeypatch.setattr(demo, "run", lambda cmd, **_: commands.append([str(c) for c in cmd[1:]]))
-    for name in ("check_ownership", "comparison", "print_comparison"):
+    for name in ("check_ownership", "install_checkpoint", "comparison", "print_comparison"):
         monkeypatch.setattr(demo, name, lambda *a, **k: None)
-    monkeypatch.setattr(demo.shutil, "copy", lambda *a: None)
     demo.main([])
     return commands
 
