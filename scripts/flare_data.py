@@ -56,7 +56,7 @@ from utils.data.workers import WorkerDied
 from utils.flare.bank import load_or_compute
 from utils.flare.data_settings import FlareDataSettings, check_settings
 from utils.flare.pairs import FlareJob, SceneSettings, flare_free_count, is_flare_free
-from utils.flare.scenes import PHOTOS, load_photo, split_user_images
+from utils.flare.scenes import MORE_PHOTOS, PHOTOS, load_photo, split_user_images
 
 KIND = "demo data"
 WRITTEN_BY = "scripts.flare_data"
@@ -162,9 +162,11 @@ def _build(
             bank = load_or_compute(
                 cache, settings.bank(), settings.seed, settings.workers, lambda it: _counting(it, bar)
             )
-        photos = None if user is not None else {name: load_photo(name) for name in PHOTOS}  # loaded once
-        scenes = SceneSettings(settings.seed, settings.height, settings.width, user, photos)
-        job = FlareJob(scenes, bank, masks, settings.clean_share)
+        names = [*PHOTOS, *(MORE_PHOTOS if settings.more_photos else ())]
+        photos = None if user is not None else {name: load_photo(name) for name in names}  # loaded once
+        scenes = SceneSettings(settings.seed, settings.height, settings.width, user, photos, settings.more_photos,
+                               settings.phone_flare)  # fmt: skip
+        job = FlareJob(scenes, bank, masks, settings.clean_share, settings.phone_flare, settings.night)
         results = write_pairs(job, stages, settings, cache)
         for path in patch_sets:  # the earlier set's patches: gone before the new set moves in
             remove_output(path, "patches")

@@ -32,11 +32,13 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import scipy.fft
 
 from utils.flare import masks as mask_ops
 from utils.flare.bank import PSFBank
+from utils.flare.fftconv import convolve, odd
 from utils.flare.light_sources import Lights
+from utils.flare.night import NightLook, jpeg_round_trip, shared_noise
+from utils.flare.phone import PhoneFlare, phone_flare
 
 GAMMA_RANGE = (1.8, 2.2)
 EXTENT_RANGE = (0.5, 1.3)  # kernel width over the image's longer side
@@ -63,6 +65,8 @@ class PairOptions:
     noise: bool = True  # sensor noise on the input
     keep_layers: bool = False  # the linear flare layer, kept in the pair
     with_flare: bool = True  # False: a flare-free pair (input = target + sensor noise)
+    phone: PhoneFlare | None = None  # streaks and glow of a phone (``utils.flare.phone``), drawn for this pair
+    night: NightLook | None = None  # the night camera (``utils.flare.night``), drawn for this pair
 
 
 @dataclass
@@ -90,10 +94,6 @@ def encode(linear: np.ndarray, gamma: float) -> np.ndarray:
     out *= 255
     out += 0.5
     return out.astype(np.uint8)
-
-
-def odd(n: float) -> int:
-    return int(n) // 2 * 2 + 1
 
 
 def make_kernel(bank: PSFBank, size: int, rng: np.random.Generator, index: int | None = None) -> Kernel:
@@ -127,26 +127,6 @@ def make_kernel(bank: PSFBank, size: int, rng: np.random.Generator, index: int |
         psf = (1 - share) * psf + share * (wide / wide.sum())[..., None]
     gain = rng.uniform(0.85, 1.15, 3).astype(np.float32)
     return Kernel((psf * gain).astype(np.float32), rotation, index)
-
-
-def convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Linear (not circular) convolution of (H, W, C) ``image`` with a centred (K, K, C) or (K, K) kernel, by FFT;
-    returns (H, W, C) float32 (clipped at 0: the FFT's rounding leaves tiny negative values)."""
-    height, width = image.shape[:2]
-    k = kernel.shape[0]
-    half = k // 2
-    shape = (scipy.fft.next_fast_len(max(height + half + 1, k), real=True),
-             scipy.fft.next_fast_len(max(width + half + 1, k), real=True))  # fmt: skip
-    planes = np.moveaxis(image, 2, 0) if image.ndim == 3 else image[None]
-    kern = np.moveaxis(kernel, 2, 0) if kernel.ndim == 3 else kernel[None]
-    padded = np.zeros((kern.shape[0], *shape), np.float32)
-    padded[:, :k, :k] = kern
-    padded = np.roll(padded, (-half, -half), axis=(1, 2))  # the kernel's centre at the origin
-    spectrum = scipy.fft.rfft2(planes, s=shape, axes=(1, 2), workers=1)
-    spectrum *= scipy.fft.rfft2(padded, axes=(1, 2), workers=1)
-    out = scipy.fft.irfft2(spectrum, s=shape, axes=(1, 2), workers=1)[:, :height, :width]
-    out = np.moveaxis(out, 0, 2).astype(np.float32)
-    return np.clip(out, 0, None, out=out)
 
 
 def ghost_recipe(rng: np.random.Generator) -> list[tuple]:
@@ -252,26 +232,41 @@ def add_noise(linear: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def synthesize(scene: np.ndarray, lights: Lights, bank: PSFBank, gamma: float, rng: np.random.Generator,
                options: PairOptions | None = None) -> FlarePair:  # fmt: skip
     """The input and target of one pair (and with ``options.masks`` the glare and streak masks) from a linear scene
-    and its lights.
+    and its lights; ``options.phone`` adds streaks and glow (``utils.flare.phone``), ``options.night`` the night
+    camera (``utils.flare.night``: gains, shared noise and JPEG, the same for input and target).
 
     A flare-free pair (``options.with_flare`` false: input = target + sensor noise) shows lamps that need nothing
     removed. Its flare is still drawn, and dropped, so that the random stream goes on exactly as in a flared pair.
     """
     options = options or PairOptions()
     flare, streak = render_flare(lights, bank, rng, streaks=options.masks)
+    if options.phone is not None:
+        extra, rays = phone_flare(lights, options.phone)
+        flare += extra
+        streak = None if streak is None else streak + rays
     if not options.with_flare:
         flare = np.zeros_like(flare)
         streak = None if streak is None else np.zeros_like(streak)
     target_linear = scene + lights.emission
+    night = options.night
+    if night is not None:  # exposure and white balance: the same gains on scene, lights and flare
+        target_linear, flare = target_linear * night.gains, flare * night.gains
+        streak = None if streak is None else streak * float(night.gains @ mask_ops.LUMA)
     flared = target_linear + flare
-    noisy = add_noise(flared, rng) if options.noise else flared
-    finite = bool(np.isfinite(noisy).all() and np.isfinite(target_linear).all())
-    pair = FlarePair(encode(noisy, gamma), encode(target_linear, gamma), gamma=gamma, finite=finite)
+    noisy, target_noisy = flared, target_linear
+    if options.noise and night is not None:
+        noisy, target_noisy = shared_noise([flared, target_linear], night)
+    elif options.noise:
+        noisy = add_noise(flared, rng)
+    finite = bool(np.isfinite(noisy).all() and np.isfinite(target_noisy).all())
+    pair = FlarePair(encode(noisy, gamma), encode(target_noisy, gamma), gamma=gamma, finite=finite)
     if options.masks:
-        target8 = pair.target
+        target8 = pair.target if target_noisy is target_linear else encode(target_linear, gamma)
         pair.glare = mask_ops.visible(target8, encode(flared, gamma))
         raised = encode(target_linear + streak[..., None], gamma)
         pair.streak = mask_ops.visible(target8, raised) & pair.glare
+    if night is not None:
+        pair.input, pair.target = (jpeg_round_trip(im, night.quality) for im in (pair.input, pair.target))
     if options.keep_layers:
         pair.flare = flare
     return pair

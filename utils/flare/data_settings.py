@@ -41,6 +41,16 @@ class FlareDataSettings:
         "share of the training pairs made without flare (input = target + sensor noise), from 0 to below 1, spread "
         "evenly, so that a model also sees lamps with nothing to remove",
     )
+    more_photos: bool = setting(
+        False, "also use the photographs that scikit-learn and matplotlib ship as scenes (docs/flare.md)"
+    )
+    phone_flare: bool = setting(
+        False, "phone flare: 1-4 more street-coloured lamps, long thin streaks and large soft glows"
+    )
+    night: bool = setting(
+        False,
+        "night camera: per-pair exposure, white balance cast, sensor noise and JPEG, the same on input and target",
+    )
     psf_count: int = setting(_BANK.count, "PSFs in the bank", Allowed(1, 1024))
     psf_grid: int = setting(_BANK.grid, "FFT grid of the PSFs, a power of two", Allowed(MIN_GRID, MAX_GRID))
     psf_size: int = setting(

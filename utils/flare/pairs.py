@@ -5,6 +5,10 @@ is the same whichever worker makes it and in whatever order; training and test s
 in their split number, so no procedural scene is shared between them. A ``FlareJob`` holds what
 every pair of a data set shares: where its scenes come from and their size (``SceneSettings``),
 the PSF bank, the masks and the share of flare-free training pairs.
+
+The options that make pairs look like phone photographs at night draw from streams of their own,
+``part_rng`` (the pair's seed and a number per part: more lamps, phone flare, night camera), so
+that turning one on changes only what it adds: the same scene, lights and lens flare otherwise.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import numpy as np
 from utils.flare.bank import PSFBank
 from utils.flare.composite import GAMMA_RANGE, FlarePair, PairOptions, synthesize
 from utils.flare.light_sources import Lights
+from utils.flare.night import draw_night_look
+from utils.flare.phone import add_lamps, draw_phone_flare
 from utils.flare.scenes import Source, load_photo, make_scene, pick_source, read_user_image
 
 SPLITS = {"train": 0, "test": 1}
+PARTS = {"lamps": 1, "phone": 2, "night": 3}  # the streams of the options (``part_rng``)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class SceneSettings:
     width: int
     user: dict[str, list[Path]] | None = None  # a user's images per split (``--scenes``); None: the built-in sources
     photos: dict[str, np.ndarray] | None = None  # the built-in photographs, loaded once (else read for each pair)
+    more_photos: bool = False  # also the photographs of ``MORE_PHOTOS`` (``--more_photos``)
+    phone_lamps: bool = False  # 1-4 more lamps of street colours (``phone.add_lamps``, with ``--phone_flare``)
 
 
 @dataclass(frozen=True)
@@ -47,23 +56,31 @@ class PairScene:
 
 @dataclass(frozen=True)
 class FlareJob:
-    """What every pair of a data set is made from: its scenes, the PSF bank, whether each pair gets its masks, and
-    the share of training pairs made without flare (``is_flare_free``)."""
+    """What every pair of a data set is made from: its scenes, the PSF bank, whether each pair gets its masks, the
+    share of training pairs made without flare (``is_flare_free``), and whether each pair gets a phone's streaks
+    and glow (``--phone_flare``) and the night camera (``--night``)."""
 
     scenes: SceneSettings
     bank: PSFBank
     masks: bool = False
     clean_share: float = 0.0
+    phone_flare: bool = False
+    night: bool = False
 
 
 def pair_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS[split], index])
 
 
+def part_rng(seed: int, split: str, index: int, part: str) -> np.random.Generator:
+    """The random stream of one option (``PARTS``) of one pair, independent of the pair's own stream."""
+    return np.random.default_rng([seed, SPLITS[split], index, PARTS[part]])
+
+
 def pair_scene(scenes: SceneSettings, split: str, index: int) -> PairScene:
     """The clean scene of pair ``index`` of ``split``, drawn from the start of the pair's own random stream."""
     rng = pair_rng(scenes.seed, split, index)
-    source = pick_source(split, rng, scenes.user)
+    source = pick_source(split, rng, scenes.user, scenes.more_photos)
     image = None
     if source.kind == "photo":
         photos = scenes.photos
@@ -74,6 +91,8 @@ def pair_scene(scenes: SceneSettings, split: str, index: int) -> PairScene:
             raise OSError(f"{source.name} could no longer be decoded")
     gamma = float(rng.uniform(*GAMMA_RANGE))
     linear, lights = make_scene(source, image, scenes.height, scenes.width, gamma, rng)
+    if scenes.phone_lamps:
+        add_lamps(lights, part_rng(scenes.seed, split, index, "lamps"))
     return PairScene(linear, lights, gamma, source, rng)
 
 
@@ -95,5 +114,8 @@ def make_pair(job: FlareJob, split: str, index: int) -> tuple[FlarePair, Source]
     (never test pairs) are flare-free (``is_flare_free``)."""
     scene = pair_scene(job.scenes, split, index)
     with_flare = split != "train" or not is_flare_free(index, job.clean_share)
-    options = PairOptions(masks=job.masks, with_flare=with_flare)
+    seed = job.scenes.seed
+    phone = draw_phone_flare(part_rng(seed, split, index, "phone")) if job.phone_flare else None
+    night = draw_night_look(part_rng(seed, split, index, "night")) if job.night else None
+    options = PairOptions(masks=job.masks, with_flare=with_flare, phone=phone, night=night)
     return synthesize(scene.linear, scene.lights, job.bank, scene.gamma, scene.rng, options), scene.source

@@ -3,7 +3,9 @@
 Three sources, never shared between training and test pairs:
 
 - ``PHOTOS``: the colour natural photographs that scikit-image ships, each with the licence its
-  documentation states; some are kept for training, the others for test.
+  documentation states; some are kept for training, the others for test. ``MORE_PHOTOS``
+  (``--more_photos``) adds the colour photographs that scikit-learn and matplotlib ship inside their
+  wheels, again split between training and test.
 - Procedural night scenes drawn from a seed (``utils.flare.procedural``: streets with lamp posts
   and cars, facades with lit windows and shop signs, trees against a dusky sky with a moon and
   distant lights). A pair's seed includes its split, so training and test scenes never come
@@ -36,6 +38,12 @@ PHOTOS = {
     "coffee": ("test", "Rachel Michetti (Pikolo Espresso Bar), CC0"),
     "hubble_deep_field": ("test", "NASA, public domain"),
 }
+# name: (split, source and licence as the shipping package's files or documentation state it); --more_photos
+MORE_PHOTOS = {
+    "china": ("train", "scikit-learn load_sample_image('china.jpg'); danielbuechele on Flickr, CC BY 2.0"),
+    "grace_hopper": ("train", "matplotlib sample data grace_hopper.jpg; U.S. Navy photograph, public domain"),
+    "flower": ("test", "scikit-learn load_sample_image('flower.jpg'); vultilion on Flickr, CC BY 2.0"),
+}
 PHOTO_SHARE = 0.4  # of the pairs drawn from the built-in sources, the share made from photographs
 
 
@@ -47,12 +55,29 @@ class Source:
     name: str
 
 
-def load_photo(name: str) -> np.ndarray:
-    """A built-in photograph as 8-bit RGB."""
-    from skimage import data
+def photo_names(split: str, more: bool = False) -> list[str]:
+    """The built-in photographs of ``split``: those of ``PHOTOS``, and with ``more`` those of ``MORE_PHOTOS`` after them."""
+    table = {**PHOTOS, **MORE_PHOTOS} if more else PHOTOS
+    return [name for name, (s, _) in table.items() if s == split]
 
-    img = np.asarray(getattr(data, name)())
-    return np.ascontiguousarray(img[..., :3])
+
+def load_photo(name: str) -> np.ndarray:
+    """A built-in photograph as 8-bit RGB, read from the package that ships it (nothing is downloaded)."""
+    if name == "grace_hopper":
+        from matplotlib import cbook
+
+        img = cv2.cvtColor(
+            cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB
+        )
+    elif name in MORE_PHOTOS:
+        from sklearn.datasets import load_sample_image
+
+        img = load_sample_image(f"{name}.jpg")
+    else:
+        from skimage import data
+
+        img = getattr(data, name)()
+    return np.ascontiguousarray(np.asarray(img)[..., :3])
 
 
 def read_user_image(path: str | Path) -> np.ndarray | None:
@@ -117,13 +142,15 @@ def split_user_images(paths: list[Path], train_count: int, test_count: int, seed
     return {"test": sorted(shuffled[:n_test]), "train": sorted(shuffled[n_test:])}
 
 
-def pick_source(split: str, rng: np.random.Generator, user: dict[str, list[Path]] | None = None) -> Source:
+def pick_source(split: str, rng: np.random.Generator, user: dict[str, list[Path]] | None = None,
+                more_photos: bool = False) -> Source:  # fmt: skip
     """The scene source of one pair of ``split``: a user's image if any were given, else a built-in photo
-    of that split (``PHOTO_SHARE`` of the time) or a procedural scene."""
+    of that split (``PHOTO_SHARE`` of the time; ``more_photos``: from ``MORE_PHOTOS`` too) or a procedural scene.
+    The same draws are made either way, so the photographs widen the choice and change nothing else."""
     if user is not None:
         paths = user[split]
         return Source("user", str(paths[int(rng.integers(len(paths)))]))
-    names = [n for n, (s, _) in PHOTOS.items() if s == split]
+    names = photo_names(split, more_photos)
     if names and rng.random() < PHOTO_SHARE:
         return Source("photo", names[int(rng.integers(len(names)))])
     return Source("procedural", PROCEDURAL_KINDS[int(rng.integers(len(PROCEDURAL_KINDS)))])
