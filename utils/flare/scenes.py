@@ -21,6 +21,7 @@ windows and signs are painted on top (``light_sources.paint_lights``).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,9 +41,14 @@ PHOTOS = {
 }
 # name: (split, source and licence as the shipping package's files or documentation state it); --more_photos
 MORE_PHOTOS = {
-    "china": ("train", "scikit-learn load_sample_image('china.jpg'); danielbuechele on Flickr, CC BY 2.0"),
+    "china": ("train", "scikit-learn sample image china.jpg; danielbuechele on Flickr, CC BY 2.0"),
     "grace_hopper": ("train", "matplotlib sample data grace_hopper.jpg; U.S. Navy photograph, public domain"),
-    "flower": ("test", "scikit-learn load_sample_image('flower.jpg'); vultilion on Flickr, CC BY 2.0"),
+    "flower": ("test", "scikit-learn sample image flower.jpg; vultilion on Flickr, CC BY 2.0"),
+}
+MORE_PHOTO_FILES = {  # name: (package, file inside it), read without importing the package (scikit-learn takes seconds)
+    "china": ("sklearn", "datasets/images/china.jpg"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    "flower": ("sklearn", "datasets/images/flower.jpg"),
 }
 PHOTO_SHARE = 0.4  # of the pairs drawn from the built-in sources, the share made from photographs
 
@@ -63,21 +69,17 @@ def photo_names(split: str, more: bool = False) -> list[str]:
 
 def load_photo(name: str) -> np.ndarray:
     """A built-in photograph as 8-bit RGB, read from the package that ships it (nothing is downloaded)."""
-    if name == "grace_hopper":
-        from matplotlib import cbook
+    if name in MORE_PHOTO_FILES:
+        package, path = MORE_PHOTO_FILES[name]
+        spec = importlib.util.find_spec(package)
+        image = None if spec is None or spec.origin is None else read_user_image(Path(spec.origin).parent / path)
+        if image is None:
+            raise OSError(f"the photograph {path} of the package {package} could not be read; reinstall {package}")
+        return image
+    from skimage import data
 
-        img = cv2.cvtColor(
-            cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB
-        )
-    elif name in MORE_PHOTOS:
-        from sklearn.datasets import load_sample_image
-
-        img = load_sample_image(f"{name}.jpg")
-    else:
-        from skimage import data
-
-        img = getattr(data, name)()
-    return np.ascontiguousarray(np.asarray(img)[..., :3])
+    img = np.asarray(getattr(data, name)())
+    return np.ascontiguousarray(img[..., :3])
 
 
 def read_user_image(path: str | Path) -> np.ndarray | None:
