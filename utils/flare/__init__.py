@@ -10,6 +10,9 @@ One module per step:
 - ``scenes``: clean night scenes and where they come from: photographs, or ``procedural`` drawings.
 - ``procedural``: night streets, facades and trees drawn from a seed.
 - ``composite``: the flare (emission convolved with a PSF, ghosts) and the input/target pair.
+- ``fftconv``: linear convolution by FFT.
+- ``phone``: what a phone's night photograph adds (``--phone_flare``): more lamps, long streaks, large glows.
+- ``night``: the night camera (``--night``): exposure, white balance, noise and JPEG, alike on input and target.
 - ``masks``: the glare and streak regions of an input.
 - ``pairs``: one pair from its split, index and seed.
 
