@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from scripts.flare_settings import FlareDataSettings
 from utils.flare import bank as psf_bank
 from utils.flare import night, phone, scenes
 from utils.flare.composite import PairOptions, synthesize
+from utils.flare.data_settings import FlareDataSettings
 from utils.flare.light_sources import Light, Lights, lamp
 from utils.flare.masks import LUMA
 from utils.flare.pairs import FlareJob, SceneSettings, make_pair
