@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from bench.common import ROOT, add_counts, best_of, check_counts, table
-from utils.core.checkpoint import load_model, stored_patch_size
+from models.checkpoint import load_model, stored_patch_size
 from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.core.runtime import autocast

@@ -42,6 +42,7 @@ from models.hinet import HINet
 from utils.core.cli import run_cli
 from utils.core.errors import fail, reported_write
 from utils.core.runtime import set_tf32
+from utils.core.tiling import Tiling, count_tiles, gather_tiles, restore_image, tile_starts
 from utils.data.augment import build_augmentation
 from utils.data.datasets import PatchDataset
 from utils.data.folds import Pair
@@ -49,7 +50,6 @@ from utils.data.images import to_uint8
 from utils.infer.options import InferenceOptions, ModelSpec
 from utils.infer.restore import Model, restore
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import Tiling, count_tiles, gather_tiles, restore_image, tile_starts
 from utils.metrics import psnr_uint8
 from utils.train.losses import RestorationLoss
 
@@ -340,7 +340,7 @@ def end_to_end(
 
 def demo_accuracy(device: torch.device, demo: Path) -> tuple[dict, list[tuple]]:
     """Ensemble PSNR against the clean targets of the demo test set, per precision."""
-    from utils.core.checkpoint import load_model
+    from models.checkpoint import load_model
     from utils.data.images import from_uint8, read_rgb
 
     specs = [(256, 64, 16, 0.4), (352, 96, 32, 0.6)]

@@ -33,9 +33,9 @@ from bench.common import ROOT, best_of, table
 from models.hinet import HINet
 from utils.core.cli import run_cli
 from utils.core.errors import fail
+from utils.core.tiling import Tiling, gather_tiles, restore_tiled, tile_starts
 from utils.data.images import to_uint8
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import Tiling, gather_tiles, restore_tiled, tile_starts
 
 torch.set_num_threads(2)
 

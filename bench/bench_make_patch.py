@@ -22,9 +22,9 @@ import numpy as np
 
 from bench.common import add_counts, check_counts, demo_set, parse_size, table
 from utils.core.cli import run_cli
+from utils.core.tiling import tile_starts
 from utils.data.folds import kfold_split, read_pairs_csv
 from utils.data.patches import PNG_COMPRESSION, PatchSettings, extract_pair
-from utils.infer.tiling import tile_starts
 
 SETTINGS = PatchSettings()
 LARGEST_CROP = max(crop for crop, _ in SETTINGS.growth_steps())  # make_patch.py refuses smaller training images

@@ -9,7 +9,7 @@ export PYTHONUNBUFFERED=1
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
     python3 -c "import torch, cv2, albumentations; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cv2', cv2.__version__, 'albumentations', albumentations.__version__)"
-    timeout 150 python3 -m pytest -m cuda -q -p no:cacheprovider tests/test_cuda.py
+    timeout 150 python3 -m pytest -m cuda -q -p no:cacheprovider tests/scenarios/test_cuda.py
 } 2>&1 | tee "$out/pytest_cuda.log"
 timeout 250 python3 -m bench.bench_gpu --out "$out" --skip demo,compile 2>&1 | tee "$out/bench_gpu.log"
 timeout 110 python3 -m scripts.demo --device cuda --epochs_256 12 --epochs_352 8 > "$out/demo.log" 2>&1

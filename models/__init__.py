@@ -1,4 +1,4 @@
-"""Network architectures."""
+"""Network architectures, and reading, checking and writing their checkpoints (checkpoint.py)."""
 
 from models.hinet import HINet, HINetConfig
 

@@ -47,8 +47,8 @@ INFERENCE_PASSES = 3 + 8
 
 def test_tiles(data: Path) -> tuple[int, int]:
     """Tiles of 256 and 352 (in 256x256 equivalents) over the held-out test images: (256 model, both models)."""
+    from utils.core.tiling import count_tiles
     from utils.data.images import image_size, list_images
-    from utils.infer.tiling import count_tiles
 
     sizes = [image_size(p) for p in list_images(data / "test_input_img")] if (data / "test_label_img").is_dir() else []
     per_model = [

@@ -9,9 +9,9 @@ import numpy as np
 
 from models.hinet import OUTPUTS
 from utils.core.settings import Allowed, Form, check_ranges, setting
+from utils.core.tiling import tile_starts
 from utils.data.folds import read_pairs_csv
 from utils.data.patches import PatchSettings, bright_counts
-from utils.infer.tiling import tile_starts
 from utils.presets import PRESETS
 from utils.recipe import recipe_for
 

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from models.checkpoint import read_checkpoint
 from scripts.ablation_plan import (
     TrainVariant,
     inference_variants,
 )
-from utils.core.checkpoint import read_checkpoint
 from utils.data.layout import INFO_FILE, patch_folder
 from utils.presets import PRESETS, preset_flags
 from utils.recipe import recipe_for

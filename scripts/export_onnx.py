@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from utils.core.checkpoint import stored_patch_size
+from models.checkpoint import stored_patch_size
 from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.infer.onnx_model import TOLERANCE, export_onnx

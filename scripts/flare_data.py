@@ -50,9 +50,9 @@ from utils.core.log import progress_bar
 from utils.core.manifest import outputs_below, ownership_problem, read_manifest, remove_output
 from utils.core.owned import Output, check_output, owned_output
 from utils.core.settings import add_settings, from_args
+from utils.core.workers import WorkerDied
 from utils.data.images import IMAGE_SUFFIXES, inspect_image, natural_key
 from utils.data.layout import TEST_INPUT, TEST_LABEL, TEST_MASKS, TRAIN_ORIGINAL
-from utils.data.workers import WorkerDied
 from utils.flare.bank import load_or_compute
 from utils.flare.data_settings import FlareDataSettings, check_settings
 from utils.flare.pairs import FlareJob, SceneSettings, flare_free_count, is_flare_free

@@ -101,7 +101,7 @@ def _run_tasks(
                 results.append(_checked(one_pair(task), cache))
                 bar.update(1)
             return results
-        from utils.data.workers import TaskFailed, run_tasks
+        from utils.core.workers import TaskFailed, run_tasks
 
         names = [f"{s} pair {i}" for s, i in tasks]
         for index, out in run_tasks(one_pair, tasks, settings.workers, names):

@@ -3,7 +3,7 @@
     python -m scripts.readme_tables           # print them
     python -m scripts.readme_tables --write   # put them into docs/flags.md
 
-Each table follows a line ``**`<script>`**`` in docs/flags.md; a test (tests/test_readme.py)
+Each table follows a line ``**`<script>`**`` in docs/flags.md; a test (tests/scenarios/test_readme.py)
 checks that the page holds exactly what this prints, so a new or changed setting cannot go
 undocumented.
 """

@@ -28,10 +28,10 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from utils.core.cli import run_cli  # noqa: E402
 from utils.core.errors import fail  # noqa: E402
+from utils.core.tiling import tile_starts  # noqa: E402
 from utils.data.augment import transforms as augment_transforms  # noqa: E402
 from utils.data.images import read_rgb  # noqa: E402
 from utils.data.patches import bright_counts  # noqa: E402
-from utils.infer.tiling import tile_starts  # noqa: E402
 
 
 def _save(fig, path: Path) -> None:

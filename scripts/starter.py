@@ -22,9 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.checkpoint import pack_checkpoint, read_checkpoint
 from scripts.commands import run
 from scripts.demo import Sheet, comparison
-from utils.core.checkpoint import pack_checkpoint, read_checkpoint
 from utils.core.cli import run_cli
 from utils.core.errors import UserError
 from utils.core.owned import Output, check_output, owned_output

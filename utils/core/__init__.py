@@ -1,1 +1,2 @@
-"""Core: settings, errors and the command-line wrapper, output ownership and locks, checkpoints, runtime, logs."""
+"""Core: what every package shares. Settings, errors and the command-line wrapper, owned outputs (manifests,
+locks, staging, swaps), the worker pool, tile placement and blending, several processes, runtime, logs."""

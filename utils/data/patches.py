@@ -34,11 +34,11 @@ from utils.core.log import progress_bar
 from utils.core.manifest import add_to_manifest
 from utils.core.owned import Output, owned_output
 from utils.core.settings import check_ranges
+from utils.core.tiling import tile_starts
+from utils.core.workers import TaskFailed, WorkerDied, run_tasks
 from utils.data.images import read_bgr
 from utils.data.layout import FOLD_CSV, INFO_FILE, dataset_problem, patch_folder
 from utils.data.patch_settings import BRIGHT_VALUE, PatchPaths, PatchRun, PatchSettings, check_inputs
-from utils.data.workers import TaskFailed, WorkerDied, run_tasks
-from utils.infer.tiling import tile_starts
 
 PNG_COMPRESSION = 3
 

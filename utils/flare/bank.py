@@ -82,7 +82,7 @@ def compute_bank(settings: BankSettings, seed: int, workers: int = 1, progress=N
     entries: list = [None] * settings.count
     tasks = list(range(settings.count))
     if workers > 1 and settings.count > 1:
-        from utils.data.workers import TaskFailed, run_tasks
+        from utils.core.workers import TaskFailed, run_tasks
 
         results = run_tasks(lambda i: make_entry(settings, seed, i), tasks, workers)
         for index, out in progress(results) if progress else results:

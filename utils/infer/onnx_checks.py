@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.checkpoint import MAX_IMG_SIZE, config_problems, img_size_problem
 from models.hinet import HINetConfig
-from utils.core.checkpoint import MAX_IMG_SIZE, config_problems, img_size_problem
 from utils.core.errors import fail
 
 METADATA_KEY = "hinet_export"  # JSON: tile, model_config, source checkpoint and its SHA-256

@@ -24,8 +24,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from models.checkpoint import MAX_IMG_SIZE, load_model
 from models.hinet import HINetConfig
-from utils.core.checkpoint import MAX_IMG_SIZE, load_model
 from utils.core.errors import UserError, fail, one_line
 from utils.core.owned import Output, owned_output
 from utils.infer.onnx_checks import AGAIN, METADATA_KEY, check_graph, check_io, check_record, check_restored

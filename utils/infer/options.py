@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.core.checkpoint import MAX_IMG_SIZE, stored_patch_size
+from models.checkpoint import MAX_IMG_SIZE, stored_patch_size
 from utils.core.errors import fail
 from utils.core.settings import Allowed, Form, setting
-from utils.infer.tiling import BLENDS, TILE_MODES
+from utils.core.tiling import BLENDS, TILE_MODES
 from utils.recipe import RECIPE, default_ensemble_weights, recipe_for
 
 

@@ -16,11 +16,12 @@ import cv2
 import numpy as np
 import torch
 
+from models.checkpoint import load_model
 from models.local_norm import use_local_stats
-from utils.core.checkpoint import load_model
 from utils.core.errors import fail
 from utils.core.log import progress_bar
 from utils.core.runtime import configure_cuda
+from utils.core.tiling import Tiling, count_tiles, restore_image
 from utils.data.images import from_uint8, read_rgb, to_uint8
 from utils.infer.inputs import submission_name
 from utils.infer.keep_lights import keep_lights
@@ -28,7 +29,6 @@ from utils.infer.onnx_model import OnnxRestorer, onnx_restorers
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs
 from utils.infer.restorer import Restorer
 from utils.infer.scores import Labels, label_scores, seam_scores
-from utils.infer.tiling import Tiling, count_tiles, restore_image
 
 
 @dataclass(frozen=True)

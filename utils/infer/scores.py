@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from utils.core.errors import fail
+from utils.core.tiling import tile_starts
 from utils.data.images import inspect_image, read_bgr, read_rgb
 from utils.data.layout import MASK_KINDS, mask_folder, mask_name
 from utils.infer.options import ModelSpec
-from utils.infer.tiling import tile_starts
 from utils.metrics import psnr_masked, psnr_uint8, seam_ratio, ssim_uint8, tile_borders
 
 

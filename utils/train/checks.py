@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from utils.core.checkpoint import extract_state_dict, infer_config, read_checkpoint
+from models.checkpoint import extract_state_dict, infer_config, read_checkpoint
 from utils.core.errors import UserError, fail
 from utils.core.locks import output_lock
 from utils.core.owned import Output, check_output

@@ -25,9 +25,9 @@ from utils.core.settings import (
     fill_from_recipe,
     setting,
 )
+from utils.core.tiling import BLENDS
 from utils.data.augment import parse_aug_schedule
 from utils.data.layout import DATASET, dataset_problem, patch_folder
-from utils.infer.tiling import BLENDS
 from utils.recipe import RECIPE, recipe_for
 from utils.train.schedule import LRSchedule
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from models.hinet import HINetConfig
-from utils.core.checkpoint import (
+from models.checkpoint import (
     check_architecture,
     check_finite,
     is_int,
     read_checkpoint,
 )
+from models.hinet import HINetConfig
 from utils.core.errors import fail
 from utils.train.config import TrainConfig
 

@@ -12,11 +12,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 from utils.core.distributed import Dist
 from utils.core.errors import fail, one_line
+from utils.core.tiling import Tiling, restore_image
 from utils.data.augment import build_augmentation
 from utils.data.datasets import FixedLengthSampler, PatchDataset, SeededSampler
 from utils.data.images import from_uint8, read_rgb, to_uint8
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import Tiling, restore_image
 from utils.metrics import psnr_uint8
 from utils.recipe import recipe_for
 from utils.train.config import OPTIMIZERS, TrainConfig

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from models.hinet import HINet
-from utils.core.checkpoint import (
+from models.checkpoint import (
     load_weights,
     save_checkpoint,
 )
+from models.hinet import HINet
 from utils.core.distributed import Dist, barrier, broadcast_flag, close, init_distributed, reduce_means
 from utils.core.errors import fail, reported_write
 from utils.core.log import get_logger, progress_bar

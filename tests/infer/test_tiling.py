@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from utils.infer.tiling import Tiling, count_tiles, restore_image, restore_tiled, tile_grid, tile_starts
+from utils.core.tiling import Tiling, count_tiles, restore_image, restore_tiled, tile_grid, tile_starts
 
 
 @pytest.mark.parametrize(

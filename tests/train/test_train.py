@@ -14,7 +14,7 @@ import torch
 
 import main as train_script
 from conftest import ROOT, run_cli, tiny_model
-from utils.core.checkpoint import load_model
+from models.checkpoint import load_model
 from utils.train.losses import RestorationLoss
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -9,7 +9,7 @@ from torch import nn
 
 from conftest import tiny_model
 from models.local_norm import LocalInstanceNorm, local_mean_var, use_local_stats
-from utils.infer.tiling import Tiling, count_tiles, restore_image, restore_whole, tile_starts
+from utils.core.tiling import Tiling, count_tiles, restore_image, restore_whole, tile_starts
 
 
 def _direct(x: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:

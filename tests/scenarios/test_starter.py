@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, load_script, run_cli
-from utils.core.checkpoint import load_model
+from models.checkpoint import load_model
 from utils.data.images import read_rgb
 
 STARTER = ROOT / "pretrained" / "hinet_flare_starter.pth"

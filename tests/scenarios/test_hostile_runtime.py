@@ -271,7 +271,7 @@ def _leftovers(folder) -> list[str]:
 
 @pytest.mark.parametrize("error", ["ENOSPC", "torch writer"])
 def test_a_full_disk_while_saving_a_checkpoint_is_one_sentence(tmp_path, monkeypatch, error):
-    from utils.core.checkpoint import save_checkpoint
+    from models.checkpoint import save_checkpoint
     from utils.core.errors import UserError
 
     path = tmp_path / "last.pth"

@@ -18,11 +18,11 @@ import torch
 
 import main as train_script
 import make_patch
-import utils.core.checkpoint as checkpoint_module
+import models.checkpoint as checkpoint_module
 from conftest import load_script, run_cli, tiny_model
+from models.checkpoint import save_checkpoint
 from models.hinet import HINetConfig
 from scripts import ablation
-from utils.core.checkpoint import save_checkpoint
 from utils.data.images import read_rgb
 
 test_script = load_script("test")
@@ -129,7 +129,7 @@ def test_a_sound_checkpoint_still_loads(infer, capsys, img_size):
 
 
 def test_pretrained_weights_with_nan_are_refused(tmp_path):
-    from utils.core.checkpoint import extract_state_dict, read_checkpoint
+    from models.checkpoint import extract_state_dict, read_checkpoint
     from utils.core.errors import UserError
 
     torch.save(_with("conv_01.weight", float("nan")), tmp_path / "nan.pth")

@@ -9,7 +9,7 @@ import torch
 
 from bench import bench_gpu
 from conftest import tiny_model
-from utils.infer.tiling import count_tiles
+from utils.core.tiling import count_tiles
 
 
 def _demo_root(root):

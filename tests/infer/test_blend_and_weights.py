@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import load_script, run_cli, tiny_model
+from utils.core.tiling import TILE_MODES, Tiling, restore_image, tile_starts
 from utils.data.folds import Pair
 from utils.infer.ensemble import choose_weights, evidence, weight_grid
-from utils.infer.tiling import TILE_MODES, Tiling, restore_image, tile_starts
 from utils.metrics import seam_ratio, tile_borders
 
 test_script = load_script("test")

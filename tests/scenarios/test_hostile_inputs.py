@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 import main as train_script
 import make_patch
 from conftest import load_script, run_cli, tiny_model
-from utils.core.checkpoint import load_model
+from models.checkpoint import load_model
 from utils.core.errors import UserError
 from utils.data.images import header_size, inspect_image, read_bgr, read_rgb
 from utils.data.patch_settings import check_inputs

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from utils.core.checkpoint import infer_config, load_model, save_checkpoint
+from models.checkpoint import infer_config, load_model, save_checkpoint
 from utils.core.errors import UserError
 
 
@@ -125,7 +125,7 @@ def test_unknown_stored_output_is_one_sentence(tmp_path):
 
 
 def test_packed_checkpoint_is_half_precision_and_loads(tmp_path):
-    from utils.core.checkpoint import pack_checkpoint
+    from models.checkpoint import pack_checkpoint
 
     model = tiny_model(seed=4, output="linear")
     src = tmp_path / "256_best.pth"

@@ -15,8 +15,8 @@ import pytest
 
 import make_patch
 from conftest import FIXTURES, ROOT, run_cli
+from utils.core.tiling import tile_starts
 from utils.data.patches import bright_counts
-from utils.infer.tiling import tile_starts
 
 REF = FIXTURES / "patch_reference"
 

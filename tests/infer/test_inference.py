@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import FIXTURES, load_script, run_cli, tiny_model
+from utils.core.tiling import Tiling, restore_image
 from utils.data.images import read_rgb, to_uint8
 from utils.infer.inputs import submission_name
 from utils.infer.restorer import Restorer
-from utils.infer.tiling import Tiling, restore_image
 from utils.metrics import psnr_uint8
 
 test_script = load_script("test")
