@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,36 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """Every entry under ``root`` with the SHA-256 of each file: equal before and after means nothing changed."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch) -> Path:
+    """A working folder (the current one) with the reference checkpoints in weights/, test inputs, contest data
+    holding a note of the user's, and a patch set and a run made by the project."""
+    from utils.core.outputs import staged_dir
+
+    monkeypatch.chdir(tmp_path)
+    ref = FIXTURES / "inference_reference"
+    (tmp_path / "weights").mkdir()
+    for name in ("256_best.pth", "352_best.pth"):
+        shutil.copy(ref / name, tmp_path / "weights" / name)
+    shutil.copytree(ref / "test_input_img", tmp_path / "data" / "test_input_img")
+    shutil.copytree(FIXTURES / "patch_reference" / "train_original", tmp_path / "data" / "train_original")
+    (tmp_path / "data" / "train_original" / "my_notes.txt").write_text("mine")
+    for folder, kind, name in (("data/train/10Folds/0/resize64", "patches", "input/a.png"),
+                               ("results/001", "run", "last.pth")):  # fmt: skip
+        with staged_dir(tmp_path / folder, kind, "test", True) as stage:
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            (stage / name).write_bytes(b"made by the project")
+    return tmp_path
 
 
 def tiny_model(seed: int = 0, **kwargs) -> HINet:

@@ -3,7 +3,6 @@
 Each case hashes the whole tree before and after, and expects exit status 2 with one sentence.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ import pytest
 
 import main as train_script
 import make_patch
-from conftest import FIXTURES, hold_lock, load_script, run_cli
+from conftest import FIXTURES, hold_lock, load_script, run_cli, tree_hashes
 from scripts import flare_data
 from utils.core.errors import UserError
 from utils.core.manifest import MANIFEST, file_record, ownership_problem, remove_output
@@ -24,38 +23,13 @@ REF = FIXTURES / "inference_reference"
 TINY_BANK = {"psf_count": 3, "psf_grid": 128, "psf_size": 64}
 
 
-def _tree(root):
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
-
-
 def _refused(module, argv, capsys, root, message):
-    before = _tree(root)
+    before = tree_hashes(root)
     code, _, err = run_cli(module, [*argv, "--no_progress"], capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert message in err, err
-    assert _tree(root) == before
+    assert tree_hashes(root) == before
     return err
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    """A working folder with checkpoints, test inputs, contest data, a patch set, a run and a submission."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "weights").mkdir()
-    for name in ("256_best.pth", "352_best.pth"):
-        shutil.copy(REF / name, tmp_path / "weights" / name)
-    shutil.copytree(REF / "test_input_img", tmp_path / "data" / "test_input_img")
-    shutil.copytree(FIXTURES / "patch_reference" / "train_original", tmp_path / "data" / "train_original")
-    (tmp_path / "data" / "train_original" / "my_notes.txt").write_text("mine")
-    for folder, kind, name in (("data/train/10Folds/0/resize64", "patches", "input/a.png"),
-                               ("results/001", "run", "last.pth")):  # fmt: skip
-        with staged_dir(tmp_path / folder, kind, "test", True) as stage:
-            (stage / name).parent.mkdir(parents=True, exist_ok=True)
-            (stage / name).write_bytes(b"made by the project")
-    return tmp_path
 
 
 FOREIGN_OUTPUT = {
@@ -151,14 +125,14 @@ def test_an_interrupted_overwrite_keeps_the_earlier_run(patch_data, tmp_path, ca
             "--batch_size", 8, "--pred_batch", 8, "--num_workers", 0, "--epochs", 1, "--steps_per_epoch", 1,
             "--no_progress"]  # fmt: skip
     assert run_cli(train_script, argv, capsys)[0] == 0
-    before = _tree(tmp_path)
+    before = tree_hashes(tmp_path)
 
     def interrupted(*args):
         raise KeyboardInterrupt  # SIGTERM a few seconds into the new run, while it reads its data
 
     monkeypatch.setattr("utils.train.trainer.check_data", interrupted)
     code, _, err = run_cli(train_script, [*argv, "--overwrite"], capsys)
-    assert code == 130 and _tree(tmp_path) == before
+    assert code == 130 and tree_hashes(tmp_path) == before
 
 
 def test_a_forged_manifest_cannot_reach_outside_its_folder(world, capsys):

@@ -19,17 +19,13 @@ import torch
 import main as train_script
 import make_patch
 import models.checkpoint as checkpoint_module
-from conftest import load_script, run_cli, tiny_model
+from conftest import load_script, run_cli, tiny_model, tree_hashes
 from models.checkpoint import save_checkpoint
 from models.hinet import HINetConfig
 from scripts import ablation
 from utils.data.images import read_rgb
 
 test_script = load_script("test")
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"/" for p in sorted(root.rglob("*"))}
 
 
 def _refused(code: int, err: str, pattern: str) -> None:
@@ -113,10 +109,10 @@ CHECKPOINTS = {
 def test_checkpoints_that_cannot_be_right(infer, capsys, case):
     make, extra, pattern = CHECKPOINTS[case]
     torch.save(make(), infer / "m.pth")
-    before = _tree(infer)
+    before = tree_hashes(infer)
     code, _, err = run_cli(test_script, ["--weights", "m.pth", *BASE, *extra], capsys)
     _refused(code, err, pattern)
-    assert _tree(infer) == before
+    assert tree_hashes(infer) == before
 
 
 @pytest.mark.parametrize("img_size", [None, 30])
@@ -194,12 +190,12 @@ def test_fit_data_that_cannot_teach_anything(infer, capsys, case):
         (infer / "fitlab").mkdir(exist_ok=True)
         cv2.imwrite(str(infer / "fitlab" / f"train_label_{i}.png"), blurred)
     shutil.copytree(infer / "fitin", infer / "copies")
-    before = _tree(infer)
+    before = tree_hashes(infer)
     argv = ["--weights", f"{first}.pth", "b.pth", *BASE, "--tile_sizes", 16, 16, "--fit_weights",
             "--fit_input_dir", fit_in, "--fit_label_dir", fit_labels]  # fmt: skip
     code, _, err = run_cli(test_script, argv, capsys)
     _refused(code, err, pattern)
-    assert _tree(infer) == before
+    assert tree_hashes(infer) == before
 
 
 def _row(src: Path, input_img: str, label_img: str) -> None:
@@ -244,13 +240,13 @@ def test_train_csv_paths(train_original, capsys, case):
     change, pattern = TRAIN_CSV[case]
     change(train_original)
     data = train_original.parent
-    before = _tree(data)
+    before = tree_hashes(data)
     src = train_original
     argv = ["--folds", 3, "--process_num", 1, "--no_progress", "--input_path", src / "train_input_img",
             "--target_path", src / "train_label_img", "--csv_path", src, "--save_path", data]  # fmt: skip
     code, _, err = run_cli(make_patch, argv, capsys)
     _refused(code, err, pattern)
-    assert _tree(data) == before
+    assert tree_hashes(data) == before
 
 
 def test_fold_csv_paths_leaving_the_folder_are_refused(tmp_path):
@@ -320,12 +316,12 @@ def test_resume_fields_that_cannot_be_right(tmp_path, capsys, case):
     changes, extra, pattern = RESUME[case]
     ckpt, path = _resumable(tmp_path)
     save_checkpoint({**ckpt, **{k: v(ckpt[k]) if callable(v) else v for k, v in changes.items()}}, path)
-    before = _tree(tmp_path)
+    before = tree_hashes(tmp_path)
     argv = ["--data_path", tmp_path / "data", "--model_path", tmp_path / "r", "--img_size", 256,
             "--num_workers", 0, "--no_progress", "--resume", *extra]  # fmt: skip
     code, _, err = run_cli(train_script, argv, capsys)
     _refused(code, err, pattern)
-    assert _tree(tmp_path) == before
+    assert tree_hashes(tmp_path) == before
 
 
 def _study_data(root: Path, side: int) -> Path:
@@ -347,11 +343,11 @@ STUDIES = {
 def test_a_study_that_would_run_nothing(tmp_path, capsys, case):
     side, extra, pattern = STUDIES[case]
     data = _study_data(tmp_path / "data", side)
-    before = _tree(tmp_path)
+    before = tree_hashes(tmp_path)
     argv = ["--data_path", data, "--out", tmp_path / "study", "--thresholds", 500, "--device", "cpu", *extra]
     code, _, err = run_cli(ablation, argv, capsys)
     _refused(code, err, pattern)
-    assert _tree(tmp_path) == before
+    assert tree_hashes(tmp_path) == before
 
 
 def test_files_that_are_no_checkpoint_are_named_so(tmp_path, capsys):

@@ -4,7 +4,6 @@ sentence and nothing on disk changes; the writer's own earlier output is what ``
 Every writer goes through ``utils.core.owned.owned_output``; each case runs the real command line.
 """
 
-import hashlib
 import shutil
 
 import pytest
@@ -12,38 +11,13 @@ import torch
 
 import main as train_script
 import make_patch
-from conftest import FIXTURES, load_script, run_cli, tiny_model
+from conftest import FIXTURES, load_script, run_cli, tiny_model, tree_hashes
 from scripts import ablation, demo, export_onnx, flare_data, starter
 from utils.core.errors import UserError
-from utils.core.outputs import staged_dir
 
 test_script = load_script("test")
 REF = FIXTURES / "inference_reference"
 DATA = "data/train_original"
-
-
-def _tree(root):
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-        for p in sorted(root.rglob("*"))
-    }
-
-
-@pytest.fixture
-def world(tmp_path, monkeypatch):
-    """A working folder with checkpoints, test inputs, contest data, and a patch set and a run of the project."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "weights").mkdir()
-    for name in ("256_best.pth", "352_best.pth"):
-        shutil.copy(REF / name, tmp_path / "weights" / name)
-    shutil.copytree(REF / "test_input_img", tmp_path / "data" / "test_input_img")
-    shutil.copytree(FIXTURES / "patch_reference" / "train_original", tmp_path / DATA)
-    for folder, kind, name in (("data/train/10Folds/0/resize64", "patches", "input/a.png"),
-                               ("results/001", "run", "last.pth")):  # fmt: skip
-        with staged_dir(tmp_path / folder, kind, "test", True) as stage:
-            (stage / name).parent.mkdir(parents=True, exist_ok=True)
-            (stage / name).write_bytes(b"made by the project")
-    return tmp_path
 
 
 PATCH_ARGS = ["--folds", 3, "--img_size", 64, "--stride", 64, "--resize", 64, "--patch_growth_count", 1,
@@ -73,10 +47,10 @@ def test_no_writer_replaces_a_file_of_the_users(world, capsys, writer, overwrite
         shutil.rmtree(world / "data")  # the demo's data folder: none yet; its weights/256_best.pth: the user's
     (world / mine).parent.mkdir(parents=True, exist_ok=True)
     (world / mine).write_bytes(b"the user's")
-    before = _tree(world)
+    before = tree_hashes(world)
     code, _, err = run_cli(module, [*argv, "--overwrite"] if overwrite and writer != "demo" else argv, capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    assert _tree(world) == before
+    assert tree_hashes(world) == before
     single_file = writer in ("export_onnx", "starter", "demo")
     assert (mine if single_file else mine.rsplit("/", 1)[0]) in err, err
     if overwrite or writer == "demo":  # the demo always replaces its own copies
