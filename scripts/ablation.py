@@ -51,6 +51,7 @@ from utils.core.locks import atomic_path, output_lock
 from utils.core.manifest import read_manifest, write_manifest
 from utils.core.owned import Output, owned_output
 from utils.core.settings import add_settings, from_args, given_settings
+from utils.presets import preset_flags
 
 SETTINGS_FILE = "study.json"
 LOG_FILE = "commands.log"
@@ -103,14 +104,10 @@ class Study:
         write_manifest(self.out, "study", "scripts.ablation", STUDY_FILES, nested)
 
 
-# The set the documented study was measured on: the demo's, before it had flare-free pairs (docs/ablation.md)
-DATA_FLAGS = ["--psf_count", "16", "--masks"]
-
-
 def ensure_data(data: Path, python: str) -> None:
     """Use the data in ``data``; generate there, when it holds none, the set the documented study used."""
     if not (data / "train_original" / "train.csv").is_file():
-        run([python, "-m", "scripts.flare_data", "--root", str(data), *DATA_FLAGS, "--no_progress"])
+        run([python, "-m", "scripts.flare_data", *preset_flags("ablation", "scripts.flare_data", {"root": data, "progress": False})])  # fmt: skip
 
 
 def open_study(settings: StudySettings, data: Path, out: Path, overwrite: bool, held: ExitStack) -> Study:

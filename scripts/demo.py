@@ -35,10 +35,6 @@ from utils.presets import PRESETS, preset_flags
 from utils.recipe import RECIPE
 
 DEMO_TAG = PRESETS["demo"].training["tag"]
-# The demo set: the generator's defaults (12 training and 4 test pairs of 576x768) with masks, from a bank of 16
-# PSFs (each pair draws one: 16 pairs need no more; 20 s instead of a minute and a half for the default 64). A quarter
-# of the training pairs have no flare, so that a lamp alone is kept (2.2 dB better on clean pictures, docs/results.md).
-DATA_FLAGS = ["--psf_count", "16", "--masks", "--clean_share", "0.25"]
 # The original starts both sizes from pretrained weights; none can be fetched here, so the 256 model starts from
 # random weights and the 352 model continues from it (progressive patch sizes), at a lower learning rate.
 SIZES = {
@@ -149,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     check_ownership(data, weights)
     start = time.time()
 
-    run([py, "-m", "scripts.flare_data", *DATA_FLAGS, "--overwrite"])
+    run([py, "-m", "scripts.flare_data", *preset_flags("demo", "scripts.flare_data", {"overwrite": True})])
     for size in SIZES:
         sized = {"img_size": size, "stride": RECIPE[size].patch_stride, "resize": size, "overwrite": True}
         run([py, "make_patch.py", *preset_flags("demo", "make_patch.py", sized)])

@@ -15,7 +15,7 @@ import sys
 
 from utils.core.cli import run_cli
 from utils.core.settings import as_flags, flag_fields, flag_name, shown_default
-from utils.presets import PRESETS, SCRIPT_SETTINGS, preset_flags
+from utils.presets import PRESETS, SCRIPT_SETTINGS, command_words, preset_flags
 
 
 def preset_lines(name: str) -> list[str]:
@@ -24,7 +24,7 @@ def preset_lines(name: str) -> list[str]:
     lines = [f"{name}: {preset.about}"]
     for script, values in preset.settings().items():
         if values:
-            lines.append(f"  python {script} {' '.join(preset_flags(name, script))}")
+            lines.append(f"  python {' '.join([*command_words(script), *preset_flags(name, script)])}")
     return lines
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -34,53 +33,34 @@ from utils.presets import PRESETS, preset_flags
 STARTER = Path("pretrained") / "hinet_flare_starter.pth"
 
 
-@dataclass(frozen=True)
-class Profile:
-    """The data of one hardware profile (scripts.flare_data); its patches and training are the preset ``preset``."""
-
-    train_count: int
-    test_count: int
-    height: int
-    width: int
-    psf_count: int
-    workers: int
-    preset: str
-    clean_share: float = 0.0  # flare-free training pairs (scripts.flare_data --clean_share); the shipped model had none
+# hardware profile -> its preset: "cpu", 2 CPU cores (about 4 training samples a second); "gpu", one H100/H200 with 16
+# cores (a wider, deeper model on ten times the pairs, in bf16)
+PROFILES = {"cpu": "starter-cpu", "gpu": "starter-gpu"}
 
 
-PROFILES = {
-    # 2 CPU cores: about 4 training samples a second at this size
-    "cpu": Profile(160, 16, 768, 1024, 64, workers=2, preset="starter-cpu"),
-    # one H100/H200 with 16 cores: a wider, deeper model on ten times the pairs, in bf16
-    "gpu": Profile(1600, 32, 1224, 1632, 256, workers=16, preset="starter-gpu", clean_share=0.25),
-}
-
-
-def commands(p: Profile, root: Path, device: str) -> list[list[str]]:
+def commands(preset: str, root: Path, device: str) -> list[list[str]]:
     """The data, patch and training commands of a profile, as a user would type them."""
     py, train = sys.executable, root / "train_original"
     paths = {"input_path": train / "train_input_img", "target_path": train / "train_label_img", "csv_path": train,
              "save_path": root, "overwrite": True, "progress": False}  # fmt: skip
     run = {"data_path": root, "model_path": root / "runs", "exp_num": 1, "device": device, "overwrite": True,
            "progress": False}  # fmt: skip
+    data = {"root": root, "overwrite": True, "progress": False}
     return [
-        [py, "-m", "scripts.flare_data", "--root", str(root), "--train_count", str(p.train_count),
-         "--test_count", str(p.test_count), "--height", str(p.height), "--width", str(p.width),
-         "--psf_count", str(p.psf_count), "--workers", str(p.workers), "--clean_share", f"{p.clean_share:g}",
-         "--masks", "--overwrite", "--no_progress"],
-        [py, "make_patch.py", *preset_flags(p.preset, "make_patch.py", paths)],
-        [py, "main.py", *preset_flags(p.preset, "main.py", run)],
-    ]  # fmt: skip
+        [py, "-m", "scripts.flare_data", *preset_flags(preset, "scripts.flare_data", data)],
+        [py, "make_patch.py", *preset_flags(preset, "make_patch.py", paths)],
+        [py, "main.py", *preset_flags(preset, "main.py", run)],
+    ]
 
 
-def evaluate(p: Profile, weights: Path, root: Path, device: str) -> None:
+def evaluate(preset: str, weights: Path, root: Path, device: str) -> None:
     """Held-out scores of the packed checkpoint, without and with --keep_lights."""
     py = sys.executable
     for name, extra in (("restored", []), ("restored_keep_lights", ["--keep_lights"])):
         out = root / "eval" / name
         where = {"weights": (weights,), "input_dir": root / "test_input_img", "eval_dir": root / "test_label_img",
                  "output_dir": out, "device": device, "make_zip": False, "overwrite": True, "progress": False}  # fmt: skip
-        run([py, "test.py", *preset_flags(p.preset, "test.py", where), *extra])
+        run([py, "test.py", *preset_flags(preset, "test.py", where), *extra])
         run([py, "-m", "scripts.flare_eval", "--data", str(root), "--submission", str(out), "--weights", str(weights),
              "--out", str(root / "eval" / f"{name}_clean"), "--clean_goal", "38", *extra])  # fmt: skip
 
@@ -126,14 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in commands(profile, root, args.device):
         run(cmd)
     minutes = (time.time() - start) / 60
-    preset = PRESETS[profile.preset]
-    card = {
-        "profile": args.profile,
-        **asdict(profile),
-        **preset.patches,
-        **preset.training,
-        "minutes": round(minutes, 1),
-    }
+    preset = PRESETS[profile]
+    card = {"profile": args.profile, "preset": profile, **preset.data, **preset.patches, **preset.training,
+            "minutes": round(minutes, 1)}  # fmt: skip
     with owned_output(packed_model(output, args.overwrite)) as packed:
         pack_checkpoint(root / "runs" / "001" / "256_best.pth", packed, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")

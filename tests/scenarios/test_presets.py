@@ -8,11 +8,12 @@ import pytest
 import main as train_script
 import make_patch
 from conftest import load_script
-from scripts import ablation_runs, demo, presets, starter
+from scripts import ablation, ablation_runs, demo, flare_data, presets, starter
 from scripts.ablation_plan import StudySettings, training_variants
 from utils.presets import PRESETS
 
-PARSERS = {"make_patch.py": make_patch.parse_args, "main.py": train_script.parse_args}
+PARSERS = {"make_patch.py": make_patch.parse_args, "main.py": train_script.parse_args,
+           "scripts.flare_data": flare_data.parse_args}  # fmt: skip
 
 
 class Stop(Exception):
@@ -36,8 +37,10 @@ def starter_commands(profile: str, monkeypatch) -> list[list[str]]:
     return [[str(c) for c in cmd[1:]] for cmd in starter.commands(p, root, "cpu")] + commands
 
 
-def ablation_commands(tmp_path) -> list[list[str]]:
+def ablation_commands(tmp_path, monkeypatch) -> list[list[str]]:
     commands = []
+    monkeypatch.setattr(ablation, "run", lambda cmd, **_: commands.append([str(c) for c in cmd[1:]]))
+    ablation.ensure_data(tmp_path / "data", "python")  # no data there: the study's set is generated
 
     def command(script, *flags, **_):
         commands.append([script, *flags])
@@ -61,9 +64,11 @@ def test_a_printed_preset_is_what_its_helper_runs(name, monkeypatch, tmp_path):
     elif name.startswith("starter-"):
         commands = starter_commands(name.removeprefix("starter-"), monkeypatch)
     else:
-        commands = ablation_commands(tmp_path)
+        commands = ablation_commands(tmp_path, monkeypatch)
     parsers = dict(PARSERS, **{"test.py": load_script("test").parse_args})
-    printed = [line.split()[1:] for line in presets.preset_lines(name)[1:]]
+    printed = [line.split()[1:] for line in presets.preset_lines(name)[1:]]  # without "python"
+    printed = [words[1:] if words[0] == "-m" else words for words in printed]  # a module: as the scripts' name
+    commands = [c[1:] if c[0] == "-m" else c for c in commands]
     for script, *flags in printed:
         ran = [c[1:] for c in commands if c[0] == script and c[1 : len(flags) + 1] == flags]
         assert ran, (script, flags, commands)
