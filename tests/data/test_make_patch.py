@@ -175,7 +175,6 @@ BAD_INPUTS = {
     "empty cell": (lambda s: (s / "train.csv").write_text((s / "train.csv").read_text() + "10009,,train_label_10009.png\n"), [], r"row 7 has an empty input_img"),
     "numeric file names": (lambda s: (s / "train.csv").write_text("img_id,input_img,label_img\n" + "".join(f"{i},{i},{i + 9}\n" for i in range(5))), [], r"train_input_img/0 is listed in train\.csv but does not exist"),
     "stride larger than crop": (lambda s: None, ["--stride", 300], r"--stride 300 is larger than --img_size 256, which would leave gaps"),
-    "resize the model cannot take": (lambda s: None, ["--resize", 250], r"--resize 250 must be a multiple of 16"),
     "float TIFF input": (lambda s: _float_tiff(s, "train_input_img", "train_input_10001"), [], r"train_input_10001\.tif has pixel type float32"),
     "image smaller than crop": (
         lambda s: [_write_png(s / f"train_{k}_img/train_{k}_10000.png", np.full((400, 600, 3), 255, np.uint8)) for k in ("input", "label")],

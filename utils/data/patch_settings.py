@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.hinet import HINetConfig
 from utils.core.errors import fail
 from utils.core.settings import Allowed, check_ranges, setting
 from utils.data.copies import all_identical
@@ -20,7 +19,6 @@ BRIGHT_VALUE = 200
 
 
 # HINet halves the patch depth - 1 times; the default depth's multiple serves every smaller depth too.
-SIZE_MULTIPLE = HINetConfig().size_multiple
 
 
 @dataclass(frozen=True)
@@ -107,8 +105,6 @@ def check_inputs(
     problems = check_ranges(s)
     if 0 < s.img_size < s.stride:
         problems.append(f"--stride {s.stride} is larger than --img_size {s.img_size}, which would leave gaps")
-    if s.resize > 0 and s.resize % SIZE_MULTIPLE:
-        problems.append(f"--resize {s.resize} must be a multiple of {SIZE_MULTIPLE}, the patch sizes HINet takes")
     if s.folds >= 2 and not 0 <= s.valid_fold < s.folds:
         problems.append(f"--valid_fold must be between 0 and {s.folds - 1} (got {s.valid_fold})")
     for flag, folder in (("--input_path", input_dir), ("--target_path", target_dir)):
