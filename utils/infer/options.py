@@ -81,6 +81,13 @@ class InferenceOptions:
         Allowed(choices=BLENDS),
         new=True,
     )
+    work_size: int = setting(
+        0,
+        "restore a copy whose long side is at most this many pixels and add its upsampled correction to the "
+        "full-size image, so that a photo's glare has the size the model learned (photos: 1024); 0 = full size",
+        Allowed(minimum=0),
+        new=True,
+    )
     tta: bool = setting(False, "average the eight flip/rotation variants (8x slower)")
     keep_lights: bool = setting(
         False,

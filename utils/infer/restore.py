@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from models.checkpoint import load_model
 from models.local_norm import use_local_stats
@@ -95,20 +96,42 @@ def restore(
 ) -> torch.Tensor:
     """The ensemble's restoration of a (3, H, W) image in [0, 1]: each model's restoration times its weight
     over the weights' sum, added in order to zeros. One full-size restoration is held at a time; each model's
-    8-bit copy goes to ``per_model`` where given (for its scores). Large images show a tile bar per model."""
+    8-bit copy goes to ``per_model`` where given (for its scores). Large images show a tile bar per model.
+    With ``opts.work_size``, each model restores a smaller copy and its correction is applied at full size."""
     total, mixed = sum(m.spec.weight for m in models), None
-    height, width = image.shape[-2:]
+    small = working_copy(image, opts.work_size)
+    height, width = small.shape[-2:]
     for model in models:
         spec = model.spec
         tiles = count_tiles(height, width, spec.tile, spec.stride, opts.tile_mode, opts.tta)
         show = opts.progress and tiles >= 64
         with progress_bar(total=tiles, unit="tile", leave=False, show=show, desc=f"{name} @{spec.tile}") as bar:
-            restored = restore_model(image, model, opts, bar.update, name)
+            restored = restore_model(small, model, opts, bar.update, name)
+        if small is not image:
+            restored = corrected(image, small, restored)
         if per_model is not None:
             per_model.append(to_uint8(restored))
         mixed = torch.zeros_like(restored) if mixed is None else mixed
         mixed += (spec.weight / total) * restored
     return mixed
+
+
+def working_copy(image: torch.Tensor, work_size: int) -> torch.Tensor:
+    """``image`` scaled down (by area) so that its long side is ``work_size``; ``image`` itself when it is no
+    larger or ``work_size`` is 0. A model sees glare at the scale it was trained on, in a fraction of the time."""
+    height, width = image.shape[-2:]
+    if not work_size or max(height, width) <= work_size:
+        return image
+    scale = work_size / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return F.interpolate(image[None], size=size, mode="area")[0]
+
+
+def corrected(image: torch.Tensor, small: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+    """The full-size ``image`` plus the upsampled change the model made to its working copy: what the model
+    removed (glare, which is smooth) is removed at full size, and the photo's own detail is kept."""
+    change = F.interpolate((restored - small)[None], size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return (image + change[0]).clamp(0, 1)
 
 
 def restore_images(
