@@ -14,6 +14,10 @@ input plus a learnt residual, clamped only when an image is saved. At initialisa
 close to the identity, where a sigmoid head starts from ``sigmoid(input)``, a grey veil over
 the whole picture; on dark night scenes the sigmoid head can push its logits so far negative
 that its gradients vanish and it stays a constant black image (docs/differences.md).
+``output="subtract"`` reads the same head as a flare layer: flare only adds light, so the stages
+return the input with a non-negative flare subtracted in linear light (``subtract_flare``), an
+image that can lose light but never gain it, and that equals the input wherever the head sees
+no flare.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -88,12 +93,43 @@ class SAM(nn.Module):
         self.conv3 = nn.Conv2d(3, n_feat, 3, padding=1)
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        img = self.conv2(x) + image
-        features = self.conv1(x) * torch.sigmoid(self.conv3(img)) + x
-        return features, img
+        """The gated features and the stage-1 head (the residual on ``image``; the output mode reads it)."""
+        residual = self.conv2(x)
+        features = self.conv1(x) * torch.sigmoid(self.conv3(residual + image)) + x
+        return features, residual
 
 
-OUTPUTS = ("sigmoid", "linear")
+OUTPUTS = ("sigmoid", "linear", "subtract")
+# The subtract head's flare is softplus(head - FLARE_OFFSET): a zero head removes 1.2e-4 of white in linear light,
+# under half an 8-bit level even near black, and the heads of random weights (within a few tenths of zero) under one
+# level, so an untrained model returns its input. The offset lives here rather than in a bias so that loading the
+# weights of another mode (HINet-GoPro's, a linear model's) cannot undo it.
+FLARE_OFFSET = 9.0
+
+
+def srgb_to_linear(image: torch.Tensor) -> torch.Tensor:
+    """IEC 61966-2-1 sRGB decoding. Both power branches see values clamped into their own segment: the branch that
+    ``torch.where`` discards still passes its gradient on, and a NaN there (a negative base) would survive it."""
+    power = ((image.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4
+    return torch.where(image <= 0.04045, image / 12.92, power)
+
+
+def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
+    """IEC 61966-2-1 sRGB encoding: a linear toe of slope 12.92 below 0.0031308 keeps the gradient finite at black,
+    where a pure power 1/2.2 has an infinite slope."""
+    power = 1.055 * linear.clamp(min=0.0031308) ** (1 / 2.4) - 0.055
+    return torch.where(linear <= 0.0031308, linear * 12.92, power)
+
+
+def subtract_flare(image: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """``image`` (sRGB) less the flare ``softplus(head - FLARE_OFFSET)`` in linear light, clamped at black.
+
+    The transfer is sRGB, not the synthetic data's per-pair power (1.8-2.2): photographs are sRGB-encoded, and its
+    linear toe keeps gradients finite near black. The final minimum with ``image`` makes "never brighter" exact
+    despite the round-off of decoding and encoding again."""
+    flare = F.softplus(head - FLARE_OFFSET)
+    restored = (srgb_to_linear(image) - flare).clamp(min=0)
+    return torch.minimum(linear_to_srgb(restored), image)
 
 
 @dataclass(frozen=True)
@@ -106,7 +142,8 @@ class HINetConfig:
     relu_slope: float = 0.2
     hin_position_left: int = 3  # encoder levels with Half Instance Normalisation, first and last
     hin_position_right: int = 4
-    output: str = "sigmoid"  # "sigmoid" (the contest solution) or "linear" (input + residual, the official HINet)
+    output: str = "sigmoid"  # "sigmoid" (the contest solution), "linear" (input + residual, the official HINet)
+    # or "subtract" (input less a non-negative flare in linear light)
 
     def __post_init__(self) -> None:
         if self.output not in OUTPUTS:
@@ -195,7 +232,7 @@ class HINet(nn.Module):
         for i, up in enumerate(self.up_path_1):
             x1 = up(x1, self.skip_conv_1[i](encs[-i - 1]))
             decs.append(x1)
-        sam_features, out_1 = self.sam12(x1, image)
+        sam_features, head_1 = self.sam12(x1, image)
 
         x2 = self.cat12(torch.cat([self.conv_02(image), sam_features], dim=1))
         skips = []
@@ -205,7 +242,13 @@ class HINet(nn.Module):
         x2 = self.down_path_2[-1](x2)
         for i, up in enumerate(self.up_path_2):
             x2 = up(x2, self.skip_conv_2[i](skips[-i - 1]))
-        out_2 = self.last(x2) + image
+        return self._outputs(image, [head_1, self.last(x2)])
+
+    def _outputs(self, image: torch.Tensor, heads: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Both stages' heads turned into images the same way, by the configured output mode."""
+        if self.config.output == "subtract":
+            return [subtract_flare(image, head) for head in heads]
+        outputs = [head + image for head in heads]
         if self.config.output == "linear":
-            return [out_1, out_2]
-        return [torch.sigmoid(out_1), torch.sigmoid(out_2)]
+            return outputs
+        return [torch.sigmoid(out) for out in outputs]
