@@ -104,8 +104,17 @@ class TrainConfig:
     depth: int = setting(5, "HINet depth (U-Net levels)", Allowed(minimum=1), new=True, resume=FIXED)
     output: str = setting(
         "sigmoid",
-        "model output: sigmoid (the original) or linear (input + residual, no dark collapse)",
+        "model output: sigmoid (the original), linear (input + residual, no dark collapse) or subtract (input "
+        "less a non-negative flare in linear light: never brighter than the input)",
         Allowed(choices=OUTPUTS),
+        new=True,
+        resume=FIXED,
+    )
+    clean_weight: float = setting(
+        0.0,
+        "weight of a loss on the mean absolute change of the output from the input where the target equals the "
+        "input (within one 8-bit level); 0 keeps the original loss",
+        Allowed(minimum=0),
         new=True,
         resume=FIXED,
     )

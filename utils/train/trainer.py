@@ -100,7 +100,7 @@ class Run:
         )
         self.schedule = cfg.schedule()
         self.aug_schedule = parse_aug_schedule(cfg.aug_schedule)
-        self.criterion = RestorationLoss().to(device)
+        self.criterion = RestorationLoss(clean_weight=cfg.clean_weight).to(device)
         fp16 = cfg.amp and device.type == "cuda" and amp_dtype(device) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.optimizer = build_optimizer(cfg, self.model, self.schedule(1))
@@ -225,7 +225,10 @@ class Run:
                 with autocast(device, cfg.amp):
                     outputs = self.net(images)
                 outputs = [o.float() for o in outputs]
-                loss = self.criterion(outputs, targets)
+                if cfg.clean_weight:  # the clean-region term compares the outputs with the inputs
+                    loss = self.criterion(outputs, targets, images)
+                else:
+                    loss = self.criterion(outputs, targets)
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.clipping)
