@@ -69,6 +69,8 @@ PRESETS = {
     ),
     "starter-cpu": Preset(
         "python -m scripts.starter --profile cpu: the shipped starter model, two CPU cores, under two hours",
+        # night phone photos: more photographs, phone flare (street lamps, long streaks, large glows) and the night
+        # camera (exposure, colour cast, noise, JPEG alike on input and target); a quarter without flare
         data={
             "train_count": 160,
             "test_count": 16,
@@ -77,6 +79,10 @@ PRESETS = {
             "psf_count": 64,
             "workers": 2,
             "masks": True,
+            "clean_share": 0.25,
+            "more_photos": True,
+            "phone_flare": True,
+            "night": True,
         },  # fmt: skip
         patches=_STARTER | {"folds": 20, "process_num": 2},
         training=_SMALL
@@ -92,6 +98,7 @@ PRESETS = {
             "patience": 1000,
             "num_workers": 2,
             "tag": "starter",
+            "clean_weight": 0.2,  # where the target is the input, the output should be too
         },
         inference={"blend": "window"},
     ),

@@ -5,8 +5,8 @@ import torch
 
 import main as train_script
 from conftest import tiny_model
+from models.checkpoint import load_model
 from models.hinet import FLARE_OFFSET, linear_to_srgb, srgb_to_linear
-from utils.core.checkpoint import load_model
 from utils.train.config import TrainConfig, check_config
 from utils.train.losses import RestorationLoss
 
