@@ -18,8 +18,12 @@ from utils.flare.data_settings import FlareDataSettings
 from utils.infer.options import INFERENCE_SETTINGS
 from utils.train.config import TrainConfig
 
-SCRIPT_SETTINGS = {"make_patch.py": PATCH_SETTINGS, "main.py": (TrainConfig,), "test.py": INFERENCE_SETTINGS,
-                   "scripts.flare_data": (FlareDataSettings,)}  # fmt: skip
+SCRIPT_SETTINGS = {
+    "make_patch.py": PATCH_SETTINGS,
+    "main.py": (TrainConfig,),
+    "test.py": INFERENCE_SETTINGS,
+    "scripts.flare_data": (FlareDataSettings,),
+}
 
 
 @dataclass(frozen=True)
@@ -34,14 +38,23 @@ class Preset:
 
     def settings(self) -> dict[str, dict[str, Any]]:
         """Script -> the settings this preset gives it."""
-        return {"scripts.flare_data": self.data, "make_patch.py": self.patches, "main.py": self.training,
-                "test.py": self.inference}  # fmt: skip
+        return {
+            "scripts.flare_data": self.data,
+            "make_patch.py": self.patches,
+            "main.py": self.training,
+            "test.py": self.inference,
+        }
 
 
 # Small models from random weights (none can be fetched here), without the original's restart; the linear output,
 # since small sigmoid models on dark night scenes often collapse to a black image.
 _SMALL = {"output": "linear", "restart_epoch": 0, "pretrained_path": "none"}
 _STARTER = {"img_size": 256, "stride": 128, "resize": 256}  # the 256 recipe's patches
+# Night phone photos: more photographs, phone flare (street lamps, long streaks, large glows) and the night camera
+# (exposure, colour cast, noise, JPEG alike on input and target); a quarter of the pairs without flare.
+_NIGHT_PHOTOS = {"masks": True, "clean_share": 0.25, "more_photos": True, "phone_flare": True, "night": True}
+# Where the target is the input (away from the flare), the output should be the input too: the clean-region loss.
+_STARTER_TRAINING = _SMALL | {"img_size": 256, "min_lr": 1e-6, "patience": 1000, "tag": "starter", "clean_weight": 0.2}
 
 PRESETS = {
     # Depth 4, not 3: a fourth level doubles what a pixel sees, which glare halos need (+2.35 dB for the 256 model
@@ -69,65 +82,35 @@ PRESETS = {
     ),
     "starter-cpu": Preset(
         "python -m scripts.starter --profile cpu: the shipped starter model, two CPU cores, under two hours",
-        # night phone photos: more photographs, phone flare (street lamps, long streaks, large glows) and the night
-        # camera (exposure, colour cast, noise, JPEG alike on input and target); a quarter without flare
-        data={
-            "train_count": 160,
-            "test_count": 16,
-            "height": 768,
-            "width": 1024,
-            "psf_count": 64,
-            "workers": 2,
-            "masks": True,
-            "clean_share": 0.25,
-            "more_photos": True,
-            "phone_flare": True,
-            "night": True,
-        },  # fmt: skip
+        data=_NIGHT_PHOTOS
+        | {"train_count": 160, "test_count": 16, "height": 768, "width": 1024, "psf_count": 64, "workers": 2},
         patches=_STARTER | {"folds": 20, "process_num": 2},
-        training=_SMALL
+        training=_STARTER_TRAINING
         | {
-            "img_size": 256,
             "wf": 12,
             "depth": 4,
             "batch_size": 8,
             "steps_per_epoch": 50,
             "epochs": 12,
             "initial_lr": 1e-3,
-            "min_lr": 1e-6,
-            "patience": 1000,
             "num_workers": 2,
-            "tag": "starter",
-            "clean_weight": 0.2,  # where the target is the input, the output should be too
         },
         inference={"blend": "window"},
     ),
     "starter-gpu": Preset(
         "python -m scripts.starter --profile gpu: a wider, deeper starter on ten times the pairs, one H100/H200, bf16",
-        data={
-            "train_count": 1600,
-            "test_count": 32,
-            "height": 1224,
-            "width": 1632,
-            "psf_count": 256,
-            "workers": 16,
-            "masks": True,
-            "clean_share": 0.25,
-        },  # fmt: skip
+        data=_NIGHT_PHOTOS
+        | {"train_count": 1600, "test_count": 32, "height": 1224, "width": 1632, "psf_count": 256, "workers": 16},
         patches=_STARTER | {"folds": 80, "process_num": 16},
-        training=_SMALL
+        training=_STARTER_TRAINING
         | {
-            "img_size": 256,
             "wf": 32,
             "depth": 5,
             "batch_size": 32,
             "steps_per_epoch": 150,
             "epochs": 20,
             "initial_lr": 5e-4,
-            "min_lr": 1e-6,
-            "patience": 1000,
             "num_workers": 8,
-            "tag": "starter",
             "amp": True,
         },
         inference={"blend": "window"},
