@@ -190,7 +190,7 @@ def staged_dir(path: str | Path, kind: str, written_by: str, overwrite: bool) ->
     ``kind`` only with ``overwrite``).
 
     Everything the block writes is recorded in the manifest of ``kind``. ``path`` must have
-    passed ``check_output_folder`` and its lock be held. A failed run leaves the earlier
+    passed ``owned.check_output`` and its lock be held (``owned_output`` does both). A failed run leaves the earlier
     ``path`` untouched and nothing half-written behind, not even parent folders this call made.
     """
     path = Path(path).resolve()
