@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.checkpoint import read_checkpoint
 from scripts.commands import run
 from scripts.flare_data import check_demo_folders
 from utils.core.cli import run_cli
+from utils.core.errors import UserError
 from utils.core.owned import Output, check_output, owned_output
 from utils.data.images import list_images, read_rgb
 from utils.infer.inputs import submission_name
@@ -64,8 +66,8 @@ def install_checkpoint(src: Path, weights: Path, size: int) -> None:
 
 def _tagged(path: Path) -> bool:
     try:
-        config = torch.load(path, map_location="cpu", weights_only=True).get("config", {})
-    except Exception:  # not a checkpoint at all, so not the demo's
+        config = read_checkpoint(path).get("config", {})
+    except UserError:  # not a checkpoint at all, so not the demo's
         return False
     return isinstance(config, dict) and config.get("tag") == DEMO_TAG
 

@@ -12,7 +12,6 @@ at least 90% as bright, colour change below 2.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from utils.core.errors import fail
 from utils.data.images import list_images, read_rgb
 from utils.infer.inputs import submission_name
 from utils.infer.photo_check import PhotoScores, photo_scores
+from utils.metrics import mean_defined
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,23 +47,19 @@ def check_folder(photos: Path, restored: Path) -> dict[str, PhotoScores]:
         fail(f"{photos} holds no image; pass the folder of photos that test.py restored.")
     scores = {}
     for photo in names:
-        rgb, out = read_rgb(photo), read_rgb(restored_of(photo, restored))
+        restored_path = restored_of(photo, restored)
+        rgb, out = read_rgb(photo), read_rgb(restored_path)
         if rgb.shape != out.shape:
-            fail(f"{restored_of(photo, restored)} is {out.shape[1]}x{out.shape[0]}, not the size of {photo}; restore it again.")  # fmt: skip
+            fail(f"{restored_path} is {out.shape[1]}x{out.shape[0]}, not the size of {photo}; restore it again.")
         scores[photo.name] = photo_scores(rgb, out)
     return scores
-
-
-def _mean(values: list[float]) -> float:
-    kept = [v for v in values if not math.isnan(v)]
-    return sum(kept) / len(kept) if kept else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scores = check_folder(Path(args.photos), Path(args.restored))
     print(f"{'photo':<32} {'glare removed':>14} {'lamps kept':>11} {'colour change far':>18}")
-    rows = [*scores.items(), ("mean", PhotoScores(*(_mean([getattr(s, k) for s in scores.values()])
+    rows = [*scores.items(), ("mean", PhotoScores(*(mean_defined([getattr(s, k) for s in scores.values()])
                                                       for k in ("glare_removed", "cores_kept", "colour_change"))))]  # fmt: skip
     for name, s in rows:
         print(f"{name:<32} {s.glare_removed:>13.1%} {s.cores_kept:>10.1%} {s.colour_change:>18.2f}")

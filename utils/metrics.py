@@ -86,6 +86,13 @@ def seam_ratio(image: np.ndarray, row_borders: list[int], col_borders: list[int]
     return float((seam / seam_n) / (rest / rest_n))
 
 
+def mean_defined(values: list[float | None]) -> float:
+    """Mean of the defined values (a seam measure is NaN for an image smaller than a tile; a region score is
+    None for an image without that mask, NaN for an empty one); NaN if none is."""
+    defined = [v for v in values if v is not None and not np.isnan(v)]
+    return float(np.mean(defined)) if defined else float("nan")
+
+
 class AverageMeter:
     """Running mean weighted by sample count."""
 

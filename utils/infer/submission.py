@@ -26,6 +26,7 @@ from utils.infer.options import InferenceOptions, ModelSpec, label_models
 from utils.infer.restore import Model, load_models, restore_images, restore_model
 from utils.infer.scores import Labels, check_masks
 from utils.infer.shards import UntilFailed, agree, from_rank0, in_input_order, my_share, share_results
+from utils.metrics import mean_defined
 
 
 def run_inference(
@@ -128,7 +129,7 @@ def _run_locked(
     shares = share_results(work, d, device, "gathering the restored images", stage)
     rows = in_input_order(shares, images, pixels, d.world)
     seconds = time.perf_counter() - start
-    mean = {k: _mean([r[k] for r in rows]) for k in rows[0] if k != "image"}
+    mean = {k: mean_defined([r[k] for r in rows]) for k in rows[0] if k != "image"}
     write = lambda: _write_tables(stage, output_dir, rows, mean, fit, opts.make_zip) if d.main else None  # noqa: E731
     share_results(write, d, device, "rank 0 wrote the tables", stage)
     weights = [s.weight / sum(x.weight for x in specs) for s in specs]
@@ -160,13 +161,6 @@ def _write_tables(
     if fit is not None:
         with reported_write(output_dir / "ensemble.json"):
             (stage / "ensemble.json").write_text(json.dumps(asdict(fit), indent=1) + "\n")
-
-
-def _mean(values: list[float | None]) -> float:
-    """Mean of the defined values (a seam measure is NaN for an image smaller than a tile; a region score is
-    None for an image without that mask, NaN for an empty one)."""
-    defined = [v for v in values if v is not None and not np.isnan(v)]
-    return float(np.mean(defined)) if defined else float("nan")
 
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # every entry's date: the same images give the same zip, byte for byte
