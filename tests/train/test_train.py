@@ -426,3 +426,33 @@ def test_a_training_step_waits_for_the_device_once(monkeypatch):
         next(run.model.parameters()).fill_(float("nan"))
     with pytest.raises(UserError, match="training diverged in epoch 5 \\(step 1: loss nan"):
         run.train_epoch(5)
+
+
+def test_flare_free_validation_pairs_keep_scores_finite(tmp_path):
+    """With --clean_share some validation pairs have input == target: returned unchanged they must not make the
+    validation mean (and so the choice of the best epoch) infinite, nor the baseline in the log."""
+    from types import SimpleNamespace
+
+    from utils.train.run_log import baseline_note
+    from utils.train.steps import validate
+
+    class Unchanged(torch.nn.Module):
+        def forward(self, x):
+            return [x, x]
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    flared = np.clip(clean.astype(int) + 30, 0, 255).astype(np.uint8)
+    for name, image in {"clean": clean, "flared": flared}.items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), image[..., ::-1])
+    pair = SimpleNamespace
+    pairs = [pair(input=tmp_path / "clean.png", target=tmp_path / "clean.png"),
+             pair(input=tmp_path / "flared.png", target=tmp_path / "clean.png")]  # fmt: skip
+    cfg = SimpleNamespace(img_size=256, pred_batch=4, val_blend="mean", amp=False, channels_last=False)
+    score = validate(Unchanged(), pairs, cfg, torch.device("cpu"))
+    flared_psnr = 10 * np.log10(255.0**2 / np.mean((flared.astype(float) - clean) ** 2))
+    exact = 10 * np.log10(255.0**2 * clean.size)  # one value one level off
+    assert np.isfinite(score) and score == pytest.approx((flared_psnr + exact) / 2, abs=1e-6)
+    note = baseline_note([float("inf"), 20.0, 30.0])
+    assert "25.0000 dB" in note and "1 flare-free pairs left out" in note
+    assert "no score to beat" in baseline_note([float("inf")])

@@ -37,6 +37,16 @@ def log_start(run: Run, resumed: bool, resume_notes: list[str], model_note: str)
             f"with --epochs {cfg.epochs} that is a large share of the run"
         )
     if d.main:
-        baseline = np.mean([psnr_uint8(read_rgb(p.input), read_rgb(p.target)) for p in run.val_pairs])
-        log.info(f"validation PSNR of the unrestored inputs: {baseline:.4f} dB (the score to beat)")
+        log.info(baseline_note([psnr_uint8(read_rgb(p.input), read_rgb(p.target)) for p in run.val_pairs]))
     (log.warning if "not found" in model_note else log.info)(model_note)
+
+
+def baseline_note(scores: list[float]) -> str:
+    """The unrestored inputs' PSNR, over the pairs that have flare: a flare-free pair (``--clean_share``) has its
+    input equal to its target, an infinite PSNR that would make the mean meaningless."""
+    finite = [s for s in scores if np.isfinite(s)]
+    clean = len(scores) - len(finite)
+    if not finite:
+        return f"validation: all {clean} pairs are flare-free (input equals target), no score to beat"
+    note = f"validation PSNR of the unrestored inputs: {np.mean(finite):.4f} dB (the score to beat)"
+    return note + (f", over {len(finite)} pairs with flare; {clean} flare-free pairs left out" if clean else "")
