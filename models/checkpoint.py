@@ -28,6 +28,8 @@ MAX_WF = 1024
 MAX_DEPTH = 10
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights; the original's HINet has about 88 million
 MAX_IMG_SIZE = 8192
+REPO = Path(__file__).resolve().parents[1]
+STARTER = Path("pretrained") / "hinet_flare_starter.pth"  # the shipped starter model, relative to REPO
 
 
 def _check_format(path: Path) -> None:

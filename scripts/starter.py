@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.checkpoint import pack_checkpoint, read_checkpoint
+from models.checkpoint import STARTER, pack_checkpoint, read_checkpoint
 from scripts.commands import run
 from scripts.demo import Sheet, comparison
 from utils.core.cli import run_cli
@@ -29,9 +29,6 @@ from utils.core.errors import UserError
 from utils.core.owned import Output, check_output, owned_output
 from utils.infer.keep_lights import light_cores
 from utils.presets import PRESETS, preset_flags
-
-STARTER = Path("pretrained") / "hinet_flare_starter.pth"
-
 
 # hardware profile -> its preset: "cpu", 2 CPU cores (about 4 training samples a second); "gpu", one H100/H200 with 16
 # cores (a wider, deeper model on ten times the pairs, in bf16)

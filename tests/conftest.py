@@ -119,3 +119,12 @@ def patch_data(tmp_path_factory) -> Path:
         "--target_path", str(src / "train_label_img"), "--csv_path", str(src), "--save_path", str(root),
     ])  # fmt: skip
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A tiny HINet's checkpoint that says it was trained on 32-pixel patches: restore.py's tiles."""
+    model = tiny_model(seed=3)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pth"
+    torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict(), "img_size": 32}, path)
+    return path

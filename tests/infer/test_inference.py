@@ -214,8 +214,10 @@ def test_submission_names():
 
 
 BAD = {
-    "missing checkpoint": (["--weights", "weights/nope.pth", "--tile_sizes", 32], r"checkpoint weights/nope\.pth does not exist; train one with main\.py"),
+    "missing checkpoint": (["--weights", "weights/nope.pth", "--tile_sizes", 32], r"checkpoint weights/nope\.pth does not exist \(looked for /.*weights/nope\.pth\); train one with main\.py.* the shipped starter model: --weights /.*pretrained/hinet_flare_starter\.pth"),
+    "folder as checkpoint": (["--weights", "weights", "--tile_sizes", 32], r"--weights weights is a folder; give checkpoint files"),
     "missing input folder": (["--input_dir", "nowhere"], r"input folder nowhere does not exist"),
+    "a photo as input folder": (["--input_dir", "broken/bad.png"], r"--input_dir broken/bad\.png is a file, not a folder; .* restore\.py broken/bad\.png"),
     "empty input folder": (["--input_dir", "empty"], r"input folder empty holds no images"),
     "unreadable image": (["--input_dir", "broken"], r"bad\.png cannot be decoded as an image"),
     "list lengths": (["--strides", 64], r"--strides has 1 values for 2 checkpoint"),

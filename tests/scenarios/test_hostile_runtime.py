@@ -105,7 +105,31 @@ def torchrun_env(monkeypatch):
     for name in (*TORCHRUN_VARS, "HINET_RENDEZVOUS_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(distributed, "_abandoned", False)
+    monkeypatch.setattr("utils.core.cli.RANK_GRACE", 0.01)
     return monkeypatch
+
+
+def test_under_torchrun_a_mistake_is_printed_once(torchrun_env, capsys):
+    """Rank 0 prints it; rank 1 stays silent when torchrun stops it (SIGTERM) within the grace time, and prints
+    its own mistake when nothing stops it."""
+    import time
+
+    from utils.core import cli
+    from utils.core.errors import fail
+
+    def mistake(argv):
+        fail("checkpoint nope.pth does not exist.")
+
+    real_sleep = time.sleep
+
+    for rank, stopped, printed in [("0", False, True), ("1", True, False), ("1", False, True)]:
+        torchrun_env.setenv("RANK", rank)
+        if stopped:
+            torchrun_env.setattr(cli.time, "sleep", lambda s: (_ for _ in ()).throw(KeyboardInterrupt))
+        else:
+            torchrun_env.setattr(cli.time, "sleep", real_sleep)
+        assert cli.run_cli(mistake, []) == 2
+        assert capsys.readouterr().err.count("error: checkpoint nope.pth") == int(printed), (rank, stopped)
 
 
 @pytest.mark.parametrize("case", list(BAD_ENV))

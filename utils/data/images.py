@@ -211,7 +211,9 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
 
 
 def from_uint8(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB array to a (3, H, W) float tensor in [0, 1] on ``device``."""
+    """(H, W, 3) uint8 RGB array to a (3, H, W) float tensor in [0, 1] on ``device``; a read-only array (NumPy's
+    view of a PIL image) is copied, since torch would warn about sharing it."""
+    rgb = rgb if rgb.flags.writeable else rgb.copy()
     return torch.from_numpy(rgb).to(device).permute(2, 0, 1).float().div(255)
 
 

@@ -26,6 +26,8 @@ def find_target(eval_dir: Path, input_name: str) -> Path | None:
 
 def check_input_folder(input_dir: Path) -> dict[Path, tuple[int, int]]:
     """Every image of the input folder with its (height, width), each checked to be usable, before any work."""
+    if input_dir.is_file():
+        fail(f"--input_dir {input_dir} is a file, not a folder; give its folder, or restore one photo with python restore.py {input_dir}.")  # fmt: skip
     if not input_dir.is_dir():
         fail(f"input folder {input_dir} does not exist; put the test images there or pass --input_dir.")
     images = list_images(input_dir)

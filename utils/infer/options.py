@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.checkpoint import MAX_IMG_SIZE, stored_patch_size
+from models.checkpoint import MAX_IMG_SIZE, REPO, STARTER, stored_patch_size
 from utils.core.errors import fail
 from utils.core.settings import Allowed, Form, setting
 from utils.core.tiling import BLENDS, TILE_MODES
@@ -223,10 +223,13 @@ def model_specs(ensemble: Ensemble) -> list[ModelSpec]:
     """One spec per checkpoint; what is not given comes from the checkpoint and the recipe."""
     weights, n = ensemble.weights, len(ensemble.weights)
     for path in weights:
+        if Path(path).is_dir():
+            fail(f"--weights {path} is a folder; give checkpoint files, such as {Path(path) / '256_best.pth'}.")
         if not Path(path).is_file():
             fail(
-                f"checkpoint {path} does not exist; train one with main.py (its best checkpoint is "
-                f"results/<exp>/<size>_best.pth) and copy it there, or pass the original's released file with --weights."
+                f"checkpoint {path} does not exist (looked for {Path(path).resolve()}); train one with main.py (its best "
+                f"checkpoint is results/<exp>/<size>_best.pth), pass the original's released files, or restore with "
+                f"the shipped starter model: --weights {REPO / STARTER}."
             )
     tiles = _one_per_model(ensemble.tile_sizes, n, "--tile_sizes", default_tiles(weights))
     if tiles is None:

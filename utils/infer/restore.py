@@ -93,20 +93,30 @@ def restore(
     opts: InferenceOptions,
     name: str = "",
     per_model: list[np.ndarray] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
     """The ensemble's restoration of a (3, H, W) image in [0, 1]: each model's restoration times its weight
     over the weights' sum, added in order to zeros. One full-size restoration is held at a time; each model's
-    8-bit copy goes to ``per_model`` where given (for its scores). Large images show a tile bar per model.
-    With ``opts.work_size``, each model restores a smaller copy and its correction is applied at full size."""
+    8-bit copy goes to ``per_model`` where given (for its scores). Large images show a tile bar per model, and
+    ``on_progress`` hears the share of all tiles done. With ``opts.work_size``, each model restores a smaller
+    copy and its correction is applied at full size."""
     total, mixed = sum(m.spec.weight for m in models), None
     small = working_copy(image, opts.work_size)
     height, width = small.shape[-2:]
-    for model in models:
-        spec = model.spec
-        tiles = count_tiles(height, width, spec.tile, spec.stride, opts.tile_mode, opts.tta)
-        show = opts.progress and tiles >= 64
+    counts = [count_tiles(height, width, m.spec.tile, m.spec.stride, opts.tile_mode, opts.tta) for m in models]
+    done = 0
+    for model, tiles in zip(models, counts, strict=True):
+        spec, show = model.spec, opts.progress and tiles >= 64
         with progress_bar(total=tiles, unit="tile", leave=False, show=show, desc=f"{name} @{spec.tile}") as bar:
-            restored = restore_model(small, model, opts, bar.update, name)
+
+            def step(n: int) -> None:
+                nonlocal done
+                bar.update(n)
+                done += n
+                if on_progress is not None:
+                    on_progress(done / sum(counts))
+
+            restored = restore_model(small, model, opts, step, name)
         if small is not image:
             restored = corrected(image, small, restored)
         if per_model is not None:
@@ -134,6 +144,23 @@ def corrected(image: torch.Tensor, small: torch.Tensor, restored: torch.Tensor) 
     return (image + change[0]).clamp(0, 1)
 
 
+def restore_rgb(
+    rgb: np.ndarray,
+    models: list[Model],
+    opts: InferenceOptions,
+    name: str = "",
+    per_model: list[np.ndarray] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """``restore`` of an (H, W, 3) uint8 RGB image, with its light cores blended back if ``opts.keep_lights``
+    says so: the restored image as uint8 RGB, the form that is written or handed back."""
+    image = from_uint8(rgb, models[0].device)
+    restored = restore(image, models, opts, name, per_model, on_progress)
+    if opts.keep_lights:
+        restored = keep_lights(rgb, image, restored)
+    return to_uint8(restored)
+
+
 def restore_images(
     paths: Iterable[Path],
     models: list[Model],
@@ -150,12 +177,8 @@ def restore_images(
     bar = progress_bar(paths, unit="image", desc="restoring", show=show)
     for path in bar:
         rgb = read_rgb(path)
-        image = from_uint8(rgb, models[0].device)
         per_model: list[np.ndarray] = []
-        restored = restore(image, models, opts, path.name, per_model)
-        if opts.keep_lights:
-            restored = keep_lights(rgb, image, restored)
-        out = to_uint8(restored)
+        out = restore_rgb(rgb, models, opts, path.name, per_model)
         name = submission_name(path.name)
         if not cv2.imwrite(str(folder / name), cv2.cvtColor(out, cv2.COLOR_RGB2BGR)):
             fail(f"could not write {name} into the output folder; is the disk full?")

@@ -1,0 +1,119 @@
+"""restore.py on files and folders: results beside the photos or in --output, every mistake one sentence."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import restore as restore_script
+from conftest import ROOT, run_cli, tree_hashes
+from photo_helpers import CAMERA, night_rgb, save_photo
+from utils.photo import restore_image
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    save_photo(folder / "a.jpg", night_rgb(48, 64, seed=1), quality=95)
+    save_photo(folder / "b.png", night_rgb(40, 56, seed=2))
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+def test_a_folder_is_restored_beside_its_photos_with_their_exif(photos, tiny_weights, capsys):
+    code, _, err = run_cli(restore_script, [photos, "--weights", tiny_weights, "--no_progress"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "a_restored.jpg", "b.png", "b_restored.png", "notes.txt"]  # fmt: skip
+    assert "skipping 1 file(s) that are not photos" in err and "2 of 2 photo(s) restored" in err
+    exif = Image.open(photos / "a_restored.jpg").getexif()
+    assert {tag: exif[tag] for tag in CAMERA} == CAMERA
+    rgb = np.asarray(Image.open(photos / "b.png").convert("RGB"))
+    expected = restore_image(rgb, tiny_weights)  # the function the CLI calls, with the same defaults
+    assert np.array_equal(np.asarray(Image.open(photos / "b_restored.png").convert("RGB")), expected)
+    assert not np.array_equal(expected, rgb)
+    code, _, err = run_cli(restore_script, [photos, "--weights", tiny_weights, "--no_progress"], capsys)
+    assert code == 2 and "a_restored.jpg already exists; pass --overwrite" in err  # restorations are not inputs
+    code, _, err = run_cli(restore_script, [photos, "--weights", tiny_weights, "--no_progress", "--overwrite"], capsys)
+    assert code == 0 and "2 of 2" in err
+
+
+def test_single_files_into_an_output_folder(photos, tiny_weights, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [photos / "a.jpg", photos / "b.png", "--output", out, "--weights", tiny_weights, "--no_progress"]
+    code, _, err = run_cli(restore_script, args, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["a_restored.jpg", "b_restored.png"]
+    assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "b.png", "notes.txt"]
+
+
+def test_a_broken_photo_is_named_and_the_others_are_still_restored(photos, tiny_weights, capsys):
+    data = save_photo(photos / "c.jpg", night_rgb(200, 300), quality=95).read_bytes()
+    (photos / "c.jpg").write_bytes(data[: len(data) // 2])
+    Image.new("RGB", (8, 8)).save(photos / "d.webp")
+    (photos / "d.webp").write_bytes(b"RIFF....WEBPVP8 broken")
+    code, _, err = run_cli(restore_script, [photos, "--weights", tiny_weights, "--no_progress"], capsys)
+    assert code == 2
+    assert "c.jpg is truncated or corrupt" in err and "d.webp cannot be read" in err
+    assert "2 of 4 photo(s) restored" in err
+    assert sorted(p.name for p in photos.iterdir() if "_restored" in p.name) == ["a_restored.jpg", "b_restored.png"]
+    assert not [p for p in photos.iterdir() if p.name.startswith(".")]  # nothing half-written or left behind
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        (["photos/a.jpg", "--weights", "wieghts/typo.pth"], "--weights wieghts/typo.pth does not exist (looked for"),
+        (["photos/a.jpg", "--weights", "photos"], "--weights photos is a folder"),
+        (["missing.jpg"], "missing.jpg does not exist; give a photo or a folder"),
+        ([], "give the photos or folders to restore"),
+        (["photos/notes.txt"], "notes.txt is not an image that can be read"),
+        (["photos/a.jpg", "--output", "photos/b.png"], "--output photos/b.png is a file, not a folder"),
+        (["photos/a.jpg", "--quality", "0"], "--quality must be at least 1"),
+        (["photos/a.jpg", "--serve"], "give either photos or --serve"),
+        (["empty"], "folder empty holds no photos"),
+    ],
+)
+def test_mistakes_are_one_sentence_and_write_nothing(photos, tiny_weights, tmp_path, monkeypatch, capsys, case, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    before = tree_hashes(tmp_path)
+    weights = [] if "--weights" in case else ["--weights", tiny_weights]
+    code, out, err = run_cli(restore_script, [*case, *weights, "--no_progress"], capsys)
+    assert code == 2 and words in err, err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert tree_hashes(tmp_path) == before
+
+
+def test_the_starter_model_is_found_from_any_folder_and_named_when_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    save_photo(tmp_path / "p.jpg", night_rgb(24, 32))
+    code, _, err = run_cli(restore_script, ["p.jpg", "--no_progress"], capsys)  # the shipped starter, found in ROOT
+    assert code == 0, err
+    assert (tmp_path / "p_restored.jpg").is_file()
+    fake_repo = tmp_path / "repo"
+    (fake_repo / "pretrained").mkdir(parents=True)
+    monkeypatch.setattr("utils.photo.settings.REPO", fake_repo)
+    code, _, err = run_cli(restore_script, ["p.jpg", "--no_progress", "--overwrite"], capsys)
+    assert code == 2 and "the shipped starter model" in err and "git checkout pretrained" in err
+
+
+def test_an_earlier_file_that_is_not_a_restoration_is_never_replaced(photos, tiny_weights, capsys):
+    shutil.copy(photos / "a.jpg", photos / "a_restored.jpg")  # the user's own file under that name
+    before = (photos / "a_restored.jpg").read_bytes()
+    args = [photos / "a.jpg", "--weights", tiny_weights, "--no_progress", "--overwrite"]
+    code, _, err = run_cli(restore_script, args, capsys)
+    assert code == 2 and "is not a photo restored by restore.py of this project" in err
+    assert (photos / "a_restored.jpg").read_bytes() == before
+
+
+def test_progress_lines_in_a_log(photos, tiny_weights, capsys, monkeypatch):
+    monkeypatch.setattr("utils.photo.progress.LOG_EVERY", 0.01)
+    code, _, err = run_cli(restore_script, [photos, "--weights", tiny_weights], capsys)
+    assert code == 0
+    assert "restoring 2 photo(s), 0.0 megapixels: about" in err
+    lines = [line for line in err.splitlines() if line.startswith("restoring: ")]
+    assert lines and "photos done)" in lines[-1]
+    assert os.path.isfile(photos / "a_restored.jpg") and ROOT.is_dir()

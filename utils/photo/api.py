@@ -1,0 +1,70 @@
+"""``restore_image``: a photo in, the photo without its glare out, for any Python program.
+
+restore.py and its web page call the same two functions: ``photo_models`` (the model, loaded once and kept)
+and ``restore_rgb`` (test.py's restoration of one image, with the photo options of ``PhotoSettings``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from utils.core.errors import fail
+from utils.core.runtime import choose_device
+from utils.core.settings import check_ranges
+from utils.infer.options import InferenceOptions, ModelSpec, stored_tile
+from utils.infer.restore import Model, load_models, restore_rgb
+from utils.photo.settings import PhotoSettings, find_weights
+from utils.recipe import recipe_for
+
+
+def photo_options(settings: PhotoSettings) -> InferenceOptions:
+    """test.py's options as photos want them: window-blended tiles (no grid), the working size, no bars."""
+    return InferenceOptions(
+        blend="window", work_size=settings.work_size, keep_lights=settings.keep_lights, make_zip=False, progress=False
+    )
+
+
+def photo_models(settings: PhotoSettings) -> list[Model]:
+    """The model of ``settings.weights`` on its device, loaded once per file and device: a page or a loop over
+    photos pays for loading once. Tiles of the patch size it was trained on, overlapping by half."""
+    problems = check_ranges(settings)
+    if problems:
+        fail(problems[0] + ".")
+    path = find_weights(settings.weights).resolve()
+    return list(_loaded(path, path.stat().st_mtime_ns, str(choose_device(settings.device))))
+
+
+@lru_cache(maxsize=2)
+def _loaded(path: Path, mtime_ns: int, device: str) -> tuple[Model, ...]:
+    tile = stored_tile(path) or 256
+    spec = ModelSpec(path, tile, max(1, tile // 2), recipe_for(tile).tile_batch, 1.0)
+    return tuple(load_models([spec], choose_device(device), InferenceOptions()))
+
+
+def restore_image(
+    image: np.ndarray,
+    weights: str | Path | None = None,
+    *,
+    work_size: int = 1024,
+    keep_lights: bool = False,
+    device: str = "auto",
+    on_progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """The (H, W, 3) uint8 RGB ``image`` restored: its glare and flare removed, the rest of the photo kept.
+
+    ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
+    the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``on_progress``: called
+    with the share done, from 0 to 1. Raises ``ValueError`` for an image of another shape or type.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"restore_image takes an (H, W, 3) uint8 RGB array, not a {got}")
+    settings = PhotoSettings(work_size=work_size, keep_lights=keep_lights, device=device)
+    if weights is not None:
+        settings = replace(settings, weights=str(weights))
+    return restore_rgb(image, photo_models(settings), photo_options(settings), on_progress=on_progress)

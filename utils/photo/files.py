@@ -1,0 +1,151 @@
+"""A photo as a person has it: read upright with its metadata, written back in its own format with that metadata.
+
+``read_photo`` refuses in one sentence what cannot be restored faithfully (a truncated file, 16-bit samples, a
+decompression bomb, a format that is not a photo); ``write_photo`` keeps the EXIF (date, camera, GPS) with the
+orientation reset to upright, the colour profile and the alpha channel, and marks the file as restored by this
+project (EXIF Software), which is how ``is_restored`` recognises a file that ``--overwrite`` may replace.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from utils.core.errors import fail, one_line
+
+try:  # HEIC/HEIF, the iPhone's format, through the maintained pillow-heif plug-in
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF = True
+except ImportError:  # pragma: no cover - installed with requirements.txt
+    HEIF = False
+
+SOFTWARE = "hinet-flare restore.py"  # EXIF Software of every restored photo
+ORIENTATION, SOFTWARE_TAG = 0x0112, 0x0131
+# Pillow's format name -> the suffixes a photo of it has; BMP carries no metadata and is written as PNG
+FORMATS = {"JPEG": (".jpg", ".jpeg", ".jpe"), "PNG": (".png",), "WEBP": (".webp",), "TIFF": (".tif", ".tiff"),
+           "BMP": (".bmp",), "HEIF": (".heic", ".heif")}  # fmt: skip
+SUFFIXES = {s: name for name, suffixes in FORMATS.items() for s in suffixes}
+RESTORED = "_restored"
+EIGHT_BIT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "YCbCr"}
+
+
+@dataclass
+class Photo:
+    """An upright 8-bit RGB photo, its alpha channel if it has one, and what is written back with it."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray | None
+    format: str  # Pillow's name: JPEG, PNG, WEBP, TIFF, BMP, HEIF
+    exif: Image.Exif
+    icc_profile: bytes | None
+
+    @property
+    def megapixels(self) -> float:
+        return self.rgb.shape[0] * self.rgb.shape[1] / 1e6
+
+
+def read_photo(source: Path | bytes, name: str, max_megapixels: float) -> Photo:
+    """The photo in ``source`` (a file, or an upload's bytes) named ``name`` in messages, decoded and turned
+    upright; refused in one sentence if it cannot be restored faithfully."""
+    with opened_image(source, name) as image:
+        check_header(image, name, max_megapixels)
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError) as err:
+            fail(f"{name} is truncated or corrupt ({one_line(err)}); nothing was written for it.")
+        exif = image.getexif()
+        if ORIENTATION in exif:
+            exif[ORIENTATION] = 1  # the pixels are now upright
+        exif[SOFTWARE_TAG] = SOFTWARE
+        has_alpha = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
+        rgba = upright.convert("RGBA" if has_alpha else "RGB")
+        pixels = np.array(rgba)  # writable, as torch wants it
+        return Photo(
+            rgb=np.ascontiguousarray(pixels[..., :3]),
+            alpha=np.ascontiguousarray(pixels[..., 3]) if has_alpha else None,
+            format=image.format,
+            exif=exif,
+            icc_profile=image.info.get("icc_profile"),
+        )
+
+
+@contextmanager
+def opened_image(source: Path | bytes, name: str) -> Iterator[Image.Image]:
+    """``Image.open`` of a file or bytes, with Pillow's reasons for not opening one turned into sentences."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        fail(f"{name} declares more pixels than any photo has (a decompression bomb); it was not read.")
+    except UnidentifiedImageError:
+        heic = "" if HEIF else "; HEIC needs the pillow-heif package (pip install -r requirements.txt)"
+        fail(f"{name} is not an image that can be read (JPEG, PNG, WebP, HEIC, TIFF or BMP){heic}.")
+    except OSError as err:
+        fail(f"{name} cannot be read ({err.strerror or one_line(err)}).")
+    with image:
+        yield image
+
+
+def check_header(image: Image.Image, name: str, max_megapixels: float) -> None:
+    """Photos only: a known format, 8-bit samples, at most ``max_megapixels``, a single frame's worth."""
+    if image.format not in FORMATS:
+        fail(f"{name} is a {image.format} image; restore photos in JPEG, PNG, WebP, HEIC, TIFF or BMP.")
+    megapixels = image.width * image.height / 1e6
+    if megapixels > max_megapixels:
+        fail(
+            f"{name} has {megapixels:.0f} megapixels, more than --max_megapixels {max_megapixels:g}; scale it "
+            f"down or raise the limit if the memory allows (about 0.25 GB per megapixel)."
+        )
+    if image.mode == "CMYK":
+        fail(f"{name} is a CMYK image, made for print; save it as RGB to restore it.")
+    raw = [t.args for t in image.tile if isinstance(t.args, str)]  # a 16-bit PNG opens as 8-bit "RGB"
+    if image.mode not in EIGHT_BIT or any("16" in r for r in raw):
+        fail(f"{name} has 16-bit or floating-point samples ({raw[0] if raw else image.mode}); save it as an 8-bit "
+             f"image to restore it, since its restoration would be written with 8 bits.")  # fmt: skip
+
+
+def restored_path(source: Path, folder: Path | None = None) -> Path:
+    """``IMG_1.JPG`` -> ``IMG_1_restored.JPG`` beside it or in ``folder``; a BMP's restoration is a PNG."""
+    suffix = ".png" if source.suffix.lower() == ".bmp" else source.suffix
+    return (folder or source.parent) / f"{source.stem}{RESTORED}{suffix}"
+
+
+def encode_photo(rgb: np.ndarray, photo: Photo, quality: int) -> bytes:
+    """The restored ``rgb`` as a file of ``photo``'s format (JPEG, WebP and HEIC at ``quality``, 4:4:4 JPEG
+    chroma), with its EXIF, colour profile and alpha channel."""
+    image = Image.fromarray(rgb)
+    if photo.alpha is not None:
+        image.putalpha(Image.fromarray(photo.alpha))
+    fmt = "PNG" if photo.format == "BMP" else photo.format  # BMP holds no metadata
+    options: dict = {"exif": photo.exif.tobytes()}
+    if photo.icc_profile:
+        options["icc_profile"] = photo.icc_profile
+    if fmt == "JPEG":
+        options |= {"quality": quality, "subsampling": 0}
+    elif fmt in ("WEBP", "HEIF"):
+        options["quality"] = quality
+    elif fmt == "TIFF":
+        options["compression"] = "tiff_lzw"
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def is_restored(path: Path) -> bool:
+    """True for a photo this project wrote (its EXIF Software says so): the only kind ``--overwrite`` replaces."""
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(SOFTWARE_TAG) == SOFTWARE
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False
