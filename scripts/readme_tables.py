@@ -27,11 +27,12 @@ def tables() -> dict[str, str]:
     """Script name -> its markdown flag table: its settings classes, then its parser's other flags."""
     import main as train_script
     import make_patch
+    import restore
     from scripts import flare_data
     from utils.presets import SCRIPT_SETTINGS
 
     scripts = {"make_patch.py": make_patch, "main.py": train_script, "test.py": __import__("test"),
-               "scripts.flare_data": flare_data}  # fmt: skip
+               "scripts.flare_data": flare_data, "restore.py": restore}  # fmt: skip
     return {name: flag_table(SCRIPT_SETTINGS[name], module.build_parser()) for name, module in scripts.items()}
 
 

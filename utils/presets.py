@@ -16,6 +16,7 @@ from utils.core.settings import as_flags
 from utils.data.patch_settings import PATCH_SETTINGS
 from utils.flare.data_settings import FlareDataSettings
 from utils.infer.options import INFERENCE_SETTINGS
+from utils.photo.settings import PHOTO_SETTINGS
 from utils.train.config import TrainConfig
 
 SCRIPT_SETTINGS = {
@@ -23,6 +24,7 @@ SCRIPT_SETTINGS = {
     "main.py": (TrainConfig,),
     "test.py": INFERENCE_SETTINGS,
     "scripts.flare_data": (FlareDataSettings,),
+    "restore.py": PHOTO_SETTINGS,
 }
 
 

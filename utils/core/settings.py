@@ -231,7 +231,8 @@ def flag_table(classes: tuple[type, ...], parser: argparse.ArgumentParser | None
     names = {f.name for cls in classes for f in flag_fields(cls)} | {"help"}
     for action in parser._actions if parser else ():
         if action.dest not in names:
-            rows.append((action.option_strings[0], _shown_action_default(action), action.help))
+            flag = action.option_strings[0] if action.option_strings else f"{action.dest.upper()} ..."  # positional
+            rows.append((flag, _shown_action_default(action), action.help))
     lines = ["| flag | default | meaning |", "|---|---|---|"]
     return "\n".join(lines + [f"| `{flag}` | {default} | {meaning} |" for flag, default, meaning in rows])
 
