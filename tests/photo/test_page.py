@@ -8,13 +8,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
 from photo_helpers import CAMERA, night_rgb, save_photo
 from utils.photo import restore_image
 from utils.photo.server import start_server
@@ -80,6 +78,7 @@ def test_an_upload_is_restored_and_downloaded_with_its_exif(page, tiny_weights, 
         (b"x" * 1_100_000, 413, "more than the 1 MB allowed"),
         (None, 400, "decompression bomb"),
     ],
+    ids=["not a photo", "too large", "bomb"],
 )
 def test_bad_uploads_get_a_sentence_and_the_server_goes_on(page, tmp_path, data, code, words):
     base, gallery = page
@@ -114,41 +113,26 @@ def test_old_photos_are_removed_and_the_folder_goes_with_the_server(tiny_weights
 def test_the_page_in_a_real_browser(page, tmp_path):
     """Headless Chromium picks a photo on the page, waits for it, checks both sides of the slider and follows
     the download link. Skipped where Chromium and its driver are missing, except in CI (``.ci/run`` installs them)."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    pytest.importorskip("selenium")
+    from scripts.page_picture import chromium, drop_photo, move_slider
 
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver_path):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
         if os.environ.get("CI"):
             pytest.fail("CI needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
         pytest.skip("needs Debian's chromium and chromium-driver")
     base, _ = page
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,900"):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    save_photo(tmp_path / "lamp.jpg", night_rgb(240, 320), quality=95)
+    browser = chromium()
     try:
-        browser.set_page_load_timeout(30)
-        browser.get(base + "/")
-        rgb = night_rgb(240, 320)
-        save_photo(tmp_path / "lamp.jpg", rgb, quality=95)
-        browser.find_element(By.ID, "pick").send_keys(str(tmp_path / "lamp.jpg"))
-        WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".card.done .compare img.after"))
-        loaded = "return [...document.querySelectorAll('.compare img')].map(i => i.complete && i.naturalWidth)"
-        WebDriverWait(browser, 30).until(lambda b: all(b.execute_script(loaded)))
-        assert browser.execute_script(loaded) == [320, 320]  # after and before, full width
-        slider = browser.find_element(By.CSS_SELECTOR, ".compare input[type=range]")
-        browser.execute_script("arguments[0].value = 20; arguments[0].dispatchEvent(new Event('input'))", slider)
+        drop_photo(browser, base, tmp_path / "lamp.jpg", timeout=60)
+        widths = "return [...document.querySelectorAll('.compare img')].map(i => i.naturalWidth)"
+        assert browser.execute_script(widths) == [320, 320]  # after and before, full width
+        move_slider(browser, 20)
         clip = browser.execute_script("return getComputedStyle(document.querySelector('img.before')).clipPath")
         assert "80%" in clip, clip  # the before picture shows on the left 20% only
-        link = browser.find_element(By.CSS_SELECTOR, "a.download").get_attribute("href")
+        link = browser.find_element("css selector", "a.download").get_attribute("href")
         code, body, _ = _call(link)
         restored = Image.open(io.BytesIO(body))
         assert code == 200 and restored.format == "JPEG" and restored.getexif()[0x0110] == CAMERA[0x0110]
-        if os.environ.get("HINET_PAGE_SCREENSHOT"):  # the README's picture: python -m scripts.pictures page
-            browser.save_screenshot(os.environ["HINET_PAGE_SCREENSHOT"])
     finally:
         browser.quit()
-    assert Path(ROOT / "utils" / "photo" / "page.html").is_file()

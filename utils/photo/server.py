@@ -161,6 +161,9 @@ class Handler(BaseHTTPRequestHandler):
         limit = self.gallery.page.max_upload_mb * 1e6
         if length < 0 or length > limit:
             self.close_connection = True
+            if 0 < length <= 4 * limit:  # read what was sent, so that the browser hears the answer, not a reset
+                for start in range(0, length, 1 << 20):
+                    self.rfile.read(min(1 << 20, length - start))
             problem = "has no length" if length < 0 else f"is {length / 1e6:.1f} MB, more than the {limit / 1e6:g} MB allowed"  # fmt: skip
             return self._json({"error": f"the upload {problem}."}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         name = Path(unquote(self.headers.get("X-File-Name") or "photo")).name[:200] or "photo"
