@@ -64,6 +64,9 @@ def restore_image(
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"restore_image takes an (H, W, 3) uint8 RGB array, not a {got}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"restore_image takes an image with pixels, not one of shape {image.shape}")
+    image = np.ascontiguousarray(image)  # a flipped or strided view (img[:, ::-1]) as torch takes it
     settings = PhotoSettings(work_size=work_size, keep_lights=keep_lights, device=device)
     if weights is not None:
         settings = replace(settings, weights=str(weights))

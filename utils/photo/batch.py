@@ -6,6 +6,7 @@ photo that cannot be read is named in one sentence while the others are still re
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -68,8 +69,12 @@ def plan(given: list[str], settings: PhotoSettings, out: PhotoOutput) -> tuple[l
     photos, others = photo_files(given)
     if others:
         print(f"skipping {len(others)} file(s) that are not photos: {', '.join(others)}", file=sys.stderr)
-    jobs, refused, targets = [], [], {}
+    jobs, refused, targets, sources = [], [], {}, set()
     for source in photos:
+        same = os.path.abspath(source)  # a link to a photo is a photo of its own, restored beside the link
+        if same in sources:  # given twice, or given and in a folder given: restored once
+            continue
+        sources.add(same)
         target = restored_path(source, folder)
         if target.resolve() in targets:
             fail(f"{source} and {targets[target.resolve()]} would both be restored to {target}; restore them apart.")

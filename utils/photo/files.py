@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from utils.core.errors import fail, one_line
 
@@ -60,10 +60,12 @@ def read_photo(source: Path | bytes, name: str, max_megapixels: float) -> Photo:
         check_header(image, name, max_megapixels)
         try:
             image.load()
-            upright = ImageOps.exif_transpose(image)
         except (OSError, SyntaxError, ValueError) as err:
             fail(f"{name} is truncated or corrupt ({one_line(err)}); nothing was written for it.")
-        exif = image.getexif()
+        exif = _readable_exif(image)
+        for tag in _LAYOUT_TAGS & set(exif):  # a TIFF's own layout, which its restoration's writer sets anew
+            del exif[tag]
+        upright = _upright(image, exif.get(ORIENTATION, 1))
         if ORIENTATION in exif:
             exif[ORIENTATION] = 1  # the pixels are now upright
         exif[SOFTWARE_TAG] = SOFTWARE
@@ -73,10 +75,36 @@ def read_photo(source: Path | bytes, name: str, max_megapixels: float) -> Photo:
         return Photo(
             rgb=np.ascontiguousarray(pixels[..., :3]),
             alpha=np.ascontiguousarray(pixels[..., 3]) if has_alpha else None,
-            format=image.format,
+            format=_format(image),
             exif=exif,
             icc_profile=image.info.get("icc_profile"),
         )
+
+
+# TIFF tags that describe how the pixels of a file are laid out: a TIFF's EXIF holds them, and written back they
+# would describe the source (its size before turning upright, its strips and compression), not the restoration
+_LAYOUT_TAGS = {254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 280, 281, 284, 317, 320, 322, 323, 324,
+                325, 338, 339, 340, 341, 530, 531, 532}  # fmt: skip
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}  # fmt: skip
+
+
+def _readable_exif(image: Image.Image) -> Image.Exif:
+    """The photo's EXIF if it can be written back; a camera's or an editor's damaged EXIF (a tag of the wrong
+    type, a bad offset) is left out rather than failing the photo, which is restored all the same."""
+    try:
+        exif = image.getexif()
+        Image.Exif().load(exif.tobytes())  # what encode_photo will write must be writable
+        return exif
+    except Exception:  # Pillow raises TypeError, struct.error, AttributeError... for damaged EXIF
+        return Image.Exif()
+
+
+def _upright(image: Image.Image, orientation: object) -> Image.Image:
+    """The photo turned as its EXIF orientation says (ImageOps.exif_transpose without re-encoding the EXIF)."""
+    method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(method) if method is not None else image
 
 
 @contextmanager
@@ -93,14 +121,24 @@ def opened_image(source: Path | bytes, name: str) -> Iterator[Image.Image]:
         fail(f"{name} is not an image that can be read (JPEG, PNG, WebP, HEIC, TIFF or BMP){heic}.")
     except OSError as err:
         fail(f"{name} cannot be read ({err.strerror or one_line(err)}).")
+    except (ValueError, TypeError, SyntaxError, IndexError, KeyError) as err:  # a damaged header, as Pillow finds it
+        fail(f"{name} cannot be read: it is damaged ({one_line(err)}); nothing was written for it.")
     with image:
         yield image
 
 
 def check_header(image: Image.Image, name: str, max_megapixels: float) -> None:
-    """Photos only: a known format, 8-bit samples, at most ``max_megapixels``, a single frame's worth."""
-    if image.format not in FORMATS:
+    """Photos only: a known format, 8-bit samples, at most ``max_megapixels``, one picture (a camera's MPO: its first)."""
+    fmt = _format(image)
+    if fmt not in FORMATS:
         fail(f"{name} is a {image.format} image; restore photos in JPEG, PNG, WebP, HEIC, TIFF or BMP.")
+    try:
+        frames = getattr(image, "n_frames", 1)
+    except (OSError, ValueError, TypeError, SyntaxError, EOFError) as err:  # a damaged later frame
+        fail(f"{name} cannot be read: it is damaged ({one_line(err)}); nothing was written for it.")
+    if frames > 1 and image.format != "MPO":
+        fail(f"{name} holds {frames} pictures (an animation or a multi-page file), of which only the first would be "
+             f"restored; save the picture to restore as a file of its own.")  # fmt: skip
     megapixels = image.width * image.height / 1e6
     if megapixels > max_megapixels:
         fail(
@@ -109,10 +147,22 @@ def check_header(image: Image.Image, name: str, max_megapixels: float) -> None:
         )
     if image.mode == "CMYK":
         fail(f"{name} is a CMYK image, made for print; save it as RGB to restore it.")
-    raw = [t.args for t in image.tile if isinstance(t.args, str)]  # a 16-bit PNG opens as 8-bit "RGB"
+    raw = _rawmodes(image)  # a 16-bit PNG or TIFF opens as 8-bit "RGB": its tiles' rawmodes tell
     if image.mode not in EIGHT_BIT or any("16" in r for r in raw):
         fail(f"{name} has 16-bit or floating-point samples ({raw[0] if raw else image.mode}); save it as an 8-bit "
              f"image to restore it, since its restoration would be written with 8 bits.")  # fmt: skip
+
+
+def _rawmodes(image: Image.Image) -> list[str]:
+    """The rawmodes of the image's tiles: a PNG's tile arguments are its rawmode, a TIFF's start with it."""
+    args = [t.args[0] if isinstance(t.args, tuple) and t.args else t.args for t in image.tile]
+    return [a for a in args if isinstance(a, str)]
+
+
+def _format(image: Image.Image) -> str | None:
+    """Pillow's format name, a camera's JPEG with a preview picture (MPO, as many cameras write) as JPEG: its
+    first picture is the photo, and its restoration is a plain JPEG."""
+    return "JPEG" if image.format == "MPO" else image.format
 
 
 def restored_path(source: Path, folder: Path | None = None) -> Path:
@@ -137,8 +187,19 @@ def encode_photo(rgb: np.ndarray, photo: Photo, quality: int) -> bytes:
         options["quality"] = quality
     elif fmt == "TIFF":
         options["compression"] = "tiff_lzw"
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
+    attempts = [options]
+    if fmt == "TIFF":  # libtiff's compressed writer refuses EXIF with sub-IFDs (date taken, GPS) and odd tag values:
+        marker = Image.Exif()  # then uncompressed, and at worst with only the mark of this project
+        marker[SOFTWARE_TAG] = SOFTWARE
+        attempts += [options | {"compression": None}, options | {"compression": None, "exif": marker.tobytes()}]
+    for number, attempt in enumerate(attempts, 1):
+        buffer = io.BytesIO()
+        try:
+            image.save(buffer, format=fmt, **attempt)
+            break
+        except (RuntimeError, OSError, ValueError):
+            if number == len(attempts):
+                raise
     return buffer.getvalue()
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import errno
 import json
 import shutil
+import socket
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -29,12 +31,16 @@ from PIL import Image
 from utils.core.errors import UserError, fail, one_line
 from utils.infer.restore import Model, restore_rgb
 from utils.photo.api import photo_models, photo_options
-from utils.photo.files import encode_photo, read_photo, restored_path
+from utils.photo.files import FORMATS, SUFFIXES, encode_photo, read_photo, restored_path
 from utils.photo.settings import PageSettings, PhotoSettings
 
 PAGE = Path(__file__).with_name("page.html")
 PREVIEW_SIDE = 1600  # the slider's pictures: long side in pixels
 REQUEST_TIMEOUT = 60  # seconds a client may take to send a request
+
+
+class _Stopped(Exception):
+    """The server is stopping: the photo being restored is left unfinished."""
 
 
 @dataclass
@@ -46,6 +52,7 @@ class Entry:
     state: str = "waiting"  # waiting, working, done, failed
     progress: float = 0.0
     error: str = ""
+    format: str = "JPEG"  # Pillow's name of the result's format
 
     def status(self) -> dict:
         return {"name": self.name, "state": self.state, "progress": round(self.progress, 3), "error": self.error}
@@ -59,17 +66,23 @@ class Gallery:
         self.root = Path(tempfile.mkdtemp(prefix="hinet-restore-"))
         self.entries: dict[str, Entry] = {}
         self.lock, self.wake, self.stopped = threading.Lock(), threading.Semaphore(0), threading.Event()
+        self.reading = threading.BoundedSemaphore(2)
         self.worker = threading.Thread(target=self._work, daemon=True)
         self.worker.start()
 
     def add(self, name: str, data: bytes) -> str:
         """Check an upload and queue it; refused with a sentence (a UserError) if it cannot be restored."""
-        photo = read_photo(data, name, min(self.settings.max_megapixels, 50.0))
+        if not self.reading.acquire(timeout=REQUEST_TIMEOUT):  # uploads are decoded two at a time: memory is bounded
+            fail("the page is busy reading other uploads; try again in a minute.")
+        try:
+            photo = read_photo(data, name, min(self.settings.max_megapixels, 50.0))
+        finally:
+            self.reading.release()
         with self.lock:
             if sum(e.state in ("waiting", "working") for e in self.entries.values()) >= self.page.max_photos:
                 fail(f"{self.page.max_photos} photos are already waiting; try again when they are done.")
             key = uuid.uuid4().hex
-            entry = Entry(name, self.root / key)
+            entry = Entry(name, self.root / key, format="PNG" if photo.format == "BMP" else photo.format)
             entry.folder.mkdir()
             (entry.folder / "upload").write_bytes(data)
             _preview(photo.rgb, entry.folder / "before.jpg")
@@ -104,6 +117,8 @@ class Gallery:
             opts = photo_options(self.settings)
 
             def share(done: float) -> None:
+                if self.stopped.is_set():
+                    raise _Stopped
                 entry.progress = 0.9 * done
 
             rgb = restore_rgb(photo.rgb, self.models, opts, entry.name, on_progress=share)
@@ -112,14 +127,18 @@ class Gallery:
             entry.progress, entry.state = 1.0, "done"
         except UserError as err:
             entry.error, entry.state = str(err), "failed"
+        except _Stopped:
+            entry.error, entry.state = "the page was stopped before this photo was restored.", "failed"
         except Exception as err:  # a bug or an exhausted machine: the page says so, the server goes on
             entry.error, entry.state = f"restoring {entry.name} failed ({one_line(err)}).", "failed"
             print(f"error: {entry.error}", file=sys.stderr)
 
     def close(self) -> None:
         self.stopped.set()
-        self.worker.join(timeout=600)  # a photo being restored is finished first
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            self.worker.join(timeout=60)  # a photo being restored stops at its next batch of tiles
+        finally:  # even when a second Ctrl-C interrupts the wait
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def _preview(rgb: np.ndarray, path: Path) -> None:
@@ -151,28 +170,54 @@ class Handler(BaseHTTPRequestHandler):
         if what != "download":
             return self._send(path.read_bytes(), "image/jpeg")
         name = restored_path(Path(entry.name)).name
+        if Path(name).suffix.lower() not in SUFFIXES or SUFFIXES[Path(name).suffix.lower()] != entry.format:
+            name += FORMATS[entry.format][0]  # a name without a suffix, or with another format's
         disposition = f"attachment; filename*=UTF-8''{quote(name)}"
         return self._send(path.read_bytes(), "application/octet-stream", {"Content-Disposition": disposition})
 
     def do_POST(self) -> None:  # noqa: N802
         if self.path != "/api/photos":
             return self._json({"error": "no such route"}, HTTPStatus.NOT_FOUND)
-        length = int(self.headers.get("Content-Length") or -1)
+        given = (self.headers.get("Content-Length") or "").strip()
+        length = int(given) if given.isascii() and given.isdigit() else -1
         limit = self.gallery.page.max_upload_mb * 1e6
         if length < 0 or length > limit:
             self.close_connection = True
             if 0 < length <= 4 * limit:  # read what was sent, so that the browser hears the answer, not a reset
-                for start in range(0, length, 1 << 20):
-                    self.rfile.read(min(1 << 20, length - start))
-            problem = "has no length" if length < 0 else f"is {length / 1e6:.1f} MB, more than the {limit / 1e6:g} MB allowed"  # fmt: skip
+                self._body(length)
+            problem = "has no valid Content-Length" if length < 0 else f"is {length / 1e6:.1f} MB, more than the {limit / 1e6:g} MB allowed"  # fmt: skip
             return self._json({"error": f"the upload {problem}."}, HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         name = Path(unquote(self.headers.get("X-File-Name") or "photo")).name[:200] or "photo"
-        data = self.rfile.read(length)
+        data = self._body(length)
+        if data is None:
+            self.close_connection = True
+            return self._json(
+                {"error": f"the upload took longer than {REQUEST_TIMEOUT} s."}, HTTPStatus.REQUEST_TIMEOUT
+            )
         try:
             key = self.gallery.add(name, data)
         except UserError as err:
             return self._json({"error": str(err)}, HTTPStatus.BAD_REQUEST)
+        except (
+            Exception
+        ) as err:  # a file that Pillow fails on in a way of its own: the page says so, the server goes on
+            print(f"error: the upload {name} failed ({one_line(err)}).", file=sys.stderr)
+            return self._json({"error": f"{name} cannot be read ({one_line(err)})."}, HTTPStatus.BAD_REQUEST)
         return self._json({"id": key, "name": name}, HTTPStatus.ACCEPTED)
+
+    def _body(self, length: int) -> bytes | None:
+        """The request's ``length`` bytes, or None if they do not arrive within ``REQUEST_TIMEOUT`` s in all (each
+        read waits at most as long: a client sending a byte now and then cannot hold a thread for ever)."""
+        deadline, parts, left = time.monotonic() + REQUEST_TIMEOUT, [], length
+        while left > 0:
+            if time.monotonic() > deadline:
+                return None
+            part = self.rfile.read1(min(left, 1 << 20))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
 
     def _json(self, body: dict, status: HTTPStatus = HTTPStatus.OK) -> None:
         self._send(json.dumps(body).encode(), "application/json", status=status)
@@ -191,9 +236,17 @@ class Handler(BaseHTTPRequestHandler):
 
 def start_server(settings: PhotoSettings, page: PageSettings) -> tuple[ThreadingHTTPServer, Gallery]:
     """The server, bound and ready (``serve_forever`` not yet called), and its gallery."""
+    if not page.host.strip():
+        fail(
+            "--host is empty, which would listen on every address of this machine; leave it out (127.0.0.1) or "
+            "give the address to listen on."
+        )
     models = photo_models(settings)
     try:
-        server = ThreadingHTTPServer((page.host, page.port), type("PageHandler", (Handler,), {}))
+        family = socket.AF_INET6 if ":" in page.host else socket.AF_INET  # ::1 and other IPv6 addresses too
+        server = type("PageServer", (ThreadingHTTPServer,), {"address_family": family})(
+            (page.host, page.port), type("PageHandler", (Handler,), {})
+        )
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             fail(f"port {page.port} is in use on {page.host}; pass another --port (0 picks a free one).")
@@ -209,12 +262,14 @@ def serve(settings: PhotoSettings, page: PageSettings) -> int:
     host, port = server.server_address[:2]
     if page.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: the page listens on {page.host}: anyone who can reach this machine can upload photos.")
-    print(f"open http://{host}:{port}/ in a browser; Ctrl-C stops", flush=True)
+    shown = f"[{host}]" if ":" in str(host) else host  # an IPv6 address goes in brackets in a URL
+    print(f"open http://{shown}:{port}/ in a browser; Ctrl-C stops", flush=True)
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
-        print("stopped; the uploaded photos were removed", file=sys.stderr)
+        print("stopping...", file=sys.stderr, flush=True)
     finally:
         server.server_close()
         gallery.close()
+    print("stopped; the uploaded photos were removed", file=sys.stderr)
     return 0
