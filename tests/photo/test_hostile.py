@@ -112,3 +112,33 @@ def test_an_empty_host_is_refused(tiny_weights):
 
     with pytest.raises(UserError, match="--host is empty"):
         start_server(PhotoSettings(weights=str(tiny_weights)), PageSettings(host="", port=0))
+
+
+def test_max_megapixels_decides_up_to_pillows_own_limit(tmp_path):
+    """A 96-megapixel panorama passes Pillow's warning threshold (89 MP): --max_megapixels decides, and
+    only beyond Pillow's hard limit (178 MP) is a picture a decompression bomb."""
+    from utils.photo.files import check_header, opened_image
+
+    Image.new("L", (12000, 8000)).save(tmp_path / "pano.png")
+    with opened_image(tmp_path / "pano.png", "pano.png") as image:
+        check_header(image, "pano.png", 120)  # accepted
+        with pytest.raises(UserError, match="pano.png has 96 megapixels, more than --max_megapixels 50"):
+            check_header(image, "pano.png", 50)
+
+
+def test_an_upload_from_another_web_site_is_refused(page):  # noqa: F811
+    base, gallery = page
+    host = base.removeprefix("http://")
+    for origin, status in [("http://evil.example", 403), (f"http://{host}", 400)]:  # 400: not a photo, but heard
+        with socket.create_connection(host.split(":")) as conn:
+            conn.sendall(f"POST /api/photos HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nContent-Length: 5\r\n"
+                         f"Content-Type: text/plain\r\n\r\nhello".encode())  # fmt: skip
+            assert conn.recv(200).split(b" ")[1] == str(status).encode()
+    assert list(gallery.root.iterdir()) == []
+
+
+def test_a_link_under_the_restored_name_is_named_with_the_way_out(tmp_path, tiny_weights, capsys):
+    save_photo(tmp_path / "p.jpg", night_rgb(24, 32))
+    (tmp_path / "p_restored.jpg").symlink_to(tmp_path / "elsewhere.jpg")
+    code, _, err = run_cli(restore_script, [tmp_path / "p.jpg", "--weights", tiny_weights, "--no_progress"], capsys)
+    assert code == 2 and "p_restored.jpg is a symbolic link; move it away, or write the restorations elsewhere with --output DIR" in err  # fmt: skip

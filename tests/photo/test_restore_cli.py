@@ -67,6 +67,7 @@ def test_a_broken_photo_is_named_and_the_others_are_still_restored(photos, tiny_
     [
         (["photos/a.jpg", "--weights", "wieghts/typo.pth"], "--weights wieghts/typo.pth does not exist (looked for"),
         (["photos/a.jpg", "--weights", "photos"], "--weights photos is a folder"),
+        (["photos/a.jpg", "--weights", ""], "--weights is empty; leave it out"),
         (["missing.jpg"], "missing.jpg does not exist; give a photo or a folder"),
         ([], "give the photos or folders to restore"),
         (["photos/notes.txt"], "notes.txt is not an image that can be read"),

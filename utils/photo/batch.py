@@ -86,9 +86,22 @@ def plan(given: list[str], settings: PhotoSettings, out: PhotoOutput) -> tuple[l
         except UserError as err:
             refused.append(str(err))
             continue
+        if folder is None:
+            _check_beside(source, target)
         check_output(_output(target, out.overwrite))
         jobs.append(Job(source, target, megapixels))
     return jobs, refused
+
+
+def _check_beside(source: Path, target: Path) -> None:
+    """A restoration beside its photo (no ``--output``): refused in words about the photo's folder."""
+    if target.is_symlink():
+        fail(f"{target} is a symbolic link; move it away, or write the restorations elsewhere with --output DIR.")
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        fail(
+            f"cannot write beside {source}: no write permission in {target.parent}; write the restorations "
+            f"elsewhere with --output DIR."
+        )
 
 
 def _output(target: Path, overwrite: bool) -> Output:

@@ -35,6 +35,7 @@ FORMATS = {"JPEG": (".jpg", ".jpeg", ".jpe"), "PNG": (".png",), "WEBP": (".webp"
            "BMP": (".bmp",), "HEIF": (".heic", ".heif")}  # fmt: skip
 SUFFIXES = {s: name for name, suffixes in FORMATS.items() for s in suffixes}
 RESTORED = "_restored"
+BOMB_MEGAPIXELS = 2 * Image.MAX_IMAGE_PIXELS // 1_000_000  # Pillow refuses larger pictures: 178
 EIGHT_BIT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "YCbCr"}
 
 
@@ -112,10 +113,11 @@ def opened_image(source: Path | bytes, name: str) -> Iterator[Image.Image]:
     """``Image.open`` of a file or bytes, with Pillow's reasons for not opening one turned into sentences."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # --max_megapixels decides below
             image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        fail(f"{name} declares more pixels than any photo has (a decompression bomb); it was not read.")
+    except Image.DecompressionBombError:
+        fail(f"{name} declares more than {BOMB_MEGAPIXELS} megapixels (a decompression bomb, or a picture larger "
+             f"than any photo); it was not read.")  # fmt: skip
     except UnidentifiedImageError:
         heic = "" if HEIF else "; HEIC needs the pillow-heif package (pip install -r requirements.txt)"
         fail(f"{name} is not an image that can be read (JPEG, PNG, WebP, HEIC, TIFF or BMP){heic}.")

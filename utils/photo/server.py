@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 from PIL import Image
@@ -178,6 +178,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         if self.path != "/api/photos":
             return self._json({"error": "no such route"}, HTTPStatus.NOT_FOUND)
+        origin = self.headers.get("Origin")
+        if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
+            self.close_connection = True  # another web site's page, posting to this one from the user's browser
+            return self._json({"error": "uploads come from this page only."}, HTTPStatus.FORBIDDEN)
         given = (self.headers.get("Content-Length") or "").strip()
         length = int(given) if given.isascii() and given.isdigit() else -1
         limit = self.gallery.page.max_upload_mb * 1e6
@@ -198,9 +202,8 @@ class Handler(BaseHTTPRequestHandler):
             key = self.gallery.add(name, data)
         except UserError as err:
             return self._json({"error": str(err)}, HTTPStatus.BAD_REQUEST)
-        except (
-            Exception
-        ) as err:  # a file that Pillow fails on in a way of its own: the page says so, the server goes on
+        # a file that Pillow fails on in a way of its own: the page says so, the server goes on
+        except Exception as err:
             print(f"error: the upload {name} failed ({one_line(err)}).", file=sys.stderr)
             return self._json({"error": f"{name} cannot be read ({one_line(err)})."}, HTTPStatus.BAD_REQUEST)
         return self._json({"id": key, "name": name}, HTTPStatus.ACCEPTED)

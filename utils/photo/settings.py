@@ -27,7 +27,7 @@ class PhotoSettings:
     )
     quality: int = setting(95, "JPEG, WebP and HEIC quality of the written photos", Allowed(minimum=1, maximum=100))
     max_megapixels: float = setting(
-        50.0, "refuse larger photos (memory: about 0.25 GB per megapixel)", Allowed(positive=True)
+        50.0, "refuse larger photos (memory: about 0.25 GB per megapixel)", Allowed(positive=True, maximum=178)
     )
     device: str = setting("auto", "auto (CUDA if available), cpu, cuda or cuda:N")
 
@@ -60,6 +60,8 @@ PHOTO_SETTINGS = (PhotoSettings, PhotoOutput, PageSettings)  # restore.py's flag
 def find_weights(weights: str | Path) -> Path:
     """The checkpoint ``weights`` names: a file in the current folder, else one in the repository (so that the
     shipped starter model is found from any folder); refused in one sentence that names where it looked."""
+    if not str(weights).strip():
+        fail("--weights is empty; leave it out to use the shipped starter model, or give a checkpoint file.")
     given = Path(weights)
     for candidate in (given, REPO / given):
         if candidate.is_file():
