@@ -18,16 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from models.checkpoint import STARTER, pack_checkpoint, read_checkpoint
 from scripts.commands import run
 from scripts.demo import Sheet, comparison
 from utils.core.cli import run_cli
 from utils.core.errors import UserError
 from utils.core.owned import Output, check_output, owned_output
-from utils.infer.keep_lights import light_cores
+from utils.infer.photo_check import lamp_window
 from utils.presets import PRESETS, preset_flags
 
 # hardware profile -> its preset: "cpu", 2 CPU cores (about 4 training samples a second); "gpu", one H100/H200 with 16
@@ -60,16 +57,6 @@ def evaluate(preset: str, weights: Path, root: Path, device: str) -> None:
         run([py, "test.py", *preset_flags(preset, "test.py", where), *extra])
         run([py, "-m", "scripts.flare_eval", "--data", str(root), "--submission", str(out), "--weights", str(weights),
              "--out", str(root / "eval" / f"{name}_clean"), "--clean_goal", "38", *extra])  # fmt: skip
-
-
-def lamp_window(rgb: np.ndarray, size: int = 160) -> tuple[slice, slice]:
-    """A ``size`` square around the input's largest clipped light (the centre without one)."""
-    h, w = rgb.shape[:2]
-    count, _, stats, centroids = cv2.connectedComponentsWithStats(light_cores(rgb).astype(np.uint8))
-    cy, cx = (h / 2, w / 2) if count < 2 else centroids[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))][::-1]
-    top = int(np.clip(cy - size / 2, 0, max(h - size, 0)))
-    left = int(np.clip(cx - size / 2, 0, max(w - size, 0)))
-    return slice(top, top + size), slice(left, left + size)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -58,7 +58,20 @@ def test_the_command_prints_each_photo_and_refuses_a_missing_restoration(tmp_pat
     cv2.imwrite(str(tmp_path / "photos" / "street.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])  # fmt: skip
     argv = ["--photos", tmp_path / "photos", "--restored", tmp_path / "restored"]
     code, _, err = run_cli(photo_check, argv, capsys)
-    assert code == 2 and "holds no street.png" in err and err.count("\n") == 1
+    assert code == 2 and "holds neither street_restored.jpg nor street.png" in err and err.count("\n") == 1
     cv2.imwrite(str(tmp_path / "restored" / "street.png"), cv2.cvtColor(without_glow, cv2.COLOR_RGB2BGR))
     code, out, _ = run_cli(photo_check, argv, capsys)
     assert code == 0 and "street.jpg" in out and out.splitlines()[-1].startswith("mean")
+
+
+def test_restore_py_outputs_beside_the_photos_are_found_and_drawn(tmp_path, capsys):
+    """restore.py writes NAME_restored.EXT beside each photo: the check finds it there, does not take it for a
+    photo of its own, and draws the photo, its restoration and both at the lamp."""
+    photo, without_glow = _night_photo(200)
+    cv2.imwrite(str(tmp_path / "street.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "street_restored.png"), cv2.cvtColor(without_glow, cv2.COLOR_RGB2BGR))
+    argv = ["--photos", tmp_path, "--restored", tmp_path, "--sheet", tmp_path / "sheet.png"]
+    code, out, _ = run_cli(photo_check, argv, capsys)
+    assert code == 0 and len([line for line in out.splitlines() if line.startswith("street")]) == 1
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    assert sheet is not None and sheet.shape[1] > 3 * sheet.shape[0]  # one row of four square pictures

@@ -60,3 +60,13 @@ def photo_scores(photo: np.ndarray, restored: np.ndarray) -> PhotoScores:
         glare = float((before - restored[ring].astype(np.float64).mean()) / max(before, 1e-6))
     colour = float(delta_e(photo, restored)[far].mean()) if far.any() else float("nan")
     return PhotoScores(glare, core_brightness_ratio(photo, restored), colour)
+
+
+def lamp_window(rgb: np.ndarray, size: int = 160) -> tuple[slice, slice]:
+    """A ``size`` square around the input's largest clipped light (the centre without one)."""
+    h, w = rgb.shape[:2]
+    count, _, stats, centroids = cv2.connectedComponentsWithStats(light_cores(rgb).astype(np.uint8))
+    cy, cx = (h / 2, w / 2) if count < 2 else centroids[1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))][::-1]
+    top = int(np.clip(cy - size / 2, 0, max(h - size, 0)))
+    left = int(np.clip(cx - size / 2, 0, max(w - size, 0)))
+    return slice(top, top + size), slice(left, left + size)
