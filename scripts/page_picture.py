@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     server, gallery = start_server(PhotoSettings(), PageSettings(port=0))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
-    browser = chromium()
+    browser = chromium(1000, 1100)  # room for a 4:3 photo under the drop zone
     try:
         drop_photo(browser, f"http://127.0.0.1:{server.server_address[1]}", Path(args.photo))
         move_slider(browser, args.slider)

@@ -59,7 +59,8 @@ def restore_image(
 
     ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
     the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``on_progress``: called
-    with the share done, from 0 to 1. Raises ``ValueError`` for an image of another shape or type.
+    with the share done, from 0 to 1. Raises ``ValueError`` for an image of another shape or type, and
+    ``utils.core.errors.UserError`` (one sentence) for a checkpoint that cannot be found or read.
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
