@@ -35,3 +35,4 @@ bench: $(STAMP)
 	$(PY) -m bench.bench_make_patch
 	$(PY) -m bench.bench_inference
 	$(PY) -m bench.bench_train
+	$(PY) -m bench.bench_photo
