@@ -97,3 +97,12 @@ def test_only_a_photo_this_project_wrote_counts_as_restored(tmp_path):
     assert not is_restored(tmp_path / "p.jpg")
     (tmp_path / "text.jpg").write_text("hello")
     assert not is_restored(tmp_path / "text.jpg")
+
+
+def test_a_bomb_is_refused_also_where_pillows_limit_was_lifted(tmp_path, monkeypatch):
+    """Another module of a program may set Pillow's MAX_IMAGE_PIXELS to None (this project's images module sets
+    its own): the photo path keeps its own limit."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    _bomb(tmp_path / "b.png")
+    with pytest.raises(UserError, match="b.png declares 400 megapixels, more than 178 .a decompression bomb"):
+        read_photo(tmp_path / "b.png", "b.png", 50)

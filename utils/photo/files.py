@@ -35,7 +35,7 @@ FORMATS = {"JPEG": (".jpg", ".jpeg", ".jpe"), "PNG": (".png",), "WEBP": (".webp"
            "BMP": (".bmp",), "HEIF": (".heic", ".heif")}  # fmt: skip
 SUFFIXES = {s: name for name, suffixes in FORMATS.items() for s in suffixes}
 RESTORED = "_restored"
-BOMB_MEGAPIXELS = 2 * Image.MAX_IMAGE_PIXELS // 1_000_000  # Pillow refuses larger pictures: 178
+BOMB_MEGAPIXELS = 178  # Pillow refuses pictures over twice its MAX_IMAGE_PIXELS (2 x 89.5 MP) by default
 EIGHT_BIT = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "YCbCr"}
 
 
@@ -142,6 +142,9 @@ def check_header(image: Image.Image, name: str, max_megapixels: float) -> None:
         fail(f"{name} holds {frames} pictures (an animation or a multi-page file), of which only the first would be "
              f"restored; save the picture to restore as a file of its own.")  # fmt: skip
     megapixels = image.width * image.height / 1e6
+    if megapixels > BOMB_MEGAPIXELS:  # also where a program has lifted Pillow's own limit
+        fail(f"{name} declares {megapixels:.0f} megapixels, more than {BOMB_MEGAPIXELS} (a decompression bomb, or "
+             f"a picture larger than any photo); it was not read.")  # fmt: skip
     if megapixels > max_megapixels:
         fail(
             f"{name} has {megapixels:.0f} megapixels, more than --max_megapixels {max_megapixels:g}; scale it "
