@@ -94,7 +94,10 @@ def plan(given: list[str], settings: PhotoSettings, out: PhotoOutput) -> tuple[l
 
 
 def _check_beside(source: Path, target: Path) -> None:
-    """A restoration beside its photo (no ``--output``): refused in words about the photo's folder."""
+    """A restoration beside its photo (no ``--output``): refused in words about the photo's folder.
+
+    ``check_output`` makes the same two checks, but its sentences name a flag and ask for another one; here no
+    flag was given, so these come first and say what to do instead."""
     if target.is_symlink():
         fail(f"{target} is a symbolic link; move it away, or write the restorations elsewhere with --output DIR.")
     if not os.access(target.parent, os.W_OK | os.X_OK):
