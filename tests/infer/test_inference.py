@@ -10,7 +10,7 @@ import torch
 
 from conftest import FIXTURES, load_script, run_cli, tiny_model
 from utils.core.tiling import Tiling, restore_image
-from utils.data.images import read_rgb, to_uint8
+from utils.data.images import read_mask, read_rgb, to_uint8
 from utils.infer.inputs import submission_name
 from utils.infer.restorer import Restorer
 from utils.metrics import psnr_uint8
@@ -206,6 +206,18 @@ def test_odd_formats_are_converted(tmp_path, capsys):
         cv2.imread(str(tmp_path / "o" / n), cv2.IMREAD_UNCHANGED).shape == (30, 30, 3)
         for n in ("grey.png", "alpha.png", "deep.png")
     )
+
+
+def test_masks_read_as_grey_without_a_warning(tmp_path):
+    import warnings
+
+    grey = np.arange(30 * 40, dtype=np.uint8).reshape(30, 40)
+    cv2.imwrite(str(tmp_path / "glare.png"), grey)
+    cv2.imwrite(str(tmp_path / "colour.png"), np.dstack([grey] * 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a grey mask is what masks are: no conversion note
+        assert np.array_equal(read_mask(tmp_path / "glare.png"), grey)
+    assert np.array_equal(read_mask(tmp_path / "colour.png"), grey)  # a mask saved in colour reads the same
 
 
 def test_submission_names():

@@ -105,6 +105,18 @@ def upright(img: np.ndarray, path: str | Path) -> np.ndarray:
 def read_bgr(path: str | Path) -> np.ndarray:
     """Read an image as 8-bit BGR (H, W, 3), upright as its EXIF orientation says, converting other formats;
     one clear error if unreadable or too large."""
+    return to_bgr8(_decoded(path), path)
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a mask as 8-bit grey (H, W), upright; a grey file (as masks are) is no conversion worth a warning."""
+    img = _decoded(path)
+    if img.ndim == 2 and img.dtype == np.uint8:
+        return img
+    return cv2.cvtColor(to_bgr8(img, path), cv2.COLOR_BGR2GRAY)
+
+
+def _decoded(path: str | Path) -> np.ndarray:
     if not Path(path).exists():
         fail(f"image {path} does not exist.")
     problem = size_problem(path, header_size(path))
@@ -113,7 +125,7 @@ def read_bgr(path: str | Path) -> np.ndarray:
     img = decode(path)
     if img is None:
         fail(f"{path} could not be decoded as an image; replace or remove it.")
-    return to_bgr8(img, path)
+    return img
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

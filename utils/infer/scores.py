@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from utils.core.errors import fail
 from utils.core.tiling import tile_starts
-from utils.data.images import inspect_image, read_bgr, read_rgb
+from utils.data.images import inspect_image, read_mask, read_rgb
 from utils.data.layout import MASK_KINDS, mask_folder, mask_name
 from utils.infer.options import ModelSpec
 from utils.metrics import psnr_masked, psnr_uint8, seam_ratio, ssim_uint8, tile_borders
@@ -93,7 +92,7 @@ def region_row(rgb: np.ndarray, per_model: list[np.ndarray], out: np.ndarray, cl
     scored = {"input": rgb, **{s.label: pred for s, pred in zip(specs, per_model, strict=True)}, "ensemble": out}
     row = {}
     for kind, prefix in (("glare", "gpsnr"), ("streak", "spsnr")):
-        mask = cv2.cvtColor(read_bgr(masks[kind]), cv2.COLOR_BGR2GRAY) if kind in masks else None  # upright
+        mask = read_mask(masks[kind]) if kind in masks else None
         row |= {
             f"{prefix}_{name}": None if mask is None else psnr_masked(img, clean, mask) for name, img in scored.items()
         }
