@@ -58,12 +58,16 @@ def build_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> torc
     )
 
 
+PSNR_CAP = 10 * np.log10(255.0**2)  # 48.13 dB: mean squared error 1, one 8-bit level everywhere
+
+
 def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.device) -> float:
     """Mean PSNR over full-size validation images, restored with tiles of ``img_size`` at the recipe's stride.
 
-    An exact restoration scores as if one value were one level off (a finite PSNR above any inexact one): a
-    flare-free pair (``--clean_share``) returned unchanged would otherwise make the mean inf, and every later
-    epoch would tie with it for the best model."""
+    Each image's PSNR is capped at ``PSNR_CAP``, the score of an image one level off everywhere: beyond it 8-bit
+    rounding, not restoration, decides. A flare-free pair (``--clean_share``) returned unchanged would otherwise
+    score inf, or, capped at one value one level off, about 110 dB, and a model that returns its input exactly
+    (an untrained ``--output subtract`` head does) would win every epoch on those pairs alone."""
     restorer = Restorer(model, device, cfg.amp, cfg.channels_last)
     tiling = Tiling(cfg.img_size, recipe_for(cfg.img_size).val_stride, cfg.pred_batch, "all", cfg.val_blend)
     scores = []
@@ -73,7 +77,7 @@ def validate(model: torch.nn.Module, pairs, cfg: TrainConfig, device: torch.devi
         restored = restore_image(restorer, image, tiling)
         target = read_rgb(pair.target)
         score = psnr_uint8(to_uint8(restored), target)
-        scores.append(score if np.isfinite(score) else 10 * np.log10(255.0**2 * target.size))
+        scores.append(min(score, PSNR_CAP))
     model.train()
     return float(np.mean(scores))
 
