@@ -5,7 +5,8 @@
 
 Generates synthetic flare pairs (``scripts.flare_data``; its held-out test photographs are
 never trained on), cuts the 256 recipe's patches (brightness-selected crops plus larger crops
-resized down), trains with ``main.py`` (adaptive augmentation; the linear output), packs the
+resized down), trains with ``main.py`` (adaptive augmentation; the linear output; the CPU
+profile fine-tunes the earlier starter, ``pretrained/hinet_flare_starter_v1.pth``), packs the
 best checkpoint into ``--output`` with half-precision tensors, and scores it on the held-out
 pairs (``test.py --eval_dir``, ``scripts.flare_eval``), with and without ``--keep_lights``.
 Everything but the packed checkpoint goes to ``--root``; the commands are printed as they run.
@@ -18,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from models.checkpoint import STARTER, pack_checkpoint, read_checkpoint
+from models.checkpoint import REPO, STARTER, pack_checkpoint, read_checkpoint
 from scripts.commands import run
 from scripts.demo import Sheet, comparison
 from utils.core.cli import run_cli
@@ -38,7 +39,7 @@ def commands(preset: str, root: Path, device: str) -> list[list[str]]:
     paths = {"input_path": train / "train_input_img", "target_path": train / "train_label_img", "csv_path": train,
              "save_path": root, "overwrite": True, "progress": False}  # fmt: skip
     run = {"data_path": root, "model_path": root / "runs", "exp_num": 1, "device": device, "overwrite": True,
-           "progress": False}  # fmt: skip
+           "progress": False, "pretrained_path": start_weights(preset) or "none"}  # fmt: skip
     data = {"root": root, "overwrite": True, "progress": False}
     return [
         [py, "-m", "scripts.flare_data", *preset_flags(preset, "scripts.flare_data", data)],
@@ -69,10 +70,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def packed_model(output: Path, overwrite: bool) -> Output:
+def start_weights(preset: str) -> Path | None:
+    """The weights a profile's training starts from (found from any folder), None for random weights."""
+    start = PRESETS[preset].training.get("pretrained_path", "none")
+    return None if start == "none" else REPO / start
+
+
+def packed_model(output: Path, overwrite: bool, start: Path | None = None) -> Output:
     """``--output``: checked before the first command of a pipeline of hours, written only at its end, and
-    replaced only with ``--overwrite`` and only if this command packed it (its model card says so)."""
-    return Output(output, "a model this command packed", "--output", "scripts.starter", overwrite, ours=_has_card)
+    replaced only with ``--overwrite`` and only if this command packed it (its model card says so); never the
+    weights the training starts from (``start``)."""
+    protected = {"starting weights": start} if start else {}
+    return Output(output, "a model this command packed", "--output", "scripts.starter", overwrite, protected, _has_card)
 
 
 def _has_card(path: Path) -> bool:
@@ -85,7 +94,8 @@ def _has_card(path: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     profile, root, output = PROFILES[args.profile], Path(args.root), Path(args.output)
-    check_output(packed_model(output, args.overwrite))
+    start_from = start_weights(profile)
+    check_output(packed_model(output, args.overwrite, start_from))
     start = time.time()
     for cmd in commands(profile, root, args.device):
         run(cmd)
@@ -93,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     preset = PRESETS[profile]
     card = {"profile": args.profile, "preset": profile, **preset.data, **preset.patches, **preset.training,
             "minutes": round(minutes, 1)}  # fmt: skip
-    with owned_output(packed_model(output, args.overwrite)) as packed:
+    with owned_output(packed_model(output, args.overwrite, start_from)) as packed:
         pack_checkpoint(root / "runs" / "001" / "256_best.pth", packed, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")
     evaluate(profile, output, root, args.device)

@@ -206,6 +206,16 @@ def test_starter_refuses_an_output_under_a_file(tmp_path, capsys, no_commands):
     assert code == 2 and f"lies under {tmp_path / 'file'}, which is a file" in err and not no_commands
 
 
+def test_starter_never_packs_over_the_weights_it_starts_from(capsys, no_commands):
+    start = starter.start_weights("starter-cpu")
+    before = start.read_bytes()
+    code, _, err = run_cli(starter, ["--root", "unused", "--output", start, "--overwrite"], capsys)
+    assert code == 2 and "overlaps the starting weights" in err and not no_commands
+    assert start.read_bytes() == before
+    main_py = starter.commands("starter-cpu", Path("st"), "cpu")[2]
+    assert main_py[main_py.index("--pretrained_path") + 1] == str(start)  # found from any folder
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
 def test_starter_refuses_a_read_only_output_folder(tmp_path, capsys, no_commands):
     ro = tmp_path / "ro"

@@ -22,6 +22,16 @@ def test_the_starter_is_a_small_half_precision_linear_model():
     assert config.output == "linear" and config.wf == ckpt["card"]["wf"]
 
 
+def test_its_card_is_the_recipe_scripts_starter_runs():
+    """Every setting of the preset that ``python -m scripts.starter`` runs is what the shipped file was made with."""
+    from utils.presets import PRESETS
+
+    card = torch.load(STARTER, map_location="cpu", weights_only=True)["card"]
+    preset = PRESETS[card["preset"]]
+    recipe = preset.data | preset.patches | preset.training
+    assert {k: card.get(k) for k in recipe} == recipe
+
+
 @pytest.mark.parametrize("keep_lights", [False, True])
 def test_it_restores_a_portrait_phone_photo(tmp_path, capsys, keep_lights):
     """A 96x64 landscape JPEG tagged to be shown upright as a 64x96 portrait: the output is the portrait."""

@@ -51,7 +51,7 @@ def restore_image(
     weights: str | Path | None = None,
     *,
     work_size: int = 1024,
-    keep_lights: bool = False,
+    keep_lights: bool = PhotoSettings.keep_lights,
     device: str = "auto",
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
