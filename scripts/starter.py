@@ -39,7 +39,7 @@ def commands(preset: str, root: Path, device: str) -> list[list[str]]:
     paths = {"input_path": train / "train_input_img", "target_path": train / "train_label_img", "csv_path": train,
              "save_path": root, "overwrite": True, "progress": False}  # fmt: skip
     run = {"data_path": root, "model_path": root / "runs", "exp_num": 1, "device": device, "overwrite": True,
-           "progress": False, "pretrained_path": start_weights(preset) or "none"}  # fmt: skip
+           "progress": False}  # fmt: skip
     data = {"root": root, "overwrite": True, "progress": False}
     return [
         [py, "-m", "scripts.flare_data", *preset_flags(preset, "scripts.flare_data", data)],
@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start_weights(preset: str) -> Path | None:
-    """The weights a profile's training starts from (found from any folder), None for random weights."""
+    """The weights a profile's training starts from, None for random weights (the preset's path is relative
+    to the repository, where ``python -m scripts.starter`` runs)."""
     start = PRESETS[preset].training.get("pretrained_path", "none")
     return None if start == "none" else REPO / start
 
