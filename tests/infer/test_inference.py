@@ -1,5 +1,6 @@
 import csv
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -209,8 +210,6 @@ def test_odd_formats_are_converted(tmp_path, capsys):
 
 
 def test_masks_read_as_grey_without_a_warning(tmp_path):
-    import warnings
-
     grey = np.arange(30 * 40, dtype=np.uint8).reshape(30, 40)
     cv2.imwrite(str(tmp_path / "glare.png"), grey)
     cv2.imwrite(str(tmp_path / "colour.png"), np.dstack([grey] * 3))

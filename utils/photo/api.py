@@ -50,7 +50,7 @@ def restore_image(
     image: np.ndarray,
     weights: str | Path | None = None,
     *,
-    work_size: int = 1024,
+    work_size: int = PhotoSettings.work_size,
     keep_lights: bool = PhotoSettings.keep_lights,
     device: str = "auto",
     on_progress: Callable[[float], None] | None = None,
