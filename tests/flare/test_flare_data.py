@@ -158,7 +158,7 @@ def test_the_demo_checks_the_test_masks_too(tmp_path):
         demo.check_ownership(tmp_path / "data", tmp_path / "weights")
 
 
-def test_flare_eval_draws_the_lights_of_a_pair_again(tmp_path):
+def test_flare_eval_draws_the_lights_of_a_pair_again(tmp_path, capsys):
     """scripts.flare_eval's region far from the lights: the lights come back from the seed, or it stops."""
     _generate(tmp_path, 2, 1, 96, 128)
     label = tmp_path / "test_label_img" / "test_label_20000.png"
@@ -166,3 +166,20 @@ def test_flare_eval_draws_the_lights_of_a_pair_again(tmp_path):
     assert far.shape == (96, 128) and far.mean() < 1
     with pytest.raises(UserError, match="with --seed 1"):
         flare_eval.far_from_lights(label, 1, 10)
+    flare_eval.report_far(tmp_path, tmp_path / "no submission", 1, 10)  # data of other options: (c) is skipped
+    assert "(c) skipped: " in capsys.readouterr().out
+
+
+def test_flare_eval_scores_lamps_on_the_targets_cores(tmp_path):
+    """(d): a restoration equal to the target keeps its lamps whole, though it removes the glow the flare clipped."""
+    for folder in ("test_input_img", "test_label_img", "submission"):
+        (tmp_path / folder).mkdir()
+    image = np.full((32, 32, 3), 30, np.uint8)
+    image[8:24, 8:24] = 255  # the lamp and the glow around it, clipped
+    target = np.full((32, 32, 3), 30, np.uint8)
+    target[12:20, 12:20] = 255  # the lamp alone
+    cv2.imwrite(str(tmp_path / "test_input_img" / "test_input_20000.png"), image)
+    cv2.imwrite(str(tmp_path / "test_label_img" / "test_label_20000.png"), target)
+    cv2.imwrite(str(tmp_path / "submission" / "test_20000.png"), target)
+    lamps, restored_cores, target_cores = flare_eval.lamp_ratios(tmp_path, tmp_path / "submission")
+    assert lamps == 1.0 and restored_cores == target_cores < 0.5

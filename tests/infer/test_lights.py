@@ -34,6 +34,14 @@ def test_mask_is_whole_on_cores_and_falls_off_with_the_lamp_size():
     assert not light_mask(np.full((8, 8, 3), 20, np.uint8)).any()
 
 
+def test_mask_has_no_step_at_the_core_edge():
+    """A step where the core meets its fall-off shows as a ring between the photo's core and the model's output."""
+    mask = light_mask(_night())
+    steps = np.maximum(np.abs(np.diff(mask, axis=0)).max(), np.abs(np.diff(mask, axis=1)).max())
+    assert 0 < steps <= 1.5 / 6 + 1e-6
+    assert mask[24, 38] == 1 and 0.85 < mask[24, 39] < 1  # the core's last column, then the first beyond it
+
+
 def test_keep_lights_restores_cores_and_leaves_the_rest():
     rgb = _night()
     dimmed = torch.full((3, *rgb.shape[:2]), 0.05)  # a model that greyed the lamp and darkened everything

@@ -49,6 +49,32 @@ def test_single_files_into_an_output_folder(photos, tiny_weights, tmp_path, caps
     assert sorted(p.name for p in photos.iterdir()) == ["a.jpg", "b.png", "notes.txt"]
 
 
+def test_keep_lights_is_on_by_default_and_its_old_flag_still_works(photos, tiny_weights, tmp_path, capsys):
+    """--keep_lights, from the days it was off by default, is accepted and changes nothing; --no_keep_lights does."""
+    rgb = night_rgb(48, 64, seed=3)
+    rgb[20:28, 30:38] = 255  # a clipped lamp, which the tiny model changes
+    save_photo(photos / "lamp.png", rgb)
+    restored = {}
+    for flag in ("--keep_lights", "--no_keep_lights", None):
+        out = tmp_path / str(flag)
+        args = [
+            photos / "lamp.png",
+            "--output",
+            out,
+            "--weights",
+            tiny_weights,
+            "--no_progress",
+            *([flag] if flag else []),
+        ]
+        code, _, err = run_cli(restore_script, args, capsys)
+        assert code == 0, err
+        restored[flag] = np.asarray(Image.open(out / "lamp_restored.png"))
+    assert np.array_equal(restored["--keep_lights"], restored[None])
+    assert (restored[None][22:26, 32:36] == 255).all() and not np.array_equal(
+        restored["--no_keep_lights"], restored[None]
+    )
+
+
 def test_a_broken_photo_is_named_and_the_others_are_still_restored(photos, tiny_weights, capsys):
     data = save_photo(photos / "c.jpg", night_rgb(200, 300), quality=95).read_bytes()
     (photos / "c.jpg").write_bytes(data[: len(data) // 2])

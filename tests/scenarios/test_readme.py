@@ -8,6 +8,7 @@ The settings classes are reached through scripts.readme_tables.tables(), which i
 where they live; when a module moves, that import is the one to fix.
 """
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -16,10 +17,12 @@ import pytest
 
 import main as train_script
 import make_patch
+import restore as restore_script
 from conftest import ROOT, load_script
 from scripts import flare_data, readme_tables
 
-SCRIPTS = {"make_patch.py": make_patch.parse_args, "main.py": train_script.parse_args}
+SCRIPTS = {"make_patch.py": make_patch.parse_args, "main.py": train_script.parse_args,
+           "restore.py": lambda argv: restore_script.build_parser().parse_args(argv)}  # fmt: skip
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
@@ -40,7 +43,7 @@ def _commands(page: Path) -> list[list[str]]:
                 if words[:1] == ["torchrun"]:  # check the script's own flags
                     script = next(i for i, w in enumerate(words) if w.endswith(".py"))
                     words = ["python"] + words[script:]
-                if words[:1] == ["python"] and len(words) > 1:
+                if words[:1] in (["python"], [".venv/bin/python"]) and len(words) > 1:
                     commands.append(words[1:])
     return commands
 
@@ -62,12 +65,24 @@ def test_readme_has_the_pipeline_commands():
 
 @pytest.mark.parametrize("page,command", ALL_COMMANDS, ids=lambda x: x if isinstance(x, str) else " ".join(x)[:60])
 def test_documented_command_parses(page, command):
-    parsers = dict(SCRIPTS, **{"test.py": load_script("test").parse_args})
+    _parser(command)(command[2:] if command[0] == "-m" else command[1:])  # raises SystemExit on an unknown flag
+
+
+def _parser(command: list[str]):
+    """The parse_args of a documented command: a script's, or with -m a module's."""
     if command[0] == "-m":
-        module = __import__(command[1], fromlist=["parse_args"])
-        module.parse_args(command[2:])
-        return
-    parsers[command[0]](command[1:])  # raises SystemExit on an unknown flag
+        return __import__(command[1], fromlist=["parse_args"]).parse_args
+    return dict(SCRIPTS, **{"test.py": load_script("test").parse_args})[command[0]]
+
+
+@pytest.mark.parametrize(
+    "command", sorted({tuple(c[:2] if c[0] == "-m" else c[:1]) for _, c in ALL_COMMANDS}), ids=" ".join
+)
+def test_every_documented_command_prints_its_help(command, capsys):
+    """argparse formats every help text only here: a bare percent sign in one once broke restore.py --help."""
+    with pytest.raises(SystemExit) as stop:
+        _parser(list(command))(["--help"])
+    assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
 def test_makefile_targets_named_in_the_docs_exist():
@@ -86,9 +101,8 @@ def test_flag_tables_are_made_from_the_settings(script):
     assert text[start:end].rstrip("\n") == table
     module = {"make_patch.py": make_patch, "main.py": train_script, "test.py": load_script("test"),
               "scripts.flare_data": flare_data}[script]  # fmt: skip
-    flags = {
-        o for a in module.build_parser()._actions for o in a.option_strings if o.startswith("--") and o != "--help"
-    }
+    listed = [a for a in module.build_parser()._actions if a.help != argparse.SUPPRESS]
+    flags = {o for a in listed for o in a.option_strings if o.startswith("--") and o != "--help"}
     assert flags == set(re.findall(r"^\| `(--[a-z_0-9]+)`", table, flags=re.M))
 
 

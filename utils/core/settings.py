@@ -77,7 +77,8 @@ def setting(
     ``default``: a value, or ``PerSize(column)`` for the recipe's value (shown as "per size");
     ``allowed``: the values it takes; ``new``: not a flag of the original (marked so in the README);
     ``form``: how the flag is named and shown, where not as usual; ``resume`` (training settings): what
-    ``--resume`` does with it. A boolean that defaults to true becomes ``--no_<name>``.
+    ``--resume`` does with it. A boolean that defaults to true becomes ``--no_<name>``; ``--<name>``, its
+    value already, is accepted unlisted.
     """
     allowed, form = allowed or Allowed(), form or Form()
     recipe = default.column if isinstance(default, PerSize) else None
@@ -119,7 +120,11 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
         kind, meta = _base_type(hints[f.name]), f.metadata
         if kind is bool:
             action = "store_false" if f.default is True else "store_true"
-            parser.add_argument(flag_name(f), dest=f.name, action=action, help=meta["help"])
+            parser.add_argument(flag_name(f), dest=f.name, action=action, help=_escaped(meta["help"]))
+            if flag_name(f) == f"--no_{f.name}":  # the on-by-default flag, as typed when it was off by default
+                parser.add_argument(
+                    f"--{f.name}", dest=f.name, action="store_true", default=True, help=argparse.SUPPRESS
+                )
             continue
         default = None if f.default is MISSING else f.default
         many = {"nargs": "+"} if meta.get("many") else {}
@@ -128,7 +133,12 @@ def add_settings(parser: argparse.ArgumentParser, cls: type) -> None:
             kind = item if many else _comma_list(item)
         bounds = f"{_range_text(meta)}; " if _range_text(meta) else ""
         help_text = f"{meta['help']} ({bounds}default {shown_default(f).strip('`')}{_choices_text(meta)})"
-        parser.add_argument(flag_name(f), type=kind, default=default, help=help_text, **many)  # checked by check_ranges
+        parser.add_argument(flag_name(f), type=kind, default=default, help=_escaped(help_text), **many)  # checked later
+
+
+def _escaped(text: str) -> str:
+    """Help text as argparse reads it: a percent sign written twice, since ``%`` starts a format there."""
+    return text.replace("%", "%%")
 
 
 def _range_text(meta: typing.Mapping) -> str:

@@ -118,6 +118,14 @@ class TrainConfig:
         new=True,
         resume=FIXED,
     )
+    light_weight: float = setting(
+        0.0,
+        "weight of a loss on the mean absolute error within 12 pixels of the input's clipped light cores (lamps, "
+        "their glow and the ring around them); 0 keeps the original loss",
+        Allowed(minimum=0),
+        new=True,
+        resume=FIXED,
+    )
     aug_schedule: str | None = setting(
         PerSize("aug_schedule"),
         "EPOCH:VERSION list of augmentation versions ("

@@ -1,10 +1,12 @@
-"""Training losses: Charbonnier, the Laplacian-pyramid edge loss and the clean-region loss."""
+"""Training losses: Charbonnier, the Laplacian-pyramid edge loss, the clean-region and the near-light losses."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from utils.infer.keep_lights import CORE_LEVEL
 
 
 class CharbonnierLoss(nn.Module):
@@ -61,16 +63,38 @@ def clean_region_loss(output: torch.Tensor, image: torch.Tensor, target: torch.T
     return change.sum() / (clean.sum() * output.shape[1]).clamp(min=1)
 
 
-class RestorationLoss(nn.Module):
-    """The solution's loss over both stage outputs: ``sum(Charbonnier) + edge_weight * sum(Edge)``, and with a
-    ``clean_weight`` above 0, ``clean_weight * sum(clean_region_loss)``, which needs the input images."""
+NEAR_LIGHT_RADIUS = 12  # pixels around a core that count as near it: the glow and the ring a model overshoots in
 
-    def __init__(self, edge_weight: float = 0.05, clean_weight: float = 0.0) -> None:
+
+def near_light_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean |output - target|`` within ``NEAR_LIGHT_RADIUS`` pixels of the input's clipped cores, 0 without any.
+
+    Lamps, the glow clipped around them and the ring just outside are a few hundred pixels of a patch, so the
+    mean loss hardly sees them; a small model then greys the lamps and leaves dark, bluish rings where it
+    removed too much. This term prices the error there on its own."""
+    cores = (image.amax(dim=1, keepdim=True) >= (CORE_LEVEL - 0.5) / 255).float()  # keep_lights' clipped cores
+    near = F.max_pool2d(cores, 2 * NEAR_LIGHT_RADIUS + 1, stride=1, padding=NEAR_LIGHT_RADIUS)
+    error = (output - target).abs() * near
+    return error.sum() / (near.sum() * output.shape[1]).clamp(min=1)
+
+
+class RestorationLoss(nn.Module):
+    """The solution's loss over both stage outputs: ``sum(Charbonnier) + edge_weight * sum(Edge)``; with a
+    ``clean_weight`` above 0, ``+ clean_weight * sum(clean_region_loss)`` and with a ``light_weight`` above 0,
+    ``+ light_weight * sum(near_light_loss)``, both of which need the input images."""
+
+    def __init__(self, edge_weight: float = 0.05, clean_weight: float = 0.0, light_weight: float = 0.0) -> None:
         super().__init__()
         self.char = CharbonnierLoss()
         self.edge = EdgeLoss()
         self.edge_weight = edge_weight
         self.clean_weight = clean_weight
+        self.light_weight = light_weight
+
+    @property
+    def needs_inputs(self) -> bool:
+        """Whether ``forward`` needs the input images: a term compares the outputs with them."""
+        return bool(self.clean_weight or self.light_weight)
 
     def forward(
         self, outputs: list[torch.Tensor], target: torch.Tensor, image: torch.Tensor | None = None
@@ -78,8 +102,12 @@ class RestorationLoss(nn.Module):
         char = sum(self.char(out, target) for out in outputs)
         edge = sum(self.edge(out, target) for out in outputs)
         loss = char + self.edge_weight * edge
-        if not self.clean_weight:
+        if not self.needs_inputs:
             return loss
         if image is None:
-            raise ValueError("a clean_weight above 0 needs the input images")
-        return loss + self.clean_weight * sum(clean_region_loss(out, image, target) for out in outputs)
+            raise ValueError("a clean_weight or light_weight above 0 needs the input images")
+        if self.clean_weight:
+            loss = loss + self.clean_weight * sum(clean_region_loss(out, image, target) for out in outputs)
+        if self.light_weight:
+            loss = loss + self.light_weight * sum(near_light_loss(out, image, target) for out in outputs)
+        return loss

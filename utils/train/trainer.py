@@ -100,7 +100,7 @@ class Run:
         )
         self.schedule = cfg.schedule()
         self.aug_schedule = parse_aug_schedule(cfg.aug_schedule)
-        self.criterion = RestorationLoss(clean_weight=cfg.clean_weight).to(device)
+        self.criterion = RestorationLoss(clean_weight=cfg.clean_weight, light_weight=cfg.light_weight).to(device)
         fp16 = cfg.amp and device.type == "cuda" and amp_dtype(device) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.optimizer = build_optimizer(cfg, self.model, self.schedule(1))
@@ -225,7 +225,7 @@ class Run:
                 with autocast(device, cfg.amp):
                     outputs = self.net(images)
                 outputs = [o.float() for o in outputs]
-                if cfg.clean_weight:  # the clean-region term compares the outputs with the inputs
+                if self.criterion.needs_inputs:
                     loss = self.criterion(outputs, targets, images)
                 else:
                     loss = self.criterion(outputs, targets)

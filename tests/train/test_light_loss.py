@@ -1,0 +1,62 @@
+"""The near-light loss: the error within a few pixels of the input's clipped lamps, weighted by --light_weight."""
+
+import pytest
+import torch
+
+import main as train_script
+from conftest import run_cli
+from utils.train import losses, trainer
+from utils.train.losses import NEAR_LIGHT_RADIUS, RestorationLoss, near_light_loss
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _lamp(size: int = 64):
+    """A dark input with one clipped 3x3 lamp at (20, 20), and a target one level darker (level 249) there."""
+    image = torch.full((1, 3, size, size), 20 / 255)
+    image[..., 19:22, 19:22] = 1.0
+    target = image.clone()
+    target[..., 19:22, 19:22] = 249 / 255
+    return image, target
+
+
+def test_counts_the_error_near_the_lamp_only():
+    image, target = _lamp()
+    near = 3 + 2 * NEAR_LIGHT_RADIUS  # the lamp grown by the radius on every side
+    output = target.clone()
+    assert near_light_loss(output, image, target).item() == 0.0
+    output[..., 20, 20 + NEAR_LIGHT_RADIUS + 1] += 0.3  # the last pixel within the radius
+    assert near_light_loss(output, image, target).item() == pytest.approx(0.3 / near**2)
+    output[..., 20, 20 + NEAR_LIGHT_RADIUS + 2] += 0.3  # one further: not near
+    output[..., 60, 60] -= 0.5
+    assert near_light_loss(output, image, target).item() == pytest.approx(0.3 / near**2)
+
+
+def test_a_level_249_input_has_no_lamp_and_gives_zero():
+    image, target = _lamp()
+    assert near_light_loss(torch.zeros_like(target), target, image).item() == 0.0  # target as input: no core
+
+
+def test_the_weight_adds_the_term_for_both_stages():
+    image, target = _lamp()
+    outputs = [target + 0.1, target - 0.2]
+    base = RestorationLoss()(outputs, target)
+    weighted = RestorationLoss(light_weight=3.0)(outputs, target, image)
+    assert (weighted - base).item() == pytest.approx(3.0 * (0.1 + 0.2), rel=1e-4)
+    assert torch.equal(RestorationLoss(light_weight=0.0)(outputs, target, image), base)
+    with pytest.raises(ValueError, match="needs the input images"):
+        RestorationLoss(light_weight=3.0)(outputs, target)
+
+
+def test_the_trainer_hands_the_inputs_to_the_term(patch_data, tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(losses, "near_light_loss", lambda *a: calls.append(a) or torch.zeros(()))
+    monkeypatch.setattr(trainer, "validate", lambda *a: 20.0)  # the wiring is the question, not the score
+    args = ["--data_path", patch_data, "--model_path", tmp_path, "--wf", 4, "--depth", 3, "--batch_size", 2,
+            "--num_workers", 0, "--epochs", 1, "--steps_per_epoch", 1, "--no_progress", "--pretrained_path", "none",
+            "--light_weight", 0.5]  # fmt: skip
+    code, _, err = run_cli(train_script, args, capsys)
+    assert code == 0, err
+    (output, image, target), _ = calls  # both stages, with the batch's inputs
+    assert output.shape == image.shape == target.shape == (2, 3, 256, 256)
+    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"]["light_weight"] == 0.5
