@@ -45,6 +45,21 @@ def test_a_colour_shift_far_from_the_lights_and_a_dimmed_lamp_are_seen():
     assert abs(s.cores_kept - 128 / 255) < 1e-6
 
 
+def test_distances_grow_with_a_photo_larger_than_the_working_size():
+    """On a photo with a long side of 2048 the ring reaches 192 pixels: a change 100 to 150 pixels from the lamp
+    is glow removed, not a colour change far from it (it would be at 1024)."""
+    photo = np.full((1024, 2048, 3), 40, np.uint8)
+    photo[510:515, 1000:1005] = 255  # a clipped lamp
+    yy, xx = np.mgrid[:1024, :2048]
+    band = (np.hypot(yy - 512, xx - 1002) > 100) & (np.hypot(yy - 512, xx - 1002) < 150)
+    restored = photo.copy()
+    restored[band] = 30  # glow taken away
+    s = photo_scores(photo, restored)
+    assert s.colour_change == 0.0 and s.glare_removed > 0
+    half = photo_scores(photo[:, :1024], restored[:, :1024])  # the same lamp and change in a 1024 photo
+    assert half.colour_change > 0
+
+
 def test_a_photo_without_lights_is_judged_on_colour_alone():
     flat = np.full((64, 64, 3), 90, np.uint8)
     s = photo_scores(flat, flat)

@@ -10,7 +10,9 @@
   the pixels more than ``FAR`` pixels from every core: what the model changed where there is no glare to
   remove. Below 2 is hard to see side by side; above 5 is a visible shift.
 A photo without clipped lights has no ring and no cores: those two measures are NaN, the colour change is over
-the whole photo.
+the whole photo. ``RING`` and ``FAR`` are pixels of a photo whose long side is ``SCALE_FROM``, restore.py's
+working size; a larger photo's grow with it, so that the glow of a 12-megapixel photo's lamps, four times as
+wide in pixels, counts as glow and not as a colour change far from them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from utils.infer.keep_lights import core_brightness_ratio, light_cores
 
 RING = 4  # pixels around a core that still belong to the lamp itself (its clipped rim)
 FAR = 96  # pixels from every core beyond which a photo should come back unchanged
+SCALE_FROM = 1024  # the long side, in pixels, at and below which RING and FAR are taken as they are
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def photo_scores(photo: np.ndarray, restored: np.ndarray) -> PhotoScores:
     """The three measures of one restored photo (both 8-bit RGB of one size)."""
     if photo.shape != restored.shape:
         raise ValueError(f"the restoration is {restored.shape[:2]}, the photo {photo.shape[:2]}")
-    distance = distance_to_lights(photo)
+    distance = distance_to_lights(photo) / max(1.0, max(photo.shape[:2]) / SCALE_FROM)
     ring = (distance > RING) & (distance <= FAR)
     far = distance > FAR
     glare = float("nan")
