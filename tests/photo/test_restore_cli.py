@@ -144,3 +144,13 @@ def test_progress_lines_in_a_log(photos, tiny_weights, capsys, monkeypatch):
     lines = [line for line in err.splitlines() if line.startswith("restoring: ")]
     assert lines and "photos done)" in lines[-1]
     assert os.path.isfile(photos / "a_restored.jpg") and ROOT.is_dir()
+
+
+def test_darken_only_drops_what_the_model_adds_and_nothing_else(tiny_weights):
+    """Flare only adds light: with darken_only (the photo default) no pixel comes out brighter than the photo's,
+    and every pixel the model darkened is as it was without it."""
+    rgb = night_rgb(48, 64, seed=4)
+    free = restore_image(rgb, tiny_weights, keep_lights=False, darken_only=False).astype(int)
+    darker = restore_image(rgb, tiny_weights, keep_lights=False).astype(int)
+    assert (free > rgb).any() and (free < rgb).any()  # the tiny model brightens some pixels and darkens others
+    assert np.array_equal(darker, np.minimum(free, rgb))

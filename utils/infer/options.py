@@ -94,6 +94,12 @@ class InferenceOptions:
         "blend the input's clipped light cores back into the output with a soft mask (lamps stay bright)",
         new=True,
     )
+    darken_only: bool = setting(
+        False,
+        "never let a pixel come out brighter than the input's: flare only adds light, so what a model adds is a "
+        "colour shift, dropped",
+        new=True,
+    )
     amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
     compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
     backend: str = setting(

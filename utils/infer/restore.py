@@ -152,10 +152,12 @@ def restore_rgb(
     per_model: list[np.ndarray] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
-    """``restore`` of an (H, W, 3) uint8 RGB image, with its light cores blended back if ``opts.keep_lights``
-    says so: the restored image as uint8 RGB, the form that is written or handed back."""
+    """``restore`` of an (H, W, 3) uint8 RGB image, no brighter than it if ``opts.darken_only`` and with its light
+    cores blended back if ``opts.keep_lights``: the restored image as uint8 RGB, the form written or handed back."""
     image = from_uint8(rgb, models[0].device)
     restored = restore(image, models, opts, name, per_model, on_progress)
+    if opts.darken_only:
+        restored = torch.minimum(restored, image)
     if opts.keep_lights:
         restored = keep_lights(rgb, image, restored)
     return to_uint8(restored)

@@ -25,7 +25,12 @@ from utils.recipe import recipe_for
 def photo_options(settings: PhotoSettings) -> InferenceOptions:
     """test.py's options as photos want them: window-blended tiles (no grid), the working size, no bars."""
     return InferenceOptions(
-        blend="window", work_size=settings.work_size, keep_lights=settings.keep_lights, make_zip=False, progress=False
+        blend="window",
+        work_size=settings.work_size,
+        keep_lights=settings.keep_lights,
+        darken_only=settings.darken_only,
+        make_zip=False,
+        progress=False,
     )
 
 
@@ -52,13 +57,15 @@ def restore_image(
     *,
     work_size: int = PhotoSettings.work_size,
     keep_lights: bool = PhotoSettings.keep_lights,
+    darken_only: bool = PhotoSettings.darken_only,
     device: str = "auto",
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """The (H, W, 3) uint8 RGB ``image`` restored: its glare and flare removed, the rest of the photo kept.
 
     ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
-    the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``on_progress``: called
+    the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``darken_only``: no pixel
+    brighter than the photo's (flare only adds light); ``on_progress``: called
     with the share done, from 0 to 1. Raises ``ValueError`` for an image of another shape or type, and
     ``utils.core.errors.UserError`` (one sentence) for a checkpoint that cannot be found or read.
     """
@@ -68,7 +75,7 @@ def restore_image(
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"restore_image takes an image with pixels, not one of shape {image.shape}")
     image = np.ascontiguousarray(image)  # a flipped or strided view (img[:, ::-1]) as torch takes it
-    settings = PhotoSettings(work_size=work_size, keep_lights=keep_lights, device=device)
+    settings = PhotoSettings(work_size=work_size, keep_lights=keep_lights, darken_only=darken_only, device=device)
     if weights is not None:
         settings = replace(settings, weights=str(weights))
     return restore_rgb(image, photo_models(settings), photo_options(settings), on_progress=on_progress)

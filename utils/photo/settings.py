@@ -27,6 +27,11 @@ class PhotoSettings:
         "blend the photo's clipped light cores back into the result, so that lamps keep their brightness and "
         "colour (the starter dims light cores to about 73% without it)",
     )
+    darken_only: bool = setting(
+        True,
+        "never make a pixel brighter than the photo's: flare only adds light, so what the model adds is a colour "
+        "shift, dropped (12-MP photo: colour change far from the lights 2.0, 1.6 with it)",
+    )
     quality: int = setting(95, "JPEG, WebP and HEIC quality of the written photos", Allowed(minimum=1, maximum=100))
     max_megapixels: float = setting(
         50.0, "refuse larger photos (memory: about 0.25 GB per megapixel)", Allowed(positive=True, maximum=178)
