@@ -6,7 +6,7 @@
 Generates synthetic flare pairs (``scripts.flare_data``; its held-out test photographs are
 never trained on), cuts the 256 recipe's patches (brightness-selected crops plus larger crops
 resized down), trains with ``main.py`` (adaptive augmentation; the linear output; the CPU
-profile fine-tunes the earlier starter, ``pretrained/hinet_flare_starter_v1.pth``), packs the
+profile fine-tunes the earlier starter, ``pretrained/hinet_flare_starter_v2.pth``), packs the
 best checkpoint into ``--output`` with half-precision tensors, and scores it on the held-out
 pairs (``test.py --eval_dir``, ``scripts.flare_eval``), with and without ``--keep_lights``.
 Everything but the packed checkpoint goes to ``--root``; the commands are printed as they run.
