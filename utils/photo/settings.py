@@ -25,7 +25,7 @@ class PhotoSettings:
     keep_lights: bool = setting(
         True,
         "blend the photo's clipped light cores back into the result, so that lamps keep their brightness and "
-        "colour (the starter dims light cores to about 73% without it)",
+        "colour (the starter alone keeps about 95% of a lamp's brightness and turns warm lamps whiter)",
     )
     darken_only: bool = setting(
         True,
