@@ -64,16 +64,17 @@ def test_a_weight_out_of_range_is_one_sentence(value):
         check_config(TrainConfig(clean_weight=value))
 
 
-def test_the_trainer_hands_the_inputs_to_the_term(patch_data, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("term,flag", [("clean_region_loss", "--clean_weight"), ("near_light_loss", "--light_weight")])
+def test_the_trainer_hands_the_inputs_to_the_term(term, flag, patch_data, tmp_path, capsys, monkeypatch):
     """(At weight 0 the criterion is called without them: test_train's two-argument stand-in for the loss runs.)"""
     calls = []
-    monkeypatch.setattr(losses, "clean_region_loss", lambda *a: calls.append(a) or torch.zeros(()))
+    monkeypatch.setattr(losses, term, lambda *a: calls.append(a) or torch.zeros(()))
     monkeypatch.setattr(trainer, "validate", lambda *a: 20.0)  # the wiring is the question, not the score
     args = ["--data_path", patch_data, "--model_path", tmp_path, "--wf", 4, "--depth", 3, "--batch_size", 2,
             "--num_workers", 0, "--epochs", 1, "--steps_per_epoch", 1, "--no_progress", "--pretrained_path", "none",
-            "--clean_weight", 1]  # fmt: skip
+            flag, 0.5]  # fmt: skip
     code, _, err = run_cli(train_script, args, capsys)
     assert code == 0, err
     (output, image, target), _ = calls  # both stages, with the batch's inputs
     assert output.shape == image.shape == target.shape == (2, 3, 256, 256)
-    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"]["clean_weight"] == 1
+    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"][flag[2:]] == 0.5

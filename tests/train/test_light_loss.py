@@ -1,11 +1,9 @@
-"""The near-light loss: the error within a few pixels of the input's clipped lamps, weighted by --light_weight."""
+"""The near-light loss: the error within a few pixels of the input's clipped lamps, weighted by --light_weight
+(test_clean_loss checks that the trainer hands it the inputs)."""
 
 import pytest
 import torch
 
-import main as train_script
-from conftest import run_cli
-from utils.train import losses, trainer
 from utils.train.losses import NEAR_LIGHT_RADIUS, RestorationLoss, near_light_loss
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -46,17 +44,3 @@ def test_the_weight_adds_the_term_for_both_stages():
     assert torch.equal(RestorationLoss(light_weight=0.0)(outputs, target, image), base)
     with pytest.raises(ValueError, match="needs the input images"):
         RestorationLoss(light_weight=3.0)(outputs, target)
-
-
-def test_the_trainer_hands_the_inputs_to_the_term(patch_data, tmp_path, capsys, monkeypatch):
-    calls = []
-    monkeypatch.setattr(losses, "near_light_loss", lambda *a: calls.append(a) or torch.zeros(()))
-    monkeypatch.setattr(trainer, "validate", lambda *a: 20.0)  # the wiring is the question, not the score
-    args = ["--data_path", patch_data, "--model_path", tmp_path, "--wf", 4, "--depth", 3, "--batch_size", 2,
-            "--num_workers", 0, "--epochs", 1, "--steps_per_epoch", 1, "--no_progress", "--pretrained_path", "none",
-            "--light_weight", 0.5]  # fmt: skip
-    code, _, err = run_cli(train_script, args, capsys)
-    assert code == 0, err
-    (output, image, target), _ = calls  # both stages, with the batch's inputs
-    assert output.shape == image.shape == target.shape == (2, 3, 256, 256)
-    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"]["light_weight"] == 0.5
