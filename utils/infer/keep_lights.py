@@ -6,7 +6,7 @@ known for certain about them, so they are blended back with a soft mask (Wu et a
 and Flare7K do the same): threshold, an opening that drops isolated clipped pixels (noise,
 glints), and a fall-off whose width follows the largest source, so a large window gets a wide,
 gentle edge and a small lamp a narrow one. The fall-off is a smoothstep of the distance to the
-nearest core: 1 on the core's edge with no step there, where a blurred mask (0.5 at the edge)
+nearest core: 1 on the core's edge with no step there, where a blurred mask (about 0.4 just outside)
 left a visible ring between the photo's core and the model's output.
 """
 

@@ -30,7 +30,7 @@ class PhotoSettings:
     darken_only: bool = setting(
         True,
         "never make a pixel brighter than the photo's: flare only adds light, so what the model adds is a colour "
-        "shift, dropped (12-MP photo: colour change far from the lights 2.0, 1.6 with it)",
+        "shift, dropped",
     )
     quality: int = setting(95, "JPEG, WebP and HEIC quality of the written photos", Allowed(minimum=1, maximum=100))
     max_megapixels: float = setting(
