@@ -48,6 +48,10 @@ from utils.metrics import psnr_masked, psnr_uint8
 LAMP_GOAL = 0.9
 
 
+class NotRedrawn(UserError):
+    """A test pair's lights cannot be drawn again: another --seed, or data made with other generator options."""
+
+
 def restore_clean(labels: Path, out: Path, submission: Path, weights: list[str], extra: list[str]) -> list[float]:
     """(b): test.py on the clean targets, with the submission's blend and weights; each output's PSNR to its input."""
     flags = ["--blend", "window", *extra]
@@ -68,9 +72,9 @@ def far_from_lights(label: Path, seed: int, margin: float) -> np.ndarray:
     photos = {name: load_photo(name) for name, (split, _) in PHOTOS.items() if split == "test"}
     scene = pair_scene(SceneSettings(seed, *target.shape[:2], photos=photos), "test", index)
     if not np.array_equal(encode(scene.linear + scene.lights.emission, scene.gamma), target):
-        fail(
-            f"{label} is not the target the generator draws with --seed {seed} and its default options; pass the "
-            "seed the data was made with"
+        raise NotRedrawn(
+            f"{label} is not the target the generator draws with --seed {seed} and its default options: the data "
+            "was made with another --seed (pass it) or with --night or --phone_flare"
         )
     lit = scene.lights.emission.max(axis=2) > 0
     if not lit.any():
@@ -101,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--margin", type=float, default=96.0, help="pixels from the nearest light for (c)")
     p.add_argument("--clean_goal", type=float, default=35.0, help="least PSNR of a clean image's output for (b)")
     p.add_argument("--keep_lights", action="store_true", help="the submission was made with test.py --keep_lights")
+    p.add_argument("--darken_only", action="store_true", help="the submission was made with test.py --darken_only")
     return p.parse_args(argv)
 
 
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if "gpsnr_input" in m:
         print(f"    glare region {m['gpsnr_input']:.2f} -> {m['gpsnr_ensemble']:.2f} dB; "
               f"streak region {m['spsnr_input']:.2f} -> {m['spsnr_ensemble']:.2f} dB")  # fmt: skip
-    extra = ["--keep_lights"] if args.keep_lights else []
+    extra = [f"--{name}" for name in ("keep_lights", "darken_only") if getattr(args, name)]
     clean = restore_clean(data / "test_label_img", Path(args.out) / "clean", submission, args.weights, extra)
     goal = args.clean_goal
     print(f"(b) clean targets as input: output against input PSNR mean {np.mean(clean):.2f} dB, min {min(clean):.2f} "
@@ -132,9 +137,9 @@ def report_far(data: Path, submission: Path, seed: int, margin: float) -> None:
     """(c), printed per image and in all; skipped with the reason when the lights cannot be drawn again."""
     try:
         rows = far_scores(data, submission, seed, margin)
-    except UserError as err:
-        print(f"(c) skipped: {err} (data made with --night or --phone_flare cannot be drawn again; scripts.photo_check "
-              "measures the colour change far from the lights without targets).")  # fmt: skip
+    except NotRedrawn as err:
+        print(f"(c) skipped: {err}; scripts.photo_check measures the colour change far from the lights without "
+              "targets.")  # fmt: skip
         return
     for name, share, before, after in rows:
         print(
@@ -154,7 +159,8 @@ def lamp_ratios(data: Path, submission: Path) -> tuple[float, float, float]:
         restored = read_rgb(submission / submission_name(inp.name))
         rows.append([core_brightness_ratio(target, restored), core_brightness_ratio(image, restored),
                      core_brightness_ratio(image, target)])  # fmt: skip
-    means = [float(np.nanmean(col)) if not np.isnan(col).all() else float("nan") for col in np.array(rows).T]
+    columns = np.array(rows, dtype=float).reshape(-1, 3).T
+    means = [float(np.nanmean(col)) if not np.isnan(col).all() else float("nan") for col in columns]
     return means[0], means[1], means[2]
 
 

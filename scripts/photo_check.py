@@ -6,8 +6,8 @@
 The restorations are found under restore.py's names (``NAME_restored.EXT``) or test.py's (``NAME.png``).
 
 Per photo: the share of the glow around its lights that was removed, how bright its lamps stayed, and the
-colour change (CIE76) more than 96 pixels from every light; then the means. Goals of the starter model: lamps
-at least 90% as bright, colour change below 2.
+colour change (CIE76) more than 96 pixels from every light (distances grow with a photo over 1,024 px); then
+the means. Goals of the starter model: lamps at least 90% as bright, colour change below 2.
 """
 
 from __future__ import annotations

@@ -166,8 +166,10 @@ def test_flare_eval_draws_the_lights_of_a_pair_again(tmp_path, capsys):
     assert far.shape == (96, 128) and far.mean() < 1
     with pytest.raises(UserError, match="with --seed 1"):
         flare_eval.far_from_lights(label, 1, 10)
-    flare_eval.report_far(tmp_path, tmp_path / "no submission", 1, 10)  # data of other options: (c) is skipped
+    flare_eval.report_far(tmp_path, tmp_path / "no submission", 1, 10)  # lights not drawn again: (c) is skipped
     assert "(c) skipped: " in capsys.readouterr().out
+    with pytest.raises(UserError, match="test_20000.png does not exist"):  # any other mistake still stops
+        flare_eval.report_far(tmp_path, tmp_path / "no submission", 0, 10)
 
 
 def test_flare_eval_scores_lamps_on_the_targets_cores(tmp_path):
@@ -183,3 +185,5 @@ def test_flare_eval_scores_lamps_on_the_targets_cores(tmp_path):
     cv2.imwrite(str(tmp_path / "submission" / "test_20000.png"), target)
     lamps, restored_cores, target_cores = flare_eval.lamp_ratios(tmp_path, tmp_path / "submission")
     assert lamps == 1.0 and restored_cores == target_cores < 0.5
+    (tmp_path / "empty" / "test_input_img").mkdir(parents=True)
+    assert np.isnan(flare_eval.lamp_ratios(tmp_path / "empty", tmp_path)).all()  # no test images: no score

@@ -6,7 +6,7 @@ known for certain about them, so they are blended back with a soft mask (Wu et a
 and Flare7K do the same): threshold, an opening that drops isolated clipped pixels (noise,
 glints), and a fall-off whose width follows the largest source, so a large window gets a wide,
 gentle edge and a small lamp a narrow one. The fall-off is a smoothstep of the distance to the
-nearest core: 1 on the core's edge with no step there, where a blurred mask (about 0.4 just outside)
+nearest core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask (about 0.4 just outside)
 left a visible ring between the photo's core and the model's output.
 """
 
@@ -18,7 +18,7 @@ import torch
 
 CORE_LEVEL = 250  # 8-bit level from which a channel counts as clipped
 # The fall-off's width, a tenth of the largest core's diameter and at least 4 pixels (whose steepest step between
-# neighbours is 1.5 / 4): a wider one keeps the glow just outside the cores, which is what the model removed.
+# neighbours in a row or column is 1.5 / 4): a wider one keeps the glow just outside the cores, which the model removed.
 EDGE_SHARE = 0.1
 MIN_EDGE = 4.0
 

@@ -120,8 +120,8 @@ class TrainConfig:
     )
     light_weight: float = setting(
         0.0,
-        "weight of a loss on the mean absolute error within 12 pixels of the input's clipped light cores (lamps, "
-        "their glow and the ring around them); 0 keeps the original loss",
+        "weight of a loss on the mean absolute error in a 25-pixel square around each clipped pixel of the input "
+        "(lamps, their glow and the ring around them); 0 keeps the original loss",
         Allowed(minimum=0),
         new=True,
         resume=FIXED,

@@ -63,16 +63,20 @@ def clean_region_loss(output: torch.Tensor, image: torch.Tensor, target: torch.T
     return change.sum() / (clean.sum() * output.shape[1]).clamp(min=1)
 
 
-NEAR_LIGHT_RADIUS = 12  # pixels around a core that count as near it: the glow and the ring a model overshoots in
+NEAR_LIGHT_RADIUS = (
+    12  # a square this many pixels around each clipped pixel: the glow and the ring a model overshoots in
+)
 
 
 def near_light_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``mean |output - target|`` within ``NEAR_LIGHT_RADIUS`` pixels of the input's clipped cores, 0 without any.
+    """``mean |output - target|`` within ``NEAR_LIGHT_RADIUS`` pixels (a square) of the input's clipped pixels, 0
+    without any.
 
     Lamps, the glow clipped around them and the ring just outside are a few hundred pixels of a patch, so the
     mean loss hardly sees them; a small model then greys the lamps and leaves dark, bluish rings where it
     removed too much. This term prices the error there on its own."""
-    cores = (image.amax(dim=1, keepdim=True) >= (CORE_LEVEL - 0.5) / 255).float()  # keep_lights' clipped cores
+    # keep_lights' clipping level, without its opening: a single clipped pixel counts here too
+    cores = (image.amax(dim=1, keepdim=True) >= (CORE_LEVEL - 0.5) / 255).float()
     near = F.max_pool2d(cores, 2 * NEAR_LIGHT_RADIUS + 1, stride=1, padding=NEAR_LIGHT_RADIUS)
     error = (output - target).abs() * near
     return error.sum() / (near.sum() * output.shape[1]).clamp(min=1)
