@@ -1,4 +1,4 @@
-"""Three goals of flare removal, checked on a test set of ``scripts.flare_data`` with trained checkpoints.
+"""Five goals of flare removal, checked on a test set of ``scripts.flare_data`` with trained checkpoints.
 
     python -m scripts.flare_eval          (after make demo: data/, weights/, results/submission/)
 
@@ -20,6 +20,10 @@
     images, as a share of the target's (``utils.infer.keep_lights``). Goal: at least 90%. The share
     kept on the input's clipped cores, the only ones a photo shows, is printed beside it with the
     target's own share there: flare clips the glow around a lamp too, and removing that glow is right.
+(e) Untouched pixels left alone: over the pixels more than ``--margin`` pixels from everything the flare
+    changed by over 8 levels (input against target), which need no restoration, the PSNR of the input and
+    of the restored images against the targets, pooled over the test set. Goal: the restored images no
+    worse. It needs no lights drawn again, so it works on any labelled data.
 """
 
 from __future__ import annotations
@@ -76,11 +80,37 @@ def far_from_lights(label: Path, seed: int, margin: float) -> np.ndarray:
             f"{label} is not the target the generator draws with --seed {seed} and its default options: the data "
             "was made with another --seed (pass it) or with --night or --phone_flare"
         )
-    lit = scene.lights.emission.max(axis=2) > 0
-    if not lit.any():
-        return np.ones(lit.shape, bool)
-    distance = cv2.distanceTransform(np.where(lit, 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return beyond(scene.lights.emission.max(axis=2) > 0, margin)
+
+
+def beyond(near: np.ndarray, margin: float) -> np.ndarray:
+    """(H, W) bool: the pixels more than ``margin`` pixels from every pixel of ``near`` (all of them without any)."""
+    if not near.any():
+        return np.ones(near.shape, bool)
+    distance = cv2.distanceTransform(np.where(near, 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     return distance > margin
+
+
+FLARE_LEVEL = 8  # 8-bit levels by which the flare must change a pixel for (e) to count it as flare
+
+
+def untouched_psnr(data: Path, submission: Path, margin: float) -> tuple[float, float]:
+    """(e): the PSNR of the inputs and of the restored images against the targets, pooled over the pixels
+    more than ``margin`` pixels from everything the flare changed by over ``FLARE_LEVEL`` levels (NaN: none)."""
+    errors, count = np.zeros(2), 0
+    for inp in list_images(data / "test_input_img"):
+        image, target = (
+            read_rgb(inp).astype(float),
+            read_rgb(data / "test_label_img" / inp.name.replace("input", "label")).astype(float),
+        )
+        restored = read_rgb(submission / submission_name(inp.name)).astype(float)
+        far = beyond(np.abs(image - target).max(axis=2) > FLARE_LEVEL, margin)
+        errors += [((image - target)[far] ** 2).sum(), ((restored - target)[far] ** 2).sum()]
+        count += int(far.sum()) * 3
+    if not count:
+        return float("nan"), float("nan")
+    before, after = (10 * np.log10(255.0**2 / max(e / count, 1e-10)) for e in errors)
+    return float(before), float(after)
 
 
 def far_scores(data: Path, submission: Path, seed: int, margin: float) -> list[tuple[str, float, float, float]]:
@@ -106,7 +136,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clean_goal", type=float, default=35.0, help="least PSNR of a clean image's output for (b)")
     p.add_argument("--keep_lights", action="store_true", help="the submission was made with test.py --keep_lights")
     p.add_argument("--darken_only", action="store_true", help="the submission was made with test.py --darken_only")
+    p.add_argument("--min_change", type=float, default=0.0, help="the submission was made with test.py --min_change")
     return p.parse_args(argv)
+
+
+def photo_flags(args: argparse.Namespace) -> list[str]:
+    """test.py's photo options the submission was made with, for (b)'s restoration of the clean targets."""
+    flags = [f"--{name}" for name in ("keep_lights", "darken_only") if getattr(args, name)]
+    return flags + (["--min_change", f"{args.min_change:g}"] if args.min_change else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if "gpsnr_input" in m:
         print(f"    glare region {m['gpsnr_input']:.2f} -> {m['gpsnr_ensemble']:.2f} dB; "
               f"streak region {m['spsnr_input']:.2f} -> {m['spsnr_ensemble']:.2f} dB")  # fmt: skip
-    extra = [f"--{name}" for name in ("keep_lights", "darken_only") if getattr(args, name)]
-    clean = restore_clean(data / "test_label_img", Path(args.out) / "clean", submission, args.weights, extra)
+    clean = restore_clean(
+        data / "test_label_img", Path(args.out) / "clean", submission, args.weights, photo_flags(args)
+    )
     goal = args.clean_goal
     print(f"(b) clean targets as input: output against input PSNR mean {np.mean(clean):.2f} dB, min {min(clean):.2f} "
           f"(goal >= {goal:g}: {'met' if min(clean) >= goal else 'NOT met'})")  # fmt: skip
@@ -130,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(d) lamps kept: the target's light cores keep {lamps:.1%} of their brightness (goal >= {LAMP_GOAL:.0%}: "
           f"{'met' if lamps >= LAMP_GOAL else 'NOT met'}); the input's clipped cores, glow clipped by the flare "
           f"included, keep {restored_cores:.1%} (the target itself: {target_cores:.1%})")  # fmt: skip
+    before, after = untouched_psnr(data, submission, args.margin)
+    print(f"(e) beyond {args.margin:g} px of everything the flare changed: input {before:.2f} dB, restored "
+          f"{after:.2f} dB (goal: no worse: {'met' if after >= before else 'NOT met'})")  # fmt: skip
     return 0
 
 

@@ -187,3 +187,30 @@ def test_flare_eval_scores_lamps_on_the_targets_cores(tmp_path):
     assert lamps == 1.0 and restored_cores == target_cores < 0.5
     (tmp_path / "empty" / "test_input_img").mkdir(parents=True)
     assert np.isnan(flare_eval.lamp_ratios(tmp_path / "empty", tmp_path)).all()  # no test images: no score
+
+
+def test_flare_eval_restores_the_clean_targets_with_the_submissions_photo_options():
+    assert flare_eval.photo_flags(flare_eval.parse_args([])) == []
+    args = flare_eval.parse_args(["--darken_only", "--min_change", "4", "--keep_lights"])
+    assert flare_eval.photo_flags(args) == ["--keep_lights", "--darken_only", "--min_change", "4"]
+
+
+def test_flare_eval_scores_only_the_pixels_far_from_all_flare(tmp_path):
+    """(e): a change near the flare does not count, a change of one level far from it does."""
+    for folder in ("test_input_img", "test_label_img", "submission"):
+        (tmp_path / folder).mkdir()
+    target = np.random.default_rng(0).integers(0, 200, (48, 96, 3), dtype=np.uint8)
+    image = target.copy()
+    image[:, :10] += 40  # the flare, on the left
+    cv2.imwrite(str(tmp_path / "test_input_img" / "test_input_20000.png"), image)
+    cv2.imwrite(str(tmp_path / "test_label_img" / "test_label_20000.png"), target)
+    restored = image.copy()
+    restored[:, 10:40] += 5  # within 30 px of the flare
+    cv2.imwrite(str(tmp_path / "submission" / "test_20000.png"), restored)
+    before, after = flare_eval.untouched_psnr(tmp_path, tmp_path / "submission", 30)
+    assert before == after > 100  # the far pixels are the target's in both
+    restored[:, 60:] += 1  # far from it: one level off over 36 of the 56 far columns
+    cv2.imwrite(str(tmp_path / "submission" / "test_20000.png"), restored)
+    assert flare_eval.untouched_psnr(tmp_path, tmp_path / "submission", 30)[1] == pytest.approx(
+        10 * np.log10(255**2 * 56 / 36)
+    )

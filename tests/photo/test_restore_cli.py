@@ -150,7 +150,23 @@ def test_darken_only_drops_what_the_model_adds_and_nothing_else(tiny_weights):
     """Flare only adds light: with darken_only (the photo default) no pixel comes out brighter than the photo's,
     and every pixel the model darkened is as it was without it."""
     rgb = night_rgb(48, 64, seed=4)
-    free = restore_image(rgb, tiny_weights, keep_lights=False, darken_only=False).astype(int)
-    darker = restore_image(rgb, tiny_weights, keep_lights=False).astype(int)
+    free = restore_image(rgb, tiny_weights, keep_lights=False, darken_only=False, min_change=0).astype(int)
+    darker = restore_image(rgb, tiny_weights, keep_lights=False, min_change=0).astype(int)
     assert (free > rgb).any() and (free < rgb).any()  # the tiny model brightens some pixels and darkens others
     assert np.array_equal(darker, np.minimum(free, rgb))
+
+
+def test_min_change_leaves_small_changes_out(photos, tiny_weights, tmp_path, capsys):
+    """--min_change (4 levels by default) drops what the model changes by less; 255 drops every change."""
+    rgb = np.asarray(Image.open(photos / "b.png").convert("RGB"))
+    restored = {}
+    for levels in ("0", "4", "255"):
+        args = [photos / "b.png", "--output", tmp_path / levels, "--weights", tiny_weights, "--no_progress"]
+        assert run_cli(restore_script, [*args, "--min_change", levels], capsys)[0] == 0
+        restored[levels] = np.asarray(Image.open(tmp_path / levels / "b_restored.png").convert("RGB")).astype(int)
+    assert np.array_equal(restored["4"], restore_image(rgb, tiny_weights))  # the default
+    assert np.array_equal(restored["255"], rgb)
+    unchanged = [(restored[levels] == rgb).all(axis=2).mean() for levels in ("0", "4")]
+    assert unchanged[0] < unchanged[1]
+    code, _, err = run_cli(restore_script, [photos, "--min_change", "-1", "--weights", tiny_weights], capsys)
+    assert code == 2 and "--min_change" in err

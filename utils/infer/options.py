@@ -100,6 +100,14 @@ class InferenceOptions:
         "colour shift, dropped",
         new=True,
     )
+    min_change: float = setting(
+        0.0,
+        "leave the input as it is where the model changes it by less than this many 8-bit levels (the largest "
+        "channel's change, smoothed over a few pixels), and make every larger change smaller by as much, so that "
+        "the picture away from the glare keeps its colours; 0 = off",
+        Allowed(minimum=0, maximum=255),
+        new=True,
+    )
     amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
     compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
     backend: str = setting(

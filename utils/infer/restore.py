@@ -144,6 +144,35 @@ def corrected(image: torch.Tensor, small: torch.Tensor, restored: torch.Tensor) 
     return (image + change[0]).clamp(0, 1)
 
 
+GATE_SIZE, GATE_SIGMA = 1024, 3.0  # the change's size is judged on a copy this long, smoothed by this sigma
+
+
+def drop_small_changes(image: torch.Tensor, restored: torch.Tensor, levels: float) -> torch.Tensor:
+    """``restored`` with its change from ``image`` shrunk: gone where the change's size (the largest channel's,
+    smoothed) is under ``levels`` 8-bit levels, smaller by that much elsewhere, with no step in between.
+
+    Far from the lights a model shifts colours by a level or two everywhere; glare is removed by tens of
+    levels. The size is judged smoothed, on a copy of at most ``GATE_SIZE`` pixels, so that a texture's change
+    counts with its neighbourhood and a 12-megapixel photo is treated like its working copy."""
+    change = restored - image
+    size = working_copy(change.abs().amax(dim=0, keepdim=True), GATE_SIZE)
+    size = smoothed(size, GATE_SIGMA)
+    gain = (1 - (levels / 255) / size.clamp(min=1e-6)).clamp(0, 1)
+    gain = F.interpolate(gain[None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0]
+    return image + change * gain
+
+
+def smoothed(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A (C, H, W) ``image`` blurred by a Gaussian of ``sigma`` pixels, its border repeated (any size works)."""
+    radius = round(3 * sigma)
+    taps = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
+    kernel = torch.exp(-(taps**2) / (2 * sigma**2))
+    kernel = (kernel / kernel.sum()).repeat(image.shape[0], 1, 1, 1)
+    padded = F.pad(image[None], (radius,) * 4, mode="replicate")
+    rows = F.conv2d(padded, kernel.view(-1, 1, 1, 2 * radius + 1), groups=image.shape[0])
+    return F.conv2d(rows, kernel.view(-1, 1, 2 * radius + 1, 1), groups=image.shape[0])[0]
+
+
 def restore_rgb(
     rgb: np.ndarray,
     models: list[Model],
@@ -152,12 +181,15 @@ def restore_rgb(
     per_model: list[np.ndarray] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
-    """``restore`` of an (H, W, 3) uint8 RGB image, no brighter than it if ``opts.darken_only`` and with its light
-    cores blended back if ``opts.keep_lights``: the restored image as uint8 RGB, the form written or handed back."""
+    """``restore`` of an (H, W, 3) uint8 RGB image, no brighter than it if ``opts.darken_only``, its small
+    changes dropped if ``opts.min_change`` and its light cores blended back if ``opts.keep_lights``: the
+    restored image as uint8 RGB, the form written or handed back."""
     image = from_uint8(rgb, models[0].device)
     restored = restore(image, models, opts, name, per_model, on_progress)
     if opts.darken_only:
         restored = torch.minimum(restored, image)
+    if opts.min_change:
+        restored = drop_small_changes(image, restored, opts.min_change)
     if opts.keep_lights:
         restored = keep_lights(rgb, image, restored)
     return to_uint8(restored)

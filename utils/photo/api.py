@@ -29,6 +29,7 @@ def photo_options(settings: PhotoSettings) -> InferenceOptions:
         work_size=settings.work_size,
         keep_lights=settings.keep_lights,
         darken_only=settings.darken_only,
+        min_change=settings.min_change,
         make_zip=False,
         progress=False,
     )
@@ -58,6 +59,7 @@ def restore_image(
     work_size: int = PhotoSettings.work_size,
     keep_lights: bool = PhotoSettings.keep_lights,
     darken_only: bool = PhotoSettings.darken_only,
+    min_change: float = PhotoSettings.min_change,
     device: str = "auto",
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
@@ -65,7 +67,8 @@ def restore_image(
 
     ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
     the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``darken_only``: no pixel
-    brighter than the photo's (flare only adds light); ``on_progress``: called
+    brighter than the photo's (flare only adds light); ``min_change``: changes smaller than this many 8-bit
+    levels dropped, larger ones made smaller by as much; ``on_progress``: called
     with the share done, from 0 to 1. Raises ``ValueError`` for an image of another shape or type, and
     ``utils.core.errors.UserError`` (one sentence) for a checkpoint that cannot be found or read.
     """
@@ -75,7 +78,9 @@ def restore_image(
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"restore_image takes an image with pixels, not one of shape {image.shape}")
     image = np.ascontiguousarray(image)  # a flipped or strided view (img[:, ::-1]) as torch takes it
-    settings = PhotoSettings(work_size=work_size, keep_lights=keep_lights, darken_only=darken_only, device=device)
+    settings = PhotoSettings(
+        work_size=work_size, keep_lights=keep_lights, darken_only=darken_only, min_change=min_change, device=device
+    )
     if weights is not None:
         settings = replace(settings, weights=str(weights))
     return restore_rgb(image, photo_models(settings), photo_options(settings), on_progress=on_progress)

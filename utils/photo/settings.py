@@ -32,6 +32,13 @@ class PhotoSettings:
         "never make a pixel brighter than the photo's: flare only adds light, so what the model adds is a colour "
         "shift, dropped",
     )
+    min_change: float = setting(
+        4.0,
+        "leave the photo as it is where the model changes it by less than this many 8-bit levels (smoothed over "
+        "a few pixels) and make every larger change smaller by as much: far from the lights the photo stays the "
+        "photo; 0 = off",
+        Allowed(minimum=0, maximum=255),
+    )
     quality: int = setting(95, "JPEG, WebP and HEIC quality of the written photos", Allowed(minimum=1, maximum=100))
     max_megapixels: float = setting(
         50.0, "refuse larger photos (memory: about 0.25 GB per megapixel)", Allowed(positive=True, maximum=178)
