@@ -30,6 +30,18 @@ def test_counts_the_error_on_the_flare_only():
     assert flare_region_loss(output, image, target).item() == 0.0
 
 
+def test_a_colour_jittered_patch_counts_as_one_patch():
+    """Augmentation v3 jitters the input's colours: it differs from its target everywhere. The streak the model
+    left in the other patch still costs half its size, not a share of the jittered patch's pixels."""
+    image, target = _streak()
+    jittered = target + 20 * LEVEL  # brighter everywhere
+    images, targets = torch.cat([image, jittered]), torch.cat([target, target])
+    outputs = torch.cat([image, target])  # the streak left; the jittered patch restored
+    assert flare_region_loss(outputs, images, targets).item() == pytest.approx(40 * LEVEL / 2)
+    clean = torch.cat([target, target])
+    assert flare_region_loss(outputs, clean, targets).item() == 0.0  # no flare in either patch
+
+
 def test_the_weight_adds_the_term_for_both_stages():
     image, target = _streak()
     outputs = [image, target]  # the first stage leaves the streak, the second removes it

@@ -88,14 +88,16 @@ FLARE_LEVEL = 8.5 / 255  # a pixel is flare where the flare changed a channel by
 
 def flare_region_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``mean |output - target|`` over the pixels where the input differs from the target by more than 8 levels
-    on some channel, 0 without any.
+    on some channel, per patch, averaged over the patches that have any (0 without any).
 
     Thin streaks that cross the frame and faint ghosts are a few hundred pixels of a patch, most of it clean or
     glow; the mean loss hardly sees them, and a small model leaves them. This term prices the error on the flare
-    alone, whatever its share of the patch."""
+    alone, whatever its share of the patch. Per patch, because a colour-jittered input (augmentation v3) differs
+    from its target everywhere: pooled over the batch, that one patch would outweigh every streak."""
     flare = ((target - image).abs() > FLARE_LEVEL).any(dim=1, keepdim=True)
-    error = (output - target).abs() * flare
-    return error.sum() / (flare.sum() * output.shape[1]).clamp(min=1)
+    error = ((output - target).abs() * flare).sum(dim=(1, 2, 3))
+    count = flare.sum(dim=(1, 2, 3)) * output.shape[1]
+    return (error / count.clamp(min=1)).sum() / (count > 0).sum().clamp(min=1)
 
 
 class RestorationLoss(nn.Module):
