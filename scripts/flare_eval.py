@@ -132,7 +132,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", nargs="+", default=["weights/256_best.pth", "weights/352_best.pth"])
     p.add_argument("--out", default="results/flare_eval", help="where test.py restores the clean targets (b)")
     p.add_argument("--seed", type=int, default=0, help="the seed the data was generated with")
-    p.add_argument("--margin", type=float, default=96.0, help="pixels from the nearest light for (c)")
+    p.add_argument(
+        "--margin", type=float, default=96.0, help="pixels from the nearest light for (c), from the flare for (e)"
+    )
     p.add_argument("--clean_goal", type=float, default=35.0, help="least PSNR of a clean image's output for (b)")
     p.add_argument("--keep_lights", action="store_true", help="the submission was made with test.py --keep_lights")
     p.add_argument("--darken_only", action="store_true", help="the submission was made with test.py --darken_only")
@@ -168,10 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"(d) lamps kept: the target's light cores keep {lamps:.1%} of their brightness (goal >= {LAMP_GOAL:.0%}: "
           f"{'met' if lamps >= LAMP_GOAL else 'NOT met'}); the input's clipped cores, glow clipped by the flare "
           f"included, keep {restored_cores:.1%} (the target itself: {target_cores:.1%})")  # fmt: skip
-    before, after = untouched_psnr(data, submission, args.margin)
-    print(f"(e) beyond {args.margin:g} px of everything the flare changed: input {before:.2f} dB, restored "
-          f"{after:.2f} dB (goal: no worse: {'met' if after >= before else 'NOT met'})")  # fmt: skip
+    report_untouched(data, submission, args.margin)
     return 0
+
+
+def report_untouched(data: Path, submission: Path, margin: float) -> None:
+    """(e), in one line; said so when no pixel lies that far from the flare."""
+    before, after = untouched_psnr(data, submission, margin)
+    if np.isnan(before):
+        print(f"(e) skipped: no pixel lies more than {margin:g} px from the flare; pass a smaller --margin.")
+        return
+    print(f"(e) beyond {margin:g} px of everything the flare changed: input {before:.2f} dB, restored {after:.2f} dB "
+          f"(goal: no worse: {'met' if after >= before else 'NOT met'})")  # fmt: skip
 
 
 def report_far(data: Path, submission: Path, seed: int, margin: float) -> None:

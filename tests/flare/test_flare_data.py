@@ -195,7 +195,7 @@ def test_flare_eval_restores_the_clean_targets_with_the_submissions_photo_option
     assert flare_eval.photo_flags(args) == ["--keep_lights", "--darken_only", "--min_change", "4"]
 
 
-def test_flare_eval_scores_only_the_pixels_far_from_all_flare(tmp_path):
+def test_flare_eval_scores_only_the_pixels_far_from_all_flare(tmp_path, capsys):
     """(e): a change near the flare does not count, a change of one level far from it does."""
     for folder in ("test_input_img", "test_label_img", "submission"):
         (tmp_path / folder).mkdir()
@@ -214,3 +214,5 @@ def test_flare_eval_scores_only_the_pixels_far_from_all_flare(tmp_path):
     assert flare_eval.untouched_psnr(tmp_path, tmp_path / "submission", 30)[1] == pytest.approx(
         10 * np.log10(255**2 * 56 / 36)
     )
+    flare_eval.report_untouched(tmp_path, tmp_path / "submission", 90)  # nothing that far: said, not failed
+    assert "(e) skipped: no pixel lies more than 90 px from the flare" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import types
 import typing
 from dataclasses import MISSING, Field, dataclass, field, fields
@@ -187,7 +188,11 @@ def _problem(name: str, value: Any, meta: typing.Mapping) -> str | None:
     minimum = meta.get("minimum")
     if minimum is None:
         return None
-    if isinstance(value, float) and not (math.isfinite(value) and value >= minimum):
+    if (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, numbers.Integral)
+        and not (math.isfinite(value) and value >= minimum)
+    ):
         return (
             f"{flag} must be zero or a positive number (got {value})"
             if minimum == 0

@@ -102,9 +102,9 @@ class InferenceOptions:
     )
     min_change: float = setting(
         0.0,
-        "leave the input as it is where the model changes it by less than this many 8-bit levels (the largest "
-        "channel's change, smoothed over a few pixels), and make every larger change smaller by as much, so that "
-        "the picture away from the glare keeps its colours; 0 = off",
+        "leave a pixel of the input as it is where the model changes it by less than this many 8-bit levels (its "
+        "largest channel), and make every larger change smaller by as much, so that the picture away from the "
+        "glare keeps its colours; 0 = off",
         Allowed(minimum=0, maximum=255),
         new=True,
     )

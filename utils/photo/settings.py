@@ -34,9 +34,8 @@ class PhotoSettings:
     )
     min_change: float = setting(
         4.0,
-        "leave the photo as it is where the model changes it by less than this many 8-bit levels (smoothed over "
-        "a few pixels) and make every larger change smaller by as much: far from the lights the photo stays the "
-        "photo; 0 = off",
+        "leave a pixel as it is where the model changes it by less than this many 8-bit levels and make every "
+        "larger change smaller by as much: far from the lights the photo stays the photo; 0 = off",
         Allowed(minimum=0, maximum=255),
     )
     quality: int = setting(95, "JPEG, WebP and HEIC quality of the written photos", Allowed(minimum=1, maximum=100))

@@ -64,9 +64,8 @@ def clean_region_loss(output: torch.Tensor, image: torch.Tensor, target: torch.T
     return change.sum() / (clean.sum() * output.shape[1]).clamp(min=1)
 
 
-NEAR_LIGHT_RADIUS = (
-    12  # a square this many pixels around each clipped pixel: the glow and the ring a model overshoots in
-)
+# A square this many pixels around each clipped pixel: the glow and the ring a model overshoots in
+NEAR_LIGHT_RADIUS = 12
 
 
 def near_light_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -110,8 +110,11 @@ def merge_resumed(cfg: TrainConfig, stored: dict, given: set[str]) -> list[str]:
     """Take a resumed run's settings from its checkpoint, except the changeable ones the user gave.
 
     Refuses, in one sentence, every given flag that would change a fixed setting. Returns a
-    log line per setting that changed.
+    log line per setting that changed. A run saved before a number or switch setting existed ran with its
+    default: a loss weight added later stays off on resume.
     """
+    older = {f.name: f.default for f in fields(cfg) if isinstance(f.default, (bool, int, float))}
+    stored = older | stored
     clashes = [
         f"--{f.name} {getattr(cfg, f.name)} (the run has {stored[f.name]})"
         for f in fields(cfg)
