@@ -64,14 +64,7 @@ def test_a_weight_out_of_range_is_one_sentence(value):
         check_config(TrainConfig(clean_weight=value))
 
 
-@pytest.mark.parametrize(
-    "term,flag",
-    [
-        ("clean_region_loss", "--clean_weight"),
-        ("near_light_loss", "--light_weight"),
-        ("flare_region_loss", "--flare_weight"),
-    ],
-)
+@pytest.mark.parametrize("term,flag", [("clean_region_loss", "--clean_weight"), ("near_light_loss", "--light_weight")])
 def test_the_trainer_hands_the_inputs_to_the_term(term, flag, patch_data, tmp_path, capsys, monkeypatch):
     """(At weight 0 the criterion is called without them: test_train's two-argument stand-in for the loss runs.)"""
     calls = []

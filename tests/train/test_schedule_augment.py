@@ -100,12 +100,12 @@ def test_every_training_setting_says_what_resume_does_with_it():
     assert len(notes) == 1 and notes[0].startswith("changed on resume: --epochs 10 -> 20 (the cosine schedule")
     with pytest.raises(UserError, match=r"--wf 16 \(the run has 8\)"):
         merge_resumed(TrainConfig(wf=16), stored, {"wf"})
-    older = {k: v for k, v in stored.items() if k != "flare_weight"}  # a run saved before the setting existed
-    with pytest.raises(UserError, match=r"--flare_weight 1.0 \(the run has 0.0\)"):
-        merge_resumed(TrainConfig(flare_weight=1.0), older, {"flare_weight"})
-    cfg = TrainConfig(flare_weight=1.0)
+    older = {k: v for k, v in stored.items() if k != "light_weight"}  # a run saved before the setting existed
+    with pytest.raises(UserError, match=r"--light_weight 1.0 \(the run has 0.0\)"):
+        merge_resumed(TrainConfig(light_weight=1.0), older, {"light_weight"})
+    cfg = TrainConfig(light_weight=1.0)
     merge_resumed(cfg, older, set())
-    assert cfg.flare_weight == 0.0  # it ran without the term, and resumes without it
+    assert cfg.light_weight == 0.0  # it ran without the term, and resumes without it
 
 
 def test_a_seed_numpy_cannot_take_is_refused_as_a_setting():

@@ -126,14 +126,6 @@ class TrainConfig:
         new=True,
         resume=FIXED,
     )
-    flare_weight: float = setting(
-        0.0,
-        "weight of a loss on the mean absolute error where the flare changed the input by more than 8 levels "
-        "(glows, ghosts and thin streaks, whatever their share of a patch); 0 keeps the original loss",
-        Allowed(minimum=0),
-        new=True,
-        resume=FIXED,
-    )
     aug_schedule: str | None = setting(
         PerSize("aug_schedule"),
         "EPOCH:VERSION list of augmentation versions ("

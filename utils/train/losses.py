@@ -1,5 +1,4 @@
-"""Training losses: Charbonnier, the Laplacian-pyramid edge loss, the clean-region, near-light and flare-region
-losses."""
+"""Training losses: Charbonnier, the Laplacian-pyramid edge loss, the clean-region and the near-light losses."""
 
 from __future__ import annotations
 
@@ -82,43 +81,23 @@ def near_light_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Ten
     return error.sum() / (near.sum() * output.shape[1]).clamp(min=1)
 
 
-FLARE_LEVEL = 8.5 / 255  # a pixel is flare where the flare changed a channel by more than 8 levels
-
-
-def flare_region_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``mean |output - target|`` over the pixels where the input differs from the target by more than 8 levels
-    on some channel, per patch, averaged over the patches that have any (0 without any).
-
-    Thin streaks that cross the frame and faint ghosts are a few hundred pixels of a patch, most of it clean or
-    glow; the mean loss hardly sees them, and a small model leaves them. This term prices the error on the flare
-    alone, whatever its share of the patch. Per patch, because a colour-jittered input (augmentation v3) differs
-    from its target everywhere: pooled over the batch, that one patch would outweigh every streak."""
-    flare = ((target - image).abs() > FLARE_LEVEL).any(dim=1, keepdim=True)
-    error = ((output - target).abs() * flare).sum(dim=(1, 2, 3))
-    count = flare.sum(dim=(1, 2, 3)) * output.shape[1]
-    return (error / count.clamp(min=1)).sum() / (count > 0).sum().clamp(min=1)
-
-
 class RestorationLoss(nn.Module):
     """The solution's loss over both stage outputs: ``sum(Charbonnier) + edge_weight * sum(Edge)``; with a
-    ``clean_weight`` above 0, ``+ clean_weight * sum(clean_region_loss)``, and the same for ``light_weight``
-    (``near_light_loss``) and ``flare_weight`` (``flare_region_loss``), all of which need the input images."""
+    ``clean_weight`` above 0, ``+ clean_weight * sum(clean_region_loss)`` and with a ``light_weight`` above 0,
+    ``+ light_weight * sum(near_light_loss)``, both of which need the input images."""
 
-    def __init__(
-        self, edge_weight: float = 0.05, clean_weight: float = 0.0, light_weight: float = 0.0, flare_weight: float = 0.0
-    ) -> None:
+    def __init__(self, edge_weight: float = 0.05, clean_weight: float = 0.0, light_weight: float = 0.0) -> None:
         super().__init__()
         self.char = CharbonnierLoss()
         self.edge = EdgeLoss()
         self.edge_weight = edge_weight
         self.clean_weight = clean_weight
         self.light_weight = light_weight
-        self.flare_weight = flare_weight
 
     @property
     def needs_inputs(self) -> bool:
         """Whether ``forward`` needs the input images: a term compares the outputs with them."""
-        return bool(self.clean_weight or self.light_weight or self.flare_weight)
+        return bool(self.clean_weight or self.light_weight)
 
     def forward(
         self, outputs: list[torch.Tensor], target: torch.Tensor, image: torch.Tensor | None = None
@@ -129,12 +108,9 @@ class RestorationLoss(nn.Module):
         if not self.needs_inputs:
             return loss
         if image is None:
-            raise ValueError("a clean_weight, light_weight or flare_weight above 0 needs the input images")
-        for weight, term in (
-            (self.clean_weight, clean_region_loss),
-            (self.light_weight, near_light_loss),
-            (self.flare_weight, flare_region_loss),
-        ):
-            if weight:
-                loss = loss + weight * sum(term(out, image, target) for out in outputs)
+            raise ValueError("a clean_weight or light_weight above 0 needs the input images")
+        if self.clean_weight:
+            loss = loss + self.clean_weight * sum(clean_region_loss(out, image, target) for out in outputs)
+        if self.light_weight:
+            loss = loss + self.light_weight * sum(near_light_loss(out, image, target) for out in outputs)
         return loss
