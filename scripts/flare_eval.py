@@ -14,8 +14,8 @@
     the stored one, byte for byte, or the check stops. Ghosts lie far from the lights on purpose,
     so part of the flare falls in this region.
     Data made with other generator options (``--night``, ``--phone_flare``) cannot be drawn again;
-    (c) is then skipped with a sentence, and ``scripts.photo_check`` measures the colour change far
-    from the lights without a target.
+    (c) is then skipped with a sentence; (e) needs no lights, and ``scripts.photo_check`` measures
+    the colour change far from the lights without a target.
 (d) Lamps kept: the mean brightness of the lamps (the target's clipped light cores) in the restored
     images, as a share of the target's (``utils.infer.keep_lights``). Goal: at least 90%. The share
     kept on the input's clipped cores, the only ones a photo shows, is printed beside it with the
@@ -91,6 +91,12 @@ def beyond(near: np.ndarray, margin: float) -> np.ndarray:
     return distance > margin
 
 
+def test_images(data: Path, submission: Path) -> list[tuple[Path, Path, Path]]:
+    """The input, target and restored image of each test image of ``data``."""
+    return [(inp, data / "test_label_img" / inp.name.replace("input", "label"), submission / submission_name(inp.name))
+            for inp in list_images(data / "test_input_img")]  # fmt: skip
+
+
 FLARE_LEVEL = 8  # 8-bit levels by which the flare must change a pixel for (e) to count it as flare
 
 
@@ -98,12 +104,8 @@ def untouched_psnr(data: Path, submission: Path, margin: float) -> tuple[float, 
     """(e): the PSNR of the inputs and of the restored images against the targets, pooled over the pixels
     more than ``margin`` pixels from everything the flare changed by over ``FLARE_LEVEL`` levels (NaN: none)."""
     errors, count = np.zeros(2), 0
-    for inp in list_images(data / "test_input_img"):
-        image, target = (
-            read_rgb(inp).astype(float),
-            read_rgb(data / "test_label_img" / inp.name.replace("input", "label")).astype(float),
-        )
-        restored = read_rgb(submission / submission_name(inp.name)).astype(float)
+    for paths in test_images(data, submission):
+        image, target, restored = (read_rgb(path).astype(float) for path in paths)
         far = beyond(np.abs(image - target).max(axis=2) > FLARE_LEVEL, margin)
         errors += [((image - target)[far] ** 2).sum(), ((restored - target)[far] ** 2).sum()]
         count += int(far.sum()) * 3
@@ -116,10 +118,9 @@ def untouched_psnr(data: Path, submission: Path, margin: float) -> tuple[float, 
 def far_scores(data: Path, submission: Path, seed: int, margin: float) -> list[tuple[str, float, float, float]]:
     """(c): per test image, (name, share of far pixels, input PSNR there, restored PSNR there)."""
     rows = []
-    for inp in list_images(data / "test_input_img"):
-        label = data / "test_label_img" / inp.name.replace("input", "label")
+    for inp, label, output in test_images(data, submission):
         far = far_from_lights(label, seed, margin)
-        target, restored = read_rgb(label), read_rgb(submission / submission_name(inp.name))
+        target, restored = read_rgb(label), read_rgb(output)
         rows.append((inp.name, float(far.mean()), psnr_masked(read_rgb(inp), target, far),
                      psnr_masked(restored, target, far)))  # fmt: skip
     return rows
@@ -205,9 +206,8 @@ def lamp_ratios(data: Path, submission: Path) -> tuple[float, float, float]:
     """(d), each averaged over the test images that have cores: the brightness the restored images keep on the
     target's cores; the share they keep on the input's cores; the target's own share there."""
     rows = []
-    for inp in list_images(data / "test_input_img"):
-        image, target = read_rgb(inp), read_rgb(data / "test_label_img" / inp.name.replace("input", "label"))
-        restored = read_rgb(submission / submission_name(inp.name))
+    for paths in test_images(data, submission):
+        image, target, restored = (read_rgb(path) for path in paths)
         rows.append([core_brightness_ratio(target, restored), core_brightness_ratio(image, restored),
                      core_brightness_ratio(image, target)])  # fmt: skip
     columns = np.array(rows, dtype=float).reshape(-1, 3).T
