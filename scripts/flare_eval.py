@@ -34,7 +34,6 @@ import re
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from scripts.commands import run
@@ -46,7 +45,7 @@ from utils.flare.composite import encode
 from utils.flare.pairs import SceneSettings, pair_scene
 from utils.flare.scenes import PHOTOS, load_photo
 from utils.infer.inputs import submission_name
-from utils.infer.keep_lights import core_brightness_ratio
+from utils.infer.keep_lights import core_brightness_ratio, distance_to
 from utils.metrics import psnr_masked, psnr_uint8
 
 LAMP_GOAL = 0.9
@@ -85,10 +84,7 @@ def far_from_lights(label: Path, seed: int, margin: float) -> np.ndarray:
 
 def beyond(near: np.ndarray, margin: float) -> np.ndarray:
     """(H, W) bool: the pixels more than ``margin`` pixels from every pixel of ``near`` (all of them without any)."""
-    if not near.any():
-        return np.ones(near.shape, bool)
-    distance = cv2.distanceTransform(np.where(near, 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return distance > margin
+    return distance_to(near) > margin
 
 
 def test_images(data: Path, submission: Path) -> list[tuple[Path, Path, Path]]:

@@ -6,8 +6,8 @@ known for certain about them, so they are blended back with a soft mask (Wu et a
 and Flare7K do the same): threshold, an opening that drops isolated clipped pixels (noise,
 glints), and a fall-off whose width follows the largest source, so a large window gets a wide,
 gentle edge and a small lamp a narrow one. The fall-off is a smoothstep of the distance to the
-nearest core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask (about 0.4 just outside)
-left a visible ring between the photo's core and the model's output.
+nearest core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask (about 0.4
+just outside) left a visible ring between the photo's core and the model's output.
 """
 
 from __future__ import annotations
@@ -30,6 +30,13 @@ def light_cores(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
     return cv2.morphologyEx(clipped, cv2.MORPH_OPEN, kernel).astype(bool)
 
 
+def distance_to(mask: np.ndarray) -> np.ndarray:
+    """Each pixel's Euclidean distance, in pixels, to the nearest pixel of the (H, W) bool ``mask`` (inf: none)."""
+    if not mask.any():
+        return np.full(mask.shape, np.inf, np.float32)
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
 def light_mask(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
     """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over a tenth of the largest core's diameter."""
     cores = light_cores(rgb, level)
@@ -38,7 +45,7 @@ def light_mask(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
     count, _, stats, _ = cv2.connectedComponentsWithStats(cores.astype(np.uint8), connectivity=8)
     largest = stats[1:count, cv2.CC_STAT_AREA].max()
     width = max(MIN_EDGE, EDGE_SHARE * 2 * np.sqrt(largest / np.pi))
-    distance = cv2.distanceTransform((~cores).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    distance = distance_to(cores)
     t = np.clip(1 - distance / width, 0, 1)
     return (t * t * (3 - 2 * t)).astype(np.float32)
 
