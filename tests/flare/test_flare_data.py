@@ -191,8 +191,10 @@ def test_flare_eval_scores_lamps_on_the_targets_cores(tmp_path):
 
 def test_flare_eval_restores_the_clean_targets_with_the_submissions_photo_options():
     assert flare_eval.photo_flags(flare_eval.parse_args([])) == []
-    args = flare_eval.parse_args(["--darken_only", "--min_change", "4", "--keep_lights"])
-    assert flare_eval.photo_flags(args) == ["--keep_lights", "--darken_only", "--min_change", "4"]
+    args = flare_eval.parse_args(["--darken_only", "--min_change", "4", "--keep_lights", "--light_reach", "0.12"])
+    assert flare_eval.photo_flags(args) == [
+        "--keep_lights", "--darken_only", "--min_change", "4", "--light_reach", "0.12"
+    ]  # fmt: skip
 
 
 def test_flare_eval_scores_only_the_pixels_far_from_all_flare(tmp_path, capsys):

@@ -4,7 +4,15 @@ import numpy as np
 import torch
 
 from utils.data.images import from_uint8
-from utils.infer.keep_lights import core_brightness_ratio, keep_lights, light_cores, light_mask
+from utils.infer.keep_lights import (
+    core_brightness_ratio,
+    distance_to,
+    keep_lights,
+    light_cores,
+    light_mask,
+    near_lights,
+    only_near_lights,
+)
 
 
 def _night(size=(64, 96)) -> np.ndarray:
@@ -53,3 +61,24 @@ def test_keep_lights_restores_cores_and_leaves_the_rest():
     assert core_brightness_ratio(rgb, before) < 0.1
     assert core_brightness_ratio(rgb, after) == 1.0
     assert np.isnan(core_brightness_ratio(np.zeros((4, 4, 3), np.uint8), before[:4, :4]))
+
+
+def test_near_lights_is_whole_up_to_half_the_reach_and_nothing_beyond_it():
+    rgb = _night((64, 200))  # long side 200: a reach of 0.2 is 40 pixels, whole up to 20
+    weight, distance = near_lights(rgb, 0.2), distance_to(light_cores(rgb))
+    assert (weight[distance <= 20] == 1).all() and (weight[distance >= 40] == 0).all()
+    between = (distance > 21) & (distance < 39)
+    assert ((weight[between] > 0) & (weight[between] < 1)).all()
+    assert weight[24, 60] > weight[24, 70] > weight[24, 75]  # falling with the distance along a row
+    assert not near_lights(np.full((8, 8, 3), 20, np.uint8), 0.2).any()  # no lights: no change anywhere
+
+
+def test_only_near_lights_keeps_the_input_far_from_every_light():
+    rgb = _night((64, 200))
+    image = from_uint8(rgb, torch.device("cpu"))
+    restored = image * 0.5  # a model that darkened everything
+    kept = only_near_lights(rgb, image, restored, 0.2)
+    far = torch.from_numpy(distance_to(light_cores(rgb)) >= 40)
+    near = torch.from_numpy(distance_to(light_cores(rgb)) <= 20)
+    assert torch.equal(kept[:, far], image[:, far]) and torch.equal(kept[:, near], restored[:, near])
+    assert far.any() and near.any()

@@ -11,10 +11,11 @@ CAMERA = {0x010F: "PhoneCo", 0x0110: "Model X", 0x0132: "2026:01:02 03:04:05"}  
 
 
 def night_rgb(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
-    """A dark picture with one bright lamp and its glow."""
+    """A dark picture with one bright lamp (a clipped core 5 pixels across) and its glow."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width]
-    glow = 200 * np.exp(-((yy - height / 3) ** 2 + (xx - width / 2) ** 2) / (2 * (width / 8) ** 2))
+    distance = np.hypot(yy - height / 3, xx - width / 2)
+    glow = 200 * np.exp(-(distance**2) / (2 * (width / 8) ** 2)) + 255 * (distance <= 2.5)
     rgb = rng.integers(10, 60, (height, width, 3)) + glow[..., None]
     return np.clip(rgb, 0, 255).astype(np.uint8)
 

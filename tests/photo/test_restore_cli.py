@@ -10,6 +10,7 @@ from PIL import Image
 import restore as restore_script
 from conftest import ROOT, run_cli, tree_hashes
 from photo_helpers import CAMERA, night_rgb, save_photo
+from utils.infer.keep_lights import distance_to, light_cores
 from utils.photo import restore_image
 
 
@@ -150,8 +151,9 @@ def test_darken_only_drops_what_the_model_adds_and_nothing_else(tiny_weights):
     """Flare only adds light: with darken_only (the photo default) no pixel comes out brighter than the photo's,
     and every pixel the model darkened is as it was without it."""
     rgb = night_rgb(48, 64, seed=4)
-    free = restore_image(rgb, tiny_weights, keep_lights=False, darken_only=False, min_change=0).astype(int)
-    darker = restore_image(rgb, tiny_weights, keep_lights=False, min_change=0).astype(int)
+    free = restore_image(rgb, tiny_weights, keep_lights=False, darken_only=False, min_change=0, light_reach=0)
+    darker = restore_image(rgb, tiny_weights, keep_lights=False, min_change=0, light_reach=0).astype(int)
+    free = free.astype(int)
     assert (free > rgb).any() and (free < rgb).any()  # the tiny model brightens some pixels and darkens others
     assert np.array_equal(darker, np.minimum(free, rgb))
 
@@ -170,3 +172,27 @@ def test_min_change_leaves_small_changes_out(photos, tiny_weights, tmp_path, cap
     assert unchanged[0] < unchanged[1]
     code, _, err = run_cli(restore_script, [photos, "--min_change", "-1", "--weights", tiny_weights], capsys)
     assert code == 2 and "--min_change" in err
+
+
+def test_light_reach_leaves_the_photo_as_it_was_away_from_its_lights(photos, tiny_weights, tmp_path, capsys):
+    """--light_reach (0.12 of the long side by default): nothing changes further than that from a clipped light;
+    a reach that covers the whole photo is the same as none; a photo without lights comes back as it was."""
+    rgb = np.asarray(Image.open(photos / "b.png").convert("RGB"))
+    restored = {}
+    for reach in ("0", "0.12", "2"):
+        args = [photos / "b.png", "--output", tmp_path / reach, "--weights", tiny_weights, "--min_change", "0"]
+        args += ["--no_darken_only", "--no_progress"]  # so that the tiny model changes most pixels
+        assert run_cli(restore_script, [*args, "--light_reach", reach], capsys)[0] == 0
+        restored[reach] = np.asarray(Image.open(tmp_path / reach / "b_restored.png").convert("RGB"))
+    far = distance_to(light_cores(rgb)) >= 0.12 * max(rgb.shape[:2])
+    assert far.mean() > 0.5 and np.array_equal(restored["0.12"][far], rgb[far])
+    assert not np.array_equal(restored["0"][far], rgb[far])  # without it the tiny model changes them
+    assert np.array_equal(restored["2"], restored["0"])  # within 2 x 56 / 2 pixels of the lamp: everything
+    assert np.array_equal(restored["0.12"], restore_image(rgb, tiny_weights, darken_only=False, min_change=0))
+    dark = tmp_path / "dark.png"
+    Image.fromarray(np.full((24, 32, 3), 40, np.uint8)).save(dark)
+    code, _, err = run_cli(restore_script, [dark, "--output", tmp_path / "dark", *args[3:]], capsys)
+    assert code == 0 and "no clipped lights, so it is returned as it was" in err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "dark" / "dark_restored.png")), np.full((24, 32, 3), 40))
+    code, _, err = run_cli(restore_script, [photos, "--light_reach", "-0.5", "--weights", tiny_weights], capsys)
+    assert code == 2 and "--light_reach" in err

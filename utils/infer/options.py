@@ -108,6 +108,14 @@ class InferenceOptions:
         Allowed(minimum=0, maximum=255),
         new=True,
     )
+    light_reach: float = setting(
+        0.0,
+        "keep the model's changes only near the input's clipped lights: in full up to half this share of the "
+        "long side from a light, fading to none at this share, so that the picture away from the lights is the "
+        "input (photos: 0.12); 0 = everywhere",
+        Allowed(minimum=0, maximum=2),
+        new=True,
+    )
     amp: bool = setting(False, "mixed precision (bf16 where supported, else fp16)", new=True)
     compile: bool = setting(False, "torch.compile the models: slower first image, faster after (GPU runs)", new=True)
     backend: str = setting(

@@ -25,7 +25,7 @@ from utils.core.runtime import configure_cuda
 from utils.core.tiling import Tiling, count_tiles, restore_image
 from utils.data.images import from_uint8, read_rgb, to_uint8
 from utils.infer.inputs import submission_name
-from utils.infer.keep_lights import keep_lights
+from utils.infer.keep_lights import keep_lights, only_near_lights
 from utils.infer.onnx_model import OnnxRestorer, onnx_restorers
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs
 from utils.infer.restorer import Restorer
@@ -165,14 +165,17 @@ def restore_rgb(
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """``restore`` of an (H, W, 3) uint8 RGB image, no brighter than it if ``opts.darken_only``, its small
-    changes dropped if ``opts.min_change`` and its light cores blended back if ``opts.keep_lights``: the
-    restored image as uint8 RGB, the form written or handed back."""
+    changes dropped if ``opts.min_change``, its changes kept only near its lights if ``opts.light_reach`` and
+    its light cores blended back if ``opts.keep_lights``: the restored image as uint8 RGB, the form written or
+    handed back."""
     image = from_uint8(rgb, models[0].device)
     restored = restore(image, models, opts, name, per_model, on_progress)
     if opts.darken_only:
         restored = torch.minimum(restored, image)
     if opts.min_change:
         restored = drop_small_changes(image, restored, opts.min_change)
+    if opts.light_reach:
+        restored = only_near_lights(rgb, image, restored, opts.light_reach)
     if opts.keep_lights:
         restored = keep_lights(rgb, image, restored)
     return to_uint8(restored)

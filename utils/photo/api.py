@@ -30,6 +30,7 @@ def photo_options(settings: PhotoSettings) -> InferenceOptions:
         keep_lights=settings.keep_lights,
         darken_only=settings.darken_only,
         min_change=settings.min_change,
+        light_reach=settings.light_reach,
         make_zip=False,
         progress=False,
     )
@@ -60,6 +61,7 @@ def restore_image(
     keep_lights: bool = PhotoSettings.keep_lights,
     darken_only: bool = PhotoSettings.darken_only,
     min_change: float = PhotoSettings.min_change,
+    light_reach: float = PhotoSettings.light_reach,
     device: str = "auto",
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
@@ -68,9 +70,10 @@ def restore_image(
     ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
     the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``darken_only``: no pixel
     brighter than the photo's (flare only adds light); ``min_change``: changes smaller than this many 8-bit
-    levels dropped, larger ones made smaller by as much; ``on_progress``: called
-    with the share done, from 0 to 1. Raises ``ValueError`` for an image of another shape or type, and
-    ``utils.core.errors.UserError`` (one sentence) for a checkpoint that cannot be found or read.
+    levels dropped, larger ones made smaller by as much; ``light_reach``: changes kept only within this share of
+    the long side from a clipped light (0: everywhere); ``on_progress``: called with the share done, from 0 to
+    1. Raises ``ValueError`` for an image of another shape or type, and ``utils.core.errors.UserError`` (one
+    sentence) for a checkpoint that cannot be found or read.
     """
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
@@ -79,7 +82,12 @@ def restore_image(
         raise ValueError(f"restore_image takes an image with pixels, not one of shape {image.shape}")
     image = np.ascontiguousarray(image)  # a flipped or strided view (img[:, ::-1]) as torch takes it
     settings = PhotoSettings(
-        work_size=work_size, keep_lights=keep_lights, darken_only=darken_only, min_change=min_change, device=device
+        work_size=work_size,
+        keep_lights=keep_lights,
+        darken_only=darken_only,
+        min_change=min_change,
+        light_reach=light_reach,
+        device=device,
     )
     if weights is not None:
         settings = replace(settings, weights=str(weights))

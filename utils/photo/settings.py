@@ -38,6 +38,13 @@ class PhotoSettings:
         "larger change smaller by as much: far from the lights the photo stays the photo; 0 = off",
         Allowed(minimum=0, maximum=255),
     )
+    light_reach: float = setting(
+        0.12,
+        "keep the model's changes only near the photo's clipped lights: in full up to half this share of the "
+        "long side from a light, none beyond it (glare lives around lights; a photo without clipped lights comes "
+        "back as it was); 0 = everywhere",
+        Allowed(minimum=0, maximum=2),
+    )
     quality: int = setting(95, "JPEG, WebP and HEIC quality of the written photos", Allowed(minimum=1, maximum=100))
     max_megapixels: float = setting(
         50.0, "refuse larger photos (memory: about 0.25 GB per megapixel)", Allowed(positive=True, maximum=178)
