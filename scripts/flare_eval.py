@@ -136,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep_lights", action="store_true", help="the submission was made with test.py --keep_lights")
     p.add_argument("--darken_only", action="store_true", help="the submission was made with test.py --darken_only")
     p.add_argument("--min_change", type=float, default=0.0, help="the submission was made with test.py --min_change")
+    p.add_argument(
+        "--floor_radius", type=float, default=0.0, help="the submission was made with test.py --floor_radius"
+    )
     p.add_argument("--light_reach", type=float, default=0.0, help="the submission was made with test.py --light_reach")
     return p.parse_args(argv)
 
@@ -143,8 +146,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def photo_flags(args: argparse.Namespace) -> list[str]:
     """test.py's photo options the submission was made with, for (b)'s restoration of the clean targets."""
     flags = [f"--{name}" for name in ("keep_lights", "darken_only") if getattr(args, name)]
-    numbers = [(name, getattr(args, name)) for name in ("min_change", "light_reach")]
-    return flags + [item for name, value in numbers if value for item in (f"--{name}", f"{value:g}")]
+    numbers = [(name, getattr(args, name)) for name in ("floor_radius", "min_change", "light_reach")]
+    return flags + [item for name, value in numbers if value for item in (f"--{name}", repr(value))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -192,8 +192,10 @@ def test_flare_eval_scores_lamps_on_the_targets_cores(tmp_path):
 def test_flare_eval_restores_the_clean_targets_with_the_submissions_photo_options():
     assert flare_eval.photo_flags(flare_eval.parse_args([])) == []
     args = flare_eval.parse_args(["--darken_only", "--min_change", "4", "--keep_lights", "--light_reach", "0.12"])
+    exact = flare_eval.parse_args(["--light_reach", "0.1234567"])
+    assert flare_eval.photo_flags(exact) == ["--light_reach", "0.1234567"]  # the submission's value, not rounded
     assert flare_eval.photo_flags(args) == [
-        "--keep_lights", "--darken_only", "--min_change", "4", "--light_reach", "0.12"
+        "--keep_lights", "--darken_only", "--min_change", "4.0", "--light_reach", "0.12"
     ]  # fmt: skip
 
 

@@ -29,6 +29,10 @@ def test_cores_are_the_clipped_lights_without_specks():
     assert cores[21:28, 31:38].all() and cores[20:29, 30:39].sum() == 81 - 4
     assert not cores[50, 80] and not cores[5:15, 60:80].any()
     assert cores.sum() == 81 - 4  # the opening rounds off the square's four corners
+    for channel in range(3):  # a lamp clipped in one channel only (a red tail light, a blue LED) is a light
+        one = np.full((16, 16, 3), 20, np.uint8)
+        one[4:10, 4:10, channel] = 255
+        assert light_cores(one).sum() == 36 - 4
 
 
 def test_mask_is_whole_on_cores_and_falls_off_with_the_lamp_size():
@@ -70,7 +74,10 @@ def test_near_lights_is_whole_up_to_half_the_reach_and_nothing_beyond_it():
     between = (distance > 21) & (distance < 39)
     assert ((weight[between] > 0) & (weight[between] < 1)).all()
     assert weight[24, 60] > weight[24, 70] > weight[24, 75]  # falling with the distance along a row
+    assert weight[24, 38 + 21] > 0.99 and weight[24, 38 + 39] < 0.01  # smooth: flat at both ends of the fall-off
     assert not near_lights(np.full((8, 8, 3), 20, np.uint8), 0.2).any()  # no lights: no change anywhere
+    tiny = near_lights(rgb, 1e-320)  # a reach under a pixel is a pixel: the cores, never NaN (black lamps)
+    assert np.isfinite(tiny).all() and (tiny[light_cores(rgb)] == 1).all() and tiny.sum() < 2 * light_cores(rgb).sum()
 
 
 def test_only_near_lights_keeps_the_input_far_from_every_light():

@@ -59,7 +59,8 @@ def test_an_upload_is_restored_and_downloaded_with_its_exif(page, tiny_weights, 
     code, body, _ = _call(f"{base}/api/photos", data, "my%20lamp.png")
     assert code == 202
     key = json.loads(body)["id"]
-    assert _wait_done(base, key) == {"name": "my lamp.png", "state": "done", "progress": 1.0, "error": ""}
+    done = {"name": "my lamp.png", "state": "done", "progress": 1.0, "error": "", "note": ""}
+    assert _wait_done(base, key) == done
     code, body, headers = _call(f"{base}/api/photos/{key}/download")
     assert code == 200 and "my%20lamp_restored.png" in headers["Content-Disposition"]
     restored = Image.open(io.BytesIO(body))
@@ -69,6 +70,18 @@ def test_an_upload_is_restored_and_downloaded_with_its_exif(page, tiny_weights, 
         code, body, headers = _call(f"{base}/api/photos/{key}/{side}.jpg")
         assert code == 200 and Image.open(io.BytesIO(body)).size == (56, 40)
     assert sorted(p.name for p in (gallery.root / key).iterdir()) == ["after.jpg", "before.jpg", "result", "upload"]
+
+
+def test_a_photo_without_lights_comes_back_with_the_reason(page, tmp_path):
+    """--light_reach (on by default) drops every change far from clipped lights: the page says why the photo is
+    unchanged instead of leaving the user to wonder."""
+    base, _ = page
+    dark = np.full((24, 32, 3), 40, np.uint8)
+    code, body, _ = _call(f"{base}/api/photos", save_photo(tmp_path / "dark.png", dark).read_bytes(), "dark.png")
+    status = _wait_done(base, json.loads(body)["id"])
+    assert status["state"] == "done" and status["note"].startswith("no clipped lights, so the model left it")
+    restored = Image.open(io.BytesIO(_call(f"{base}/api/photos/{json.loads(body)['id']}/download")[1]))
+    assert np.array_equal(np.asarray(restored.convert("RGB")), dark)
 
 
 @pytest.mark.parametrize(
@@ -134,5 +147,9 @@ def test_the_page_in_a_real_browser(page, tmp_path):
         code, body, _ = _call(link)
         restored = Image.open(io.BytesIO(body))
         assert code == 200 and restored.format == "JPEG" and restored.getexif()[0x0110] == CAMERA[0x0110]
+        save_photo(tmp_path / "dark.jpg", np.full((24, 32, 3), 40, np.uint8))
+        drop_photo(browser, base, tmp_path / "dark.jpg", timeout=60)
+        note = browser.find_element("css selector", ".card.done .state").text
+        assert note.startswith("no clipped lights, so the model left it as it was"), note
     finally:
         browser.quit()

@@ -182,17 +182,23 @@ def test_light_reach_leaves_the_photo_as_it_was_away_from_its_lights(photos, tin
     for reach in ("0", "0.12", "2"):
         args = [photos / "b.png", "--output", tmp_path / reach, "--weights", tiny_weights, "--min_change", "0"]
         args += ["--no_darken_only", "--no_progress"]  # so that the tiny model changes most pixels
-        assert run_cli(restore_script, [*args, "--light_reach", reach], capsys)[0] == 0
+        code, _, err = run_cli(restore_script, [*args, "--light_reach", reach], capsys)
+        assert code == 0 and "no clipped lights" not in err  # the photo has a lamp
         restored[reach] = np.asarray(Image.open(tmp_path / reach / "b_restored.png").convert("RGB"))
     far = distance_to(light_cores(rgb)) >= 0.12 * max(rgb.shape[:2])
     assert far.mean() > 0.5 and np.array_equal(restored["0.12"][far], rgb[far])
     assert not np.array_equal(restored["0"][far], rgb[far])  # without it the tiny model changes them
     assert np.array_equal(restored["2"], restored["0"])  # within 2 x 56 / 2 pixels of the lamp: everything
     assert np.array_equal(restored["0.12"], restore_image(rgb, tiny_weights, darken_only=False, min_change=0))
+    assert np.array_equal(
+        restored["0"], restore_image(rgb, tiny_weights, darken_only=False, min_change=0, light_reach=0)
+    )
     dark = tmp_path / "dark.png"
     Image.fromarray(np.full((24, 32, 3), 40, np.uint8)).save(dark)
     code, _, err = run_cli(restore_script, [dark, "--output", tmp_path / "dark", *args[3:]], capsys)
-    assert code == 0 and "no clipped lights, so it is returned as it was" in err
+    assert code == 0 and "no clipped lights, so the model left it as it was" in err
     assert np.array_equal(np.asarray(Image.open(tmp_path / "dark" / "dark_restored.png")), np.full((24, 32, 3), 40))
     code, _, err = run_cli(restore_script, [photos, "--light_reach", "-0.5", "--weights", tiny_weights], capsys)
     assert code == 2 and "--light_reach" in err
+    code, _, err = run_cli(restore_script, [photos, "--floor_radius", "2", "--weights", tiny_weights], capsys)
+    assert code == 2 and "--floor_radius" in err

@@ -53,8 +53,8 @@ def light_mask(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
 
 def near_lights(rgb: np.ndarray, reach: float) -> np.ndarray:
     """(H, W) float32 in [0, 1]: 1 within ``reach / 2`` of the long side from a clipped light core, falling
-    smoothly to 0 at ``reach``; all 0 for an image without cores."""
-    span = reach * max(rgb.shape[:2])
+    smoothly to 0 at ``reach`` (at least a pixel); all 0 for an image without cores."""
+    span = max(1.0, reach * max(rgb.shape[:2]))
     t = np.clip(2 - 2 * distance_to(light_cores(rgb)) / span, 0, 1)
     return (t * t * (3 - 2 * t)).astype(np.float32)
 

@@ -100,6 +100,13 @@ class InferenceOptions:
         "colour shift, dropped",
         new=True,
     )
+    floor_radius: float = setting(
+        0.0,
+        "never let a pixel come out darker than the darkest of the input within this share of the long side "
+        "around it (smoothed), so that removing glare cannot dig dark rings around lamps (photos: 0.04); 0 = off",
+        Allowed(minimum=0, maximum=1),
+        new=True,
+    )
     min_change: float = setting(
         0.0,
         "leave a pixel of the input as it is where the model changes it by less than this many 8-bit levels (its "

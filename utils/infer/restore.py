@@ -25,11 +25,13 @@ from utils.core.runtime import configure_cuda
 from utils.core.tiling import Tiling, count_tiles, restore_image
 from utils.data.images import from_uint8, read_rgb, to_uint8
 from utils.infer.inputs import submission_name
-from utils.infer.keep_lights import keep_lights, only_near_lights
+from utils.infer.keep_lights import keep_lights, light_cores, only_near_lights
 from utils.infer.onnx_model import OnnxRestorer, onnx_restorers
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs
 from utils.infer.restorer import Restorer
 from utils.infer.scores import Labels, label_scores, seam_scores
+
+FLOOR_SIZE = 1024  # long side of the copy on which lift_dark_rings finds the darkest pixels (a smooth floor)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,21 @@ def drop_small_changes(image: torch.Tensor, restored: torch.Tensor, levels: floa
     return image + change * (1 - (levels / 255) / size.clamp(min=1e-6)).clamp(min=0)
 
 
+def lift_dark_rings(image: torch.Tensor, restored: torch.Tensor, radius: float) -> torch.Tensor:
+    """``restored`` no darker anywhere than the darkest pixel of ``image`` within ``radius`` times its long side
+    (found on a copy at most ``FLOOR_SIZE`` long, smoothed): flare adds light to a lamp's surroundings, so they
+    are seldom darker without it than the darkest of them in the photo, and a model that takes away more than
+    the glow digs a dark, often bluish ring there."""
+    small = working_copy(image, FLOOR_SIZE)
+    pixels = max(1, round(radius * max(small.shape[-2:])))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+    darkest = cv2.erode(small.permute(1, 2, 0).cpu().numpy(), disk)
+    darkest = cv2.GaussianBlur(darkest, (0, 0), pixels / 2).reshape(*small.shape[-2:], -1)
+    floor = torch.from_numpy(darkest).permute(2, 0, 1).to(image.device)
+    floor = F.interpolate(floor[None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0]
+    return torch.maximum(restored, torch.minimum(floor, image))
+
+
 def restore_rgb(
     rgb: np.ndarray,
     models: list[Model],
@@ -164,16 +181,20 @@ def restore_rgb(
     per_model: list[np.ndarray] | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
-    """``restore`` of an (H, W, 3) uint8 RGB image, no brighter than it if ``opts.darken_only``, its small
-    changes dropped if ``opts.min_change``, its changes kept only near its lights if ``opts.light_reach`` and
-    its light cores blended back if ``opts.keep_lights``: the restored image as uint8 RGB, the form written or
-    handed back."""
+    """``restore`` of an (H, W, 3) uint8 RGB image, then the photo options, each if asked: no brighter than the
+    image (``darken_only``), its small changes dropped (``min_change``), no darker than its surroundings
+    (``floor_radius``), changed only near its lights (``light_reach``), its light cores blended back
+    (``keep_lights``). The restored image as uint8 RGB, the form written or handed back."""
+    if opts.light_reach and per_model is None and not light_cores(rgb).any():
+        return rgb.copy()  # no clipped lights: light_reach would drop every change, so the models need not run
     image = from_uint8(rgb, models[0].device)
     restored = restore(image, models, opts, name, per_model, on_progress)
     if opts.darken_only:
         restored = torch.minimum(restored, image)
     if opts.min_change:
         restored = drop_small_changes(image, restored, opts.min_change)
+    if opts.floor_radius:
+        restored = lift_dark_rings(image, restored, opts.floor_radius)
     if opts.light_reach:
         restored = only_near_lights(rgb, image, restored, opts.light_reach)
     if opts.keep_lights:

@@ -16,6 +16,7 @@ import numpy as np
 from utils.core.errors import fail
 from utils.core.runtime import choose_device
 from utils.core.settings import check_ranges
+from utils.infer.keep_lights import light_cores
 from utils.infer.options import InferenceOptions, ModelSpec, stored_tile
 from utils.infer.restore import Model, load_models, restore_rgb
 from utils.photo.settings import PhotoSettings, find_weights
@@ -29,11 +30,20 @@ def photo_options(settings: PhotoSettings) -> InferenceOptions:
         work_size=settings.work_size,
         keep_lights=settings.keep_lights,
         darken_only=settings.darken_only,
+        floor_radius=settings.floor_radius,
         min_change=settings.min_change,
         light_reach=settings.light_reach,
         make_zip=False,
         progress=False,
     )
+
+
+def unchanged_note(rgb: np.ndarray, settings: PhotoSettings) -> str:
+    """A sentence for a photo the model was not run on, since ``--light_reach`` would drop every change it made
+    (the photo has no clipped lights); "" otherwise."""
+    if settings.light_reach and not light_cores(rgb).any():
+        return "no clipped lights, so the model left it as it was (--light_reach 0 lets it change the photo anyway)"
+    return ""
 
 
 def photo_models(settings: PhotoSettings) -> list[Model]:
@@ -60,6 +70,7 @@ def restore_image(
     work_size: int = PhotoSettings.work_size,
     keep_lights: bool = PhotoSettings.keep_lights,
     darken_only: bool = PhotoSettings.darken_only,
+    floor_radius: float = PhotoSettings.floor_radius,
     min_change: float = PhotoSettings.min_change,
     light_reach: float = PhotoSettings.light_reach,
     device: str = "auto",
@@ -69,7 +80,8 @@ def restore_image(
 
     ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
     the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``darken_only``: no pixel
-    brighter than the photo's (flare only adds light); ``min_change``: changes smaller than this many 8-bit
+    brighter than the photo's (flare only adds light); ``floor_radius``: no pixel darker than the darkest of the
+    photo within this share of its long side (no dark rings); ``min_change``: changes smaller than this many 8-bit
     levels dropped, larger ones made smaller by as much; ``light_reach``: changes kept only within this share of
     the long side from a clipped light (0: everywhere); ``on_progress``: called with the share done, from 0 to
     1. Raises ``ValueError`` for an image of another shape or type, and ``utils.core.errors.UserError`` (one
@@ -85,6 +97,7 @@ def restore_image(
         work_size=work_size,
         keep_lights=keep_lights,
         darken_only=darken_only,
+        floor_radius=floor_radius,
         min_change=min_change,
         light_reach=light_reach,
         device=device,

@@ -12,13 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from utils.core.errors import UserError, fail
 from utils.core.owned import Output, check_output, owned_output
-from utils.infer.keep_lights import light_cores
 from utils.infer.restore import Model, restore_rgb
-from utils.photo.api import photo_options
+from utils.photo.api import photo_options, unchanged_note
 from utils.photo.files import (
     RESTORED,
     SUFFIXES,
@@ -114,13 +111,6 @@ def _output(target: Path, overwrite: bool) -> Output:
     return Output(target, "a photo restored by restore.py", "--output", "restore.py", overwrite, ours=is_restored)
 
 
-def unchanged_why(rgb: np.ndarray, settings: PhotoSettings) -> str:
-    """Why a photo came back as it was, where ``--light_reach`` is the reason: it has no clipped lights."""
-    if settings.light_reach and not light_cores(rgb).any():
-        return ": no clipped lights, so it is returned as it was (--light_reach 0 lets the model change it anyway)"
-    return ""
-
-
 def restore_files(jobs: list[Job], models: list[Model], settings: PhotoSettings, out: PhotoOutput) -> list[str]:
     """Restore each job's photo into its target; returns a sentence per photo that failed."""
     opts = photo_options(settings)
@@ -138,7 +128,8 @@ def restore_files(jobs: list[Job], models: list[Model], settings: PhotoSettings,
                 with owned_output(_output(job.target, out.overwrite)) as tmp:
                     tmp.write_bytes(encode_photo(rgb, photo, settings.quality))
                 seconds = f"{time.monotonic() - start:.1f} s"
-                progress.bar.write(f"{job.target} ({seconds}){unchanged_why(photo.rgb, settings)}", file=sys.stderr)
+                note = unchanged_note(photo.rgb, settings)
+                progress.bar.write(f"{job.target} ({seconds}){': ' + note if note else ''}", file=sys.stderr)
             except UserError as err:
                 failed.append(str(err))
                 progress.bar.write(f"error: {err}", file=sys.stderr)

@@ -30,7 +30,7 @@ from PIL import Image
 
 from utils.core.errors import UserError, fail, one_line
 from utils.infer.restore import Model, restore_rgb
-from utils.photo.api import photo_models, photo_options
+from utils.photo.api import photo_models, photo_options, unchanged_note
 from utils.photo.files import FORMATS, SUFFIXES, encode_photo, read_photo, restored_path
 from utils.photo.settings import PageSettings, PhotoSettings
 
@@ -53,9 +53,11 @@ class Entry:
     progress: float = 0.0
     error: str = ""
     format: str = "JPEG"  # Pillow's name of the result's format
+    note: str = ""  # why the result is the photo as it was, where that is so
 
     def status(self) -> dict:
-        return {"name": self.name, "state": self.state, "progress": round(self.progress, 3), "error": self.error}
+        return {"name": self.name, "state": self.state, "progress": round(self.progress, 3), "error": self.error,
+                "note": self.note}  # fmt: skip
 
 
 class Gallery:
@@ -126,6 +128,7 @@ class Gallery:
             rgb = restore_rgb(photo.rgb, self.models, opts, entry.name, on_progress=share)
             (entry.folder / "result").write_bytes(encode_photo(rgb, photo, self.settings.quality))
             _preview(rgb, entry.folder / "after.jpg")
+            entry.note = unchanged_note(photo.rgb, self.settings)
             entry.progress, entry.state = 1.0, "done"
         except UserError as err:
             entry.error, entry.state = str(err), "failed"

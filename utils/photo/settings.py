@@ -32,6 +32,12 @@ class PhotoSettings:
         "never make a pixel brighter than the photo's: flare only adds light, so what the model adds is a colour "
         "shift, dropped",
     )
+    floor_radius: float = setting(
+        0.04,
+        "never make a pixel darker than the darkest of the photo within this share of the long side around it "
+        "(smoothed), so that removing glare cannot dig dark rings around lamps; 0 = off",
+        Allowed(minimum=0, maximum=1),
+    )
     min_change: float = setting(
         4.0,
         "leave a pixel as it is where the model changes it by less than this many 8-bit levels and make every "
@@ -41,8 +47,8 @@ class PhotoSettings:
     light_reach: float = setting(
         0.12,
         "keep the model's changes only near the photo's clipped lights: in full up to half this share of the "
-        "long side from a light, none beyond it (glare lives around lights; a photo without clipped lights comes "
-        "back as it was); 0 = everywhere",
+        "long side from a light, none beyond it (glare lives around lights; the model leaves a photo without "
+        "clipped lights alone); 0 = everywhere",
         Allowed(minimum=0, maximum=2),
     )
     quality: int = setting(95, "JPEG, WebP and HEIC quality of the written photos", Allowed(minimum=1, maximum=100))
