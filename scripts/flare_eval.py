@@ -46,9 +46,11 @@ from utils.flare.pairs import SceneSettings, pair_scene
 from utils.flare.scenes import PHOTOS, load_photo
 from utils.infer.inputs import submission_name
 from utils.infer.keep_lights import core_brightness_ratio, distance_to
+from utils.infer.options import InferenceOptions
 from utils.metrics import psnr_masked, psnr_uint8
 
 LAMP_GOAL = 0.9
+PHOTO_NUMBERS = ("lamp_edge", "floor_radius", "min_change", "light_reach")  # test.py photo options with a value
 
 
 class NotRedrawn(UserError):
@@ -135,19 +137,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clean_goal", type=float, default=35.0, help="least PSNR of a clean image's output for (b)")
     p.add_argument("--keep_lights", action="store_true", help="the submission was made with test.py --keep_lights")
     p.add_argument("--darken_only", action="store_true", help="the submission was made with test.py --darken_only")
-    p.add_argument("--min_change", type=float, default=0.0, help="the submission was made with test.py --min_change")
-    p.add_argument(
-        "--floor_radius", type=float, default=0.0, help="the submission was made with test.py --floor_radius"
-    )
-    p.add_argument("--light_reach", type=float, default=0.0, help="the submission was made with test.py --light_reach")
+    for name in PHOTO_NUMBERS:
+        p.add_argument(f"--{name}", type=float, default=getattr(InferenceOptions, name),
+                       help=f"the submission was made with test.py --{name}")  # fmt: skip
     return p.parse_args(argv)
 
 
 def photo_flags(args: argparse.Namespace) -> list[str]:
     """test.py's photo options the submission was made with, for (b)'s restoration of the clean targets."""
     flags = [f"--{name}" for name in ("keep_lights", "darken_only") if getattr(args, name)]
-    numbers = [(name, getattr(args, name)) for name in ("floor_radius", "min_change", "light_reach")]
-    return flags + [item for name, value in numbers if value for item in (f"--{name}", repr(value))]
+    numbers = [(name, getattr(args, name)) for name in PHOTO_NUMBERS]
+    changed = [(name, value) for name, value in numbers if value != getattr(InferenceOptions, name)]
+    return flags + [item for name, value in changed for item in (f"--{name}", repr(value))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,20 @@ def test_mask_is_whole_on_cores_and_falls_off_with_the_lamp_size():
     assert not light_mask(np.full((8, 8, 3), 20, np.uint8)).any()
 
 
+def test_each_lamp_gets_an_edge_by_its_own_size():
+    """A small lamp keeps its narrow edge beside a large window; a wider ``edge`` widens every fall-off."""
+    rgb = _night((64, 200))
+    alone = light_mask(rgb)
+    rgb[10:54, 120:190] = 255  # a large lit window, far from the lamp
+    both = light_mask(rgb)
+    assert np.array_equal(both[:, :100], alone[:, :100])  # the lamp's edge does not follow the window's size
+    assert both[30, 190 + 5] > 0 and both[30, 117] > 0.5  # the window's own edge: 10% of its 63-pixel diameter
+    wide = light_mask(rgb, 1.0)  # the lamp (10 pixels across): 10 pixels; the window: 63
+    assert wide[24, 38 + 6] > both[24, 38 + 6] == 0 and wide[30, 120 - 20] > 0 == both[30, 120 - 20]
+    steps = max(np.abs(np.diff(wide, axis=0)).max(), np.abs(np.diff(wide, axis=1)).max())
+    assert steps <= 1.5 / 4 + 1e-6  # no step where the nearest light changes
+
+
 def test_mask_has_no_step_at_the_core_edge():
     """A step where the core meets its fall-off shows as a ring between the photo's core and the model's output."""
     mask = light_mask(_night())

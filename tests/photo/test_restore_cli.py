@@ -202,3 +202,17 @@ def test_light_reach_leaves_the_photo_as_it_was_away_from_its_lights(photos, tin
     assert code == 2 and "--light_reach" in err
     code, _, err = run_cli(restore_script, [photos, "--floor_radius", "2", "--weights", tiny_weights], capsys)
     assert code == 2 and "--floor_radius" in err
+    code, _, err = run_cli(restore_script, [photos, "--lamp_edge", "-1", "--weights", tiny_weights], capsys)
+    assert code == 2 and "--lamp_edge" in err
+
+
+def test_lamp_edge_widens_the_lamp_kept_from_the_photo(tiny_weights):
+    """--lamp_edge (0.4 of each core's diameter for photos): more of the photo is kept around its lamp than with
+    test.py's 0.1, and nothing else changes."""
+    rgb = night_rgb(64, 96, seed=5)
+    rgb[20:36, 40:56] = 255  # a lamp 18 pixels across: edges of 4 (the least), 7 and 36 pixels
+    kept = {edge: restore_image(rgb, tiny_weights, lamp_edge=edge, light_reach=0).astype(int) for edge in (0.1, 0.4, 2)}
+    moved = [int((kept[edge] != rgb).any(axis=2).sum()) for edge in (0.1, 0.4, 2)]
+    assert moved[0] > moved[1] > moved[2]  # a wider edge: fewer pixels changed, all of them beside the lamp
+    far = distance_to(light_cores(rgb)) > 2 * 2 * np.sqrt(light_cores(rgb).sum() / np.pi)
+    assert np.array_equal(kept[0.1][far], kept[2][far])

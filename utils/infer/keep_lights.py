@@ -4,10 +4,13 @@ A flare-removal model learns to take light away around bright sources, and a sma
 some from the sources too: lamps come out grey. The input's clipped cores are the one thing
 known for certain about them, so they are blended back with a soft mask (Wu et al., ICCV 2021,
 and Flare7K do the same): threshold, an opening that drops isolated clipped pixels (noise,
-glints), and a fall-off whose width follows the largest source, so a large window gets a wide,
+glints), and a fall-off whose width follows each source's size, so a large window gets a wide,
 gentle edge and a small lamp a narrow one. The fall-off is a smoothstep of the distance to the
-nearest core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask (about 0.4
-just outside) left a visible ring between the photo's core and the model's output.
+core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask (about 0.4
+just outside) left a visible ring between the photo's core and the model's output. A narrow
+edge (test.py's, a tenth of the diameter) keeps least of the glow; a photo looks more natural
+with a wider one (restore.py's ``--lamp_edge``): a hard edge shows the clipped region's ragged
+outline, and the lamp looks cut out.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 CORE_LEVEL = 250  # 8-bit level from which a channel counts as clipped
-# The fall-off's width, a tenth of the largest core's diameter and at least 4 pixels (whose steepest step between
+# The fall-off's width, by default a tenth of a core's diameter and at least 4 pixels (whose steepest step between
 # neighbours in a row or column is 1.5 / 4): a wider one keeps the glow just outside the cores, which the model removed.
 EDGE_SHARE = 0.1
 MIN_EDGE = 4.0
@@ -38,17 +41,21 @@ def distance_to(mask: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-def light_mask(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over a tenth of the largest core's diameter."""
+def light_mask(rgb: np.ndarray, edge: float = EDGE_SHARE, level: int = CORE_LEVEL) -> np.ndarray:
+    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over ``edge`` of each core's diameter (at
+    least ``MIN_EDGE`` pixels). Each core's fall-off is found in a box around it, and a pixel takes the largest
+    of them, so there is no step where the nearest lamp changes."""
     cores = light_cores(rgb, level)
-    if not cores.any():
-        return np.zeros(cores.shape, np.float32)
-    count, _, stats, _ = cv2.connectedComponentsWithStats(cores.astype(np.uint8), connectivity=8)
-    largest = stats[1:count, cv2.CC_STAT_AREA].max()
-    width = max(MIN_EDGE, EDGE_SHARE * 2 * float(np.sqrt(largest / np.pi)))
-    distance = distance_to(cores)
-    t = np.clip(1 - distance / width, 0, 1)
-    return (t * t * (3 - 2 * t)).astype(np.float32)
+    mask = cores.astype(np.float32)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cores.astype(np.uint8), connectivity=8)
+    for core in range(1, count):
+        left, top, width, height, area = stats[core]
+        fall = max(MIN_EDGE, edge * 2 * float(np.sqrt(area / np.pi)))
+        pad = int(np.ceil(fall))
+        box = np.s_[max(0, top - pad) : top + height + pad, max(0, left - pad) : left + width + pad]
+        t = np.clip(1 - distance_to(labels[box] == core) / fall, 0, 1)
+        mask[box] = np.maximum(mask[box], t * t * (3 - 2 * t))
+    return mask
 
 
 def near_lights(rgb: np.ndarray, reach: float) -> np.ndarray:
@@ -67,10 +74,10 @@ def only_near_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tenso
     return image + weight * (restored - image)
 
 
-def keep_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
+def keep_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tensor, edge: float = EDGE_SHARE) -> torch.Tensor:
     """The restored (3, H, W) image with the light cores of the input (``rgb``, and ``image``: the same as a
-    tensor in [0, 1], as restored) blended back in."""
-    mask = torch.from_numpy(light_mask(rgb)).to(restored.device)
+    tensor in [0, 1], as restored) blended back in, with an edge of ``edge`` of each core's diameter."""
+    mask = torch.from_numpy(light_mask(rgb, edge)).to(restored.device)
     return restored + mask * (image - restored)
 
 

@@ -94,6 +94,13 @@ class InferenceOptions:
         "blend the input's clipped light cores back into the output with a soft mask (lamps stay bright)",
         new=True,
     )
+    lamp_edge: float = setting(
+        0.1,
+        "with --keep_lights: the soft edge around each light core, as a share of that core's diameter (at least 4 "
+        "pixels); wider keeps more of the glow next to the lamp and looks more natural (photos: 0.4)",
+        Allowed(minimum=0, maximum=4),
+        new=True,
+    )
     darken_only: bool = setting(
         False,
         "never let a pixel come out brighter than the input's: flare only adds light, so what a model adds is a "

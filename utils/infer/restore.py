@@ -198,7 +198,7 @@ def restore_rgb(
     if opts.light_reach:
         restored = only_near_lights(rgb, image, restored, opts.light_reach)
     if opts.keep_lights:
-        restored = keep_lights(rgb, image, restored)
+        restored = keep_lights(rgb, image, restored, opts.lamp_edge)
     return to_uint8(restored)
 
 

@@ -29,6 +29,7 @@ def photo_options(settings: PhotoSettings) -> InferenceOptions:
         blend="window",
         work_size=settings.work_size,
         keep_lights=settings.keep_lights,
+        lamp_edge=settings.lamp_edge,
         darken_only=settings.darken_only,
         floor_radius=settings.floor_radius,
         min_change=settings.min_change,
@@ -69,6 +70,7 @@ def restore_image(
     *,
     work_size: int = PhotoSettings.work_size,
     keep_lights: bool = PhotoSettings.keep_lights,
+    lamp_edge: float = PhotoSettings.lamp_edge,
     darken_only: bool = PhotoSettings.darken_only,
     floor_radius: float = PhotoSettings.floor_radius,
     min_change: float = PhotoSettings.min_change,
@@ -79,7 +81,8 @@ def restore_image(
     """The (H, W, 3) uint8 RGB ``image`` restored: its glare and flare removed, the rest of the photo kept.
 
     ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
-    the model sees (0: full size); ``keep_lights``: blend the clipped light cores back; ``darken_only``: no pixel
+    the model sees (0: full size); ``keep_lights``: blend the clipped light cores back, with a soft edge of ``lamp_edge`` of each core's
+    diameter; ``darken_only``: no pixel
     brighter than the photo's (flare only adds light); ``floor_radius``: no pixel darker than the darkest of the
     photo within this share of its long side (no dark rings); ``min_change``: changes smaller than this many 8-bit
     levels dropped, larger ones made smaller by as much; ``light_reach``: changes kept only within this share of
@@ -96,6 +99,7 @@ def restore_image(
     settings = PhotoSettings(
         work_size=work_size,
         keep_lights=keep_lights,
+        lamp_edge=lamp_edge,
         darken_only=darken_only,
         floor_radius=floor_radius,
         min_change=min_change,

@@ -27,6 +27,12 @@ class PhotoSettings:
         "blend the photo's clipped light cores back into the result, so that lamps keep their brightness and "
         "colour (the starter alone keeps about 95% of a lamp's brightness and turns warm lamps whiter)",
     )
+    lamp_edge: float = setting(
+        0.4,
+        "the soft edge around each light core blended back, as a share of that core's diameter (at least 4 "
+        "pixels): narrower removes more of the glow next to a lamp but shows the clipped region's ragged outline",
+        Allowed(minimum=0, maximum=4),
+    )
     darken_only: bool = setting(
         True,
         "never make a pixel brighter than the photo's: flare only adds light, so what the model adds is a colour "
