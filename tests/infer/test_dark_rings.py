@@ -39,3 +39,16 @@ def test_a_large_image_gets_its_floor_from_a_smaller_copy():
     lifted = lift_dark_rings(image, restored, 0.02)
     assert lifted.shape == image.shape
     assert torch.allclose(lifted[:, 16:32, 1000:1048], torch.full((3, 16, 48), 0.3), atol=1e-3)
+
+
+def test_the_radius_is_a_share_of_the_long_side_at_any_size():
+    """On an image twice FLOOR_SIZE long, a radius of 0.02 is 41 of its pixels: a dark input pixel 60 pixels
+    from a dug ring is beyond it (the ring is lifted to its surroundings), one 30 pixels away within it."""
+    image = torch.full((3, 48, 2048), 0.3)
+    restored = image.clone()
+    restored[:, 20:28, 1000:1008] = 0.0  # the dug ring
+    image[:, 24, 1004 + 60] = 0.02  # a dark detail 60 pixels away: outside the radius
+    lifted = lift_dark_rings(image, restored, 0.02)
+    assert (lifted[:, 20:28, 1000:1008] > 0.25).all()
+    image[:, 24, 1004 - 30] = 0.02  # and one 30 pixels away: inside it, so the ring may stay darker
+    assert (lift_dark_rings(image, restored, 0.02)[:, 24, 1004] < lifted[:, 24, 1004] - 0.01).all()

@@ -196,7 +196,7 @@ def test_light_reach_leaves_the_photo_as_it_was_away_from_its_lights(photos, tin
     dark = tmp_path / "dark.png"
     Image.fromarray(np.full((24, 32, 3), 40, np.uint8)).save(dark)
     code, _, err = run_cli(restore_script, [dark, "--output", tmp_path / "dark", *args[3:]], capsys)
-    assert code == 0 and "no clipped lights, so the model left it as it was" in err
+    assert code == 0 and "no clipped lights, so the model left it unchanged" in err and "--light_reach 0" in err
     assert np.array_equal(np.asarray(Image.open(tmp_path / "dark" / "dark_restored.png")), np.full((24, 32, 3), 40))
     code, _, err = run_cli(restore_script, [photos, "--light_reach", "-0.5", "--weights", tiny_weights], capsys)
     assert code == 2 and "--light_reach" in err
@@ -216,3 +216,29 @@ def test_lamp_edge_widens_the_lamp_kept_from_the_photo(tiny_weights):
     assert moved[0] > moved[1] > moved[2]  # a wider edge: fewer pixels changed, all of them beside the lamp
     far = distance_to(light_cores(rgb)) > 2 * 2 * np.sqrt(light_cores(rgb).sum() / np.pi)
     assert np.array_equal(kept[0.1][far], kept[2][far])
+
+
+def test_every_photo_setting_reaches_the_restoration(tiny_weights, monkeypatch):
+    """Each keyword of restore_image, and each PhotoSettings field test.py's options share, arrives in the
+    options the restoration runs with: a setting dropped on the way would silently fall back to test.py's."""
+    import utils.photo.api as api
+
+    chosen = {"work_size": 64, "keep_lights": False, "lamp_edge": 0.7, "darken_only": False, "floor_radius": 0.2,
+              "min_change": 9.0, "light_reach": 0.5}  # fmt: skip
+    seen = {}
+    monkeypatch.setattr(api, "restore_rgb", lambda rgb, models, opts, on_progress=None: seen.update(vars(opts)))
+    restore_image(night_rgb(), tiny_weights, **chosen)
+    assert {name: seen[name] for name in chosen} == chosen
+    shared = set(vars(api.photo_options(api.PhotoSettings()))) & set(vars(api.PhotoSettings()))
+    assert shared - {"device"} == set(chosen)  # no photo option left out of this test
+
+
+def test_a_photo_without_lights_is_not_given_to_the_models():
+    """With --light_reach every change would be dropped: the models are not even asked (none are given here)."""
+    from utils.infer.options import InferenceOptions
+    from utils.infer.restore import restore_rgb
+
+    dark = np.full((16, 24, 3), 40, np.uint8)
+    assert np.array_equal(restore_rgb(dark, [], InferenceOptions(light_reach=0.12)), dark)
+    with pytest.raises(IndexError):
+        restore_rgb(dark, [], InferenceOptions())  # without it the models are needed

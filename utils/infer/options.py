@@ -109,9 +109,9 @@ class InferenceOptions:
     )
     floor_radius: float = setting(
         0.0,
-        "never let a pixel come out darker than the darkest of the input within this share of the long side "
-        "around it (smoothed), so that removing glare cannot leave a lamp a ring darker than its surroundings "
-        "(photos: 0.04); 0 = off",
+        "never let a pixel come out darker than about the darkest of the input within this share of the long side "
+        "around it (a smoothed floor), so that removing glare leaves far fewer dark rings around lamps (photos: "
+        "0.04); 0 = off",
         Allowed(minimum=0, maximum=1),
         new=True,
     )

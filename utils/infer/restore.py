@@ -32,6 +32,7 @@ from utils.infer.restorer import Restorer
 from utils.infer.scores import Labels, label_scores, seam_scores
 
 FLOOR_SIZE = 1024  # long side of the copy on which lift_dark_rings finds the darkest pixels (a smooth floor)
+FLOOR_PIXELS = 48  # and the largest radius, in pixels of that copy, before the copy is made smaller
 
 
 @dataclass(frozen=True)
@@ -159,17 +160,22 @@ def drop_small_changes(image: torch.Tensor, restored: torch.Tensor, levels: floa
 
 
 def lift_dark_rings(image: torch.Tensor, restored: torch.Tensor, radius: float) -> torch.Tensor:
-    """``restored`` no darker anywhere than the darkest pixel of ``image`` within ``radius`` times its long side
-    (found on a copy at most ``FLOOR_SIZE`` long, smoothed): flare adds light to a lamp's surroundings, so they
-    are seldom darker without it than the darkest of them in the photo, and a model that takes away more than
-    the glow digs a dark, often bluish ring there."""
-    small = working_copy(image, FLOOR_SIZE)
+    """``restored`` lifted to about the darkest pixel of ``image`` within ``radius`` times its long side: flare
+    adds light to a lamp's surroundings, so they are seldom darker without it than the darkest of them in the
+    photo, and a model that takes away more than the glow digs a dark, often bluish ring there.
+
+    The darkest pixels are found on a copy at most ``FLOOR_SIZE`` long, and smaller where the radius would be more
+    than ``FLOOR_PIXELS`` on it (an erosion's time grows with the square of its radius); the floor is smoothed by
+    a Gaussian of half the radius, so it can dip a little below that darkest pixel, and never exceeds ``image``."""
+    longest = max(image.shape[-2:])
+    small = working_copy(image, min(FLOOR_SIZE, max(1, round(FLOOR_PIXELS / radius))))
     pixels = max(1, round(radius * max(small.shape[-2:])))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
     darkest = cv2.erode(small.permute(1, 2, 0).cpu().numpy(), disk)
     darkest = cv2.GaussianBlur(darkest, (0, 0), pixels / 2).reshape(*small.shape[-2:], -1)
     floor = torch.from_numpy(darkest).permute(2, 0, 1).to(image.device)
-    floor = F.interpolate(floor[None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0]
+    if max(small.shape[-2:]) < longest:
+        floor = F.interpolate(floor[None], size=image.shape[-2:], mode="bilinear", align_corners=False)[0]
     return torch.maximum(restored, torch.minimum(floor, image))
 
 

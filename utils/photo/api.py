@@ -43,7 +43,7 @@ def unchanged_note(rgb: np.ndarray, settings: PhotoSettings) -> str:
     """A sentence for a photo the model was not run on, since ``--light_reach`` would drop every change it made
     (the photo has no clipped lights); "" otherwise."""
     if settings.light_reach and not light_cores(rgb).any():
-        return "no clipped lights, so the model left it as it was (--light_reach 0 lets it change the photo anyway)"
+        return "no clipped lights, so the model left it unchanged (the file is only encoded again)"
     return ""
 
 

@@ -129,7 +129,8 @@ def restore_files(jobs: list[Job], models: list[Model], settings: PhotoSettings,
                     tmp.write_bytes(encode_photo(rgb, photo, settings.quality))
                 seconds = f"{time.monotonic() - start:.1f} s"
                 note = unchanged_note(photo.rgb, settings)
-                progress.bar.write(f"{job.target} ({seconds}){': ' + note if note else ''}", file=sys.stderr)
+                note = f": {note}; --light_reach 0 lets the model change it anyway" if note else ""
+                progress.bar.write(f"{job.target} ({seconds}){note}", file=sys.stderr)
             except UserError as err:
                 failed.append(str(err))
                 progress.bar.write(f"error: {err}", file=sys.stderr)

@@ -40,8 +40,8 @@ class PhotoSettings:
     )
     floor_radius: float = setting(
         0.04,
-        "never make a pixel darker than the darkest of the photo within this share of the long side around it "
-        "(smoothed), so that removing glare cannot leave a lamp a ring darker than its surroundings; 0 = off",
+        "never make a pixel darker than about the darkest of the photo within this share of the long side around "
+        "it (a smoothed floor), so that removing glare leaves far fewer dark rings around lamps; 0 = off",
         Allowed(minimum=0, maximum=1),
     )
     min_change: float = setting(
