@@ -194,6 +194,8 @@ def test_flare_eval_restores_the_clean_targets_with_the_submissions_photo_option
     args = flare_eval.parse_args(["--darken_only", "--min_change", "4", "--keep_lights", "--light_reach", "0.12"])
     exact = flare_eval.parse_args(["--light_reach", "0.1234567"])
     assert flare_eval.photo_flags(exact) == ["--light_reach", "0.1234567"]  # the submission's value, not rounded
+    edges = [flare_eval.photo_flags(flare_eval.parse_args(["--lamp_edge", edge])) for edge in ("0.1", "0.4")]
+    assert edges == [[], ["--lamp_edge", "0.4"]]  # test.py's own default is not repeated
     assert flare_eval.photo_flags(args) == [
         "--keep_lights", "--darken_only", "--min_change", "4.0", "--light_reach", "0.12"
     ]  # fmt: skip

@@ -52,3 +52,16 @@ def test_the_radius_is_a_share_of_the_long_side_at_any_size():
     assert (lifted[:, 20:28, 1000:1008] > 0.25).all()
     image[:, 24, 1004 - 30] = 0.02  # and one 30 pixels away: inside it, so the ring may stay darker
     assert (lift_dark_rings(image, restored, 0.02)[:, 24, 1004] < lifted[:, 24, 1004] - 0.01).all()
+
+
+def test_a_large_radius_is_found_on_a_smaller_copy_and_still_measured_on_the_long_side():
+    """A radius of 0.1 would be 102 pixels on FLOOR_SIZE's copy, slow to erode: the copy is made smaller (48
+    pixels of radius), and the radius is still 205 pixels of this 2,048-pixel image."""
+    image = torch.full((3, 64, 2048), 0.3)
+    restored = image.clone()
+    restored[:, 28:36, 1000:1008] = 0.0
+    image[:, 32, 1004 + 300] = 0.02  # dark, but beyond the radius
+    lifted = lift_dark_rings(image, restored, 0.1)
+    assert (lifted[:, 28:36, 1000:1008] > 0.25).all()
+    image[:, 30:34, 1004 - 150 : 1004 - 146] = 0.02  # dark and within it: the ring may stay darker
+    assert (lift_dark_rings(image, restored, 0.1)[:, 32, 1004] < lifted[:, 32, 1004] - 0.01).all()

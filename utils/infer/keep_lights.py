@@ -8,7 +8,7 @@ glints), and a fall-off whose width follows each source's size, so a large windo
 gentle edge and a small lamp a narrow one. The fall-off is a smoothstep of the distance to the
 core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask (about 0.4
 just outside) left a visible ring between the photo's core and the model's output. A narrow
-edge (test.py's, a tenth of the diameter) keeps least of the glow; a photo looks more natural
+edge (test.py's, a tenth of the core's thickness) keeps least of the glow; a photo looks more natural
 with a wider one (restore.py's ``--lamp_edge``): a hard edge shows the clipped region's ragged
 outline, and the lamp looks cut out.
 """
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 CORE_LEVEL = 250  # 8-bit level from which a channel counts as clipped
-# The fall-off's width, by default a tenth of a core's diameter and at least 4 pixels (whose steepest step between
+# The fall-off's width, by default a tenth of a core's thickness and at least 4 pixels (whose steepest step between
 # neighbours in a row or column is 1.5 / 4): a wider one keeps the glow just outside the cores, which the model removed.
 EDGE_SHARE = 0.1
 MIN_EDGE = 4.0
@@ -42,15 +42,19 @@ def distance_to(mask: np.ndarray) -> np.ndarray:
 
 
 def light_mask(rgb: np.ndarray, edge: float = EDGE_SHARE, level: int = CORE_LEVEL) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over ``edge`` of each core's diameter (at
-    least ``MIN_EDGE`` pixels). Each core's fall-off is found in a box around it, and a pixel takes the largest
-    of them, so there is no step where the nearest lamp changes."""
+    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over ``edge`` of each core's thickness
+    (the diameter of the largest disc inside it: a lamp's diameter, a lit strip's width), at least ``MIN_EDGE``
+    pixels. Each core's fall-off is found in a box around it, and a pixel takes the largest of them, so there is
+    no step where the nearest lamp changes."""
     cores = light_cores(rgb, level)
     mask = cores.astype(np.float32)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cores.astype(np.uint8), connectivity=8)
+    inside = cv2.distanceTransform(cores.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     for core in range(1, count):
-        left, top, width, height, area = stats[core]
-        fall = max(MIN_EDGE, edge * 2 * float(np.sqrt(area / np.pi)))
+        left, top, width, height, _ = stats[core]
+        own = np.s_[top : top + height, left : left + width]
+        thickness = 2 * float(inside[own][labels[own] == core].max())
+        fall = max(MIN_EDGE, edge * min(thickness, max(rgb.shape[:2])))
         pad = int(np.ceil(fall))
         box = np.s_[max(0, top - pad) : top + height + pad, max(0, left - pad) : left + width + pad]
         t = np.clip(1 - distance_to(labels[box] == core) / fall, 0, 1)
@@ -76,7 +80,7 @@ def only_near_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tenso
 
 def keep_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tensor, edge: float = EDGE_SHARE) -> torch.Tensor:
     """The restored (3, H, W) image with the light cores of the input (``rgb``, and ``image``: the same as a
-    tensor in [0, 1], as restored) blended back in, with an edge of ``edge`` of each core's diameter."""
+    tensor in [0, 1], as restored) blended back in, with an edge of ``edge`` of each core's thickness."""
     mask = torch.from_numpy(light_mask(rgb, edge)).to(restored.device)
     return restored + mask * (image - restored)
 
