@@ -8,7 +8,7 @@ glints), and a fall-off whose width follows each source's size, so a large windo
 gentle edge and a small lamp a narrow one. The fall-off is a smoothstep of the distance to the
 core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask (about 0.4
 just outside) left a visible ring between the photo's core and the model's output. A narrow
-edge (test.py's, a tenth of the core's thickness) keeps least of the glow; a photo looks more natural
+edge (test.py's, a tenth of the core's size) keeps least of the glow; a photo looks more natural
 with a wider one (restore.py's ``--lamp_edge``): a hard edge shows the clipped region's ragged
 outline, and the lamp looks cut out.
 """
@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 CORE_LEVEL = 250  # 8-bit level from which a channel counts as clipped
-# The fall-off's width, by default a tenth of a core's thickness and at least 4 pixels (whose steepest step between
+# The fall-off's width, by default a tenth of a core's size and at least 4 pixels (whose steepest step between
 # neighbours in a row or column is 1.5 / 4): a wider one keeps the glow just outside the cores, which the model removed.
 EDGE_SHARE = 0.1
 MIN_EDGE = 4.0
+STRIP_LIMIT = 4  # a core's size is at most this many times its thickness (a neon tube is no lamp of its area)
 
 
 def light_cores(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
@@ -42,19 +43,20 @@ def distance_to(mask: np.ndarray) -> np.ndarray:
 
 
 def light_mask(rgb: np.ndarray, edge: float = EDGE_SHARE, level: int = CORE_LEVEL) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over ``edge`` of each core's thickness
-    (the diameter of the largest disc inside it: a lamp's diameter, a lit strip's width), at least ``MIN_EDGE``
-    pixels. Each core's fall-off is found in a box around it, and a pixel takes the largest of them, so there is
-    no step where the nearest lamp changes."""
+    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over ``edge`` of each core's size, at least
+    ``MIN_EDGE`` pixels. A core's size is the diameter of a disc of its area, at most four times its thickness
+    (the largest disc inside it), so that a long thin strip is not taken for a lamp of its area. Each core's
+    fall-off is found in a box around it, and a pixel takes the largest of them, so there is no step where the
+    nearest lamp changes."""
     cores = light_cores(rgb, level)
     mask = cores.astype(np.float32)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cores.astype(np.uint8), connectivity=8)
     inside = cv2.distanceTransform(cores.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     for core in range(1, count):
-        left, top, width, height, _ = stats[core]
+        left, top, width, height, area = stats[core]
         own = np.s_[top : top + height, left : left + width]
         thickness = 2 * float(inside[own][labels[own] == core].max())
-        fall = max(MIN_EDGE, edge * min(thickness, max(rgb.shape[:2])))
+        fall = max(MIN_EDGE, edge * min(2 * float(np.sqrt(area / np.pi)), STRIP_LIMIT * thickness))
         pad = int(np.ceil(fall))
         box = np.s_[max(0, top - pad) : top + height + pad, max(0, left - pad) : left + width + pad]
         t = np.clip(1 - distance_to(labels[box] == core) / fall, 0, 1)
@@ -80,7 +82,7 @@ def only_near_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tenso
 
 def keep_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tensor, edge: float = EDGE_SHARE) -> torch.Tensor:
     """The restored (3, H, W) image with the light cores of the input (``rgb``, and ``image``: the same as a
-    tensor in [0, 1], as restored) blended back in, with an edge of ``edge`` of each core's thickness."""
+    tensor in [0, 1], as restored) blended back in, with an edge of ``edge`` of each core's size (``light_mask``)."""
     mask = torch.from_numpy(light_mask(rgb, edge)).to(restored.device)
     return restored + mask * (image - restored)
 

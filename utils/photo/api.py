@@ -82,7 +82,7 @@ def restore_image(
 
     ``weights``: a checkpoint (the shipped starter model when None); ``work_size``: the long side of the copy
     the model sees (0: full size); ``keep_lights``: blend the clipped light cores back, with a soft edge of
-    ``lamp_edge`` of each core's thickness; ``darken_only``: no pixel brighter than the photo's (flare only adds
+    ``lamp_edge`` of each core's diameter; ``darken_only``: no pixel brighter than the photo's (flare only adds
     light); ``floor_radius``: no pixel darker than about the darkest of the photo within this share of its long
     side (fewer dark rings); ``min_change``: changes smaller than this many 8-bit
     levels dropped, larger ones made smaller by as much; ``light_reach``: changes kept only within this share of

@@ -29,9 +29,9 @@ class PhotoSettings:
     )
     lamp_edge: float = setting(
         0.4,
-        "the soft edge around each light core blended back, as a share of that core's thickness (a lamp's "
-        "diameter, a lit strip's width; at least 4 pixels): narrower removes more of the glow next to a lamp but "
-        "shows the clipped region's ragged outline",
+        "the soft edge around each light core blended back, as a share of that core's diameter (of a disc of its "
+        "area, at most 4 times its thickness; at least 4 pixels): narrower removes more of the glow next to a "
+        "lamp but shows the clipped region's ragged outline",
         Allowed(minimum=0, maximum=4),
     )
     darken_only: bool = setting(
