@@ -69,6 +69,15 @@ def test_a_lit_strip_gets_an_edge_by_its_width_not_its_length():
     assert 3 + 2 * 4 < (column > 0).sum() <= 3 + 2 * 7
 
 
+def test_a_larger_photo_gets_a_proportionally_wider_least_edge():
+    """On a photo twice the working size a small lamp's edge is at least 8 pixels, the 4 of its working copy."""
+    rgb = np.full((64, 2048, 3), 20, np.uint8)
+    rgb[28:38, 1000:1010] = 255  # 10 pixels across: an edge of 1 at 0.1, so the least one counts
+    row = light_mask(rgb)[32]
+    assert row[1009 + 6] > 0 and row[1009 + 8] == 0
+    assert light_mask(rgb[:, :1024])[32, 1009 + 4] == 0  # at 1,024 pixels: 4
+
+
 def test_mask_has_no_step_at_the_core_edge():
     """A step where the core meets its fall-off shows as a ring between the photo's core and the model's output."""
     mask = light_mask(_night())

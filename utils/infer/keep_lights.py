@@ -24,6 +24,7 @@ CORE_LEVEL = 250  # 8-bit level from which a channel counts as clipped
 # neighbours in a row or column is 1.5 / 4): a wider one keeps the glow just outside the cores, which the model removed.
 EDGE_SHARE = 0.1
 MIN_EDGE = 4.0
+EDGE_SCALE = 1024  # a longer image's least edge grows with it (restore.py's working size)
 STRIP_LIMIT = 4  # a core's size is at most this many times its thickness (a neon tube is no lamp of its area)
 
 
@@ -43,20 +44,22 @@ def distance_to(mask: np.ndarray) -> np.ndarray:
 
 
 def light_mask(rgb: np.ndarray, edge: float = EDGE_SHARE, level: int = CORE_LEVEL) -> np.ndarray:
-    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over ``edge`` of each core's size, at least
-    ``MIN_EDGE`` pixels. A core's size is the diameter of a disc of its area, at most four times its thickness
-    (the largest disc inside it), so that a long thin strip is not taken for a lamp of its area. Each core's
-    fall-off is found in a box around it, and a pixel takes the largest of them, so there is no step where the
-    nearest lamp changes."""
+    """(H, W) float32 in [0, 1]: 1 on the cores, falling smoothly to 0 over ``edge`` of each core's size, and over
+    at least ``MIN_EDGE`` pixels per ``EDGE_SCALE`` of the long side (so that a small lamp of a 12-megapixel
+    photo gets the edge it gets on the working copy, not a quarter of it). A core's size is the diameter of a
+    disc of its area, at most four times its thickness (the largest disc inside it), so that a long thin strip
+    is not taken for a lamp of its area. Each core's fall-off is found in a box around it, and a pixel takes the
+    largest of them, so there is no step where the nearest lamp changes."""
     cores = light_cores(rgb, level)
     mask = cores.astype(np.float32)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cores.astype(np.uint8), connectivity=8)
     inside = cv2.distanceTransform(cores.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    least = MIN_EDGE * max(1.0, max(rgb.shape[:2]) / EDGE_SCALE)
     for core in range(1, count):
         left, top, width, height, area = stats[core]
         own = np.s_[top : top + height, left : left + width]
         thickness = 2 * float(inside[own][labels[own] == core].max())
-        fall = max(MIN_EDGE, edge * min(2 * float(np.sqrt(area / np.pi)), STRIP_LIMIT * thickness))
+        fall = max(least, edge * min(2 * float(np.sqrt(area / np.pi)), STRIP_LIMIT * thickness))
         pad = int(np.ceil(fall))
         box = np.s_[max(0, top - pad) : top + height + pad, max(0, left - pad) : left + width + pad]
         t = np.clip(1 - distance_to(labels[box] == core) / fall, 0, 1)
