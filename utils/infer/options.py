@@ -97,8 +97,8 @@ class InferenceOptions:
     lamp_edge: float = setting(
         0.1,
         "with --keep_lights: the soft edge around each light core, as a share of that core's diameter (of a disc "
-        "of its area, at most 4 times its thickness; at least 4 pixels per 1,024 of the long side); wider keeps more of the glow next to the "
-        "lamp and looks more natural (photos: 0.4)",
+        "of its area, at most 4 times its thickness; at least 4 pixels per 1,024 of the long side); wider keeps "
+        "more of the glow next to the lamp and looks more natural (photos: 0.4)",
         Allowed(minimum=0, maximum=4),
         new=True,
     )

@@ -30,8 +30,8 @@ class PhotoSettings:
     lamp_edge: float = setting(
         0.4,
         "the soft edge around each light core blended back, as a share of that core's diameter (of a disc of its "
-        "area, at most 4 times its thickness; at least 4 pixels per 1,024 of the long side): narrower removes more of the glow next to a "
-        "lamp but shows the clipped region's ragged outline",
+        "area, at most 4 times its thickness; at least 4 pixels per 1,024 of the long side): narrower removes "
+        "more of the glow next to a lamp but shows the clipped region's ragged outline",
         Allowed(minimum=0, maximum=4),
     )
     darken_only: bool = setting(
