@@ -75,6 +75,12 @@ def near_lights(rgb: np.ndarray, reach: float) -> np.ndarray:
     return (t * t * (3 - 2 * t)).astype(np.float32)
 
 
+def out_of_reach(rgb: np.ndarray, reach: float) -> bool:
+    """Whether a ``reach`` (``--light_reach``; 0 = off) would drop every change to ``rgb``: it has no clipped
+    lights, so a model need not run on it at all."""
+    return bool(reach) and not light_cores(rgb).any()
+
+
 def only_near_lights(rgb: np.ndarray, image: torch.Tensor, restored: torch.Tensor, reach: float) -> torch.Tensor:
     """The restored (3, H, W) image with its change from ``image`` kept only near the lights of ``rgb`` (the
     input, as in ``keep_lights``): glare lives around bright sources, and what a model changes far from all of

@@ -25,7 +25,7 @@ from utils.core.runtime import configure_cuda
 from utils.core.tiling import Tiling, count_tiles, restore_image
 from utils.data.images import from_uint8, read_rgb, to_uint8
 from utils.infer.inputs import submission_name
-from utils.infer.keep_lights import keep_lights, light_cores, only_near_lights
+from utils.infer.keep_lights import keep_lights, only_near_lights, out_of_reach
 from utils.infer.onnx_model import OnnxRestorer, onnx_restorers
 from utils.infer.options import InferenceOptions, ModelSpec, check_specs
 from utils.infer.restorer import Restorer
@@ -191,7 +191,7 @@ def restore_rgb(
     image (``darken_only``), its small changes dropped (``min_change``), no darker than its surroundings
     (``floor_radius``), changed only near its lights (``light_reach``), its light cores blended back
     (``keep_lights``). The restored image as uint8 RGB, the form written or handed back."""
-    if opts.light_reach and per_model is None and not light_cores(rgb).any():
+    if per_model is None and out_of_reach(rgb, opts.light_reach):
         return rgb.copy()  # no clipped lights: light_reach would drop every change, so the models need not run
     image = from_uint8(rgb, models[0].device)
     restored = restore(image, models, opts, name, per_model, on_progress)

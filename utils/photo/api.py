@@ -16,7 +16,7 @@ import numpy as np
 from utils.core.errors import fail
 from utils.core.runtime import choose_device
 from utils.core.settings import check_ranges
-from utils.infer.keep_lights import light_cores
+from utils.infer.keep_lights import out_of_reach
 from utils.infer.options import InferenceOptions, ModelSpec, stored_tile
 from utils.infer.restore import Model, load_models, restore_rgb
 from utils.photo.settings import PhotoSettings, find_weights
@@ -42,7 +42,7 @@ def photo_options(settings: PhotoSettings) -> InferenceOptions:
 def unchanged_note(rgb: np.ndarray, settings: PhotoSettings) -> str:
     """A sentence for a photo the model was not run on, since ``--light_reach`` would drop every change it made
     (the photo has no clipped lights); "" otherwise."""
-    if settings.light_reach and not light_cores(rgb).any():
+    if out_of_reach(rgb, settings.light_reach):
         return "no clipped lights, so the model left it unchanged (the file is only encoded again)"
     return ""
 
