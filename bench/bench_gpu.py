@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -39,6 +40,7 @@ import torch
 from bench.bench_inference import original_loop, synthetic_image
 from bench.common import table
 from models.hinet import HINet
+from models.local_norm import use_local_stats
 from utils.core.cli import run_cli
 from utils.core.errors import fail, reported_write
 from utils.core.runtime import set_tf32
@@ -53,7 +55,7 @@ from utils.infer.restorer import Restorer
 from utils.metrics import psnr_uint8
 from utils.train.losses import RestorationLoss
 
-SECTIONS = ("correctness", "inference", "end_to_end", "training", "demo", "compile")
+SECTIONS = ("correctness", "inference", "end_to_end", "training", "demo", "compile", "sweep", "whole_image")
 CONTEST_PATCHES = 67_065  # training patches of size 256 on the contest data
 VALIDATION = (62, 2448, 3264)  # fold-0 validation images and their size
 
@@ -65,6 +67,7 @@ class Report:
         self.out = out
         self.data: dict = {}
         self.md: dict[str, list[str]] = {}
+        self.rows: dict[str, list[tuple]] = {}  # sections that grow over several calls (training)
         if out.exists() and not out.is_dir():
             fail(f"--out {out} is a file, not a folder; choose another --out.")
         with reported_write(out):
@@ -306,6 +309,105 @@ def compiled(device: torch.device, wf: int, depth: int, hw: tuple[int, int], spe
     return {"eager_seconds": base, "compile_first_image_seconds": first, "compile_seconds": seconds}, rows
 
 
+# Tiles per pass (256 model, 352 model), channels-last, torch.compile mode: the bf16 variants of the sweep, fastest
+# to measure first; test.py's defaults are the first row, and every row is compared with it.
+SWEEP = (
+    ((16, 32), True, None),
+    ((32, 32), True, None),
+    ((64, 64), True, None),
+    ((128, 128), True, None),
+    ((64, 64), False, None),
+    ((64, 64), True, "default"),
+    ((64, 64), True, "reduce-overhead"),
+    ((64, 64), True, "max-autotune-no-cudagraphs"),
+)
+
+
+class GraphSafe:
+    """A restorer compiled with CUDA graphs, whose output outlives the next call (graphs reuse their output memory)."""
+
+    def __init__(self, restorer: Restorer) -> None:
+        self.restorer = restorer
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.restorer(batch).clone()
+
+
+def sweep_restorers(models, device: torch.device, channels_last: bool, mode: str | None) -> list:
+    """bf16 restorers of one sweep variant (compiled afresh: dynamo's cache would hand one mode's graphs to another)."""
+    if mode:
+        torch._dynamo.reset()
+    restorers = []
+    for model in models:
+        restorer = Restorer(model, device, amp=True, channels_last=channels_last)
+        if mode:
+            restorer.model = torch.compile(restorer.model, mode=mode)
+        restorers.append(GraphSafe(restorer) if mode == "reduce-overhead" else restorer)
+    return restorers
+
+
+def sweep(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, report: Report, deadline: float):
+    """The bf16 ensemble per variant of ``SWEEP``: the first image (compilation and cuDNN choices included) and the
+    next; each row is written as it is measured, and a variant that would start after ``deadline`` is left out."""
+    image = synthetic_image(*hw, seed=2).to(device)
+    models = random_models(wf, depth, device)
+    values = {"tiles_per_image": sum(count_tiles(*hw, t, s, "stride_aware") for t, s, _, _ in specs)}
+    rows, reference = [], None
+    header = ("tiles per pass", "memory", "compile", "first image s", "s per image", "tiles/s", "grey diff", "peak MiB")
+    for batches, channels_last, mode in SWEEP if device.type == "cuda" else SWEEP[:2]:
+        name = (f"{batches[0]}+{batches[1]}", "channels-last" if channels_last else "NCHW", mode or "eager")
+        if time.time() > deadline:
+            values.setdefault("left_out", []).append(" ".join(name))
+            continue
+        run_specs = [(t, s, b, w) for (t, s, _, w), b in zip(specs, batches, strict=True)]
+        out = {}
+        with cuda_settings(tf32=False, benchmark=True):
+            reset_peak(device)
+            try:
+                restorers = sweep_restorers(models, device, channels_last, mode)
+                first = timed(lambda r=restorers, sp=run_specs: ensemble(r, image, sp), device)
+                seconds = timed(
+                    lambda r=restorers, sp=run_specs, o=out: o.__setitem__(0, ensemble(r, image, sp)), device
+                )
+            except Exception as err:  # a compiler failure is a row of the report, not the end of the run
+                rows.append((*name, "failed", type(err).__name__, "", "", ""))
+                values["_".join(name) + "_error"] = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+                report.section("inference sweep", values, rows, header)
+                continue
+        restored = to_uint8(out[0])
+        reference = restored if reference is None else reference
+        diff = int(np.abs(restored.astype(int) - reference.astype(int)).max())
+        rows.append((*name, f"{first:.1f}", f"{seconds:.2f}", f"{values['tiles_per_image'] / seconds:.0f}", diff,
+                     f"{peak_mib(device):.0f}"))  # fmt: skip
+        values["_".join(name) + "_seconds"] = seconds
+        values["_".join(name) + "_first_seconds"] = first
+        report.section("inference sweep", values, rows, header)
+
+
+def whole_image(device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, report: Report) -> None:
+    """``--tile_mode full``: each model restores the whole image in one bf16 pass, with and without local HIN
+    statistics (TLC, a window of 1.5 training patch sizes); time and peak memory."""
+    image = synthetic_image(*hw, seed=2).to(device)
+    rows, values = [], {"image": f"{hw[0]}x{hw[1]}"}
+    header = ("statistics", "first image s", "s per image", "peak MiB")
+    for local in (0.0, 1.5):
+        models = random_models(wf, depth, device)
+        if local:
+            for model, (tile, *_) in zip(models, specs, strict=True):
+                use_local_stats(model, round(local * tile))
+        with cuda_settings(tf32=False, benchmark=True):
+            restorers = [Restorer(m, device, amp=True) for m in models]
+            reset_peak(device)
+            first = timed(lambda r=restorers: ensemble(r, image, specs, "full"), device)
+            seconds = timed(lambda r=restorers: ensemble(r, image, specs, "full"), device)
+        name = f"local, window {local}" if local else "whole input"
+        rows.append((name, f"{first:.1f}", f"{seconds:.2f}", f"{peak_mib(device):.0f}"))
+        values[f"{'local' if local else 'global'}_seconds"] = seconds
+        values[f"{'local' if local else 'global'}_peak_mib"] = peak_mib(device)
+        report.section("whole image", values, rows, header)
+
+
 def end_to_end(
     device: torch.device, wf: int, depth: int, hw: tuple[int, int], specs, images: int
 ) -> tuple[dict, list[tuple]]:
@@ -360,38 +462,65 @@ def demo_accuracy(device: torch.device, demo: Path) -> tuple[dict, list[tuple]]:
     return values, rows
 
 
-def training(
-    device: torch.device, wf: int, depth: int, batch: int, size: int, steps: int, workers: list[int], report: Report
-) -> None:
-    """Samples per second from memory and through the real loader (PNG patches, augmentation v3).
+@dataclass(frozen=True)
+class TrainBench:
+    """One training measurement: the model and batch, the precisions, and what feeds the steps (tensors already in
+    memory, and the real loader with each of ``workers`` processes, in bf16)."""
+
+    wf: int
+    depth: int
+    batch: int
+    size: int
+    steps: int
+    precisions: tuple[str, ...] = ("bf16", "tf32", "fp32")  # fastest first
+    workers: tuple[int, ...] = ()
+    memory: bool = True
+    compile: bool = False  # one more row: bf16 from memory with torch.compile (compilation timed apart)
+
+
+def training(device: torch.device, bench: TrainBench, report: Report, pairs: list[Pair] | None = None) -> dict:
+    """Samples per second from memory and through the real loader (PNG patches, augmentation v3), added to the
+    report's ``training`` section; ``pairs`` are real patches (else synthetic ones are written).
 
     Each row is written to the report as soon as it is measured: the slowest setting must not
-    cost the others when a time limit cuts the run short.
+    cost the others when a time limit cuts the run short. Returns the rates of this call.
     """
     work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
-    header = ("precision", "data", "samples/s", "min per contest epoch", "peak MiB")
+    header = ("width", "precision", "data", "samples/s", "min per contest epoch", "peak MiB")
+    section = report.data.setdefault("training", {"contest_patches": CONTEST_PATCHES})
+    rows, rates = report.rows.setdefault("training", []), {}
     try:
-        pairs = write_patches(work, 4 * batch, size)
-        rows, values = [], {"batch": batch, "patch": size, "contest_patches": CONTEST_PATCHES}
-        for precision in ("bf16", "tf32", "fp32"):  # fastest first
-            step = train_step(wf, depth, device, precision == "bf16")
-            x = torch.rand(batch, 3, size, size)
-            memory = [(x, x.flip(-1))] * (steps + 2)
-            feeds = [("in memory", memory)] + [
-                (f"loader, {n} workers", loader_batches(real_loader(pairs, size, batch, n, device), steps + 2))
-                for n in (workers if precision != "fp32" else [])
-            ]
-            for feed, batches in feeds:
-                reset_peak(device)
-                rate = samples_per_second(step, batches, steps, device, tf32=precision == "tf32")
-                minutes = CONTEST_PATCHES / rate / 60
-                rows.append(
-                    (PRECISION_NAMES[precision], feed, f"{rate:.1f}", f"{minutes:.1f}", f"{peak_mib(device):.0f}")
-                )
-                values[f"{precision}_{feed.replace(', ', '_').replace(' ', '_')}_samples_per_s"] = rate
-                report.section("training", values, rows, header)
+        pairs = pairs or write_patches(work, 4 * bench.batch, bench.size)
+        for precision, compiled, feed, workers in training_feeds(bench):
+            step = train_step(bench, device, precision == "bf16", compiled)
+            if feed == "in memory":
+                x = torch.rand(bench.batch, 3, bench.size, bench.size)
+                batches = [(x, x.flip(-1))] * (bench.steps + 2)
+            else:
+                loader = real_loader(pairs, bench.size, bench.batch, workers, device)
+                batches = loader_batches(loader, bench.steps + 2)
+            reset_peak(device)
+            start = time.perf_counter()
+            rate = samples_per_second(step, batches, bench.steps, device, tf32=precision == "tf32")
+            name = PRECISION_NAMES[precision] + (" + torch.compile" if compiled else "")
+            key = f"wf{bench.wf}_b{bench.batch}_{precision}{'_compiled' if compiled else ''}_{feed.replace(', ', '_')}"
+            rates[key.replace(" ", "_") + "_samples_per_s"] = rate
+            if compiled:
+                section[key.replace(" ", "_") + "_first_steps_seconds"] = time.perf_counter() - start
+            rows.append((bench.wf, name, feed, f"{rate:.1f}", f"{CONTEST_PATCHES / rate / 60:.1f}",
+                         f"{peak_mib(device):.0f}"))  # fmt: skip
+            section |= rates | {"batch": bench.batch, "patch": bench.size}
+            report.section("training", section, rows, header)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return rates
+
+
+def training_feeds(bench: TrainBench) -> list[tuple[str, bool, str, int]]:
+    """(precision, compiled, feed, workers) of each row a ``TrainBench`` asks for, in the order they are measured."""
+    feeds = [(p, False, "in memory", 0) for p in bench.precisions] if bench.memory else []
+    feeds += [("bf16", False, f"loader, {n} workers", n) for n in bench.workers]
+    return feeds + ([("bf16", True, "in memory", 0)] if bench.compile else [])
 
 
 PRECISION_NAMES = {"fp32": "fp32 (TF32 off)", "tf32": "TF32", "bf16": "bf16 autocast"}
@@ -429,19 +558,20 @@ def loader_batches(loader, n: int):
                 return
 
 
-def train_step(wf: int, depth: int, device: torch.device, bf16: bool):
+def train_step(bench: TrainBench, device: torch.device, bf16: bool, compiled: bool = False):
     """One training step as the trainer takes it: channels-last, autocast, loss, clipping, Adam."""
     torch.manual_seed(0)
-    model = HINet(wf=wf, depth=depth).to(device).to(memory_format=torch.channels_last)
+    model = HINet(wf=bench.wf, depth=bench.depth).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
     criterion = RestorationLoss().to(device)
+    forward = torch.compile(model) if compiled else model
 
     def step(images, targets):
         images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         targets = targets.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            outputs = model(images)
+            outputs = forward(images)
         loss = criterion([o.float() for o in outputs], targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -530,9 +660,12 @@ def main(argv: list[str] | None = None) -> dict:
         values, rows = end_to_end(device, wf, depth, hw, specs, 2 if q else 3)
         report.section("end to end", values, rows, ("command", "images", "s per image", "peak MiB"))
     if "training" not in skip:
-        batch, size, steps = (2, 64, 2) if q else (16, 256, 20)
-        workers = [0] if q else [2, 8, 16]
-        training(device, wf, depth, batch, size, steps, workers, report)
+        training(device, TrainBench(wf, depth, *((2, 64, 2) if q else (16, 256, 20)), workers=(0,) if q else (2, 8, 16)),
+                 report)  # fmt: skip
+    if "sweep" not in skip:
+        sweep(device, wf, depth, hw, specs, report, deadline=float("inf"))
+    if "whole_image" not in skip:
+        whole_image(device, wf, depth, hw, specs, report)
     if args.demo and "demo" not in skip:
         values, rows = demo_accuracy(device, Path(args.demo))
         report.section("demo accuracy", values, rows, ("precision", "ensemble PSNR dB", "vs fp32"))

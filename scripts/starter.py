@@ -33,19 +33,21 @@ from utils.presets import PRESETS, preset_flags
 PROFILES = {"cpu": "starter-cpu", "gpu": "starter-gpu"}
 
 
-def commands(preset: str, root: Path, device: str) -> list[list[str]]:
-    """The data, patch and training commands of a profile, as a user would type them."""
-    py, train = sys.executable, root / "train_original"
+def commands(preset: str, root: Path, device: str, changes: dict[str, dict] | None = None) -> list[list[str]]:
+    """The data, patch and training commands of a profile, as a user would type them; ``changes`` (script ->
+    settings) replace the preset's own, as bench.gpu_session does to fit a time limit."""
+    py, train, changes = sys.executable, root / "train_original", changes or {}
     paths = {"input_path": train / "train_input_img", "target_path": train / "train_label_img", "csv_path": train,
              "save_path": root, "overwrite": True, "progress": False}  # fmt: skip
     run = {"data_path": root, "model_path": root / "runs", "exp_num": 1, "device": device, "overwrite": True,
            "progress": False}  # fmt: skip
     data = {"root": root, "overwrite": True, "progress": False}
+    scripts = {"scripts.flare_data": data, "make_patch.py": paths, "main.py": run}
     return [
-        [py, "-m", "scripts.flare_data", *preset_flags(preset, "scripts.flare_data", data)],
-        [py, "make_patch.py", *preset_flags(preset, "make_patch.py", paths)],
-        [py, "main.py", *preset_flags(preset, "main.py", run)],
-    ]
+        [py, *(["-m"] if script.startswith("scripts.") else []), script,
+         *preset_flags(preset, script, values | changes.get(script, {}))]
+        for script, values in scripts.items()
+    ]  # fmt: skip
 
 
 def evaluate(preset: str, weights: Path, root: Path, device: str) -> None:

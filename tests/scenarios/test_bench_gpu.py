@@ -49,7 +49,15 @@ def test_quick_report_on_the_cpu(tmp_path):
     assert inference["bf16_benchmark_off_max_grey_diff_vs_fp32"] <= 2
     assert inference["forward_share_bf16"] > 0  # a ratio of two timings: noise can take it past 1
     assert all(v > 0 for k, v in data["training"].items() if k.endswith("samples_per_s"))
-    assert "tf32_loader_0_workers_samples_per_s" in data["training"]
+    assert "wf4_b2_bf16_loader_0_workers_samples_per_s" in data["training"]
+    assert {"wf4_b2_fp32_in_memory_samples_per_s", "wf4_b2_tf32_in_memory_samples_per_s"} <= set(data["training"])
+    sweep = data["inference sweep"]  # on a CPU, the eager rows only; the first is test.py's default
+    assert sweep["tiles_per_image"] == inference["tiles_per_image"]
+    assert set(sweep) == {"tiles_per_image", "16+32_channels-last_eager_seconds", "16+32_channels-last_eager_first_seconds",
+                          "32+32_channels-last_eager_seconds", "32+32_channels-last_eager_first_seconds"}  # fmt: skip
+    assert "| 32+32 | channels-last | eager |" in markdown and "| 0 |" in markdown  # same tiles, same output
+    whole = data["whole image"]
+    assert whole["global_seconds"] > 0 and whole["local_seconds"] > 0 and whole["image"] == "120x150"
     assert data["end to end"]["default_seconds_per_image"] > 0
     demo = data["demo accuracy"]
     assert demo["tf32_psnr"] == demo["fp32_psnr"]  # no TF32 on a CPU
