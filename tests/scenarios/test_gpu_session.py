@@ -1,0 +1,55 @@
+"""bench.gpu_session's pieces: the schedule that fits the time left, the parts a GPU machine can hand back, the
+commands stopped at their time limit, and the settings it changes."""
+
+import sys
+import time
+
+import torch
+
+from bench import gpu_session
+
+
+def test_the_schedule_plans_the_share_of_the_measured_rate_that_main_py_reaches():
+    epochs, steps = gpu_session.schedule(rate=779.5, seconds=241.1, batch=32, epochs=16)
+    assert epochs == 16
+    planned = epochs * steps * 32
+    assert 0.55 * 779.5 * 241.1 - 16 * 32 < planned <= 0.55 * 779.5 * 241.1
+    assert gpu_session.schedule(rate=40, seconds=60, batch=32, epochs=16) == (2, 20)  # 20 steps an epoch at least
+    assert gpu_session.schedule(rate=1, seconds=10, batch=32, epochs=16) == (1, 1)
+
+
+def test_a_file_larger_than_a_part_is_cut_into_parts_that_join_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_session, "PART", 10)
+    small, large = tmp_path / "small.pth", tmp_path / "starter.pth"
+    small.write_bytes(b"0123456789")
+    data = bytes(range(25))
+    large.write_bytes(data)
+    assert gpu_session.parts(small) == [small] and small.read_bytes() == b"0123456789"
+    pieces = gpu_session.parts(large)
+    assert [p.name for p in pieces] == ["starter.pth.part0", "starter.pth.part1", "starter.pth.part2"]
+    assert b"".join(p.read_bytes() for p in pieces) == data and not large.exists()
+
+
+def test_a_command_past_its_time_is_stopped_and_logged(tmp_path):
+    session = gpu_session.Session(tmp_path / "out", minutes=1, device=torch.device("cpu"))
+    start = time.time()
+    code = session.command([sys.executable, "-c", "import time; time.sleep(60)"], seconds=1)
+    assert code != 0 and time.time() - start < 30
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "$ python -c" in log and "stopped at its time limit (1 s)" in log
+    assert gpu_session.Session.left(session) < 60
+
+
+def test_a_failed_step_is_logged_and_the_run_goes_on(tmp_path):
+    session = gpu_session.Session(tmp_path / "out", minutes=1, device=torch.device("cpu"))
+    assert session.step("broken", lambda: 1 / 0) is None
+    assert session.step("fine", lambda x: x + 1, 1) == 2
+    log = (tmp_path / "out" / "session.log").read_text()
+    assert "broken: FAILED" in log and "ZeroDivisionError" in log and "fine: done" in log
+
+
+def test_the_data_leaves_four_cores_to_the_gpu_measurements_and_the_plan_changes_the_preset():
+    changes = gpu_session.changes_of(gpu_session.QUICK, cores=64)
+    assert changes["scripts.flare_data"]["workers"] == 12 and changes["make_patch.py"]["process_num"] == 12
+    assert changes["main.py"]["wf"] == 4 and changes["scripts.flare_data"]["train_count"] == 8
+    assert gpu_session.changes_of(gpu_session.Plan(), cores=2)["scripts.flare_data"] == {"workers": 1}
