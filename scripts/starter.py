@@ -1,7 +1,7 @@
 """Train the starter model that ``pretrained/`` ships, with the project's own commands, in one go.
 
-    python -m scripts.starter                   # the CPU profile: two cores, under two hours
-    python -m scripts.starter --profile gpu     # one H100/H200: larger data and model, bf16
+    python -m scripts.starter --profile gpu     # one H100/H200: the shipped starter (ten times the data, bf16)
+    python -m scripts.starter                   # the CPU profile: two cores, under two hours (the _cpu file)
 
 Generates synthetic flare pairs (``scripts.flare_data``; its held-out test photographs are
 never trained on), cuts the 256 recipe's patches (brightness-selected crops plus larger crops
@@ -31,6 +31,8 @@ from utils.presets import PRESETS, preset_flags
 # hardware profile -> its preset: "cpu", 2 CPU cores (about 4 training samples a second); "gpu", one H100/H200 with 16
 # cores (a wider, deeper model on ten times the pairs, in bf16)
 PROFILES = {"cpu": "starter-cpu", "gpu": "starter-gpu"}
+# where each profile's model goes: the GPU's is the shipped starter, the CPU's the file beside it
+OUTPUTS = {"cpu": STARTER.with_name("hinet_flare_starter_cpu.pth"), "gpu": STARTER}
 
 
 def commands(preset: str, root: Path, device: str, changes: dict[str, dict] | None = None) -> list[list[str]]:
@@ -66,7 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=PROFILES, default="cpu", help="hardware profile (default cpu)")
     p.add_argument("--root", default="data/starter", help="data, patches, runs and scores (default data/starter)")
-    p.add_argument("--output", default=str(STARTER), help=f"the packed checkpoint (default {STARTER})")
+    p.add_argument("--output", help=f"the packed checkpoint (default {OUTPUTS['gpu']} for the GPU profile, "
+                   f"{OUTPUTS['cpu']} for the CPU one)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     return p.parse_args(argv)
@@ -96,7 +99,7 @@ def _has_card(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    profile, root, output = PROFILES[args.profile], Path(args.root), Path(args.output)
+    profile, root, output = PROFILES[args.profile], Path(args.root), Path(args.output or OUTPUTS[args.profile])
     start_from = start_weights(profile)
     check_output(packed_model(output, args.overwrite, start_from))
     start = time.time()

@@ -118,7 +118,7 @@ PRESETS = {
             "wf": 16,
             "depth": 5,
             "batch_size": 32,
-            "steps_per_epoch": 300,
+            "steps_per_epoch": 275,
             "epochs": 16,
             "initial_lr": 5e-4,
             "num_workers": 12,
