@@ -486,11 +486,11 @@ def training(device: torch.device, bench: TrainBench, report: Report, pairs: lis
     cost the others when a time limit cuts the run short. Returns the rates of this call.
     """
     work = Path(tempfile.mkdtemp(prefix="bench_gpu_"))
-    header = ("width", "precision", "data", "samples/s", "min per contest epoch", "peak MiB")
+    header = ("width, batch", "precision", "data", "samples/s", "min per contest epoch", "peak MiB")
     section = report.data.setdefault("training", {"contest_patches": CONTEST_PATCHES})
     rows, rates = report.rows.setdefault("training", []), {}
     try:
-        pairs = pairs or write_patches(work, 4 * bench.batch, bench.size)
+        pairs = write_patches(work, 4 * bench.batch, bench.size) if pairs is None else pairs
         for precision, compiled, feed, workers in training_feeds(bench):
             step = train_step(bench, device, precision == "bf16", compiled)
             if feed == "in memory":
@@ -507,9 +507,9 @@ def training(device: torch.device, bench: TrainBench, report: Report, pairs: lis
             rates[key.replace(" ", "_") + "_samples_per_s"] = rate
             if compiled:
                 section[key.replace(" ", "_") + "_first_steps_seconds"] = time.perf_counter() - start
-            rows.append((bench.wf, name, feed, f"{rate:.1f}", f"{CONTEST_PATCHES / rate / 60:.1f}",
+            rows.append((f"{bench.wf}, {bench.batch}", name, feed, f"{rate:.1f}", f"{CONTEST_PATCHES / rate / 60:.1f}",
                          f"{peak_mib(device):.0f}"))  # fmt: skip
-            section |= rates | {"batch": bench.batch, "patch": bench.size}
+            section |= rates | {"patch": bench.size}
             report.section("training", section, rows, header)
     finally:
         shutil.rmtree(work, ignore_errors=True)

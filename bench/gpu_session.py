@@ -4,10 +4,12 @@ the GPU is measured, then the loader is measured on that data, then the starter 
     python -m bench.gpu_session --out OUT --minutes 9             # on the GPU machine
     python -m bench.gpu_session --out OUT --quick --device cpu    # every step with tiny sizes, on a CPU
 
-Everything goes to OUT as it is measured: ``gpu_report.json`` and ``.md`` (the sections of bench.bench_gpu, the
-starter's schedule and scores), ``session.log`` (each command and its output) and the packed starter, in parts
-of at most 15 MiB where it is larger (``cat starter.pth.part* > starter.pth``). A step that fails is logged and
-the run goes on; a step that would end after the deadline is left out, so a run cut short keeps what it measured.
+Everything goes to OUT, an empty or new folder, as it is measured: ``gpu_report.json`` and ``.md`` (the sections
+of bench.bench_gpu and the starter's schedule), ``session.log`` (each command and its output, test.py's scores of
+the starter among them) and the packed starter, in parts of at most 15 MiB where it is larger (``cat
+starter.pth.part* > starter.pth``). A step that fails is logged and the run goes on; a sweep variant that would
+start after its deadline is left out and commands are stopped at the deadline, so a run cut short keeps what it
+measured. Stopped itself (Ctrl-C, SIGTERM), it stops the commands it started.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from bench.bench_gpu import Report, TrainBench
 from models.checkpoint import pack_checkpoint
 from scripts.starter import commands
 from utils.core.cli import run_cli
+from utils.core.errors import fail
 from utils.data.folds import patch_pairs, read_fold_csv
 from utils.data.layout import FOLD_CSV
-from utils.presets import PRESETS
+from utils.presets import PRESETS, preset_flags
 
 PRESET = "starter-gpu"
 PART = 15 * 2**20  # the largest file a GPU machine hands back is 16 MiB
@@ -49,6 +52,8 @@ class Plan:
     image: tuple[int, int] = (2448, 3264)
     specs: tuple = ((256, 64, 16, 0.4), (352, 96, 32, 0.6))
     bench_steps: int = 20
+    table_batch: int = 16  # the speed table's batch and patch size (the contest's)
+    table_size: int = 256
     loader_steps: int = 100  # more batches than the loader's workers fetch ahead (2 each), or it is never the limit
     loader_workers: tuple[int, ...] = (2, 8, 16)
     data_seconds: float = 240  # the GPU measurements that run beside the data end by then
@@ -58,7 +63,7 @@ class Plan:
 
 QUICK = Plan(
     wf=4, depth=3, image=(120, 150), specs=((64, 16, 16, 0.4), (96, 24, 32, 0.6)), bench_steps=2, loader_steps=4,
-    loader_workers=(0,), data_seconds=60, reserve=20,
+    table_batch=2, table_size=64, loader_workers=(0,), data_seconds=60, reserve=20,
     changes=(("scripts.flare_data", "train_count", 8), ("scripts.flare_data", "test_count", 2),
              ("scripts.flare_data", "height", 576), ("scripts.flare_data", "width", 768),
              ("scripts.flare_data", "psf_count", 4), ("make_patch.py", "folds", 4), ("main.py", "wf", 4),
@@ -73,6 +78,8 @@ class Session:
     def __init__(self, out: Path, minutes: float, device: torch.device) -> None:
         self.start, self.deadline = time.time(), time.time() + 60 * minutes
         self.device, self.out, self.log = device, out, out / "session.log"
+        self.children: set[subprocess.Popen] = set()  # the commands running now, stopped with the session
+        self.stopping = threading.Event()
         self.report = Report(out)
         self.report.section("environment", bench_gpu.environment(device))
 
@@ -98,19 +105,35 @@ class Session:
 
     def command(self, cmd: list[str], seconds: float) -> int:
         """Run a command with its output in the log; past ``seconds`` it is asked to stop (SIGTERM), then killed."""
+        if self.stopping.is_set():
+            return -signal.SIGTERM
         self.note("$ " + shlex.join("python" if c == sys.executable else str(c) for c in cmd))
         with self.log.open("a") as fh:
             child = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+            self.children.add(child)
             try:
                 return child.wait(timeout=max(seconds, 1))
             except subprocess.TimeoutExpired:
-                self.note(f"stopped at its time limit ({seconds:.0f} s)")
-                child.terminate()  # the command stops its own workers (the project's scripts handle SIGTERM)
-                try:
-                    return child.wait(timeout=STOP_WAIT)
-                except subprocess.TimeoutExpired:
-                    os.killpg(child.pid, signal.SIGKILL)
-                    return child.wait()
+                self.note(f"stopped at its time limit ({max(seconds, 1):.0f} s)")
+                return stop(child)
+            finally:
+                self.children.discard(child)
+
+    def stop_all(self) -> None:
+        """Stop the commands still running (the session was stopped) and start no more."""
+        self.stopping.set()
+        for child in list(self.children):
+            stop(child)
+
+
+def stop(child: subprocess.Popen) -> int:
+    """SIGTERM to the command (the project's scripts stop their own workers on it), then its whole group killed."""
+    child.terminate()
+    try:
+        return child.wait(timeout=STOP_WAIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        return child.wait()
 
 
 def changes_of(plan: Plan, cores: int) -> dict[str, dict]:
@@ -143,8 +166,8 @@ def parts(path: Path) -> list[Path]:
     data = path.read_bytes()
     if len(data) <= PART:
         return [path]
-    pieces = [path.with_name(f"{path.name}.part{i}") for i in range(0, (len(data) + PART - 1) // PART)]
-    for i, piece in enumerate(pieces):
+    pieces = [path.with_name(f"{path.name}.part{i:02d}") for i in range(0, (len(data) + PART - 1) // PART)]
+    for i, piece in enumerate(pieces):  # part00, part01, ...: in order for the shell's *
         piece.write_bytes(data[i * PART : (i + 1) * PART])
     path.unlink()
     return pieces
@@ -154,26 +177,27 @@ def measure_gpu(s: Session, plan: Plan) -> None:
     """What runs beside the data: correctness, training from memory, the inference sweep, the whole image."""
     values, rows = bench_gpu.correctness(s.device, plan.wf, plan.depth, 256 if plan.wf == 64 else 32)
     s.report.section("correctness", values, rows, ("comparison", "max abs diff", "PSNR dB"))
-    table = TrainBench(plan.wf, plan.depth, 16 if plan.wf == 64 else 2, 256 if plan.wf == 64 else 64, plan.bench_steps)
+    table = TrainBench(plan.wf, plan.depth, plan.table_batch, plan.table_size, plan.bench_steps)
     s.step("training from memory", bench_gpu.training, s.device, table, s.report)
-    sweep_until = s.start + plan.data_seconds - 30
+    sweep_until = min(s.start + plan.data_seconds - 30, s.deadline)
     s.step("inference sweep", bench_gpu.sweep, s.device, plan.wf, plan.depth, plan.image, plan.specs, s.report,
            sweep_until)  # fmt: skip
     s.step("whole image", bench_gpu.whole_image, s.device, plan.wf, plan.depth, plan.image, plan.specs, s.report)
     if time.time() < sweep_until - 60 and s.device.type == "cuda":  # compiling a training step takes a minute or more
-        compiled = TrainBench(plan.wf, plan.depth, 16, 256, plan.bench_steps, ("bf16",), memory=False, compile=True)
+        compiled = TrainBench(plan.wf, plan.depth, plan.table_batch, plan.table_size, plan.bench_steps, ("bf16",),
+                              memory=False, compile=True)  # fmt: skip
         s.step("training compiled", bench_gpu.training, s.device, compiled, s.report)
 
 
 def train_starter(s: Session, plan: Plan, root: Path, changes: dict[str, dict]) -> Path | None:
     """The loader on the real patches, then main.py in the time left; returns the best checkpoint."""
     pairs = patches(root)
-    table = TrainBench(plan.wf, plan.depth, 16 if plan.wf == 64 else 2, 256 if plan.wf == 64 else 64,
-                       plan.loader_steps, memory=False, workers=plan.loader_workers)  # fmt: skip
+    table = TrainBench(plan.wf, plan.depth, plan.table_batch, plan.table_size, plan.loader_steps, memory=False,
+                       workers=plan.loader_workers)  # fmt: skip
     s.step("training through the loader", bench_gpu.training, s.device, table, s.report, pairs)
     training = PRESETS[PRESET].training | changes.get("main.py", {})
     workers = training["num_workers"]
-    own = TrainBench(training["wf"], training["depth"], training["batch_size"], 256 if plan.wf == 64 else 64,
+    own = TrainBench(training["wf"], training["depth"], training["batch_size"], plan.table_size,
                      plan.loader_steps, memory=False, workers=(workers,))  # fmt: skip
     rates = s.step("the starter's rate", bench_gpu.training, s.device, own, s.report, pairs) or {}
     seconds = s.left() - plan.reserve
@@ -202,8 +226,6 @@ def pack_and_score(s: Session, root: Path, best: Path, changes: dict[str, dict],
     where = {"weights": (best,), "input_dir": root / "test_input_img", "eval_dir": root / "test_label_img",
              "output_dir": root / "eval", "device": str(s.device), "make_zip": False, "overwrite": True,
              "progress": False}  # fmt: skip
-    from utils.presets import preset_flags
-
     s.command([sys.executable, "test.py", *preset_flags(PRESET, "test.py", where)], max(s.left(), 10))
 
 
@@ -217,12 +239,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """One sentence for a run that cannot start: no time, no GPU, or an --out that holds an earlier run."""
+    if not args.minutes > 0:
+        fail(f"--minutes {args.minutes} leaves no time to run; give the minutes the run may take, e.g. 9.")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda was asked for but CUDA is not available here; use --device cpu (with --quick).")
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        fail(f"--out {out} is not an empty folder; give a new one, so that no earlier report or starter is mixed in.")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    check_args(args)
     plan, root = QUICK if args.quick else Plan(), Path(args.work)
     s = Session(Path(args.out), args.minutes, torch.device(args.device))
+    try:
+        return run(s, plan, root, args.device)
+    finally:
+        s.stop_all()
+
+
+def run(s: Session, plan: Plan, root: Path, device: str) -> int:
+    """The steps in order; 0 when a starter was trained and packed."""
     changes = changes_of(plan, os.cpu_count() or 2)
-    data_steps = commands(PRESET, root, args.device, changes)[:2]
+    data_steps = commands(PRESET, root, device, changes)[:2]
     data_result: list[int] = []
 
     def make_data() -> None:
@@ -243,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     if best is not None:
         s.step("packing and scores", pack_and_score, s, root, best, changes, (time.time() - s.start) / 60)
     s.report.section("run", {"seconds": round(time.time() - s.start, 1)})
-    return 0
+    if best is None:
+        s.note("no starter was trained")
+    return 0 if best is not None else 1
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_a_file_larger_than_a_part_is_cut_into_parts_that_join_back(tmp_path, mo
     large.write_bytes(data)
     assert gpu_session.parts(small) == [small] and small.read_bytes() == b"0123456789"
     pieces = gpu_session.parts(large)
-    assert [p.name for p in pieces] == ["starter.pth.part0", "starter.pth.part1", "starter.pth.part2"]
+    assert [p.name for p in pieces] == ["starter.pth.part00", "starter.pth.part01", "starter.pth.part02"]
     assert b"".join(p.read_bytes() for p in pieces) == data and not large.exists()
 
 
@@ -53,3 +53,43 @@ def test_the_data_leaves_four_cores_to_the_gpu_measurements_and_the_plan_changes
     assert changes["scripts.flare_data"]["workers"] == 12 and changes["make_patch.py"]["process_num"] == 12
     assert changes["main.py"]["wf"] == 4 and changes["scripts.flare_data"]["train_count"] == 8
     assert gpu_session.changes_of(gpu_session.Plan(), cores=2)["scripts.flare_data"] == {"workers": 1}
+
+
+def test_a_run_that_cannot_start_is_one_sentence(tmp_path, capsys):
+    from conftest import run_cli
+
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "gpu_report.json").write_text("{}")
+    cases = {
+        ("--minutes", "0", "--device", "cpu"): "--minutes 0.0 leaves no time",
+        ("--device", "cuda"): "CUDA is not available here",
+        ("--out", str(tmp_path / "used"), "--device", "cpu"): "is not an empty folder",
+    }
+    for extra, message in cases.items():
+        argv = ["--out", str(tmp_path / "new"), *extra]
+        if torch.cuda.is_available() and "cuda" in extra:
+            continue
+        code, out, err = run_cli(gpu_session, argv, capsys)
+        assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "new").exists()  # nothing was started
+
+
+def test_stopping_the_session_stops_its_commands_and_starts_no_more(tmp_path):
+    import threading
+
+    session = gpu_session.Session(tmp_path / "out", minutes=1, device=torch.device("cpu"))
+    codes = []
+    worker = threading.Thread(
+        target=lambda: codes.extend(
+            session.command([sys.executable, "-c", "import time; time.sleep(60)"], seconds=60) for _ in range(2)
+        )
+    )
+    start = time.time()
+    worker.start()
+    while not session.children and time.time() - start < 20:
+        time.sleep(0.05)
+    session.stop_all()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and time.time() - start < 30
+    assert codes[0] != 0 and codes[1] == -15  # the second command never started
+    assert (tmp_path / "out" / "session.log").read_text().count("$ python -c") == 1

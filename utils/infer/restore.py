@@ -33,8 +33,6 @@ from utils.infer.scores import Labels, label_scores, seam_scores
 
 FLOOR_SIZE = 1024  # long side of the copy on which lift_dark_rings finds the darkest pixels (a smooth floor)
 FLOOR_PIXELS = 48  # and the largest radius, in pixels of that copy, before the copy is made smaller
-GUIDE_RADIUS = 2  # the guided filter's window (pixels of the working copy, 5x5) that brings a correction to full size
-GUIDE_EPS = 1e-4  # and its regularisation: where the copy varies less than 1% the correction is smooth, as bilinear
 
 
 @dataclass(frozen=True)
@@ -143,29 +141,10 @@ def working_copy(image: torch.Tensor, work_size: int) -> torch.Tensor:
 
 
 def corrected(image: torch.Tensor, small: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
-    """The full-size ``image`` plus the change the model made to its working copy, brought to full size by a
-    guided filter (He and Sun, "Fast guided filter", 2015): in each small window the change is fitted as a
-    linear function of the copy's brightness, and those fits, upsampled, are applied to the full-size
-    brightness. What the model removed is removed at full size and the photo's own detail is kept; a streak
-    thinner than a pixel of the copy loses its light where it is, not in a band around it (a plain bilinear
-    upsampling darkened the dark sky on both sides of such a streak)."""
-    change, guide = (restored - small).double(), small.double().mean(dim=0, keepdim=True)  # the copy is small
-    mean_guide, mean_change = _box(guide), _box(change)
-    slope = (_box(guide * change) - mean_guide * mean_change) / (_box(guide * guide) - mean_guide**2 + GUIDE_EPS)
-    offset = mean_change - slope * mean_guide
-    size = image.shape[-2:]
-    slope, offset = _upsampled(_box(slope).to(image.dtype), size), _upsampled(_box(offset).to(image.dtype), size)
-    return (image + slope * image.mean(dim=0, keepdim=True) + offset).clamp(0, 1)
-
-
-def _box(x: torch.Tensor) -> torch.Tensor:
-    """The mean of each ``GUIDE_RADIUS`` window (fewer pixels at the border)."""
-    size = 2 * GUIDE_RADIUS + 1
-    return F.avg_pool2d(x[None], size, stride=1, padding=GUIDE_RADIUS, count_include_pad=False)[0]
-
-
-def _upsampled(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+    """The full-size ``image`` plus the upsampled change the model made to its working copy: what the model
+    removed (glare, which is smooth) is removed at full size, and the photo's own detail is kept."""
+    change = F.interpolate((restored - small)[None], size=image.shape[-2:], mode="bilinear", align_corners=False)
+    return (image + change[0]).clamp(0, 1)
 
 
 def drop_small_changes(image: torch.Tensor, restored: torch.Tensor, levels: float) -> torch.Tensor:
