@@ -162,7 +162,7 @@ def patches(root: Path) -> list:
 
 
 def parts(path: Path) -> list[Path]:
-    """``path`` as it is, or cut into files of at most ``PART`` bytes (``path.part0``, ...) and removed."""
+    """``path`` as it is, or cut into files of at most ``PART`` bytes (``path.part00``, ...) and removed."""
     data = path.read_bytes()
     if len(data) <= PART:
         return [path]
