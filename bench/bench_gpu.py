@@ -503,10 +503,11 @@ def training(device: torch.device, bench: TrainBench, report: Report, pairs: lis
             start = time.perf_counter()
             rate = samples_per_second(step, batches, bench.steps, device, tf32=precision == "tf32")
             name = PRECISION_NAMES[precision] + (" + torch.compile" if compiled else "")
-            key = f"wf{bench.wf}_b{bench.batch}_{precision}{'_compiled' if compiled else ''}_{feed.replace(', ', '_')}"
-            rates[key.replace(" ", "_") + "_samples_per_s"] = rate
+            key = f"wf{bench.wf}_b{bench.batch}_{precision}{'_compiled' if compiled else ''}_{feed}"
+            key = key.replace(", ", "_").replace(" ", "_")
+            rates[key + "_samples_per_s"] = rate
             if compiled:
-                section[key.replace(" ", "_") + "_first_steps_seconds"] = time.perf_counter() - start
+                section[key + "_first_steps_seconds"] = time.perf_counter() - start
             rows.append((f"{bench.wf}, {bench.batch}", name, feed, f"{rate:.1f}", f"{CONTEST_PATCHES / rate / 60:.1f}",
                          f"{peak_mib(device):.0f}"))  # fmt: skip
             section |= rates | {"patch": bench.size}

@@ -31,14 +31,14 @@ import torch
 from bench import bench_gpu
 from bench.bench_gpu import Report, TrainBench
 from models.checkpoint import pack_checkpoint
-from scripts.starter import commands
+from scripts.starter import PROFILES, commands, starter_card
 from utils.core.cli import run_cli
 from utils.core.errors import fail
 from utils.data.folds import patch_pairs, read_fold_csv
 from utils.data.layout import FOLD_CSV
 from utils.presets import PRESETS, preset_flags
 
-PRESET = "starter-gpu"
+PRESET = PROFILES["gpu"]
 PART = 15 * 2**20  # the largest file a GPU machine hands back is 16 MiB
 STOP_WAIT = 20  # seconds a command stopped at the deadline has to save and clean up before it is killed
 
@@ -217,11 +217,8 @@ def train_starter(s: Session, plan: Plan, root: Path, changes: dict[str, dict]) 
 
 def pack_and_score(s: Session, root: Path, best: Path, changes: dict[str, dict], minutes: float) -> None:
     """The best checkpoint packed as ``scripts.starter`` packs it, into OUT; test.py's scores on the held-out pairs."""
-    preset = PRESETS[PRESET]
-    card = {"profile": "gpu", "preset": PRESET, **preset.data, **preset.patches, **preset.training,
-            **{k: v for c in changes.values() for k, v in c.items()}, "minutes": round(minutes, 1)}  # fmt: skip
     packed = s.out / "starter.pth"
-    pack_checkpoint(best, packed, card)
+    pack_checkpoint(best, packed, starter_card("gpu", minutes, changes))
     s.note("packed: " + ", ".join(f"{p.name} {p.stat().st_size / 2**20:.1f} MiB" for p in parts(packed)))
     where = {"weights": (best,), "input_dir": root / "test_input_img", "eval_dir": root / "test_label_img",
              "output_dir": root / "eval", "device": str(s.device), "make_zip": False, "overwrite": True,

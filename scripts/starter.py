@@ -64,6 +64,15 @@ def evaluate(preset: str, weights: Path, root: Path, device: str) -> None:
              "--out", str(root / "eval" / f"{name}_clean"), "--clean_goal", "38", *extra])  # fmt: skip
 
 
+def starter_card(profile: str, minutes: float, changes: dict[str, dict] | None = None) -> dict:
+    """How a packed starter was made: the profile, its preset's settings (with ``changes``, script -> settings,
+    in place of the preset's own) and the minutes of data and training."""
+    preset = PRESETS[PROFILES[profile]]
+    changed = {k: v for c in (changes or {}).values() for k, v in c.items()}
+    return {"profile": profile, "preset": PROFILES[profile], **preset.data, **preset.patches, **preset.training,
+            **changed, "minutes": round(minutes, 1)}  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=PROFILES, default="cpu", help="hardware profile (default cpu)")
@@ -106,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in commands(profile, root, args.device):
         run(cmd)
     minutes = (time.time() - start) / 60
-    preset = PRESETS[profile]
-    card = {"profile": args.profile, "preset": profile, **preset.data, **preset.patches, **preset.training,
-            "minutes": round(minutes, 1)}  # fmt: skip
+    card = starter_card(args.profile, minutes)
     with owned_output(packed_model(output, args.overwrite, start_from)) as packed:
         pack_checkpoint(root / "runs" / "001" / "256_best.pth", packed, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")

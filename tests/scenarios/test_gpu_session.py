@@ -93,3 +93,14 @@ def test_stopping_the_session_stops_its_commands_and_starts_no_more(tmp_path):
     assert not worker.is_alive() and time.time() - start < 30
     assert codes[0] != 0 and codes[1] == -15  # the second command never started
     assert (tmp_path / "out" / "session.log").read_text().count("$ python -c") == 1
+
+
+def test_the_card_is_the_preset_with_what_the_session_changed():
+    from scripts.starter import starter_card
+    from utils.presets import PRESETS
+
+    card = starter_card("gpu", 8.94, {"main.py": {"epochs": 3}, "scripts.flare_data": {"workers": 5}})
+    preset = PRESETS["starter-gpu"]
+    assert card["profile"] == "gpu" and card["preset"] == "starter-gpu" and card["minutes"] == 8.9
+    assert card["epochs"] == 3 and card["workers"] == 5 and preset.training["epochs"] != 3
+    assert card["wf"] == preset.training["wf"] and card["height"] == preset.data["height"]
