@@ -46,6 +46,39 @@ def test_mask_is_whole_on_cores_and_falls_off_with_the_lamp_size():
     assert not light_mask(np.full((8, 8, 3), 20, np.uint8)).any()
 
 
+def _lamp_with_rays() -> np.ndarray:
+    """A clipped lamp 25 pixels across, with a clipped ray 5 pixels thick and 14 long on its right (flare clips the
+    inner part of a strong lamp's rays) and, on its left, a clipped streak that joins it to a sign."""
+    rgb = np.full((120, 160, 3), 20, np.uint8)
+    yy, xx = np.mgrid[:120, :160]
+    rgb[(yy - 60) ** 2 + (xx - 80) ** 2 <= 12**2] = 255
+    rgb[58:63, 80:106] = 255  # the ray: ends 14 pixels beyond the disc, within 1.5 of its radii
+    rgb[58:63, 20:80] = 255  # the streak, 48 pixels long beyond the disc
+    rgb[40:80, 10:20] = 255  # the sign it reaches
+    return rgb
+
+
+def test_a_lamps_clipped_spikes_are_left_to_the_model_and_a_longer_streak_is_not():
+    """The blended-back mask is the lamp's disc without its short spikes (blended back, they were the stubby
+    starburst left around lamps); a thin part that runs further (a streak joining a sign) stays with the core."""
+    rgb = _lamp_with_rays()
+    mask = light_mask(rgb, 0.4)
+    yy, xx = np.mgrid[:120, :160]
+    assert (mask[(yy - 60) ** 2 + (xx - 80) ** 2 <= 10**2] == 1).all()  # the lamp's body
+    # the spike's end, a clipped core: only the disc's soft edge reaches it (kept whole, it was 1)
+    assert mask[60, 100:106].max() < 0.5 and light_cores(rgb)[60, 100:106].all()
+    assert (mask[60, 20:68] == 1).all() and (mask[41:79, 11:19] == 1).all()  # the streak and the sign: kept
+    assert mask[60, 93] > 0.5  # the soft edge around the disc itself remains
+
+
+def test_a_small_lamp_keeps_its_spikes():
+    """Under about 12 pixels across a lamp's spikes cannot be told from its corners: the whole core is kept."""
+    rgb = np.full((40, 40, 3), 20, np.uint8)
+    rgb[17:22, 17:22] = 255  # a lamp 5 pixels across
+    rgb[18:21, 22:30] = 255  # and a spike 3 pixels thick
+    assert (light_mask(rgb)[light_cores(rgb)] == 1).all()
+
+
 def test_each_lamp_gets_an_edge_by_its_own_size():
     """A small lamp keeps its narrow edge beside a large window; a wider ``edge`` widens every fall-off."""
     rgb = _night((64, 200))

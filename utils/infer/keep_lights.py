@@ -10,7 +10,9 @@ core: 1 on the core's edge and at least 0.84 one pixel out, where a blurred mask
 just outside) left a visible ring between the photo's core and the model's output. A narrow
 edge (test.py's, a tenth of the core's size) keeps least of the glow; a photo looks more natural
 with a wider one (restore.py's ``--lamp_edge``): a hard edge shows the clipped region's ragged
-outline, and the lamp looks cut out.
+outline, and the lamp looks cut out. A strong lamp's short clipped spikes (the inner part of its
+rays, which the flare clipped too) are not blended back: kept, they were the stubby starburst left
+around the lamp after the model removed the rest of each ray.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ EDGE_SHARE = 0.1
 MIN_EDGE = 4.0
 EDGE_SCALE = 1024  # a longer image's least edge grows with it (restore.py's working size)
 STRIP_LIMIT = 4  # a core's size is at most this many times its thickness (a neon tube is no lamp of its area)
+# Flare clips the inner part of a strong lamp's rays too, so its clipped core is a disc with spikes: blended back,
+# they are the stubby starburst left around the lamp. A part of a core thinner than RAY_SHARE of its largest
+# inscribed radius (an opening) that ends within RAY_REACH of those radii from the lamp's body is such a spike, and
+# is left to the model; a longer one (a clipped streak that joins the lamp to a neon sign) stays, whole.
+RAY_SHARE = 0.5
+RAY_REACH = 1.5
 
 
 def light_cores(rgb: np.ndarray, level: int = CORE_LEVEL) -> np.ndarray:
@@ -49,9 +57,10 @@ def light_mask(rgb: np.ndarray, edge: float = EDGE_SHARE, level: int = CORE_LEVE
     photo gets the edge it gets on the working copy, not a quarter of it). A core's size is the diameter of a
     disc of its area, at most four times its thickness (the largest disc inside it), so that a long thin strip
     is not taken for a lamp of its area. Each core's fall-off is found in a box around it, and a pixel takes the
-    largest of them, so there is no step where the nearest lamp changes."""
+    largest of them, so there is no step where the nearest lamp changes. The clipped inner part of a large lamp's
+    rays is left to the model (``without_rays``)."""
     cores = light_cores(rgb, level)
-    mask = cores.astype(np.float32)
+    mask = np.zeros(cores.shape, np.float32)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(cores.astype(np.uint8), connectivity=8)
     inside = cv2.distanceTransform(cores.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     least = MIN_EDGE * max(1.0, max(rgb.shape[:2]) / EDGE_SCALE)
@@ -62,9 +71,25 @@ def light_mask(rgb: np.ndarray, edge: float = EDGE_SHARE, level: int = CORE_LEVE
         fall = max(least, edge * min(2 * float(np.sqrt(area / np.pi)), STRIP_LIMIT * thickness))
         pad = int(np.ceil(fall))
         box = np.s_[max(0, top - pad) : top + height + pad, max(0, left - pad) : left + width + pad]
-        t = np.clip(1 - distance_to(labels[box] == core) / fall, 0, 1)
+        t = np.clip(1 - distance_to(without_rays(labels[box] == core, thickness / 2)) / fall, 0, 1)
         mask[box] = np.maximum(mask[box], t * t * (3 - 2 * t))
     return mask
+
+
+def without_rays(core: np.ndarray, radius: float) -> np.ndarray:
+    """The (H, W) bool ``core`` (a lamp whose largest inscribed disc has ``radius`` pixels) less its spikes: the
+    parts thinner than ``RAY_SHARE`` of that radius that end within ``RAY_REACH`` radii of its body. A lamp under
+    about 12 pixels across stays whole: its rays cannot be told from its corners."""
+    size = int(RAY_SHARE * radius)
+    if size < 3:
+        return core
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * size + 1, 2 * size + 1))
+    body = cv2.morphologyEx(core.astype(np.uint8), cv2.MORPH_OPEN, disc).astype(bool)
+    count, parts = cv2.connectedComponents((core & ~body).astype(np.uint8), connectivity=8)
+    long = np.zeros(count, bool)
+    long[np.unique(parts[distance_to(body) > RAY_REACH * radius])] = True
+    long[0] = False  # the background and the body
+    return body | long[parts]
 
 
 def near_lights(rgb: np.ndarray, reach: float) -> np.ndarray:
