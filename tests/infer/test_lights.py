@@ -71,6 +71,18 @@ def test_a_lamps_clipped_spikes_are_left_to_the_model_and_a_longer_streak_is_not
     assert mask[60, 93] > 0.5  # the soft edge around the disc itself remains
 
 
+def test_a_large_lamps_spikes_go_too_on_the_scaled_down_opening():
+    """A lamp 81 pixels across opens on a copy scaled down (its disc would be 20 pixels): its body stays whole and
+    a short spike thinner than the disc is still left to the model."""
+    rgb = np.full((200, 260, 3), 20, np.uint8)
+    yy, xx = np.mgrid[:200, :260]
+    rgb[(yy - 100) ** 2 + (xx - 100) ** 2 <= 40**2] = 255
+    rgb[96:105, 100:190] = 255  # a spike 9 pixels thick, ending 50 pixels beyond the disc
+    mask = light_mask(rgb, 0.1)
+    assert (mask[(yy - 100) ** 2 + (xx - 100) ** 2 <= 37**2] == 1).all()
+    assert mask[100, 160:190].max() == 0 and light_cores(rgb)[100, 160:190].all()
+
+
 def test_a_small_lamp_keeps_its_spikes():
     """Under about 12 pixels across a lamp's spikes cannot be told from its corners: the whole core is kept."""
     rgb = np.full((40, 40, 3), 20, np.uint8)
