@@ -83,6 +83,13 @@ def test_a_large_lamps_spikes_go_too_on_the_scaled_down_opening():
     assert mask[100, 160:190].max() == 0 and light_cores(rgb)[100, 160:190].all()
 
 
+def test_a_picture_clipped_all_over_is_one_whole_core():
+    """No pixel outside the core: its inscribed radius is unmeasurable (the distance transform returns a huge one),
+    and the mask is simply whole."""
+    for size in ((7, 5), (300, 400)):
+        assert (light_mask(np.full((*size, 3), 255, np.uint8), 0.4) == 1).all()
+
+
 def test_a_small_lamp_keeps_its_spikes():
     """Under about 12 pixels across a lamp's spikes cannot be told from its corners: the whole core is kept."""
     rgb = np.full((40, 40, 3), 20, np.uint8)

@@ -82,6 +82,7 @@ def without_rays(core: np.ndarray, radius: float) -> np.ndarray:
     """The (H, W) bool ``core`` (a lamp whose largest inscribed disc has ``radius`` pixels) less its spikes: the
     parts thinner than ``RAY_SHARE`` of that radius that end within ``RAY_REACH`` radii of its body. A lamp under
     about 12 pixels across stays whole: its rays cannot be told from its corners."""
+    radius = min(radius, min(core.shape) / 2)  # a core that fills its box has no background to measure from
     if int(RAY_SHARE * radius) < 3:
         return core
     body = opened(core, RAY_SHARE * radius)
