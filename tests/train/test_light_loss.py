@@ -1,10 +1,10 @@
 """The near-light loss: the error within a few pixels of the input's clipped lamps, weighted by --light_weight
-(test_clean_loss checks that the trainer hands it the inputs)."""
+(test_clean_loss checks that the trainer hands it the inputs); the lamp-core loss, weighted by --core_weight."""
 
 import pytest
 import torch
 
-from utils.train.losses import NEAR_LIGHT_RADIUS, RestorationLoss, near_light_loss
+from utils.train.losses import NEAR_LIGHT_RADIUS, RestorationLoss, lamp_core_loss, near_light_loss
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -44,3 +44,20 @@ def test_the_weight_adds_the_term_for_both_stages():
     assert torch.equal(RestorationLoss(light_weight=0.0)(outputs, target, image), base)
     with pytest.raises(ValueError, match="needs the input images"):
         RestorationLoss(light_weight=3.0)(outputs, target)
+
+
+def test_the_core_term_prices_only_a_lamp_left_dimmer_than_its_target():
+    image, target = _lamp()
+    target[..., 19:22, 19:22] = 1.0  # a clipped lamp in the target too
+    output = target.clone()
+    output[..., 19:22, 19:22] = 0.8  # the lamp greyed by 0.2
+    assert lamp_core_loss(output, target).item() == pytest.approx(0.2)
+    output[..., 40, 40] -= 0.5  # far from the lamp: not the term's business
+    output[..., 22, 19:22] = 0.0  # just outside the lamp too
+    assert lamp_core_loss(output, target).item() == pytest.approx(0.2)
+    output[..., 19:22, 19:22] = 1.0
+    assert lamp_core_loss(output, target).item() == 0.0
+    assert lamp_core_loss(output, image * 0.9).item() == 0.0  # a target without a clipped lamp
+    base = RestorationLoss()([target - 0.1, target], target)
+    weighted = RestorationLoss(core_weight=2.0)([target - 0.1, target], target)  # needs no inputs
+    assert (weighted - base).item() == pytest.approx(2.0 * 0.1, rel=1e-4)

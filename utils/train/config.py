@@ -126,6 +126,14 @@ class TrainConfig:
         new=True,
         resume=FIXED,
     )
+    core_weight: float = setting(
+        0.0,
+        "weight of a loss on how much dimmer than the target the output leaves the target's clipped lamps (only "
+        "there); 0 keeps the original loss",
+        Allowed(minimum=0),
+        new=True,
+        resume=FIXED,
+    )
     aug_schedule: str | None = setting(
         PerSize("aug_schedule"),
         "EPOCH:VERSION list of augmentation versions ("

@@ -81,18 +81,32 @@ def near_light_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Ten
     return error.sum() / (near.sum() * output.shape[1]).clamp(min=1)
 
 
+def lamp_core_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean relu(target - output)`` over the target's clipped light cores, 0 without any.
+
+    The near-light loss prices the glow and the ring as much as the lamp, so raising it also teaches the model to
+    dig harder around the lights; this term prices only a lamp left dimmer than its target, and only on the lamp."""
+    cores = (target.amax(dim=1, keepdim=True) >= (CORE_LEVEL - 0.5) / 255).float()
+    dimmed = (target - output).clamp(min=0) * cores
+    return dimmed.sum() / (cores.sum() * output.shape[1]).clamp(min=1)
+
+
 class RestorationLoss(nn.Module):
     """The solution's loss over both stage outputs: ``sum(Charbonnier) + edge_weight * sum(Edge)``; with a
     ``clean_weight`` above 0, ``+ clean_weight * sum(clean_region_loss)`` and with a ``light_weight`` above 0,
-    ``+ light_weight * sum(near_light_loss)``, both of which need the input images."""
+    ``+ light_weight * sum(near_light_loss)``, both of which need the input images; with a ``core_weight`` above 0,
+    ``+ core_weight * sum(lamp_core_loss)``."""
 
-    def __init__(self, edge_weight: float = 0.05, clean_weight: float = 0.0, light_weight: float = 0.0) -> None:
+    def __init__(
+        self, edge_weight: float = 0.05, clean_weight: float = 0.0, light_weight: float = 0.0, core_weight: float = 0.0
+    ) -> None:
         super().__init__()
         self.char = CharbonnierLoss()
         self.edge = EdgeLoss()
         self.edge_weight = edge_weight
         self.clean_weight = clean_weight
         self.light_weight = light_weight
+        self.core_weight = core_weight
 
     @property
     def needs_inputs(self) -> bool:
@@ -105,6 +119,8 @@ class RestorationLoss(nn.Module):
         char = sum(self.char(out, target) for out in outputs)
         edge = sum(self.edge(out, target) for out in outputs)
         loss = char + self.edge_weight * edge
+        if self.core_weight:
+            loss = loss + self.core_weight * sum(lamp_core_loss(out, target) for out in outputs)
         if not self.needs_inputs:
             return loss
         if image is None:

@@ -100,7 +100,9 @@ class Run:
         )
         self.schedule = cfg.schedule()
         self.aug_schedule = parse_aug_schedule(cfg.aug_schedule)
-        self.criterion = RestorationLoss(clean_weight=cfg.clean_weight, light_weight=cfg.light_weight).to(device)
+        self.criterion = RestorationLoss(
+            clean_weight=cfg.clean_weight, light_weight=cfg.light_weight, core_weight=cfg.core_weight
+        ).to(device)
         fp16 = cfg.amp and device.type == "cuda" and amp_dtype(device) == torch.float16
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.optimizer = build_optimizer(cfg, self.model, self.schedule(1))
