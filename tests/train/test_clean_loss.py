@@ -78,3 +78,17 @@ def test_the_trainer_hands_the_inputs_to_the_term(term, flag, patch_data, tmp_pa
     (output, image, target), _ = calls  # both stages, with the batch's inputs
     assert output.shape == image.shape == target.shape == (2, 3, 256, 256)
     assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"][flag[2:]] == 0.5
+
+
+def test_the_trainer_prices_the_lamp_cores_with_core_weight(patch_data, tmp_path, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr(losses, "lamp_core_loss", lambda *a: calls.append(a) or torch.zeros(()))
+    monkeypatch.setattr(trainer, "validate", lambda *a: 20.0)
+    args = ["--data_path", patch_data, "--model_path", tmp_path, "--wf", 4, "--depth", 3, "--batch_size", 2,
+            "--num_workers", 0, "--epochs", 1, "--steps_per_epoch", 1, "--no_progress", "--pretrained_path", "none",
+            "--core_weight", 0.5]  # fmt: skip
+    code, _, err = run_cli(train_script, args, capsys)
+    assert code == 0, err
+    (output, target), _ = calls  # both stages, against the batch's targets
+    assert output.shape == target.shape == (2, 3, 256, 256)
+    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"]["core_weight"] == 0.5
