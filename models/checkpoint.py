@@ -283,3 +283,19 @@ def pack_checkpoint(src: str | Path, dst: str | Path, card: dict) -> None:
     packed = {"state_dict": half, "model_config": ckpt["model_config"], "img_size": ckpt["img_size"],
               "epoch": ckpt.get("epoch"), "config": ckpt.get("config", {}), "card": card}  # fmt: skip
     save_checkpoint(packed, dst)
+
+
+def average_checkpoints(base: str | Path, tuned: str | Path, share: float, dst: str | Path) -> None:
+    """``tuned`` (a main.py checkpoint fine-tuned from ``base``) with its weights moved back towards ``base``:
+    ``(1 - share) * base + share * tuned``, written to ``dst`` for ``pack_checkpoint``. Averaging a fine-tuned
+    model with the model it started from keeps much of what the fine-tune taught and less of what it cost
+    (weight-space ensembling, as WiSE-FT); both must be the same architecture."""
+    tuned_ckpt = read_checkpoint(tuned)
+    base_state, tuned_state = extract_state_dict(read_checkpoint(base), base), extract_state_dict(tuned_ckpt, tuned)
+    shapes = {k: tuple(v.shape) for k, v in tuned_state.items()}
+    if {k: tuple(v.shape) for k, v in base_state.items()} != shapes:
+        fail(f"{tuned} and {base} are not the same architecture; average a checkpoint with the one it started from.")
+    tuned_ckpt["state_dict"] = {
+        k: base_state[k].float().lerp(v.float(), share) if v.is_floating_point() else v for k, v in tuned_state.items()
+    }
+    save_checkpoint(tuned_ckpt, dst)

@@ -1,13 +1,15 @@
 """Train the starter model that ``pretrained/`` ships, with the project's own commands, in one go.
 
-    python -m scripts.starter --profile gpu     # one H100/H200: the shipped starter (ten times the data, bf16)
+    python -m scripts.starter --profile gpu     # one H100/H200: the _gpu file (ten times the data, bf16)
+    python -m scripts.starter --profile finish  # two cores, 20 minutes: the _gpu file finished, the shipped starter
     python -m scripts.starter                   # the CPU profile: two cores, under two hours (the _cpu file)
 
 Generates synthetic flare pairs (``scripts.flare_data``; its held-out test photographs are
 never trained on), cuts the 256 recipe's patches (brightness-selected crops plus larger crops
 resized down), trains with ``main.py`` (adaptive augmentation; the linear output; the CPU
-profile fine-tunes the earlier starter, ``pretrained/hinet_flare_starter_v2.pth``), packs the
-best checkpoint into ``--output`` with half-precision tensors, and scores it on the held-out
+profile fine-tunes the earlier starter, ``pretrained/hinet_flare_starter_v2.pth``, the finish profile
+the GPU profile's model), packs the best checkpoint (the finish profile: its last epoch averaged with
+the weights it started from) into ``--output`` with half-precision tensors, and scores it on the held-out
 pairs (``test.py --eval_dir``, ``scripts.flare_eval``), with and without ``--keep_lights``.
 Everything but the packed checkpoint goes to ``--root``; the commands are printed as they run.
 """
@@ -19,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from models.checkpoint import REPO, STARTER, pack_checkpoint, read_checkpoint
+from models.checkpoint import REPO, STARTER, average_checkpoints, pack_checkpoint, read_checkpoint
 from scripts.commands import run
 from scripts.demo import Sheet, comparison
 from utils.core.cli import run_cli
@@ -29,10 +31,14 @@ from utils.infer.photo_check import lamp_window
 from utils.presets import PRESETS, preset_flags
 
 # hardware profile -> its preset: "cpu", 2 CPU cores (about 4 training samples a second); "gpu", one H100/H200 with 16
-# cores (a wider, deeper model on ten times the pairs, in bf16)
-PROFILES = {"cpu": "starter-cpu", "gpu": "starter-gpu"}
-# where each profile's model goes: the GPU's is the shipped starter, the CPU's the file beside it
-OUTPUTS = {"cpu": STARTER.with_name("hinet_flare_starter_cpu.pth"), "gpu": STARTER}
+# cores (a wider, deeper model on ten times the pairs, in bf16); "finish", the GPU's model fine-tuned on 2 CPU cores
+PROFILES = {"cpu": "starter-cpu", "gpu": "starter-gpu", "finish": "starter-finish"}
+# where each profile's model goes: the finished one is the shipped starter, the others the files beside it
+OUTPUTS = {"cpu": STARTER.with_name("hinet_flare_starter_cpu.pth"),
+           "gpu": STARTER.with_name("hinet_flare_starter_gpu.pth"), "finish": STARTER}  # fmt: skip
+# profile -> the share of its last epoch's weights in the packed model, the rest its starting weights': alone, the
+# finish's lamp-core loss keeps the lamps but costs the streaks; halfway keeps both (pretrained/README.md)
+AVERAGED = {"finish": 0.5}
 
 
 def commands(preset: str, root: Path, device: str, changes: dict[str, dict] | None = None) -> list[list[str]]:
@@ -69,16 +75,19 @@ def starter_card(profile: str, minutes: float, changes: dict[str, dict] | None =
     in place of the preset's own) and the minutes of data and training."""
     preset = PRESETS[PROFILES[profile]]
     changed = {k: v for c in (changes or {}).values() for k, v in c.items()}
+    averaged = {"averaged": AVERAGED[profile]} if profile in AVERAGED else {}
     return {"profile": profile, "preset": PROFILES[profile], **preset.data, **preset.patches, **preset.training,
-            **changed, "minutes": round(minutes, 1)}  # fmt: skip
+            **changed, **averaged, "minutes": round(minutes, 1)}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", choices=PROFILES, default="cpu", help="hardware profile (default cpu)")
+    p.add_argument("--profile", choices=PROFILES, default="cpu",
+                   help="hardware profile: cpu, gpu, or finish (the gpu profile's model fine-tuned on two CPU cores; "
+                   "default cpu)")  # fmt: skip
     p.add_argument("--root", default="data/starter", help="data, patches, runs and scores (default data/starter)")
-    p.add_argument("--output", help=f"the packed checkpoint (default {OUTPUTS['gpu']} for the GPU profile, "
-                   f"{OUTPUTS['cpu']} for the CPU one)")  # fmt: skip
+    p.add_argument("--output", help="the packed checkpoint (default: the profile's file, "
+                   + ", ".join(f"{k} {v}" for k, v in OUTPUTS.items()) + ")")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     return p.parse_args(argv)
@@ -99,6 +108,16 @@ def packed_model(output: Path, overwrite: bool, start: Path | None = None) -> Ou
     return Output(output, "a model this command packed", "--output", "scripts.starter", overwrite, protected, _has_card)
 
 
+def trained_weights(profile: str, run: Path, start: Path | None) -> Path:
+    """The checkpoint a profile packs: the run's best epoch, or its last averaged with ``start`` (``AVERAGED``)."""
+    if profile not in AVERAGED:
+        return run / "256_best.pth"
+    if start is None:
+        raise ValueError(f"the {profile} profile averages with its starting weights, and its preset has none")
+    average_checkpoints(start, run / "last.pth", AVERAGED[profile], run / "averaged.pth")
+    return run / "averaged.pth"
+
+
 def _has_card(path: Path) -> bool:
     try:
         return "card" in read_checkpoint(path)
@@ -117,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes = (time.time() - start) / 60
     card = starter_card(args.profile, minutes)
     with owned_output(packed_model(output, args.overwrite, start_from)) as packed:
-        pack_checkpoint(root / "runs" / "001" / "256_best.pth", packed, card)
+        pack_checkpoint(trained_weights(args.profile, root / "runs" / "001", start_from), packed, card)
     print(f"\n{output}: {output.stat().st_size / 2**20:.1f} MiB, data and training in {minutes:.1f} min")
     evaluate(profile, output, root, args.device)
     sheet = Sheet(model="starter", target="target", lamp_crop=lamp_window, width=3.0)

@@ -52,10 +52,15 @@ class Preset:
 # since small sigmoid models on dark night scenes often collapse to a black image.
 _SMALL = {"output": "linear", "restart_epoch": 0, "pretrained_path": "none"}
 STARTER_V2 = "pretrained/hinet_flare_starter_v2.pth"  # the earlier starter, which the CPU profile fine-tunes
+STARTER_GPU = "pretrained/hinet_flare_starter_gpu.pth"  # the GPU profile's model, which the finish profile fine-tunes
 _STARTER = {"img_size": 256, "stride": 128, "resize": 256}  # the 256 recipe's patches
 # Night phone photos: more photographs, phone flare (street lamps, long streaks, large glows) and the night camera
 # (exposure, colour cast, noise, JPEG alike on input and target); a quarter of the pairs without flare.
 _NIGHT_PHOTOS = {"masks": True, "clean_share": 0.25, "more_photos": True, "phone_flare": True, "night": True}
+# The two-core profiles' data: 160 training pairs and the 16 held-out test pairs every starter is scored on
+_CPU_DATA = _NIGHT_PHOTOS | {"train_count": 160, "test_count": 16, "height": 768, "width": 1024, "psf_count": 64,
+                             "workers": 2}  # fmt: skip
+_CPU_PATCHES = _STARTER | {"folds": 20, "process_num": 2}
 # Where the target is the input (away from the flare), the output should be the input too: the clean-region loss;
 # near the lamps, where a small model greys them and overshoots, the near-light loss.
 _STARTER_TRAINING = _SMALL | {"img_size": 256, "min_lr": 1e-6, "patience": 1000, "tag": "starter", "clean_weight": 0.2,
@@ -86,10 +91,9 @@ PRESETS = {
         inference={"blend": "window", "fit_weights": True},
     ),
     "starter-cpu": Preset(
-        "python -m scripts.starter --profile cpu: the shipped starter model, two CPU cores, under two hours",
-        data=_NIGHT_PHOTOS
-        | {"train_count": 160, "test_count": 16, "height": 768, "width": 1024, "psf_count": 64, "workers": 2},
-        patches=_STARTER | {"folds": 20, "process_num": 2},
+        "python -m scripts.starter --profile cpu: the earlier starter model (_cpu), two CPU cores, under two hours",
+        data=_CPU_DATA,
+        patches=_CPU_PATCHES,
         # Fine-tuned from the earlier starter (itself fine-tuned from the first, pretrained/README.md), with the
         # near-light loss: lamps 89% -> 94.5% of their brightness, the error near the lights 24.9 -> 22.9 levels
         training=_STARTER_TRAINING
@@ -123,6 +127,27 @@ PRESETS = {
             "initial_lr": 5e-4,
             "num_workers": 12,
             "amp": True,
+        },
+        inference={"blend": "window"},
+    ),
+    "starter-finish": Preset(
+        "python -m scripts.starter --profile finish: the shipped starter, the GPU profile's model finished on two "
+        "CPU cores in about 20 minutes",
+        data=_CPU_DATA,
+        patches=_CPU_PATCHES,
+        # The lamp-core loss on the CPU profile's pairs at a fifth of the GPU's peak rate; scripts.starter then
+        # averages the last epoch's weights with the starting ones (pretrained/README.md)
+        training=_STARTER_TRAINING
+        | {
+            "pretrained_path": STARTER_GPU,
+            "wf": 16,
+            "depth": 5,
+            "core_weight": 1.0,
+            "batch_size": 8,
+            "steps_per_epoch": 40,
+            "epochs": 6,
+            "initial_lr": 1e-4,
+            "num_workers": 2,
         },
         inference={"blend": "window"},
     ),
