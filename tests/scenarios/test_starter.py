@@ -17,7 +17,7 @@ def test_the_starter_is_a_small_half_precision_linear_model():
     assert STARTER.stat().st_size <= 16 * 2**20
     ckpt = torch.load(STARTER, map_location="cpu", weights_only=True)
     assert {v.dtype for v in ckpt["state_dict"].values()} == {torch.float16}
-    assert ckpt["img_size"] == 256 and ckpt["card"]["profile"] in ("cpu", "gpu")
+    assert ckpt["img_size"] == 256 and ckpt["card"]["profile"] in ("cpu", "gpu", "finish")
     _, config, _ = load_model(STARTER)
     assert config.output == "linear" and config.wf == ckpt["card"]["wf"]
 
@@ -30,6 +30,16 @@ def test_its_card_is_the_recipe_scripts_starter_runs():
     preset = PRESETS[card["preset"]]
     recipe = preset.data | preset.patches | preset.training
     assert {k: card.get(k) for k in recipe} == recipe
+
+
+def test_the_weights_it_was_finished_from_ship_beside_it():
+    """A file fine-tuned from another names it in its card; that file ships too, the same architecture, so that
+    ``python -m scripts.starter`` can make the shipped file again on a CPU."""
+    card = torch.load(STARTER, map_location="cpu", weights_only=True)["card"]
+    start = ROOT / card["pretrained_path"]
+    assert start.is_file() and start != STARTER
+    (_, config, _), (_, start_config, _) = load_model(STARTER), load_model(start)
+    assert config == start_config
 
 
 @pytest.mark.parametrize("keep_lights", [False, True])
@@ -54,3 +64,18 @@ def test_it_restores_a_portrait_phone_photo(tmp_path, capsys, keep_lights):
     assert np.abs(restored - shown)[~lamp].mean() < 8  # the dark scene is left nearly as it was
     assert restored[lamp].mean() > (0.95 * shown[lamp].mean() if keep_lights else 200)  # the lamp, where it stands
     assert not (tmp_path / "restored" / "submission.zip").exists()
+
+
+def test_the_finish_profile_packs_its_last_epoch_averaged_with_its_start(tmp_path):
+    from conftest import tiny_model
+    from scripts import starter
+
+    start, last = tiny_model(seed=1, output="linear"), tiny_model(seed=2, output="linear")
+    torch.save({"state_dict": start.state_dict()}, tmp_path / "start.pth")
+    torch.save({"state_dict": last.state_dict(), "model_config": last.config.to_dict(), "img_size": 256},
+               tmp_path / "last.pth")  # fmt: skip
+    packed = starter.trained_weights("finish", tmp_path, tmp_path / "start.pth")
+    weight = torch.load(packed, weights_only=True)["state_dict"]["last.weight"]
+    assert torch.allclose(weight, (start.last.weight + last.last.weight) / 2)
+    assert starter.trained_weights("gpu", tmp_path, None) == tmp_path / "256_best.pth"  # the best epoch, as is
+    assert starter.starter_card("finish", 19.2)["averaged"] == 0.5 and "averaged" not in starter.starter_card("gpu", 9)

@@ -25,7 +25,7 @@ class PhotoSettings:
     keep_lights: bool = setting(
         True,
         "blend the photo's clipped light cores back into the result, so that lamps keep their brightness and "
-        "colour (the starter alone keeps about 88% of a lamp's brightness and turns warm lamps whiter)",
+        "colour (the starter alone keeps about 96% of a lamp's brightness but turns warm lamps whiter)",
     )
     lamp_edge: float = setting(
         0.4,
