@@ -270,32 +270,37 @@ def stored_patch_size(path: str | Path) -> int | None:
     return size
 
 
-def pack_checkpoint(src: str | Path, dst: str | Path, card: dict) -> None:
-    """A trained checkpoint as a file to ship: its weights in half precision, its architecture, patch size
-    and run settings, and ``card`` (how it was made). Half the size of float32; ``load_model`` reads it back
-    into a float32 model, whose outputs then differ by about 1e-3 at most."""
-    ckpt = read_checkpoint(src)
-    state = extract_state_dict(ckpt, src)
+def pack_checkpoint(src: str | Path | dict, dst: str | Path, card: dict) -> None:
+    """A trained checkpoint (a file, or one ``average_checkpoints`` made) as a file to ship: its weights in half
+    precision, its architecture, patch size and run settings, and ``card`` (how it was made). Half the size of
+    float32; ``load_model`` reads it back into a float32 model, whose outputs then differ by about 1e-3 at most."""
+    ckpt = src if isinstance(src, dict) else read_checkpoint(src)
+    state = extract_state_dict(ckpt, "the averaged checkpoint" if isinstance(src, dict) else src)
     if not isinstance(ckpt.get("model_config"), dict) or "img_size" not in ckpt:
         fail(f"{src} is not a checkpoint of main.py (no model_config and img_size); pack a run's <size>_best.pth.")
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    check_finite(half, f"{src} in half precision")
+    check_finite(half, f"{dst} in half precision")
     packed = {"state_dict": half, "model_config": ckpt["model_config"], "img_size": ckpt["img_size"],
               "epoch": ckpt.get("epoch"), "config": ckpt.get("config", {}), "card": card}  # fmt: skip
     save_checkpoint(packed, dst)
 
 
-def average_checkpoints(base: str | Path, tuned: str | Path, share: float, dst: str | Path) -> None:
+def average_checkpoints(base: str | Path, tuned: str | Path, share: float) -> dict:
     """``tuned`` (a main.py checkpoint fine-tuned from ``base``) with its weights moved back towards ``base``:
-    ``(1 - share) * base + share * tuned``, written to ``dst`` for ``pack_checkpoint``. Averaging a fine-tuned
-    model with the model it started from keeps much of what the fine-tune taught and less of what it cost
-    (weight-space ensembling, as WiSE-FT); both must be the same architecture."""
-    tuned_ckpt = read_checkpoint(tuned)
-    base_state, tuned_state = extract_state_dict(read_checkpoint(base), base), extract_state_dict(tuned_ckpt, tuned)
+    ``(1 - share) * base + share * tuned``, for ``pack_checkpoint``. Averaging a fine-tuned model with the model
+    it started from keeps much of what the fine-tune taught and less of what it cost (weight-space ensembling,
+    as WiSE-FT); both must be the same architecture."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be within 0 and 1, got {share}")
+    base_ckpt, tuned_ckpt = read_checkpoint(base), read_checkpoint(tuned)
+    base_state, tuned_state = extract_state_dict(base_ckpt, base), extract_state_dict(tuned_ckpt, tuned)
     shapes = {k: tuple(v.shape) for k, v in tuned_state.items()}
-    if {k: tuple(v.shape) for k, v in base_state.items()} != shapes:
+    configs = [c.get("model_config") for c in (base_ckpt, tuned_ckpt)]
+    if {k: tuple(v.shape) for k, v in base_state.items()} != shapes or (
+        None not in configs and configs[0] != configs[1]
+    ):
         fail(f"{tuned} and {base} are not the same architecture; average a checkpoint with the one it started from.")
-    tuned_ckpt["state_dict"] = {
+    state = {
         k: base_state[k].float().lerp(v.float(), share) if v.is_floating_point() else v for k, v in tuned_state.items()
     }
-    save_checkpoint(tuned_ckpt, dst)
+    return tuned_ckpt | {"state_dict": state}

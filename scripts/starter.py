@@ -108,14 +108,14 @@ def packed_model(output: Path, overwrite: bool, start: Path | None = None) -> Ou
     return Output(output, "a model this command packed", "--output", "scripts.starter", overwrite, protected, _has_card)
 
 
-def trained_weights(profile: str, run: Path, start: Path | None) -> Path:
-    """The checkpoint a profile packs: the run's best epoch, or its last averaged with ``start`` (``AVERAGED``)."""
+def trained_weights(profile: str, run: Path, start: Path | None) -> Path | dict:
+    """What a profile packs: the run's best epoch, or its last averaged with ``start`` (``AVERAGED``; kept in
+    memory, so that the run folder holds only what main.py wrote there)."""
     if profile not in AVERAGED:
         return run / "256_best.pth"
     if start is None:
         raise ValueError(f"the {profile} profile averages with its starting weights, and its preset has none")
-    average_checkpoints(start, run / "last.pth", AVERAGED[profile], run / "averaged.pth")
-    return run / "averaged.pth"
+    return average_checkpoints(start, run / "last.pth", AVERAGED[profile])
 
 
 def _has_card(path: Path) -> bool:

@@ -206,13 +206,15 @@ def test_starter_refuses_an_output_under_a_file(tmp_path, capsys, no_commands):
     assert code == 2 and f"lies under {tmp_path / 'file'}, which is a file" in err and not no_commands
 
 
-def test_starter_never_packs_over_the_weights_it_starts_from(capsys, no_commands):
-    start = starter.start_weights("starter-cpu")
+@pytest.mark.parametrize("profile", ["cpu", "finish"])
+def test_starter_never_packs_over_the_weights_it_starts_from(capsys, no_commands, profile):
+    start = starter.start_weights(starter.PROFILES[profile])
     before = start.read_bytes()
-    code, _, err = run_cli(starter, ["--root", "unused", "--output", start, "--overwrite"], capsys)
+    args = ["--profile", profile, "--root", "unused", "--output", start, "--overwrite"]
+    code, _, err = run_cli(starter, args, capsys)
     assert code == 2 and "overlaps the starting weights" in err and not no_commands
     assert start.read_bytes() == before
-    main_py = starter.commands("starter-cpu", Path("st"), "cpu")[2]
+    main_py = starter.commands(starter.PROFILES[profile], Path("st"), "cpu")[2]
     assert (ROOT / main_py[main_py.index("--pretrained_path") + 1]).resolve() == start.resolve()
 
 

@@ -146,21 +146,35 @@ def test_packed_checkpoint_is_half_precision_and_loads(tmp_path):
 
 
 def test_an_averaged_checkpoint_lies_between_the_start_and_the_fine_tune(tmp_path):
-    from models.checkpoint import average_checkpoints
+    from models.checkpoint import average_checkpoints, pack_checkpoint
 
     start, tuned = tiny_model(seed=1, output="linear"), tiny_model(seed=2, output="linear")
     for name, model in (("start.pth", start), ("last.pth", tuned)):
         torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict(), "img_size": 256,
                     "epoch": 6}, tmp_path / name)  # fmt: skip
-    average_checkpoints(tmp_path / "start.pth", tmp_path / "last.pth", 0.25, tmp_path / "mean.pth")
-    mean = torch.load(tmp_path / "mean.pth", weights_only=True)
+    mean = average_checkpoints(tmp_path / "start.pth", tmp_path / "last.pth", 0.25)
     assert mean["epoch"] == 6 and mean["model_config"] == tuned.config.to_dict()
     for name, value in mean["state_dict"].items():
         expected = 0.75 * start.state_dict()[name].float() + 0.25 * tuned.state_dict()[name].float()
         assert torch.allclose(value, expected, atol=1e-6), name
     assert not torch.equal(mean["state_dict"]["last.weight"], tuned.state_dict()["last.weight"])
-    wider = tiny_model(seed=3, output="linear", wf=8)
-    torch.save({"state_dict": wider.state_dict()}, tmp_path / "other.pth")
+    pack_checkpoint(mean, tmp_path / "packed.pth", {"profile": "finish"})  # packed from memory
+    packed = torch.load(tmp_path / "packed.pth", weights_only=True)
+    assert torch.equal(packed["state_dict"]["last.weight"], mean["state_dict"]["last.weight"].half())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth", "packed.pth", "start.pth"]
+
+
+@pytest.mark.parametrize("other", [dict(wf=8), dict(output="sigmoid")])
+def test_checkpoints_of_two_architectures_are_not_averaged(tmp_path, other):
+    """Another width has other shapes; another output mode has the same weights and another model_config."""
+    from models.checkpoint import average_checkpoints
+
+    models = {
+        "a.pth": tiny_model(seed=3, **({"output": "linear"} | other)),
+        "b.pth": tiny_model(seed=2, output="linear"),
+    }
+    for name, model in models.items():
+        torch.save({"state_dict": model.state_dict(), "model_config": model.config.to_dict(), "img_size": 256},
+                   tmp_path / name)  # fmt: skip
     with pytest.raises(UserError, match="not the same architecture"):
-        average_checkpoints(tmp_path / "other.pth", tmp_path / "last.pth", 0.5, tmp_path / "bad.pth")
-    assert not (tmp_path / "bad.pth").exists()
+        average_checkpoints(tmp_path / "a.pth", tmp_path / "b.pth", 0.5)

@@ -55,7 +55,7 @@ def test_the_core_term_prices_only_a_lamp_left_dimmer_than_its_target():
     output[..., 40, 40] -= 0.5  # far from the lamp: not the term's business
     output[..., 22, 19:22] = 0.0  # just outside the lamp too
     assert lamp_core_loss(output, target).item() == pytest.approx(0.2)
-    output[..., 19:22, 19:22] = 1.0
+    output[..., 19:22, 19:22] = 1.3  # brighter than the target: not this term's business either
     assert lamp_core_loss(output, target).item() == 0.0
     assert lamp_core_loss(output, image * 0.9).item() == 0.0  # a target without a clipped lamp
     base = RestorationLoss()([target - 0.1, target], target)
