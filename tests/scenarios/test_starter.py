@@ -35,7 +35,9 @@ def test_its_card_is_the_recipe_scripts_starter_runs():
 def test_the_weights_it_was_finished_from_ship_beside_it():
     """A file fine-tuned from another names it in its card; that file ships too, the same architecture, so that
     ``python -m scripts.starter`` can make the shipped file again on a CPU."""
-    card = torch.load(STARTER, map_location="cpu", weights_only=True)["card"]
+    ckpt = torch.load(STARTER, map_location="cpu", weights_only=True)
+    card = ckpt["card"]
+    assert ckpt["config"]["pretrained_path"] == card["pretrained_path"]  # what the run itself recorded
     start = ROOT / card["pretrained_path"]
     assert start.is_file() and start != STARTER
     (_, config, _), (_, start_config, _) = load_model(STARTER), load_model(start)
@@ -75,7 +77,10 @@ def test_the_finish_profile_packs_its_last_epoch_averaged_with_its_start(tmp_pat
     torch.save({"state_dict": last.state_dict(), "model_config": last.config.to_dict(), "img_size": 256},
                tmp_path / "last.pth")  # fmt: skip
     packed = starter.trained_weights("finish", tmp_path, tmp_path / "start.pth")
-    weight = torch.load(packed, weights_only=True)["state_dict"]["last.weight"]
-    assert torch.allclose(weight, (start.last.weight + last.last.weight) / 2)
+    assert torch.allclose(packed["state_dict"]["last.weight"], (start.last.weight + last.last.weight) / 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pth", "start.pth"]  # nothing added to the run
     assert starter.trained_weights("gpu", tmp_path, None) == tmp_path / "256_best.pth"  # the best epoch, as is
     assert starter.starter_card("finish", 19.2)["averaged"] == 0.5 and "averaged" not in starter.starter_card("gpu", 9)
+    for profile in starter.AVERAGED:  # each has weights to average with, which its own output never replaces
+        start = starter.start_weights(starter.PROFILES[profile])
+        assert start is not None and start.is_file() and start != ROOT / starter.OUTPUTS[profile]
