@@ -274,10 +274,10 @@ def pack_checkpoint(src: str | Path | dict, dst: str | Path, card: dict) -> None
     """A trained checkpoint (a file, or one ``average_checkpoints`` made) as a file to ship: its weights in half
     precision, its architecture, patch size and run settings, and ``card`` (how it was made). Half the size of
     float32; ``load_model`` reads it back into a float32 model, whose outputs then differ by about 1e-3 at most."""
-    ckpt = src if isinstance(src, dict) else read_checkpoint(src)
-    state = extract_state_dict(ckpt, "the averaged checkpoint" if isinstance(src, dict) else src)
+    ckpt, name = (src, "the averaged checkpoint") if isinstance(src, dict) else (read_checkpoint(src), src)
+    state = extract_state_dict(ckpt, name)
     if not isinstance(ckpt.get("model_config"), dict) or "img_size" not in ckpt:
-        fail(f"{src} is not a checkpoint of main.py (no model_config and img_size); pack a run's <size>_best.pth.")
+        fail(f"{name} is not a checkpoint of main.py (no model_config and img_size); pack a run's <size>_best.pth.")
     half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     check_finite(half, f"{dst} in half precision")
     packed = {"state_dict": half, "model_config": ckpt["model_config"], "img_size": ckpt["img_size"],
