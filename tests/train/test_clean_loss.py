@@ -64,9 +64,14 @@ def test_a_weight_out_of_range_is_one_sentence(value):
         check_config(TrainConfig(clean_weight=value))
 
 
-@pytest.mark.parametrize("term,flag", [("clean_region_loss", "--clean_weight"), ("near_light_loss", "--light_weight")])
-def test_the_trainer_hands_the_inputs_to_the_term(term, flag, patch_data, tmp_path, capsys, monkeypatch):
-    """(At weight 0 the criterion is called without them: test_train's two-argument stand-in for the loss runs.)"""
+@pytest.mark.parametrize(
+    "term,flag,images",
+    [("clean_region_loss", "--clean_weight", 3), ("near_light_loss", "--light_weight", 3),
+     ("lamp_core_loss", "--core_weight", 2)],
+)  # fmt: skip
+def test_the_trainer_hands_the_term_its_images(term, flag, images, patch_data, tmp_path, capsys, monkeypatch):
+    """The clean-region and near-light terms get (output, input, target), the lamp-core term (output, target).
+    (At weight 0 the criterion is called without the inputs: test_train's two-argument stand-in runs.)"""
     calls = []
     monkeypatch.setattr(losses, term, lambda *a: calls.append(a) or torch.zeros(()))
     monkeypatch.setattr(trainer, "validate", lambda *a: 20.0)  # the wiring is the question, not the score
@@ -75,20 +80,8 @@ def test_the_trainer_hands_the_inputs_to_the_term(term, flag, patch_data, tmp_pa
             flag, 0.5]  # fmt: skip
     code, _, err = run_cli(train_script, args, capsys)
     assert code == 0, err
-    (output, image, target), _ = calls  # both stages, with the batch's inputs
-    assert output.shape == image.shape == target.shape == (2, 3, 256, 256)
+    first, second = calls  # both stages
+    assert len(first) == len(second) == images
+    assert all(t.shape == (2, 3, 256, 256) for t in first)
+    assert not torch.equal(first[0], first[-1])  # an output, then the batch's target, not the output twice
     assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"][flag[2:]] == 0.5
-
-
-def test_the_trainer_prices_the_lamp_cores_with_core_weight(patch_data, tmp_path, capsys, monkeypatch):
-    calls = []
-    monkeypatch.setattr(losses, "lamp_core_loss", lambda *a: calls.append(a) or torch.zeros(()))
-    monkeypatch.setattr(trainer, "validate", lambda *a: 20.0)
-    args = ["--data_path", patch_data, "--model_path", tmp_path, "--wf", 4, "--depth", 3, "--batch_size", 2,
-            "--num_workers", 0, "--epochs", 1, "--steps_per_epoch", 1, "--no_progress", "--pretrained_path", "none",
-            "--core_weight", 0.5]  # fmt: skip
-    code, _, err = run_cli(train_script, args, capsys)
-    assert code == 0, err
-    (output, target), _ = calls  # both stages, against the batch's targets
-    assert output.shape == target.shape == (2, 3, 256, 256)
-    assert torch.load(tmp_path / "001" / "last.pth", weights_only=True)["config"]["core_weight"] == 0.5

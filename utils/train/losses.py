@@ -63,6 +63,12 @@ def clean_region_loss(output: torch.Tensor, image: torch.Tensor, target: torch.T
     return change.sum() / (clean.sum() * output.shape[1]).clamp(min=1)
 
 
+def clipped(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) float, 1 where a pixel's brightest channel reaches keep_lights' clipping level: without its
+    opening, so a single clipped pixel counts too."""
+    return (images.amax(dim=1, keepdim=True) >= (CORE_LEVEL - 0.5) / 255).float()
+
+
 # A square this many pixels around each clipped pixel: the glow and the ring a model overshoots in
 NEAR_LIGHT_RADIUS = 12
 
@@ -74,8 +80,7 @@ def near_light_loss(output: torch.Tensor, image: torch.Tensor, target: torch.Ten
     Lamps, the glow clipped around them and the ring just outside are a few hundred pixels of a patch, so the
     mean loss hardly sees them; a small model then greys the lamps and leaves dark, bluish rings where it
     removed too much. This term prices the error there on its own."""
-    # keep_lights' clipping level, without its opening: a single clipped pixel counts here too
-    cores = (image.amax(dim=1, keepdim=True) >= (CORE_LEVEL - 0.5) / 255).float()
+    cores = clipped(image)
     near = F.max_pool2d(cores, 2 * NEAR_LIGHT_RADIUS + 1, stride=1, padding=NEAR_LIGHT_RADIUS)
     error = (output - target).abs() * near
     return error.sum() / (near.sum() * output.shape[1]).clamp(min=1)
@@ -86,7 +91,7 @@ def lamp_core_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     The near-light loss prices the glow and the ring as much as the lamp, so raising it also teaches the model to
     dig harder around the lights; this term prices only a lamp left dimmer than its target, and only on the lamp."""
-    cores = (target.amax(dim=1, keepdim=True) >= (CORE_LEVEL - 0.5) / 255).float()
+    cores = clipped(target)
     dimmed = (target - output).clamp(min=0) * cores
     return dimmed.sum() / (cores.sum() * output.shape[1]).clamp(min=1)
 
